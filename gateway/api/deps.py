@@ -1,0 +1,68 @@
+"""Shared FastAPI dependencies: the gateway object and the caller's identity/role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from gateway.app import Gateway
+
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a user (by name and role) or a machine token."""
+
+    name: str
+    role: str
+    scope: str = ""  # camera-path prefix this caller may see ("" = everything)
+
+    def allows(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def sees(self, camera_path: str) -> bool:
+        return (
+            not self.scope
+            or camera_path == self.scope
+            or camera_path.startswith(self.scope.rstrip("/") + "/")
+        )
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def _authenticate(request: Request) -> Caller:
+    gw: Gateway = request.app.state.gateway
+    auth: Any = gw.part("auth")
+    if auth is None or not gw.settings.auth.enabled:
+        return Caller(name="anonymous", role="admin")
+    token = None
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    if not token:
+        token = request.cookies.get("gw_session") or request.query_params.get("access_token")
+    caller = auth.verify(token) if token else None
+    if caller is None:
+        raise HTTPException(
+            status_code=401,
+            detail="authentication required / 需要登录",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return caller
+
+
+def require(role: str = "viewer"):
+    """Dependency: the caller must be authenticated with at least ``role``."""
+
+    def dependency(request: Request) -> Caller:
+        caller = _authenticate(request)
+        if not caller.allows(role):
+            raise HTTPException(status_code=403, detail=f"requires role {role} / 权限不足")
+        return caller
+
+    return dependency

@@ -1,0 +1,24 @@
+"""``/api/v1/health``: open, for load balancers and the Docker healthcheck."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from gateway import __version__
+from gateway.api.deps import get_gateway
+from gateway.app import Gateway
+
+router = APIRouter()
+
+
+@router.get("/api/v1/health", tags=["health"])
+def health(gw: Gateway = Depends(get_gateway)) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "version": __version__,
+        "id": gw.settings.cascade.id,
+        "level": gw.settings.cascade.level,
+        "parts": sorted(gw.parts),
+    }

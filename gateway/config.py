@@ -1,0 +1,346 @@
+"""The typed settings model, loaded from YAML with environment overrides.
+
+Every field carries a title, a description and bounds, so the same models give the
+JSON schema (``gateway config-schema``) and the error messages. A bad config stops
+start-up with a :class:`ConfigError` that names the key path and the reason.
+
+Environment overrides: ``GATEWAY__SECTION__KEY=value`` (double underscores separate
+the path, values are parsed as YAML scalars), plus ``GATEWAY_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gateway.yaml"
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the key path and what to do about it."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Model):
+    host: str = Field("127.0.0.1", title="Bind address", description="Address the HTTP API binds")
+    port: int = Field(8080, ge=1, le=65535, title="HTTP port")
+    public_url: str | None = Field(
+        None, title="Public URL", description="How others reach this gateway (used in links)"
+    )
+    tls_cert: Path | None = Field(None, title="TLS certificate (PEM)")
+    tls_key: Path | None = Field(None, title="TLS private key (PEM)")
+    cors_origins: list[str] = Field(
+        default_factory=list, title="CORS origins", description="Allowed cross-origin callers"
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, title="Largest request body accepted"
+    )
+
+
+class DiscoverySettings(_Model):
+    interfaces: list[str] = Field(
+        default_factory=list,
+        title="Multicast interfaces",
+        description="Interfaces (names or IPv4 addresses) that WS-Discovery multicasts on. "
+        "Empty: no multicast at all, only unicast sweeps.",
+    )
+    ranges: list[str] = Field(
+        default_factory=list,
+        title="Unicast sweep ranges",
+        description="CIDR ranges or single addresses probed by unicast WS-Discovery",
+    )
+    interval_s: float = Field(
+        300, ge=0, le=86400, title="Re-discovery period (s)", description="0 turns it off"
+    )
+    timeout_s: float = Field(2.0, gt=0, le=60, title="Probe answer timeout (s)")
+    concurrency: int = Field(256, ge=1, le=4096, title="Probes in flight at once")
+    rate_per_s: float = Field(2000, gt=0, le=100000, title="Probes sent per second at most")
+    port: int = Field(3702, ge=1, le=65535, title="WS-Discovery port")
+    auto_add: bool = Field(False, title="Add discovered cameras to the registry automatically")
+    username: str | None = Field(None, title="Default ONVIF user for discovered cameras")
+    password: SecretStr | None = Field(None, title="Default ONVIF password")
+
+
+class MotionSettings(_Model):
+    enabled: bool = Field(True, title="Motion detection on")
+    stream: Literal["sub", "main"] = Field("sub", title="Stream analysed")
+    fps: float = Field(5.0, gt=0, le=30, title="Analysis frames per second")
+    sensitivity: float = Field(0.5, ge=0, le=1, title="Sensitivity (0 low … 1 high)")
+    min_area: float = Field(
+        0.002, ge=0, le=1, title="Minimum area", description="Fraction of the picture"
+    )
+    zones: dict[str, list[tuple[float, float]]] = Field(
+        default_factory=dict,
+        title="Detection zones",
+        description="Name → polygon of (x, y) in 0..1 picture coordinates. Empty: whole picture",
+    )
+    masks: list[list[tuple[float, float]]] = Field(
+        default_factory=list, title="Masks", description="Polygons ignored by the detector"
+    )
+    start_after_s: float = Field(0.3, ge=0, le=30, title="Motion must last this long to start")
+    end_after_s: float = Field(3.0, ge=0, le=300, title="Quiet time that ends an event")
+    min_duration_s: float = Field(0.0, ge=0, le=300, title="Shortest event reported")
+    cooldown_s: float = Field(2.0, ge=0, le=3600, title="Pause after an event ends")
+
+
+class RecordingSettings(_Model):
+    mode: Literal["off", "continuous", "events", "both"] = Field("off", title="Recording mode")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false.
+        return "off" if value is False else value
+
+    stream: Literal["main", "sub"] = Field("main", title="Stream recorded")
+    segment_s: float = Field(60, ge=2, le=3600, title="Segment length (s)")
+    pre_s: float = Field(5, ge=0, le=120, title="Pre-roll for event recording (s)")
+    post_s: float = Field(10, ge=0, le=600, title="Post-roll for event recording (s)")
+
+
+class OnvifEndpoint(_Model):
+    host: str = Field(title="ONVIF host")
+    port: int = Field(80, ge=1, le=65535, title="ONVIF port")
+    username: str | None = Field(None, title="ONVIF user")
+    password: SecretStr | None = Field(None, title="ONVIF password")
+
+
+class CameraConfig(_Model):
+    id: Id = Field(title="Camera id", description="Unique at this gateway, e.g. cam-01")
+    name: str = Field("", title="Display name")
+    onvif: OnvifEndpoint | None = Field(None, title="ONVIF endpoint")
+    rtsp_url: SecretStr | None = Field(None, title="Main stream RTSP URL (no ONVIF)")
+    sub_rtsp_url: SecretStr | None = Field(None, title="Sub-stream RTSP URL (no ONVIF)")
+    location: str = Field("", title="Location", description="Free text, e.g. 村口路口")
+    division: str = Field("", title="Administrative division")
+    enabled: bool = Field(True, title="Enabled")
+    motion: MotionSettings | None = Field(None, title="Motion settings (default if absent)")
+    recording: RecordingSettings | None = Field(None, title="Recording policy")
+
+
+class StreamSettings(_Model):
+    transport: Literal["tcp", "udp"] = Field("tcp", title="RTSP transport")
+    open_timeout_s: float = Field(5, gt=0, le=60, title="RTSP open timeout (s)")
+    read_timeout_s: float = Field(5, gt=0, le=60, title="RTSP read timeout (s)")
+    stall_timeout_s: float = Field(
+        4, gt=0, le=120, title="Watchdog", description="Reconnect when no packet for this long"
+    )
+    linger_s: float = Field(
+        10, ge=0, le=3600, title="Keep the ingest this long after the last consumer leaves"
+    )
+    backoff_initial_s: float = Field(0.5, gt=0, le=10, title="First reconnect delay (s)")
+    backoff_max_s: float = Field(10, gt=0, le=300, title="Longest reconnect delay (s)")
+    subscriber_buffer: int = Field(
+        240, ge=8, le=10000, title="Access units buffered per subscriber before dropping"
+    )
+
+
+class IceServer(_Model):
+    urls: list[str] = Field(title="STUN/TURN URLs")
+    username: str | None = Field(None, title="TURN user")
+    credential: SecretStr | None = Field(None, title="TURN credential")
+
+
+class RelaySettings(_Model):
+    ice_servers: list[IceServer] = Field(default_factory=list, title="ICE servers")
+    interfaces: list[str] = Field(
+        default_factory=list,
+        title="Host-candidate interfaces",
+        description="Addresses offered as host candidates; empty: all",
+    )
+    session_timeout_s: float = Field(
+        30, gt=0, le=3600, title="Tear down a viewer after this long without ICE consent"
+    )
+    low_width: int = Field(640, ge=64, le=3840, title="Low variant width")
+    low_height: int = Field(360, ge=64, le=2160, title="Low variant height")
+    low_bitrate_kbps: int = Field(500, ge=50, le=20000, title="Low variant bitrate (kbit/s)")
+    transcode_bitrate_kbps: int = Field(
+        3000, ge=100, le=50000, title="Bitrate of transcoded full-size H.264 (kbit/s)"
+    )
+
+
+class RetentionSettings(_Model):
+    continuous_days: float = Field(7, ge=0, le=3650, title="Keep continuous footage (days)")
+    event_days: float = Field(30, ge=0, le=3650, title="Keep event footage (days)")
+    max_usage_percent: float = Field(90, gt=0, le=100, title="Disk usage that triggers eviction")
+    min_free_mb: float = Field(1024, ge=0, le=10_000_000, title="Free space kept (MB)")
+    check_interval_s: float = Field(30, gt=0, le=3600, title="Retention check period (s)")
+
+
+class ParentSettings(_Model):
+    url: str = Field(title="Parent URL", description="e.g. https://town.example:8443")
+    token: SecretStr = Field(title="Token issued by the parent (gateway children add)")
+    tls_fingerprint: str | None = Field(
+        None, title="Pinned SHA-256 fingerprint of the parent's certificate"
+    )
+
+
+class CascadeSettings(_Model):
+    level: Literal["city", "county", "town", "village", "site"] = Field(
+        "site", title="Level in the tree"
+    )
+    id: Id = Field("gateway", title="This gateway's id", description="One path element")
+    name: str = Field("", title="Display name, e.g. 城关镇")
+    parent: ParentSettings | None = Field(None, title="Parent platform (上级平台)")
+    heartbeat_s: float = Field(2, gt=0, le=300, title="Heartbeat period (s)")
+    offline_after_s: float = Field(6, gt=0, le=3600, title="Child offline after this silence")
+
+
+class LinkageMatch(_Model):
+    camera: str = Field(
+        "*", title="Camera or subtree", description="Path, path prefix ending in /*, or *"
+    )
+    type: str = Field("motion", title="Event type")
+    zone: str | None = Field(None, title="Zone name")
+
+
+class LinkageRule(_Model):
+    name: str = Field(title="Rule (预案) name")
+    match: LinkageMatch = Field(default_factory=LinkageMatch, title="When")
+    cameras: list[str] = Field(min_length=1, title="Linked cameras (paths)")
+    wall: bool = Field(True, title="Show the group on the video wall")
+    record_s: float = Field(60, ge=0, le=86400, title="Record the group this long (s)")
+    report: bool = Field(True, title="Report the linkage upward")
+
+
+class AuthSettings(_Model):
+    enabled: bool = Field(True, title="Authentication required")
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 86400, title="Session lifetime (s)")
+    login_attempts_per_min: int = Field(10, ge=1, le=1000, title="Login attempts per minute")
+
+
+class MqttSettings(_Model):
+    host: str | None = Field(None, title="Broker host (unset: no MQTT)")
+    port: int = Field(1883, ge=1, le=65535, title="Broker port")
+    username: str | None = Field(None, title="Broker user")
+    password: SecretStr | None = Field(None, title="Broker password")
+    topic_prefix: str = Field("gateway", title="Topic prefix")
+
+
+class LogSettings(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Log level")
+    json_format: bool = Field(False, alias="json", title="JSON log lines")
+
+
+class Settings(_Model):
+    """The whole gateway configuration."""
+
+    data_dir: Path = Field(Path("data"), title="Data directory (database, secrets, recordings)")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    cameras: list[CameraConfig] = Field(default_factory=list, title="Static cameras")
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings, title="Motion defaults")
+    recording: RecordingSettings = Field(
+        default_factory=RecordingSettings, title="Recording defaults"
+    )
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    cascade: CascadeSettings = Field(default_factory=CascadeSettings)
+    linkage: list[LinkageRule] = Field(default_factory=list, title="Linkage rules (预案)")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    logging: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, cams: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for cam in cams:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} appears twice")
+            seen.add(cam.id)
+        return cams
+
+    def camera_motion(self, cam: CameraConfig) -> MotionSettings:
+        return cam.motion or self.motion
+
+    def camera_recording(self, cam: CameraConfig) -> RecordingSettings:
+        return cam.recording or self.recording
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def apply_env(tree: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Overlay ``GATEWAY__A__B=value`` variables (and ``GATEWAY_DATA_DIR``) onto a raw tree."""
+    for name, raw in sorted(env.items()):
+        if name == "GATEWAY_DATA_DIR":
+            tree["data_dir"] = raw
+            continue
+        if not name.startswith("GATEWAY__"):
+            continue
+        path = [p.lower() for p in name[len("GATEWAY__") :].split("__") if p]
+        if not path or not all(re.fullmatch(r"[a-z0-9_]+", p) for p in path):
+            raise ConfigError(f"environment variable {name}: not a valid key path")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, path, value)
+    return tree
+
+
+def parse_settings(tree: Any, source: str = "config") -> Settings:
+    """Validate a raw tree; raise :class:`ConfigError` naming each bad key path."""
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"invalid configuration in {source}: the top level must be a mapping")
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+) -> Settings:
+    """Load the YAML at ``path`` (or ``GATEWAY_CONFIG``, or the embedded default)."""
+    env = dict(os.environ) if env is None else env
+    chosen = path or env.get("GATEWAY_CONFIG")
+    file = Path(chosen) if chosen else DEFAULT_CONFIG
+    tree: Any = {}
+    if file.exists():
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read config {file}: {err.strerror}") from None
+        try:
+            tree = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config {file} is not valid YAML: {err}") from None
+    elif chosen:
+        raise ConfigError(f"config file {file} does not exist")
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"invalid configuration in {file}: the top level must be a mapping")
+    apply_env(tree, env)
+    return parse_settings(tree, str(file))

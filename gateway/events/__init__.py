@@ -1,0 +1,1 @@
+"""The event bus, linkage rules and notifiers (SSE, webhook, MQTT, uplink)."""

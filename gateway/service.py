@@ -1,0 +1,48 @@
+"""Run a gateway under uvicorn (the ``run`` verb), with clean SIGTERM handling."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from gateway.config import Settings
+from gateway.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings) -> int:
+    """Build the gateway and its HTTP app, and serve until SIGINT/SIGTERM."""
+    import onvif  # noqa: F401  - it reconfigures root logging on import; ours comes after
+
+    setup_logging(settings.logging.level, settings.logging.json_format)
+    from gateway.api.server import create_app
+    from gateway.app import Gateway
+
+    gw = Gateway(settings)
+    app = create_app(gw)
+    ssl = {}
+    if settings.server.tls_cert and settings.server.tls_key:
+        ssl = {
+            "ssl_certfile": str(settings.server.tls_cert),
+            "ssl_keyfile": str(settings.server.tls_key),
+        }
+    log.info(
+        "gateway %s (%s) listening on %s:%s",
+        settings.cascade.id,
+        settings.cascade.level,
+        settings.server.host,
+        settings.server.port,
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        **ssl,
+    )
+    uvicorn.Server(config).run()
+    return 0

@@ -1,0 +1,1 @@
+"""Ingest (RTSP → access units), the per-camera-stream hub, and transcoding."""

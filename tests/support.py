@@ -1,0 +1,166 @@
+"""Helpers for tests that run real gateway and simulator processes on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "test-admin-pw"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError as err:
+            last = err
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+class Proc:
+    """A child process whose stderr goes to a log file kept for the test report."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    def read_json_line(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The first stdout line that parses as a JSON object."""
+        assert self.popen.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.popen.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"process exited {self.popen.returncode}: {self.tail()}")
+            if sel.select(0.2):
+                line = self.popen.stdout.readline()
+                if line.strip().startswith(b"{"):
+                    return json.loads(line)
+        raise TimeoutError(f"no JSON line within {timeout}s: {self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self._log.close()
+        return self.popen.returncode
+
+
+class SimProcess(Proc):
+    """``gateway sim`` in a child process; ``info`` is its ready line."""
+
+    def __init__(self, tmp: Path, *args: str, name: str = "sim") -> None:
+        super().__init__([sys.executable, "-m", "gateway", "sim", *args], tmp / f"{name}.log")
+        self.info = self.read_json_line()
+        self.cameras: list[dict[str, Any]] = self.info["cameras"]
+        self.control: str = self.info["control"]
+
+    def fault(self, camera_id: str, mode: str) -> None:
+        httpx.post(f"{self.control}/cameras/{camera_id}/fault", json={"mode": mode}, timeout=5)
+
+    def motion(self, camera_id: str, on: bool) -> None:
+        httpx.post(f"{self.control}/cameras/{camera_id}/motion", json={"on": on}, timeout=5)
+
+
+class GatewayProcess(Proc):
+    """``gateway run`` in a child process with its own data dir and port."""
+
+    def __init__(
+        self, tmp: Path, config: dict[str, Any] | None = None, name: str = "gw", **env: str
+    ) -> None:
+        self.port = free_port()
+        self.data_dir = tmp / f"{name}-data"
+        cfg = dict(config or {})
+        cfg.setdefault("server", {})
+        cfg["server"] = {"host": "127.0.0.1", "port": self.port, **cfg["server"]}
+        cfg_path = tmp / f"{name}.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "gateway", "run", "--config", str(cfg_path)],
+            tmp / f"{name}.log",
+            env={
+                "GATEWAY_DATA_DIR": str(self.data_dir),
+                "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                **env,
+            },
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.popen.returncode}: {self.tail()}")
+            try:
+                httpx.get(self.base_url + "/api/v1/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gateway did not start: {self.tail()}") from None
+                time.sleep(0.1)
+        self.token = login(self.base_url)
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
+            timeout=30,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        return super().stop(sig, timeout)
+
+
+def login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> str | None:
+    """A bearer token for the admin, or None when the gateway has no auth yet."""
+    r = httpx.post(
+        base_url + "/api/v1/auth/token",
+        json={"username": username, "password": password},
+        timeout=10,
+    )
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    return r.json()["access_token"]
