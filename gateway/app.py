@@ -79,7 +79,9 @@ def _factories() -> list[tuple[str, Any]]:
 
     Kept as a list of imports inside a function so each part registers in one line.
     """
-    factories: list[tuple[str, Any]] = []
+    from gateway.auth.service import build as build_auth
+
+    factories: list[tuple[str, Any]] = [("auth", build_auth)]
     # Parts add themselves here, in dependency order:
     #   auth, registry, streams, relay, motion, recorder, linkage, cascade, discovery, mqtt
     return factories

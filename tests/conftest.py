@@ -28,8 +28,10 @@ def gateway_factory(tmp_path: Path) -> Iterator:
     """Start ``gateway run`` processes; all are stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(config: dict | None = None, name: str = "gw", **env: str) -> GatewayProcess:
-        proc = GatewayProcess(tmp_path, config, name=name, **env)
+    def start(
+        config: dict | None = None, name: str = "gw", login_as_admin: bool = True, **env: str
+    ) -> GatewayProcess:
+        proc = GatewayProcess(tmp_path, config, name=name, login_as_admin=login_as_admin, **env)
         started.append(proc)
         return proc
 

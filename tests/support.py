@@ -109,7 +109,12 @@ class GatewayProcess(Proc):
     """``gateway run`` in a child process with its own data dir and port."""
 
     def __init__(
-        self, tmp: Path, config: dict[str, Any] | None = None, name: str = "gw", **env: str
+        self,
+        tmp: Path,
+        config: dict[str, Any] | None = None,
+        name: str = "gw",
+        login_as_admin: bool = True,
+        **env: str,
     ) -> None:
         self.port = free_port()
         self.data_dir = tmp / f"{name}-data"
@@ -139,7 +144,7 @@ class GatewayProcess(Proc):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"gateway did not start: {self.tail()}") from None
                 time.sleep(0.1)
-        self.token = login(self.base_url)
+        self.token = login(self.base_url) if login_as_admin else None
         self.client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.token}"} if self.token else {},

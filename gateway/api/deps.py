@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request
 
 from gateway.app import Gateway
+from gateway.auth.model import ROLES, Caller
 
-ROLES = ("viewer", "operator", "admin")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: a user (by name and role) or a machine token."""
-
-    name: str
-    role: str
-    scope: str = ""  # camera-path prefix this caller may see ("" = everything)
-
-    def allows(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
-
-    def sees(self, camera_path: str) -> bool:
-        return (
-            not self.scope
-            or camera_path == self.scope
-            or camera_path.startswith(self.scope.rstrip("/") + "/")
-        )
+__all__ = ["ROLES", "Caller", "get_gateway", "require"]
 
 
 def get_gateway(request: Request) -> Gateway:

@@ -21,9 +21,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def _routers() -> list:
     """Every router, one line each."""
-    from gateway.api import health
+    from gateway.api import auth, health
 
-    routers = [health.router]
+    routers = [health.router, auth.router]
     return routers
 
 
