@@ -9,10 +9,12 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway import __version__
+from gateway.api.limits import BodyLimitMiddleware
 from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
@@ -21,9 +23,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def _routers() -> list:
     """Every router, one line each."""
-    from gateway.api import auth, health
+    from gateway.api import auth, health, metrics
 
-    routers = [health.router, auth.router]
+    routers = [health.router, auth.router, metrics.router]
     return routers
 
 
@@ -61,6 +63,19 @@ def create_app(gw: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
 
     for router in _routers():
         app.include_router(router)
+    if gw.settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=gw.settings.server.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-Match"],
+            expose_headers=["Location", "ETag", "Link"],
+        )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=gw.settings.server.max_body_bytes,
+        exempt=("/api/v1/cascade/",),
+    )
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app

@@ -1,0 +1,69 @@
+"""``/metrics``: Prometheus exposition of every part's figures (bearer token required)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from gateway.api.deps import Caller, get_gateway, require
+from gateway.app import Gateway
+from gateway.metrics import Sample, render
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["operations"])
+_STARTED = time.time()
+
+
+def _core(gw: Gateway) -> Iterator[Sample]:
+    yield Sample("up", 1, {"id": gw.settings.cascade.id, "level": gw.settings.cascade.level})
+    yield Sample("uptime_seconds", time.time() - _STARTED, help="Seconds since start")
+    yield Sample(
+        "events_published_total", gw.bus.published, help="Events published", type="counter"
+    )
+    yield Sample(
+        "event_listener_errors_total",
+        gw.bus.listener_errors,
+        help="Event listeners that raised",
+        type="counter",
+    )
+    try:
+        usage = shutil.disk_usage(gw.data_dir)
+        yield Sample("disk_total_bytes", usage.total, help="Data filesystem size")
+        yield Sample("disk_free_bytes", usage.free, help="Data filesystem free space")
+        yield Sample(
+            "disk_usage_ratio", (usage.total - usage.free) / max(usage.total, 1), help="Used"
+        )
+    except OSError:
+        pass
+    auth = gw.part("auth")
+    if auth is not None:
+        yield Sample(
+            "login_failures_total", auth.failed_logins, help="Refused logins", type="counter"
+        )
+
+
+def collect(gw: Gateway) -> Iterator[Sample]:
+    yield from _core(gw)
+    for name, part in gw.parts.items():
+        metrics = getattr(part, "metrics", None)
+        if metrics is None:
+            continue
+        try:
+            yield from metrics()
+        except Exception:
+            log.exception("metrics of part %s failed", name)
+            yield Sample("metrics_errors", 1, {"part": name})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(
+    _: Caller = Depends(require("viewer")), gw: Gateway = Depends(get_gateway)
+) -> PlainTextResponse:
+    return PlainTextResponse(
+        render(collect(gw)), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
