@@ -1,0 +1,1 @@
+"""The ONVIF world: WS-Discovery, the ONVIF client and the camera registry."""
