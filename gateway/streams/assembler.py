@@ -1,0 +1,115 @@
+"""Demuxed packets → whole access units, Annex B, parameter sets before keyframes.
+
+Some RTSP servers split one picture over several packets sharing a timestamp
+(parameter sets, SEI and each slice apart). Muxers fail on repeated dts and WebRTC
+needs whole pictures, so those pieces are merged here.
+
+Waiting for the next packet to learn that a picture is complete would add a whole
+frame interval of latency to every camera. So the assembler starts in *direct* mode:
+NAL units without picture data (SPS, PPS, SEI, AUD) are held and prefixed to the next
+picture, and a packet with picture data is emitted at once. The first time a second
+packet with picture data arrives with the timestamp just emitted (a picture split
+into slices), the assembler switches to *merge* mode for good: it holds the picture
+until a packet with another timestamp arrives. The fragment that revealed the split
+is dropped (counted in ``split_dropped``); this costs one picture once per camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.streams.nal import (
+    ParameterSets,
+    avcc_to_annexb,
+    is_annexb,
+    is_irap,
+    is_vcl,
+    looks_avcc,
+    nal_type,
+    split_annexb,
+)
+
+
+@dataclass(slots=True)
+class Unit:
+    """One assembled access unit, before it becomes an AccessUnit."""
+
+    data: bytes
+    pts: int
+    dts: int | None
+    keyframe: bool
+
+
+class AccessUnitAssembler:
+    """Turns the packets of one stream into access units (see the module docstring)."""
+
+    def __init__(self, codec: str, extradata: bytes = b"", *, merge: bool = False) -> None:
+        self.codec = codec
+        self.nal_codec = codec in ("h264", "hevc")
+        self.merge = merge
+        self.params = ParameterSets(codec, extradata)
+        self.split_dropped = 0
+        self.merged = 0
+        self.converted = 0
+        self._prefix: list[bytes] = []  # non-picture data waiting for its picture
+        self._pending: Unit | None = None  # merge mode: picture waiting for its end
+        self._last_ts: tuple[int, int | None] | None = None
+
+    def push(self, data: bytes, pts: int, dts: int | None, keyframe: bool) -> list[Unit]:
+        """Feed one packet; return the access units it completes (zero, one or two)."""
+        if not data:
+            return []
+        if self.nal_codec and not is_annexb(data) and looks_avcc(data):
+            data = avcc_to_annexb(data)
+            self.converted += 1
+        if not self.nal_codec:
+            return [self._finish(Unit(data, pts, dts, keyframe))]
+        has_vcl, irap = self._scan(data)
+        keyframe = keyframe or irap
+        if self.merge:
+            return self._push_merge(data, pts, dts, keyframe)
+        if not has_vcl:
+            self._prefix.append(data)
+            return []
+        if self._last_ts == (pts, dts):
+            self.merge = True
+            self.split_dropped += 1
+            self._prefix.clear()
+            return []
+        self._last_ts = (pts, dts)
+        if self._prefix:
+            data = b"".join([*self._prefix, data])
+            self._prefix.clear()
+        return [self._finish(Unit(data, pts, dts, keyframe))]
+
+    def flush(self) -> list[Unit]:
+        """The held picture at the end of a session (merge mode), if any."""
+        out: list[Unit] = []
+        if self._pending is not None:
+            out.append(self._finish(self._pending))
+            self._pending = None
+        self._prefix.clear()
+        return out
+
+    def _push_merge(self, data: bytes, pts: int, dts: int | None, keyframe: bool) -> list[Unit]:
+        pending = self._pending
+        if pending is not None and (pending.pts, pending.dts) == (pts, dts):
+            pending.data += data
+            pending.keyframe = pending.keyframe or keyframe
+            self.merged += 1
+            return []
+        self._pending = Unit(data, pts, dts, keyframe)
+        return [self._finish(pending)] if pending is not None else []
+
+    def _scan(self, data: bytes) -> tuple[bool, bool]:
+        has_vcl = irap = False
+        for nal in split_annexb(data):
+            t = nal_type(self.codec, nal)
+            if is_vcl(self.codec, t):
+                has_vcl = True
+                irap = irap or is_irap(self.codec, t)
+        return has_vcl, irap
+
+    def _finish(self, unit: Unit) -> Unit:
+        unit.data = self.params.fix(unit.data, unit.keyframe)
+        return unit
