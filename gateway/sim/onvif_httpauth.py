@@ -1,0 +1,93 @@
+"""HTTP Basic and Digest (RFC 7616, MD5, qop=auth) checks for the simulated camera.
+
+Nonces are stateless: a timestamp plus an HMAC of it under a per-process key,
+so any nonce this process issued in the last few minutes verifies, and a forged
+or stale one does not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import time
+
+REALM = "gateway-sim"
+NONCE_LIFETIME_S = 300.0
+_KEY = os.urandom(32)
+_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _nonce(now: float | None = None) -> str:
+    stamp = f"{now if now is not None else time.time():.3f}"
+    mac = hmac.new(_KEY, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+    return base64.b64encode(f"{stamp}:{mac}".encode()).decode()
+
+
+def _nonce_ok(nonce: str) -> bool:
+    try:
+        stamp, _, mac = base64.b64decode(nonce, validate=True).decode().partition(":")
+        issued = float(stamp)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    good = hmac.new(_KEY, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.compare_digest(mac, good) and 0 <= time.time() - issued <= NONCE_LIFETIME_S
+
+
+def challenge(basic: bool = False) -> dict[str, str | list[str]]:
+    """``WWW-Authenticate`` for a 401: Digest first, then Basic when it is offered."""
+    values = [f'Digest realm="{REALM}", qop="auth", nonce="{_nonce()}", algorithm=MD5']
+    if basic:
+        values.append(f'Basic realm="{REALM}"')
+    return {"WWW-Authenticate": values}
+
+
+def check(
+    authorization: str | None,
+    method: str,
+    username: str,
+    password: str,
+    allow_basic: bool = False,
+) -> bool:
+    """Whether an ``Authorization`` header proves ``username``/``password``."""
+    if not authorization:
+        return False
+    scheme, _, rest = authorization.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "basic" and allow_basic:
+        try:
+            user, sep, pw = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return bool(sep) and _same(user, username) & _same(pw, password)
+    if scheme != "digest":
+        return False
+    params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
+    if params.get("algorithm", "MD5").upper() != "MD5" or not _nonce_ok(params.get("nonce", "")):
+        return False
+    ha1 = _md5(f"{username}:{params.get('realm', '')}:{password}")
+    ha2 = _md5(f"{method}:{params.get('uri', '')}")
+    if params.get("qop"):
+        if params["qop"] != "auth":
+            return False
+        material = ":".join(
+            (ha1, params["nonce"], params.get("nc", ""), params.get("cnonce", ""), "auth", ha2)
+        )
+    else:
+        material = f"{ha1}:{params['nonce']}:{ha2}"
+    return (
+        _same(params.get("username", ""), username)
+        & _same(params.get("response", ""), _md5(material))
+        & (params.get("realm") == REALM)
+    )
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
