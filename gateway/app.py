@@ -84,6 +84,9 @@ def _factories() -> list[tuple[str, Any]]:
     factories: list[tuple[str, Any]] = [("auth", build_auth)]
     # Parts add themselves here, in dependency order:
     #   auth, registry, streams, relay, motion, recorder, linkage, cascade, discovery, mqtt
+    from gateway.relay.sessions import build as build_relay
+
+    factories.append(("relay", build_relay))  # after streams; it leases hubs per viewer
     from gateway.events.mqtt import build as build_mqtt
 
     factories.append(("mqtt", build_mqtt))  # last: it only listens to the bus

@@ -167,6 +167,30 @@ class RelaySettings(_Model):
     transcode_bitrate_kbps: int = Field(
         3000, ge=100, le=50000, title="Bitrate of transcoded full-size H.264 (kbit/s)"
     )
+    max_sessions: int = Field(
+        256, ge=1, le=10000, title="Most WHEP viewers at once", description="Beyond: HTTP 503"
+    )
+    source_wait_s: float = Field(
+        4,
+        gt=0,
+        le=60,
+        title="Wait for video before answering (s)",
+        description="How long a new viewer waits for the camera's first keyframe before "
+        "getting HTTP 503 (camera offline)",
+    )
+    burst_mbps: float = Field(
+        32,
+        gt=0,
+        le=10000,
+        title="Start-up burst rate (Mbit/s)",
+        description="Pace of the cached GOP sent to a new viewer",
+    )
+    resolve_mdns: bool = Field(
+        False,
+        title="Resolve viewers' mDNS (.local) candidates",
+        description="Off: such candidates are dropped (resolving them multicasts); "
+        "browsers still connect through peer-reflexive candidates",
+    )
 
 
 class RetentionSettings(_Model):
@@ -211,6 +235,9 @@ class LinkageRule(_Model):
     wall: bool = Field(True, title="Show the group on the video wall")
     record_s: float = Field(60, ge=0, le=86400, title="Record the group this long (s)")
     report: bool = Field(True, title="Report the linkage upward")
+    cooldown_s: float = Field(
+        30, ge=0, le=86400, title="Cooldown (s)", description="Fire a rule at most once per period"
+    )
 
 
 class AuthSettings(_Model):

@@ -1,0 +1,405 @@
+"""The relay part (``gw.relay``): the WHEP session table, limits, teardown, counters.
+
+A session is one viewer: an aiortc peer connection whose only track passes one
+hub's access units through. The hub comes from the stream manager
+(``gw.streams.acquire``): the camera's main stream when browsers can take it as it
+is, else its transcoded ``h264`` variant, or the ``low`` variant when asked for.
+
+Sessions end when the viewer DELETEs them, when the peer connection fails or
+closes, when the stream ends, when ICE never connects, or when nothing has come
+back from the viewer (RTCP, STUN consent) for ``relay.session_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.sdp import candidate_from_sdp
+
+from gateway.relay import ice, whep
+from gateway.relay.track import PassthroughTrack
+from gateway.streams.hub import Hub
+
+log = logging.getLogger(__name__)
+
+VARIANTS = (None, "low", "h264")
+WATCH_PERIOD_S = 1.0
+
+
+class RelayError(Exception):
+    """A request the relay cannot serve; ``status`` is the HTTP status to answer."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CameraNotFound(RelayError):
+    status = 404
+
+
+class CameraUnavailable(RelayError):
+    status = 503
+
+
+class TooManySessions(RelayError):
+    status = 503
+
+
+@dataclass(eq=False)
+class Session:
+    """One viewer."""
+
+    id: str
+    camera_id: str
+    variant: str | None
+    pc: RTCPeerConnection
+    track: PassthroughTrack
+    lease: Any
+    caller: str
+    etag: str
+    remote_ufrag: str
+    created: float = field(default_factory=time.monotonic)
+    connected_at: float | None = None
+    rx_packets: int = 0
+    rx_seen_at: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    close_reason: str = ""
+
+    def public(self) -> dict[str, Any]:
+        t = self.track
+        sub = t.subscription
+        return {
+            "id": self.id,
+            "camera": self.camera_id,
+            "variant": self.variant or "main",
+            "state": self.pc.connectionState,
+            "age_s": round(time.monotonic() - self.created, 1),
+            "units_sent": t.units_sent,
+            "bytes_sent": t.bytes_sent,
+            "dropped": sub.dropped,
+            "first_unit_after_s": (
+                round(t.first_sent_at - self.created, 3) if t.first_sent_at else None
+            ),
+        }
+
+
+class Relay:
+    """WHEP sessions of this gateway."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.settings = gw.settings.relay
+        self.sessions: dict[str, Session] = {}
+        self.opened = 0
+        self.rejected: Counter[str] = Counter()
+        self.closed: Counter[str] = Counter()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[bool]] = set()
+        self._addresses = (
+            ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
+        )
+        ice.install()
+
+    # -- part lifecycle ------------------------------------------------------------
+    async def start(self) -> None:
+        self._watch_task = asyncio.create_task(self._watch(), name="relay-watchdog")
+        log.info(
+            "relay ready: host candidates from %s",
+            ", ".join(self._addresses) if self._addresses else "all interfaces",
+        )
+
+    async def stop(self) -> None:
+        if self._watch_task:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        await asyncio.gather(
+            *(self.close(s.id, "gateway stopping") for s in list(self.sessions.values())),
+            return_exceptions=True,
+        )
+
+    # -- sessions --------------------------------------------------------------------
+    def ice_servers(self) -> list[RTCIceServer]:
+        return [
+            RTCIceServer(
+                urls=s.urls,
+                username=s.username,
+                credential=s.credential.get_secret_value() if s.credential else None,
+            )
+            for s in self.settings.ice_servers
+        ]
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    async def open(
+        self, camera_id: str, offer_sdp: str, *, variant: str | None = None, caller: str = ""
+    ) -> tuple[Session, str]:
+        """Answer a viewer's offer: the new session and the SDP answer.
+
+        Raises :class:`whep.OfferError` (400), :class:`CameraNotFound` (404) or
+        :class:`CameraUnavailable` / :class:`TooManySessions` (503).
+        """
+        if variant not in VARIANTS:
+            raise whep.OfferError(f"unknown variant {variant!r}; use low")
+        if len(self.sessions) >= self.settings.max_sessions:
+            self.rejected["limit"] += 1
+            raise TooManySessions(
+                f"too many viewers ({self.settings.max_sessions}) / 观看人数已满", retry_after=5
+            )
+        # Check the offer before touching the camera: a bad offer must not start an ingest.
+        whep.parse_offer(offer_sdp)
+        sid = secrets.token_urlsafe(12)
+        lease, first, variant = await self._source(camera_id, variant, sid)
+        hub: Hub = lease.hub
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
+        track = PassthroughTrack(
+            hub.subscribe(f"whep:{sid}", maxsize=self.gw.settings.streams.subscriber_buffer),
+            camera_id,
+            burst_bytes_per_s=self.settings.burst_mbps * 125_000,
+        )
+        try:
+            answer = await whep.answer(
+                pc,
+                track,
+                offer_sdp,
+                source_plid=whep.profile_level_id_from_annexb(first),
+                addresses=self._addresses,
+                resolve_mdns=self.settings.resolve_mdns,
+                camera_id=camera_id,
+            )
+        except BaseException:
+            track.stop()
+            lease.release()
+            await pc.close()
+            self.rejected["offer"] += 1
+            raise
+        desc, _ = whep.parse_offer(offer_sdp)
+        video = next(m for m in desc.media if m.kind == "video")
+        session = Session(
+            id=sid,
+            camera_id=camera_id,
+            variant=variant,
+            pc=pc,
+            track=track,
+            lease=lease,
+            caller=caller,
+            etag=f'"{secrets.token_hex(8)}"',
+            remote_ufrag=video.ice.usernameFragment if video.ice else "",
+        )
+        self.sessions[sid] = session
+        self.opened += 1
+        pc.on("connectionstatechange", lambda: self._on_state(session))
+        track.on("ended", lambda: self._close_soon(session, "stream ended"))
+        log.info("%s: viewer %s opened (%s, %s)", camera_id, sid, session.variant or "main", caller)
+        return session, answer
+
+    async def _source(
+        self, camera_id: str, variant: str | None, sid: str
+    ) -> tuple[Any, bytes, str | None]:
+        """Lease the hub this viewer gets and wait for its first keyframe.
+
+        Returns the lease, that keyframe, and the variant actually used.
+        """
+        streams = self.gw.part("streams")
+        if streams is None:
+            raise CameraUnavailable("live video is not available: no stream manager")
+        lease = self._acquire(streams, camera_id, variant, sid)
+        try:
+            first = await self._wait_keyframe(camera_id, lease.hub)
+            info = lease.hub.info
+            if variant is None and info is not None and not info.passthrough_ok:
+                # H.265, MJPEG or B-frames: browsers get the shared transcode instead.
+                # Take the transcode before letting go of the source, so the ingest
+                # does not stop in between.
+                log.info("%s: %s source, viewer gets the h264 transcode", camera_id, info.codec)
+                main, variant, lease = lease, "h264", None
+                try:
+                    lease = self._acquire(streams, camera_id, variant, sid)
+                finally:
+                    main.release()
+                first = await self._wait_keyframe(camera_id, lease.hub)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        return lease, first, variant
+
+    def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
+        try:
+            return streams.acquire(camera_id, "main", variant=variant, consumer=f"whep:{sid}")
+        except KeyError:  # UnknownCamera is a KeyError
+            self.rejected["unknown"] += 1
+            raise CameraNotFound(f"unknown camera {camera_id!r} / 未知摄像机") from None
+        except (ValueError, RuntimeError) as err:
+            self.rejected["unavailable"] += 1
+            raise CameraUnavailable(f"camera {camera_id}: {err}", retry_after=2) from None
+
+    async def _wait_keyframe(self, camera_id: str, hub: Hub) -> bytes:
+        """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
+        deadline = time.monotonic() + self.settings.source_wait_s
+        while True:
+            gop = hub.gop
+            fresh = hub.last_wallclock and time.time() - hub.last_wallclock < 3.0
+            if gop and gop[0].keyframe and fresh:
+                return gop[0].data
+            if hub.closed or time.monotonic() >= deadline:
+                self.rejected["offline"] += 1
+                raise CameraUnavailable(
+                    f"camera {camera_id} is offline: {self._offline_reason(camera_id)}"
+                    " / 摄像机离线",
+                    retry_after=1,
+                )
+            await asyncio.sleep(0.05)
+
+    def _offline_reason(self, camera_id: str) -> str:
+        registry = self.gw.part("registry")
+        cam = None
+        if registry is not None:
+            with contextlib.suppress(Exception):
+                cam = registry.get(camera_id)
+        status = getattr(cam, "status", None)
+        reason = getattr(cam, "reason", "") or getattr(cam, "status_reason", "")
+        if status and status != "online":
+            return f"{status}{': ' + reason if reason else ''}"
+        return f"no video within {self.settings.source_wait_s:g} s"
+
+    async def add_candidates(self, session: Session, frag: str) -> None:
+        """Trickle ICE (PATCH): add the viewer's late candidates."""
+        ufrag, _pwd, candidates, end = whep.parse_sdpfrag(frag)
+        if ufrag and ufrag != session.remote_ufrag:
+            raise IceRestartUnsupported("ICE restart is not supported; start a new session")
+        mid = next((t.mid for t in session.pc.getTransceivers() if t.kind == "video"), None)
+        for cand_mid, line in candidates:
+            bits = line.split()
+            if len(bits) > 4 and bits[4].endswith(".local") and not self.settings.resolve_mdns:
+                continue
+            try:
+                cand = candidate_from_sdp(line)
+            except Exception:
+                raise whep.OfferError(f"bad candidate line: {line[:80]}") from None
+            cand.sdpMid = cand_mid or mid
+            await session.pc.addIceCandidate(cand)
+        if end:
+            await session.pc.addIceCandidate(None)
+
+    def _on_state(self, session: Session) -> None:
+        state = session.pc.connectionState
+        log.debug("%s: viewer %s %s", session.camera_id, session.id, state)
+        if state == "connected" and session.connected_at is None:
+            session.connected_at = time.monotonic()
+            session.rx_seen_at = session.connected_at
+        elif state in ("failed", "closed"):
+            self._close_soon(session, f"connection {state}")
+
+    def _close_soon(self, session: Session, reason: str) -> None:
+        if not session.closed:
+            task = asyncio.ensure_future(self.close(session.id, reason))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self, session_id: str, reason: str = "viewer left") -> bool:
+        """End a session (idempotent); False if there was none."""
+        session = self.sessions.pop(session_id, None)
+        if session is None or session.closed:
+            return False
+        session.closed = True
+        session.close_reason = reason
+        self.closed[reason] += 1
+        session.track.stop()
+        try:
+            await session.pc.close()
+        except Exception:
+            log.exception("%s: closing viewer %s failed", session.camera_id, session_id)
+        finally:
+            session.lease.release()
+        log.info(
+            "%s: viewer %s closed (%s) after %.1f s, %d units sent",
+            session.camera_id,
+            session_id,
+            reason,
+            time.monotonic() - session.created,
+            session.track.units_sent,
+        )
+        return True
+
+    # -- watchdog --------------------------------------------------------------------
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_PERIOD_S)
+            for session in list(self.sessions.values()):
+                try:
+                    await self._check(session)
+                except Exception:
+                    log.exception("%s: checking viewer %s failed", session.camera_id, session.id)
+
+    async def _check(self, session: Session) -> None:
+        now = time.monotonic()
+        timeout = self.settings.session_timeout_s
+        if session.connected_at is None:
+            if now - session.created > timeout:
+                await self.close(session.id, "ICE did not connect")
+            return
+        rx = await self._rx_packets(session)
+        if rx != session.rx_packets:
+            session.rx_packets, session.rx_seen_at = rx, now
+        elif now - session.rx_seen_at > timeout:
+            # Browsers send RTCP and STUN consent checks every few seconds; silence
+            # this long means the viewer is gone without saying so.
+            await self.close(session.id, "consent timeout")
+
+    @staticmethod
+    async def _rx_packets(session: Session) -> int:
+        for transceiver in session.pc.getTransceivers():
+            if transceiver.kind != "video":
+                continue
+            report = await transceiver.sender.getStats()
+            for stat in report.values():
+                if getattr(stat, "type", "") == "transport":
+                    return int(stat.packetsReceived)
+        return 0
+
+    # -- figures --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "sessions": [s.public() for s in self.sessions.values()],
+            "opened": self.opened,
+            "closed": dict(self.closed),
+            "rejected": dict(self.rejected),
+        }
+
+    def metrics(self) -> Iterable[Any]:
+        from gateway.metrics import Sample
+
+        per_camera: Counter[str] = Counter(s.camera_id for s in self.sessions.values())
+        yield Sample("relay_sessions", len(self.sessions), help="WHEP viewers now")
+        for camera, n in per_camera.items():
+            yield Sample("relay_camera_sessions", n, {"camera": camera}, "WHEP viewers per camera")
+        yield Sample("relay_sessions_opened_total", self.opened, type="counter")
+        for reason, n in self.closed.items():
+            yield Sample("relay_sessions_closed_total", n, {"reason": reason}, type="counter")
+        for reason, n in self.rejected.items():
+            yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
+        sent = sum(s.track.bytes_sent for s in self.sessions.values())
+        yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
+
+
+class IceRestartUnsupported(RelayError):
+    status = 422
+
+
+def build(gw: Any) -> Relay:
+    """Factory for ``gateway.app._factories``."""
+    return Relay(gw)
