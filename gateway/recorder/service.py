@@ -1,0 +1,263 @@
+"""The recorder part (``gw.recorder``): per-camera recording policies, events, retention.
+
+Policies come from the camera registry (``camera.recording``) when there is one,
+else from the config (``cameras[*].recording``, default ``recording``). Each recorded
+camera gets a :class:`~gateway.recorder.worker.CameraRecorder` thread consuming the
+camera's hub through ``gw.streams``. Events on the bus for a camera hand a trigger to
+its thread (pre-roll, post-roll); ``record_for`` is the linkage entry point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.config import RecordingSettings
+from gateway.events.model import Event
+from gateway.recorder.index import RecordingIndex
+from gateway.recorder.recovery import recover
+from gateway.recorder.retention import Retention, disk_state
+from gateway.recorder.worker import CameraRecorder, Policy
+from gateway.store import events as event_store
+from gateway.store import recordings as store
+
+log = logging.getLogger(__name__)
+
+# Events about status, not about something seen: they never trigger a recording.
+_STATUS_PREFIXES = ("camera_", "recording_", "gateway_", "child_", "disk_", "cascade_")
+_STATUS_TYPES = {"linkage"}
+
+
+def is_trigger(event: Event) -> bool:
+    """Whether an event means 'something happened in front of this camera'."""
+    return bool(event.camera) and not (
+        event.type in _STATUS_TYPES or event.type.startswith(_STATUS_PREFIXES)
+    )
+
+
+def policy_from(settings: RecordingSettings) -> Policy | None:
+    if settings.mode == "off":
+        return None
+    return Policy(
+        settings.mode, settings.stream, settings.segment_s, settings.pre_s, settings.post_s
+    )
+
+
+class Recorder:
+    """Continuous and event recording for every camera whose policy asks for it."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.settings = gw.settings
+        self.root: Path = Path(gw.data_dir) / "recordings"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = RecordingIndex(gw.db, self.root)
+        self.retention = Retention(self.index, gw.settings.retention)
+        self.workers: dict[str, CameraRecorder] = {}
+        self.recovered: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._retention_thread: threading.Thread | None = None
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.recovered = await asyncio.to_thread(recover, self.index)
+        if any(self.recovered.values()):
+            log.info("recordings recovered after an unclean stop: %s", self.recovered)
+        self.gw.bus.add_listener(self._on_event)
+        registry = self.gw.part("registry")
+        if registry is not None and hasattr(registry, "on_change"):
+            registry.on_change(lambda _camera: self.reconcile())
+        self._started = True
+        self.reconcile()
+        self._retention_thread = threading.Thread(
+            target=self._retention_loop, name="recorder:retention", daemon=True
+        )
+        self._retention_thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.gw.bus.remove_listener(self._on_event)
+        with self._lock:
+            workers = list(self.workers.values())
+            self.workers.clear()
+        for worker in workers:
+            worker.stop()
+        await asyncio.to_thread(_join_all, [*workers, self._retention_thread])
+
+    def _retention_loop(self) -> None:
+        while not self._stopping.wait(self.settings.retention.check_interval_s):
+            self.retention.run_once()
+
+    # -- policies -------------------------------------------------------------------------
+    def policies(self) -> dict[str, Policy]:
+        """Camera id → recording policy, for the cameras that record."""
+        out: dict[str, Policy] = {}
+        registry = self.gw.part("registry")
+        if registry is not None:
+            for cam in registry.list():
+                if not getattr(cam, "enabled", True):
+                    continue
+                policy = policy_from(getattr(cam, "recording", None) or self.settings.recording)
+                if policy:
+                    out[cam.id] = policy
+            return out
+        for cam in self.settings.cameras:
+            if cam.enabled and (policy := policy_from(self.settings.camera_recording(cam))):
+                out[cam.id] = policy
+        return out
+
+    def reconcile(self) -> None:
+        """Start, stop or restart camera threads to match the policies (any thread)."""
+        if not self._started or self._stopping.is_set():
+            return
+        wanted = self.policies()
+        with self._lock:
+            for camera, worker in list(self.workers.items()):
+                policy = wanted.get(camera)
+                if worker.transient and policy is None:
+                    continue  # a record_for run finishes on its own
+                if policy != worker.policy:
+                    worker.stop()
+                    del self.workers[camera]
+            for camera, policy in wanted.items():
+                if camera not in self.workers:
+                    self._spawn(camera, policy)
+
+    def _spawn(self, camera: str, policy: Policy, transient: bool = False) -> CameraRecorder:
+        worker = CameraRecorder(self, camera, policy, transient=transient)
+        self.workers[camera] = worker
+        worker.start()
+        log.info("camera %s: recording %s (%s stream)", camera, policy.mode, policy.stream)
+        return worker
+
+    def _worker_finished(self, worker: CameraRecorder) -> None:
+        with self._lock:
+            if self.workers.get(worker.camera) is worker:
+                del self.workers[worker.camera]
+
+    # -- streams (called from worker threads) ------------------------------------------
+    def acquire(self, camera: str, profile: str) -> Any:
+        streams = self.gw.part("streams")
+        if streams is None:
+            raise RuntimeError("no stream manager")
+        lease = streams.acquire(camera, profile, consumer="recorder")
+        if inspect.isawaitable(lease):
+            lease = asyncio.run_coroutine_threadsafe(lease, self.gw.loop).result(30)
+        return lease
+
+    def release(self, lease: Any) -> None:
+        try:
+            result = lease.release()
+            if inspect.isawaitable(result):
+                asyncio.run_coroutine_threadsafe(result, self.gw.loop).result(30)
+        except Exception as err:
+            log.warning("releasing a stream lease failed: %s", err)
+
+    # -- events ---------------------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        """Bus listener: hand the trigger to the camera's thread (quick, publisher's thread)."""
+        if not is_trigger(event):
+            return
+        worker = self.workers.get(event.camera)
+        if worker is None or worker.policy.mode == "continuous":
+            return
+        end = event.end.timestamp() if event.end else None
+        worker.trigger(event.id, event.start.timestamp(), end)
+
+    def mark_event(self, camera: str, start: float, end: float) -> None:
+        store.mark_event(self.gw.db, camera, start, end)
+
+    def publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None:
+        try:
+            self.gw.bus.publish(Event(camera=camera, type=type_, source=self.gw.path, data=data))
+        except Exception as err:  # the database may sit on the full disk too
+            log.warning("camera %s: could not publish %s: %s", camera, type_, err)
+
+    def record_for(self, camera_id: str, seconds: float, reason: str = "") -> bool:
+        """Record ``camera_id`` from now for ``seconds``, flagged as event footage (linkage).
+
+        A camera that is not being recorded gets a temporary recording. Returns False
+        when the request is not valid (no camera id, non-positive duration).
+        """
+        if not camera_id or not seconds or seconds <= 0:
+            return False
+        now = time.time()
+        with self._lock:
+            worker = self.workers.get(camera_id)
+            if worker is None or not worker.is_alive():
+                defaults = self.settings.recording
+                policy = Policy("events", defaults.stream, defaults.segment_s, 0.0, 0.0)
+                worker = self._spawn(camera_id, policy, transient=True)
+        worker.trigger(None, now, now + seconds, post_s=0.0)
+        log.info("camera %s: recording for %.0f s (%s)", camera_id, seconds, reason or "linkage")
+        return True
+
+    # -- protection -----------------------------------------------------------------------
+    def protect(
+        self,
+        event_id: str | None = None,
+        segment_ids: list[int] | None = None,
+        locked: bool = True,
+    ) -> dict[str, Any]:
+        """Lock (or unlock) an event's footage or given segments against eviction.
+
+        Raises KeyError when the event does not exist.
+        """
+        if event_id is not None:
+            event = event_store.get(self.gw.db, event_id)
+            if event is None:
+                raise KeyError(event_id)
+            policy = self.policies().get(event.camera) or policy_from(self.settings.recording)
+            pre = policy.pre_s if policy else self.settings.recording.pre_s
+            post = policy.post_s if policy else self.settings.recording.post_s
+            start = event.start.timestamp() - pre
+            end = (event.end or event.start).timestamp() + post
+            if locked:
+                store.add_lock(self.gw.db, event.camera, start, end, event_id)
+            else:
+                store.remove_event_locks(self.gw.db, event_id)
+            ids = [s["id"] for s in store.segments(self.gw.db, event.camera, start, end)]
+            return {"event_id": event_id, "camera": event.camera, "locked": locked, "segments": ids}
+        ids = [int(i) for i in segment_ids or []]
+        store.set_locked(self.gw.db, ids, locked)
+        return {"locked": locked, "segments": ids}
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        try:
+            disk = disk_state(self.root)
+            disk_info = {
+                "total_bytes": disk.total,
+                "free_bytes": disk.free,
+                "used_percent": round(disk.used_percent, 1),
+            }
+        except OSError:
+            disk_info = {}
+        with self._lock:
+            cams = [w.status() for w in self.workers.values()]
+        return {
+            "cameras": cams,
+            "disk": disk_info,
+            "index": store.usage(self.gw.db),
+            "evicted": self.retention.evicted,
+            "evicted_bytes": self.retention.evicted_bytes,
+            "recovered": self.recovered,
+        }
+
+
+def _join_all(threads: list[threading.Thread | None]) -> None:
+    for thread in threads:
+        if thread is not None and thread.is_alive():
+            thread.join(10)
+
+
+def create(gw: Any) -> Recorder:
+    """Factory for ``gateway.app._factories()``."""
+    return Recorder(gw)

@@ -1,0 +1,475 @@
+"""One camera's recording thread: hub subscription → segments, gaps, pre-roll, disk full.
+
+The thread owns everything about the camera's recording (writer, ring, timers), so
+nothing here needs a lock except the hand-off queue that events and ``record_for``
+feed (:meth:`CameraRecorder.trigger`).
+
+Times: each access unit gets a wall-clock time from its media time, anchored to the
+wall clock of the first unit of its epoch (re-anchored if they drift apart by more
+than 2 s). Consecutive segments of one run therefore join exactly, and a gap appears
+only where the stream really broke: epoch change (camera reconnect), stall, a jump in
+timestamps (dropped GOPs), a full disk or a gateway restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.recorder.index import segment_path
+from gateway.recorder.recovery import trim_to_fragments
+from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, is_disk_full
+from gateway.streams.hub import HubClosed
+from gateway.streams.packet import AccessUnit
+
+if TYPE_CHECKING:
+    from gateway.recorder.service import Recorder
+
+log = logging.getLogger(__name__)
+
+MAX_ONGOING_EVENT_S = 300.0  # an event that never gets its end stops triggering after this
+RING_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _media(au: AccessUnit) -> float:
+    """Decode-order media time in seconds."""
+    return float((au.dts if au.dts is not None else au.pts) * au.time_base)
+
+
+def _codec_facts(hub: Any, first: AccessUnit) -> tuple[str, bytes]:
+    """(codec, Annex B parameter sets from the SDP) of the stream ``first`` came from."""
+    info = getattr(hub, "info", None)
+    extradata = bytes(info.extradata) if info is not None and info.extradata else b""
+    if not extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+        extradata = b""  # avcC/hvcC form: the keyframes carry their own parameter sets
+    if info is not None and info.codec:
+        return info.codec, extradata
+    # No facts yet: an H.265 VPS/SPS NAL header (40 01 / 42 01) after a start code.
+    hevc = b"\x00\x00\x01\x40\x01" in first.data or b"\x00\x00\x01\x42\x01" in first.data
+    return ("hevc" if hevc else "h264"), extradata
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What to record for one camera (from RecordingSettings)."""
+
+    mode: str  # continuous | events | both
+    stream: str = "main"
+    segment_s: float = 60.0
+    pre_s: float = 5.0
+    post_s: float = 10.0
+
+    @property
+    def continuous(self) -> bool:
+        return self.mode in ("continuous", "both")
+
+
+@dataclass
+class _Open:
+    """The segment being written."""
+
+    writer: SegmentWriter
+    id: int
+    start: float
+    kind: str
+    last_progress: float
+
+
+class CameraRecorder(threading.Thread):
+    """Records one camera according to its :class:`Policy` until :meth:`stop`."""
+
+    def __init__(
+        self, recorder: Recorder, camera: str, policy: Policy, *, transient: bool = False
+    ) -> None:
+        super().__init__(name=f"recorder:{camera}", daemon=True)
+        self.rec = recorder
+        self.camera = camera
+        self.policy = policy
+        self.transient = transient  # started by record_for for a camera not recorded
+        self.state = "starting"
+        self.last_error = ""
+        self.segments_written = 0
+        self.bytes_written = 0
+        self.errors = 0
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._triggers: deque[tuple[str | None, float, float | None, float]] = deque(maxlen=1000)
+        self._seg: _Open | None = None
+        self._ring: deque[AccessUnit] = deque()
+        self._ring_bytes = 0
+        self._active: dict[str, float] = {}  # ongoing event id -> start
+        self._armed_until = 0.0
+        self._windows: list[tuple[float, float]] = []  # event windows, for has_event
+        self._epoch: int | None = None
+        self._anchor: tuple[float, float] | None = None  # (wall, media seconds)
+        self._last_media: float | None = None
+        self._interval = 0.04
+        self._last_arrival = 0.0
+        self._run_end: float | None = None  # end of the last segment of a continuous run
+        self._gap_reason = "restart"
+        self._paused_since: float | None = None
+        self._next_space_check = 0.0
+        self._bitrate = 4e6 / 8  # bytes per second, learnt from finished segments
+        self._hub: Any = None
+
+    # -- called from other threads ------------------------------------------------
+    def trigger(
+        self, event_id: str | None, start: float, end: float | None, post_s: float | None = None
+    ) -> None:
+        """Hand an event window over (quick; any thread)."""
+        post = self.policy.post_s if post_s is None else post_s
+        self._triggers.append((event_id, start, end, post))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        seg = self._seg
+        return {
+            "camera": self.camera,
+            "mode": self.policy.mode,
+            "stream": self.policy.stream,
+            "transient": self.transient,
+            "state": self.state,
+            "segment_id": seg.id if seg else None,
+            "segments_written": self.segments_written,
+            "bytes_written": self.bytes_written,
+            "errors": self.errors,
+            "dropped": self.dropped,
+            "last_error": self.last_error,
+        }
+
+    # -- the thread ---------------------------------------------------------------------
+    def run(self) -> None:
+        if self.policy.continuous:
+            last = self._safe(lambda: self.rec.index.last_end(self.camera))
+            horizon = time.time() - self.rec.settings.retention.continuous_days * 86400
+            if last and last > horizon:
+                self._run_end = last  # the gateway was down: that time is a gap
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                lease = self.rec.acquire(self.camera, self.policy.stream)
+            except Exception as err:  # unknown camera, no stream manager yet, ...
+                self.state = "waiting"
+                self.last_error = str(err) or type(err).__name__
+                log.debug("camera %s: cannot acquire stream: %s", self.camera, err)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self._handle_triggers(time.time())
+                if self.transient and self._done(time.time()):
+                    break
+                continue
+            backoff = 0.5
+            self._hub = lease.hub
+            sub = lease.hub.subscribe(f"recorder:{self.camera}", maxsize=2000)
+            try:
+                self._consume(sub)
+            except Exception as err:
+                self.errors += 1
+                self.last_error = str(err)
+                log.exception("camera %s: recorder failed; restarting", self.camera)
+                self._interrupt("error")
+                self._stop.wait(1.0)
+            finally:
+                self.dropped += sub.dropped
+                sub.close()
+                self.rec.release(lease)
+            if self.transient and self._done(time.time()):
+                break
+        self._interrupt("stopped")
+        self.state = "stopped"
+        if self.transient:
+            self.rec._worker_finished(self)
+
+    def _consume(self, sub: Any) -> None:
+        stall_s = max(2.0, self.rec.settings.streams.stall_timeout_s)
+        self.state = "recording" if self.policy.continuous else "armed"
+        while not self._stop.is_set():
+            now = time.time()
+            self._handle_triggers(now)
+            try:
+                au = sub.get_blocking(0.5)
+            except HubClosed:
+                self._interrupt("camera_offline")
+                self._stop.wait(0.5)
+                return
+            now = time.time()
+            if au is None:
+                if self._seg and now - self._last_arrival > stall_s:
+                    log.info("camera %s: stream stalled; closing the segment", self.camera)
+                    self._interrupt("camera_offline")
+                if self._seg and not self.policy.continuous and not self._wanted(now):
+                    self._close("post-roll over")
+                if self.transient and self._done(now):
+                    return
+                continue
+            self._last_arrival = now
+            self._on_au(au)
+            if self.transient and self._done(now):
+                return
+
+    # -- per access unit ----------------------------------------------------------------
+    def _on_au(self, au: AccessUnit) -> None:
+        media = _media(au)
+        if self._epoch is not None and au.epoch != self._epoch:
+            self._interrupt("camera_offline")
+        elif self._last_media is not None:
+            delta = media - self._last_media
+            if delta < -0.5 or delta > max(2.0, 4 * self._interval):
+                log.info("camera %s: timestamp jump of %.2f s", self.camera, delta)
+                self._interrupt("discontinuity")
+            elif delta > 0:
+                self._interval = 0.9 * self._interval + 0.1 * delta
+        self._epoch = au.epoch
+        self._last_media = media
+        if (
+            self._anchor is None
+            or abs(self._anchor[0] + media - self._anchor[1] - au.wallclock) > 2
+        ):
+            self._anchor = (au.wallclock, media)
+        wall = self._anchor[0] + media - self._anchor[1]
+        if not self.policy.continuous:
+            self._remember(au)
+        if self._paused_since is not None and not self._space_back(wall):
+            return
+        wanted = self._wanted(wall)
+        seg = self._seg
+        if seg is None:
+            if wanted and au.keyframe:
+                if self.policy.continuous:
+                    self._open(au, wall, [au])
+                else:
+                    first_wall = wall - (media - _media(self._ring[0]))
+                    self._open(self._ring[0], first_wall, list(self._ring))
+            return
+        if not wanted:
+            self._close("post-roll over")
+            return
+        if au.keyframe and wall - seg.start >= self.policy.segment_s:
+            self._close("length")
+            self._open(au, wall, [au])
+            return
+        self._write(au)
+        if au.keyframe and wall - seg.last_progress >= 5 and self._seg is seg:
+            seg.last_progress = wall
+            self._safe(
+                lambda: self.rec.index.progress(
+                    seg.id, seg.start, seg.writer.duration, seg.writer.result().bytes
+                )
+            )
+
+    def _remember(self, au: AccessUnit) -> None:
+        """Keep the GOPs that cover the pre-roll (events mode)."""
+        if not self._ring and not au.keyframe:
+            return
+        self._ring.append(au)
+        self._ring_bytes += len(au.data)
+        horizon = _media(au) - self.policy.pre_s
+        # Drop whole GOPs from the front while the next GOP still starts before the horizon.
+        while True:
+            nxt = next((i for i, x in enumerate(self._ring) if i and x.keyframe), None)
+            if nxt is None:
+                break
+            if _media(self._ring[nxt]) > horizon and self._ring_bytes < RING_MAX_BYTES:
+                break
+            for _ in range(nxt):
+                self._ring_bytes -= len(self._ring.popleft().data)
+
+    def _wanted(self, wall: float) -> bool:
+        if self.policy.continuous:
+            return True
+        return bool(self._active) or wall <= self._armed_until
+
+    def _done(self, now: float) -> bool:
+        return self._seg is None and not self._active and now > self._armed_until + 1
+
+    # -- triggers -------------------------------------------------------------------------
+    def _handle_triggers(self, now: float) -> None:
+        while self._triggers:
+            event_id, start, end, post = self._triggers.popleft()
+            if end is None and event_id is not None:
+                self._active[event_id] = start
+                window = (start - self.policy.pre_s, start + MAX_ONGOING_EVENT_S)
+            else:
+                if event_id is not None:
+                    self._active.pop(event_id, None)
+                stop_at = (end if end is not None else start) + post
+                self._armed_until = max(self._armed_until, stop_at)
+                window = (start - self.policy.pre_s, stop_at)
+            self._windows.append(window)
+            if not self.transient or self.policy.continuous:
+                self._safe(lambda w=window: self.rec.mark_event(self.camera, *w))
+        for event_id, start in list(self._active.items()):
+            if now - start > MAX_ONGOING_EVENT_S:
+                del self._active[event_id]
+        self._windows = [w for w in self._windows if w[1] > now - 3600]
+
+    # -- segments -------------------------------------------------------------------------
+    def _open(self, first: AccessUnit, start: float, units: list[AccessUnit]) -> None:
+        rec = self.rec
+        expected = int(self._bitrate * self.policy.segment_s)
+        if rec.retention.over_limit(expected):
+            self._safe(lambda: rec.retention.make_room(expected))
+        path = segment_path(rec.root, self.camera, start)
+        kind = "continuous" if self.policy.continuous else "event"
+        codec, parameter_sets = _codec_facts(self._hub, first)
+        try:
+            writer = SegmentWriter(path, first, codec, parameter_sets)
+        except UnsupportedCodec as err:
+            self._fail(str(err))
+            return
+        except OSError as err:
+            if is_disk_full(err):
+                self._disk_full(err, start)
+            else:
+                self._fail(f"cannot open {path}: {err}")
+            return
+        seg_id = self._safe(
+            lambda: rec.index.open_segment(
+                self.camera, self.policy.stream, path, start, codec, kind
+            )
+        )
+        if seg_id is None:
+            writer.abort()
+            path.unlink(missing_ok=True)
+            return
+        if self._run_end is not None and start - self._run_end > 0.5:
+            rec.index.gap(self.camera, self._run_end, start, self._gap_reason)
+        self._run_end = None
+        self._seg = _Open(writer, seg_id, start, kind, start)
+        self.state = "recording"
+        for au in units:
+            self._write(au)
+            if self._seg is None:
+                break
+
+    def _write(self, au: AccessUnit) -> None:
+        seg = self._seg
+        assert seg is not None
+        try:
+            seg.writer.write(au)
+        except Exception as err:
+            if is_disk_full(err):
+                self._disk_full(err, seg.start)
+            else:
+                self.errors += 1
+                self.last_error = str(err)
+                log.warning(
+                    "camera %s: write failed (%s); starting a new segment", self.camera, err
+                )
+                self._close("error", abort=True)
+
+    def _close(self, why: str, *, abort: bool = False) -> None:
+        seg, self._seg = self._seg, None
+        if seg is None:
+            return
+        try:
+            result = seg.writer.abort() if abort else seg.writer.close()
+        except Exception as err:
+            if is_disk_full(err):
+                self._paused_since = self._paused_since or seg.start
+            log.warning("camera %s: closing segment failed: %s", self.camera, err)
+            result = seg.writer.abort()
+            abort = True
+        size = result.bytes
+        if abort:
+            size, _ = trim_to_fragments(result.path) if result.path.exists() else (0, 0)
+        if size == 0 or result.frames == 0:
+            self._safe(
+                lambda: self.rec.index.delete(
+                    {"id": seg.id, "path": self.rec.index.rel(result.path)}
+                )
+            )
+            return
+        has_event = any(
+            w[0] < seg.start + result.duration and w[1] > seg.start for w in self._windows
+        )
+        self._safe(
+            lambda: self.rec.index.close_segment(
+                seg.id,
+                self.camera,
+                seg.start,
+                result.duration,
+                size,
+                result.width,
+                result.height,
+                has_event or seg.kind == "event",
+            )
+        )
+        self.segments_written += 1
+        self.bytes_written += size
+        if result.duration > 1:
+            self._bitrate = size / result.duration
+        if self.policy.continuous:
+            self._run_end = seg.start + result.duration
+        log.debug(
+            "camera %s: segment %s closed (%s, %.1f s)",
+            self.camera,
+            result.path,
+            why,
+            result.duration,
+        )
+        if not self.policy.continuous:
+            self.state = "armed"
+
+    def _interrupt(self, reason: str) -> None:
+        """The stream broke (or we stop): close the segment; the next one starts a gap."""
+        self._close(reason)
+        self._gap_reason = reason
+        self._anchor = None
+        self._last_media = None
+        self._epoch = None
+        self._ring.clear()
+        self._ring_bytes = 0
+
+    # -- disk full ------------------------------------------------------------------------
+    def _disk_full(self, err: BaseException, at: float) -> None:
+        if self._seg is not None:
+            self._close("disk full", abort=True)
+        if self._paused_since is None:
+            self._paused_since = at
+            self._gap_reason = "disk_full"
+            self.state = "paused"
+            self.last_error = "disk full / 磁盘满"
+            log.error("camera %s: recordings disk is full (%s); recording paused", self.camera, err)
+            self.rec.publish_status(self.camera, "recording_paused", {"reason": "disk_full"})
+        self._safe(lambda: self.rec.retention.make_room(int(self._bitrate * self.policy.segment_s)))
+        self._next_space_check = time.monotonic() + 2
+
+    def _space_back(self, wall: float) -> bool:
+        if time.monotonic() < self._next_space_check:
+            return False
+        self._next_space_check = time.monotonic() + 2
+        need = int(self._bitrate * self.policy.segment_s)
+        self._safe(lambda: self.rec.retention.make_room(need))
+        if not self.rec.retention.has_room(need):
+            return False
+        log.info("camera %s: disk space is back; recording resumes", self.camera)
+        self._paused_since = None
+        self._gap_reason = "disk_full"
+        self.state = "recording" if self.policy.continuous else "armed"
+        self.rec.publish_status(self.camera, "recording_resumed", {})
+        return True
+
+    # -- helpers --------------------------------------------------------------------------
+    def _fail(self, message: str) -> None:
+        self.errors += 1
+        if message != self.last_error:
+            log.error("camera %s: %s", self.camera, message)
+        self.last_error = message
+        self.state = "error"
+
+    def _safe(self, fn: Any) -> Any:
+        """Run an index/retention call; a database error is logged, never fatal here."""
+        try:
+            return fn()
+        except Exception as err:
+            self.errors += 1
+            self.last_error = str(err)
+            log.warning("camera %s: index update failed: %s", self.camera, err)
+            return None
