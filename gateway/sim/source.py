@@ -1,0 +1,355 @@
+"""The simulated camera's picture and its encoders.
+
+:class:`Scene` draws one camera's picture at any size as an I420 buffer: a
+per-camera coloured gradient with stripes and the camera id, mild sensor noise,
+the barcode (:mod:`gateway.sim.barcode`) and a small ticker, both inside the top
+8 % of the height, and, while ``camera.motion`` is on, a bright box sweeping
+across the middle band (``MOTION_BAND``). Without motion nothing below the top
+8 % changes but the noise.
+
+:class:`ProfileEncoder` encodes one profile of one camera in a worker thread
+(PyAV releases the GIL while encoding) and hands each access unit to its
+subscribers on the event loop. It runs only while someone subscribes, so a
+hundred idle cameras cost nothing; snapshots render a frame on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+
+from gateway.sim import barcode
+from gateway.sim.camera import SimCamera, SimProfile
+from gateway.sim.rtp import h264_payloads, h265_payloads, jpeg_payloads, split_annexb
+
+log = logging.getLogger(__name__)
+
+MOTION_BAND = (0.40, 0.70)  # fraction of the height the moving box occupies
+MOTION_PERIOD_S = 4.0  # one sweep left→right→left
+NOISE_VARIANTS = 4
+IDLE_STOP_S = 1.0  # an encoder with no subscriber stops after this
+
+_CODECS = {"H264": "libx264", "H265": "libx265", "JPEG": "mjpeg"}
+
+
+class Scene:
+    """Renders one camera's picture (I420, shape (H*3/2, W)) at any size."""
+
+    def __init__(self, index: int, label: str) -> None:
+        self.index = index
+        self.label = label
+        self._backgrounds: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+        hue = (index * 137.508) % 360  # golden angle: neighbours look different
+        self._u = 128 + 48 * np.cos(np.radians(hue))
+        self._v = 128 + 48 * np.sin(np.radians(hue))
+
+    def _background(self, w: int, h: int) -> list[np.ndarray]:
+        with self._lock:
+            if (w, h) not in self._backgrounds:
+                self._backgrounds[(w, h)] = self._make_background(w, h)
+            return self._backgrounds[(w, h)]
+
+    def _make_background(self, w: int, h: int) -> list[np.ndarray]:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        luma = 60 + 120 * (xx / max(w - 1, 1)) * 0.6 + 120 * (yy / max(h - 1, 1)) * 0.4
+        angle = np.radians(15 + 23 * self.index)
+        period = max(w, h) / (6 + self.index % 5)
+        stripes = 18 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+        y = np.clip(luma + stripes, 16, 235).astype(np.uint8)
+        scale = h / 240
+        cv2.putText(
+            y,
+            self.label,
+            (int(w * 0.04), int(h * 0.92)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            235,
+            max(1, int(scale * 2)),
+            cv2.LINE_AA,
+        )
+        cw, ch = w // 2, h // 2
+        cyy, cxx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+        u = np.clip(self._u + 20 * (cxx / max(cw - 1, 1) - 0.5), 16, 240).astype(np.uint8)
+        v = np.clip(self._v + 20 * (cyy / max(ch - 1, 1) - 0.5), 16, 240).astype(np.uint8)
+        top = _strip_rows(h)
+        y[:top] = 40
+        u[: (top + 1) // 2] = 128
+        v[: (top + 1) // 2] = 128
+        rng = np.random.default_rng(self.index)
+        variants = []
+        for _ in range(NOISE_VARIANTS):
+            noisy = y.astype(np.int16)
+            noisy[top:] += rng.integers(-2, 3, size=(h - top, w), dtype=np.int16)
+            buf = np.empty((h * 3 // 2, w), np.uint8)
+            buf[:h] = np.clip(noisy, 16, 235)
+            # I420: the U plane then the V plane, each (h/2)×(w/2), packed row-wise
+            buf[h:].reshape(-1)[: cw * ch] = u.reshape(-1)
+            buf[h:].reshape(-1)[cw * ch :] = v.reshape(-1)
+            variants.append(buf)
+        return variants
+
+    def render(self, w: int, h: int, now: float, frame_no: int, motion: bool) -> np.ndarray:
+        """The picture at wall time ``now`` (barcode = ``now`` in ms)."""
+        if w % 2 or h % 2 or w < 16 or h < 16:
+            raise ValueError(f"frame size must be even and at least 16×16, got {w}×{h}")
+        buf = self._background(w, h)[frame_no % NOISE_VARIANTS].copy()
+        yplane = buf[:h]
+        # ticker: a block sweeping the strip's right part, so the video is never frozen
+        x0, x1 = int(w * 0.86), int(w * 0.99)
+        bw = max(2, (x1 - x0) // 6)
+        pos = x0 + int(((now % 2.0) / 2.0) * (x1 - x0 - bw))
+        yplane[int(h * 0.01) : int(h * 0.06), pos : pos + bw] = 235
+        barcode.encode(yplane, int(now * 1000), self.index)
+        if motion:
+            self._draw_motion(buf, w, h, now)
+        return buf
+
+    def _draw_motion(self, buf: np.ndarray, w: int, h: int, now: float) -> None:
+        phase = (now % MOTION_PERIOD_S) / MOTION_PERIOD_S
+        tri = 1 - abs(2 * phase - 1)  # 0→1→0
+        bw, y0, y1 = int(w * 0.14) & ~1, int(h * MOTION_BAND[0]) & ~1, int(h * MOTION_BAND[1]) & ~1
+        x0 = (int(w * 0.04) + int(tri * (w * 0.92 - bw))) & ~1
+        buf[y0:y1, x0 : x0 + bw] = 235
+        buf[y0 + 4 : y1 - 4, x0 + 4 : x0 + bw - 4] = 200
+        cw, ch = w // 2, h // 2
+        u = buf[h:].reshape(-1)[: cw * ch].reshape(ch, cw)
+        v = buf[h:].reshape(-1)[cw * ch :].reshape(ch, cw)
+        u[y0 // 2 : y1 // 2, x0 // 2 : (x0 + bw) // 2] = 80
+        v[y0 // 2 : y1 // 2, x0 // 2 : (x0 + bw) // 2] = 220
+
+    def jpeg(self, w: int, h: int, motion: bool, quality: int = 85) -> bytes:
+        """One picture of now as JPEG."""
+        i420 = self.render(w, h, time.time(), 0, motion)
+        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return data.tobytes()
+
+
+def _strip_rows(h: int) -> int:
+    return int(h * barcode.STRIP_HEIGHT_FRACTION) & ~1
+
+
+@dataclass(slots=True)
+class EncodedUnit:
+    """One access unit as the encoder produced it."""
+
+    data: bytes  # Annex B (H.264/H.265) or a whole JPEG
+    nals: list[bytes]  # NAL units without start codes (empty for JPEG)
+    keyframe: bool
+    wall: float  # wall-clock time of the frame on the stream's smooth time line
+    capture_ms: int  # the barcode's value
+    payloads: list[bytes] = field(default_factory=list)  # RTP payloads, cut once for all
+
+
+def make_codec_context(profile: SimProfile) -> av.CodecContext:
+    """A PyAV encoder for the profile: low latency, fixed GOP, one thread."""
+    name = _CODECS[profile.encoding]
+    ctx = av.CodecContext.create(name, "w")
+    ctx.width, ctx.height = profile.width, profile.height
+    ctx.time_base = Fraction(1, profile.fps)
+    ctx.framerate = Fraction(profile.fps, 1)
+    ctx.gop_size = profile.gop
+    # One thread per encoder: fifty cameras must not spawn hundreds of threads.
+    ctx.thread_count = 1
+    if name == "mjpeg":
+        ctx.pix_fmt = "yuvj420p"
+        ctx.options = {"q:v": "5"}
+        return ctx
+    ctx.pix_fmt = "yuv420p"
+    ctx.bit_rate = profile.bitrate_kbps * 1000
+    bframes = 2 if profile.bframes else 0
+    ctx.max_b_frames = bframes
+    if name == "libx264":
+        params = f"scenecut=0:bframes={bframes}:keyint={profile.gop}:min-keyint={profile.gop}"
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": params}
+    else:
+        params = (
+            f"repeat-headers=1:scenecut=0:bframes={bframes}:keyint={profile.gop}"
+            f":min-keyint={profile.gop}:log-level=error:pools=1:frame-threads=1"
+        )
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x265-params": params}
+    return ctx
+
+
+class ProfileEncoder:
+    """Encodes one camera profile while at least one subscriber listens.
+
+    Subscribers are callables run on ``loop`` with each :class:`EncodedUnit`.
+    """
+
+    def __init__(
+        self,
+        camera: SimCamera,
+        profile: SimProfile,
+        scene: Scene,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.camera = camera
+        self.profile = profile
+        self.scene = scene
+        self.loop = loop
+        self._subs: dict[int, Callable[[EncodedUnit], None]] = {}
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._force_key = threading.Event()
+        self._param_sets: list[bytes] | None = None
+        self.frames_encoded = 0
+        self.errors = 0
+
+    # -- subscribers (event loop) -----------------------------------------
+
+    def subscribe(self, fn: Callable[[EncodedUnit], None]) -> int:
+        """Start receiving units; the next one sent is a keyframe soon after."""
+        with self._lock:
+            self._next_id += 1
+            self._subs[self._next_id] = fn
+            self._force_key.set()
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name=f"sim-enc-{self.camera.id}{self.profile.rtsp_path}"
+                )
+                self._thread.daemon = True
+                self._thread.start()
+            return self._next_id
+
+    def unsubscribe(self, token: int) -> None:
+        with self._lock:
+            self._subs.pop(token, None)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def close(self) -> None:
+        """Stop the worker thread for good (shutdown)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(5)
+
+    async def parameter_sets(self) -> list[bytes]:
+        """SPS/PPS (and VPS for H.265) NAL units for the SDP, by encoding one frame once."""
+        if self._param_sets is None and self.profile.encoding in ("H264", "H265"):
+            self._param_sets = await asyncio.to_thread(self._probe_parameter_sets)
+        return self._param_sets or []
+
+    def _probe_parameter_sets(self) -> list[bytes]:
+        ctx = make_codec_context(self.profile)
+        frame = self._frame(time.time(), 0)
+        packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+        for pkt in packets:
+            sets = _parameter_sets(split_annexb(bytes(pkt)), self.profile.encoding)
+            if sets:
+                return sets
+        raise RuntimeError(f"{self.camera.id}: encoder gave no parameter sets")
+
+    # -- worker thread -----------------------------------------------------
+
+    def _frame(self, now: float, n: int) -> av.VideoFrame:
+        p = self.profile
+        img = self.scene.render(p.width, p.height, now, n, self.camera.motion)
+        frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
+        if p.encoding == "JPEG":
+            frame = frame.reformat(format="yuvj420p")
+        frame.pts = n
+        frame.time_base = Fraction(1, p.fps)
+        return frame
+
+    def _run(self) -> None:
+        p, cam = self.profile, self.camera
+        log.info("%s%s: encoder start %dx%d@%d %s", cam.id, p.rtsp_path, p.width, p.height,
+                 p.fps, p.encoding)  # fmt: skip
+        ctx = make_codec_context(p)
+        mono0, wall0 = time.monotonic(), time.time()
+        n = 0
+        idle_since: float | None = None
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    if self._subs:
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > IDLE_STOP_S:
+                        self._thread = None
+                        break
+                due = mono0 + n / p.fps
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -2 / p.fps:  # behind: skip frames rather than pile up
+                    n = int((time.monotonic() - mono0) * p.fps)
+                now = time.time()
+                frame = self._frame(now, n)
+                if self._force_key.is_set():
+                    self._force_key.clear()
+                    frame.pict_type = av.video.frame.PictureType.I
+                for pkt in ctx.encode(frame):
+                    # time each unit by its own pts: with B-frames output order differs
+                    pts = pkt.pts if pkt.pts is not None else n
+                    self._publish(pkt, wall0 + pts / p.fps, int(now * 1000))
+                self.frames_encoded += 1
+                n += 1
+        except Exception:
+            self.errors += 1
+            log.exception("%s%s: encoder failed", cam.id, p.rtsp_path)
+            with self._lock:
+                self._thread = None
+        log.info("%s%s: encoder stop after %d frames", cam.id, p.rtsp_path, n)
+
+    def _publish(self, pkt: av.Packet, wall: float, capture_ms: int) -> None:
+        data = bytes(pkt)
+        encoding = self.profile.encoding
+        if encoding == "JPEG":
+            nals: list[bytes] = []
+            payloads = jpeg_payloads(data, self.profile.width, self.profile.height)
+        else:
+            nals = split_annexb(data)
+            if self._param_sets is None:
+                self._param_sets = _parameter_sets(nals, encoding) or None
+            payloads = h264_payloads(nals) if encoding == "H264" else h265_payloads(nals)
+        unit = EncodedUnit(data, nals, bool(pkt.is_keyframe), wall, capture_ms, payloads)
+        try:
+            self.loop.call_soon_threadsafe(self._fanout, unit)
+        except RuntimeError:  # loop closed during shutdown
+            self._stop.set()
+
+    def _fanout(self, unit: EncodedUnit) -> None:
+        for fn in list(self._subs.values()):
+            try:
+                fn(unit)
+            except Exception:
+                log.exception("%s%s: subscriber failed", self.camera.id, self.profile.rtsp_path)
+
+
+def _parameter_sets(nals: list[bytes], encoding: str) -> list[bytes]:
+    """The VPS/SPS/PPS among ``nals``, in order, or [] when one is missing."""
+    if encoding == "H264":
+        want = {7: None, 8: None}
+        for nal in nals:
+            t = nal[0] & 0x1F
+            if t in want and want[t] is None:
+                want[t] = nal
+    else:
+        want = {32: None, 33: None, 34: None}
+        for nal in nals:
+            t = (nal[0] >> 1) & 0x3F
+            if t in want and want[t] is None:
+                want[t] = nal
+    if any(v is None for v in want.values()):
+        return []
+    return [v for v in want.values() if v is not None]
