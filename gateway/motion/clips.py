@@ -37,6 +37,18 @@ class Mover:
     contrast: float  # grey levels added to the scene (sign matters)
     leftwards: bool = False
 
+    def box_at(self, t: float) -> tuple[float, float, float, float] | None:
+        """Where the object is at ``t``: (x, y, w, h) in 0..1, clipped; None if out of view."""
+        if not self.t0 <= t < self.t1:
+            return None
+        frac = (t - self.t0) / (self.t1 - self.t0)
+        x = -self.w + frac * (1 + self.w)
+        if self.leftwards:
+            x = 1 - self.w - x
+        x0, x1 = max(0.0, x), min(1.0, x + self.w)
+        y0, y1 = max(0.0, self.y - self.h / 2), min(1.0, self.y + self.h / 2)
+        return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 else None
+
 
 @dataclass
 class Clip:
@@ -49,6 +61,7 @@ class Clip:
     fps: float = 5.0
     size: tuple[int, int] = (640, 360)
     noise: float = 3.0
+    noise_ramp: Callable[[float], float] | None = None  # t -> noise multiplier (gain up)
     light: Callable[[float], tuple[float, float]] | None = None  # t -> (gain, offset)
     gamma: Callable[[float], float] | None = None  # t -> gamma (IR switch)
     sway: tuple[float, float, float, float] | None = None  # x, y, w, h of a swaying tree
@@ -88,9 +101,10 @@ class Clip:
                 img = img * gain + offset
             if self.gamma:
                 img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** self.gamma(t)
-            noise = bank[i % 8]
-            shift = int(rng.integers(0, w))
-            img += np.roll(noise, shift, axis=1)
+            noise = np.roll(bank[i % 8], int(rng.integers(0, w)), axis=1)
+            if self.noise_ramp:
+                noise *= self.noise_ramp(t)
+            img += noise
             yield t, np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -191,7 +205,9 @@ def _decoded(
 # -- the catalogue ---------------------------------------------------------------
 
 
-def _movers(rng: np.random.Generator, start: float, count: int, contrast: float) -> list[Mover]:
+def _movers(
+    rng: np.random.Generator, start: float, count: int, contrast: float, size: float = 1.0
+) -> list[Mover]:
     """``count`` crossings of 2.5-5 s separated by 9-12 s of calm."""
     out, t = [], start
     for i in range(count):
@@ -202,8 +218,8 @@ def _movers(rng: np.random.Generator, start: float, count: int, contrast: float)
                 t0=round(t, 2),
                 t1=round(t + dur, 2),
                 y=float(rng.uniform(0.35, 0.8)),
-                w=float(rng.uniform(0.04, 0.09)),
-                h=float(rng.uniform(0.12, 0.3)),
+                w=size * float(rng.uniform(0.04, 0.09)),
+                h=size * float(rng.uniform(0.12, 0.3)),
                 contrast=sign * float(rng.uniform(contrast, contrast * 1.6)),
                 leftwards=bool(i % 3 == 1),
             )
@@ -227,9 +243,14 @@ def _ir(t: float) -> float:
 
 
 def _dusk(t: float) -> tuple[float, float]:
-    """Daylight to dusk over the minute: gain 1 → 0.3 (with a falling offset)."""
-    k = min(1.0, t / 60.0)
+    """Daylight to dusk in 50 s: gain 1 → 0.3, with a falling offset."""
+    k = min(1.0, t / 50.0)
     return 1.0 - 0.7 * k, -8.0 * k
+
+
+def _dusk_noise(t: float) -> float:
+    """The camera turns its gain up as the light goes: noise x1 → x2.5."""
+    return 1.0 + 1.5 * min(1.0, t / 50.0)
 
 
 TREE = (0.02, 0.05, 0.28, 0.4)  # x, y, w, h of the swaying tree crown
@@ -242,15 +263,17 @@ def catalogue(seed: int = 7, *, quick: bool = False) -> list[Clip]:
     n = 3 if quick else 4
     masked = MotionSettings(masks=[TREE_MASK])
     clips: list[Clip] = []
-    kinds: list[tuple[str, dict]] = [
-        ("noise", {"noise": 8.0}),
-        ("h264", {"noise": 4.0, "h264_kbps": 150}),
-        ("dusk", {"noise": 4.0, "light": _dusk}),
-        ("lights", {"noise": 4.0, "light": _lights, "gamma": _ir}),
-        ("masked-tree", {"noise": 3.0, "sway": TREE, "settings": masked}),
+    # name, clip arguments, object contrast (grey levels), object size (x)
+    kinds: list[tuple[str, dict, float, float]] = [
+        ("noise", {"noise": 10.0}, 28.0, 1.0),
+        ("small", {"noise": 5.0}, 30.0, 0.6),
+        ("h264", {"noise": 4.0, "h264_kbps": 150}, 25.0, 1.0),
+        ("dusk", {"noise": 4.0, "light": _dusk, "noise_ramp": _dusk_noise}, 28.0, 1.0),
+        ("lights", {"noise": 4.0, "light": _lights, "gamma": _ir}, 28.0, 1.0),
+        ("masked-tree", {"noise": 3.0, "sway": TREE, "settings": masked}, 28.0, 1.0),
     ]
-    for i, (name, kw) in enumerate(kinds):
-        movers = _movers(rng, 4.0, n, contrast=28.0 if name != "noise" else 32.0)
+    for i, (name, kw, contrast, size) in enumerate(kinds):
+        movers = _movers(rng, 4.0, n, contrast, size)
         duration = movers[-1].t1 + 8.0
         clips.append(Clip(name, duration, movers, seed=seed + i, **kw))
         clips.append(Clip(f"{name}-quiet", duration, [], seed=seed + 100 + i, **kw))

@@ -85,21 +85,24 @@ class _Geometry:
 def rasterise(polygon: Polygon, shape: tuple[int, int]) -> np.ndarray:
     """A polygon in 0..1 coordinates as a boolean grid of ``shape`` (rows, cols).
 
-    A cell is inside when its centre is; points outside 0..1 are clipped.
+    A cell is inside when at least half of it is (measured on a 4x finer grid, since
+    ``cv2.fillPoly`` alone takes every pixel the outline touches); points outside
+    0..1 are clipped.
     """
     rows, cols = shape
-    pts = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    try:
+        pts = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise ValueError("a polygon must be a list of (x, y) points") from None
     if len(pts) < 3 or not np.isfinite(pts).all():
         raise ValueError("a polygon needs at least three finite (x, y) points")
     pts = np.clip(pts, 0.0, 1.0)
-    # cv2 fills by pixel centres at integer coordinates: shift by half a cell, with
-    # 8 bits of sub-pixel precision.
-    shift = 8
-    scaled = np.stack([pts[:, 0] * cols - 0.5, pts[:, 1] * rows - 0.5], axis=1)
+    k, shift = 4, 8  # supersampling, and cv2's sub-pixel bits
+    scaled = np.stack([pts[:, 0] * cols * k - 0.5, pts[:, 1] * rows * k - 0.5], axis=1)
     fixed = np.round(scaled * (1 << shift)).astype(np.int32)
-    grid = np.zeros(shape, np.uint8)
-    cv2.fillPoly(grid, [fixed], 1, lineType=cv2.LINE_8, shift=shift)
-    return grid.astype(bool)
+    fine = np.zeros((rows * k, cols * k), np.uint8)
+    cv2.fillPoly(fine, [fixed], 1, lineType=cv2.LINE_8, shift=shift)
+    return fine.reshape(rows, k, cols, k).sum(axis=(1, 3)) >= k * k // 2
 
 
 class FrameDiffDetector(MotionDetector):
@@ -147,10 +150,10 @@ class FrameDiffDetector(MotionDetector):
         g = self.geometry
         if g is not None and g.height == height and g.width == width:
             return g
+        if height < 32 or width < 32:
+            raise ValueError(f"picture {width}x{height} is too small for motion detection")
         factor = max(1, round(width / self.work_width))
         rows, cols = height // factor, width // factor
-        if rows < 4 or cols < 4:
-            raise ValueError(f"picture {width}x{height} is too small for motion detection")
         # The 3x3 box smoothing drops one cell on each side: the smoothed grid is
         # cells [1:-1, 1:-1] of the sampled grid.
         shape = (rows, cols)

@@ -46,6 +46,7 @@ class MotionEvent:
         return (self.end if self.end is not None else self.last_motion) - self.start
 
 
+EPS = 1e-6
 Kind = Literal["start", "peak", "end"]
 
 
@@ -120,7 +121,7 @@ class EventTracker:
             if quiet > self.gap_s:
                 self.current = None
             return []
-        if quiet >= self.end_after_s:
+        if quiet + EPS >= self.end_after_s:
             return [self._finish(ev, t)]
         return []
 
@@ -147,7 +148,11 @@ class EventTracker:
     def _maybe_announce(self, ev: MotionEvent, t: float) -> list[Transition]:
         if ev.announced:
             return []
-        if t - self._run_start < self.start_after_s or t - ev.start < self.min_duration_s:
+        # EPS: frame times are sums of 1/fps steps and must not miss a boundary by 1e-16.
+        if (
+            t - self._run_start + EPS < self.start_after_s
+            or t - ev.start + EPS < self.min_duration_s
+        ):
             return []
         ev.announced = True
         self._last_peak_sent = t
@@ -166,7 +171,7 @@ def draw_boxes(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """Draw ``boxes`` (0..1 coordinates) on a copy of a BGR or grey picture."""
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     h, w = out.shape[:2]
-    thick = max(1, round(min(w, h) / 240))
+    thick = max(2, round(min(w, h) / 180))  # survives JPEG's chroma subsampling
     for x, y, bw, bh in boxes:
         p0 = (round(x * w), round(y * h))
         p1 = (round((x + bw) * w) - 1, round((y + bh) * h) - 1)
