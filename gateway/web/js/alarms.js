@@ -1,0 +1,93 @@
+// Alarm list (报警): recent events, then live ones over SSE; acknowledge; linkage drives the wall.
+import { api, el, fmtTime } from "./api.js";
+import { t } from "./i18n.js";
+
+const MAX_ROWS = 300;
+
+export class AlarmList {
+  constructor(list, typeFilter, cameraFilter, { tree, onLinkage, onPlay, onStatus }) {
+    this.list = list;
+    this.typeFilter = typeFilter;
+    this.cameraFilter = cameraFilter;
+    this.tree = tree;
+    this.onLinkage = onLinkage;
+    this.onPlay = onPlay;
+    this.onStatus = onStatus;
+    this.events = new Map();
+    this.source = null;
+    typeFilter.addEventListener("change", () => this.render());
+    cameraFilter.addEventListener("input", () => this.render());
+  }
+
+  async load() {
+    const recent = await api("/api/v1/events?limit=100");
+    for (const ev of recent.reverse()) this.events.set(ev.id, ev);
+    this.render();
+    this.connect();
+  }
+
+  connect() {
+    if (this.source) this.source.close();
+    const token = localStorage.getItem("gw_token");
+    const url = "/api/v1/events/stream" + (token ? `?access_token=${encodeURIComponent(token)}` : "");
+    this.source = new EventSource(url, { withCredentials: true });
+    const handle = (msg) => {
+      let ev;
+      try { ev = JSON.parse(msg.data); } catch { return; }
+      this.receive(ev);
+    };
+    this.source.onmessage = handle;
+    for (const type of ["motion", "camera_offline", "camera_online", "linkage", "event"]) {
+      this.source.addEventListener(type, handle);
+    }
+  }
+
+  receive(ev) {
+    const isNew = !this.events.has(ev.id);
+    this.events.delete(ev.id);
+    this.events.set(ev.id, ev);
+    while (this.events.size > MAX_ROWS) this.events.delete(this.events.keys().next().value);
+    if (ev.type === "camera_offline") this.onStatus(ev.camera, "offline");
+    if (ev.type === "camera_online") this.onStatus(ev.camera, "online");
+    if (isNew && ev.type === "linkage") this.onLinkage(ev);
+    this.render();
+  }
+
+  name(ref) { return this.tree.cameras.get(ref)?.name || ref; }
+
+  render() {
+    const type = this.typeFilter.value;
+    const q = this.cameraFilter.value.trim().toLowerCase();
+    const rows = [...this.events.values()].reverse().filter((ev) =>
+      (!type || ev.type === type) && (!q || ev.camera.toLowerCase().includes(q) || this.name(ev.camera).toLowerCase().includes(q)));
+    this.list.replaceChildren(...rows.slice(0, 200).map((ev) => this.row(ev)));
+  }
+
+  row(ev) {
+    const img = ev.snapshot_url ? el("img", { src: ev.snapshot_url, loading: "lazy", alt: "" }) : el("span", { class: "noimg" });
+    const ack = ev.acknowledged
+      ? el("span", { class: "acked-label" }, t("acked"))
+      : el("button", { class: "ack", onclick: () => this.ack(ev) }, t("ack"));
+    const detail = ev.type === "linkage"
+      ? `${ev.data?.rule || ""} → ${(ev.data?.cameras || []).map((c) => this.name(c)).join("、")}`
+      : ev.score != null ? `${t("score")} ${(ev.score * 100).toFixed(0)}%` : "";
+    return el("li", { class: `alarm ${ev.type}${ev.acknowledged ? " acked" : ""}`, dataset: { id: ev.id, type: ev.type, camera: ev.camera } },
+      img,
+      el("span", { class: "when" }, fmtTime(ev.start)),
+      el("span", { class: "type" }, t(ev.type)),
+      el("span", { class: "cam" }, this.name(ev.camera)),
+      el("span", { class: "detail" }, detail),
+      el("span", { class: "spacer" }),
+      ev.type !== "camera_online" ? el("button", { class: "play", onclick: () => this.onPlay(ev) }, t("play_clip")) : null,
+      ack);
+  }
+
+  async ack(ev) {
+    try {
+      const updated = await api(`/api/v1/events/${encodeURIComponent(ev.id)}/ack`, { method: "POST" });
+      this.receive(updated && updated.id ? updated : { ...ev, acknowledged: true });
+    } catch (err) {
+      alert(`${t("failed")}: ${err.message}`);
+    }
+  }
+}

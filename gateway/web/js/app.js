@@ -1,0 +1,111 @@
+// The operators' page: login, device tree, video wall, alarms, playback, settings.
+import { AlarmList } from "./alarms.js";
+import { api, setUnauthorisedHandler } from "./api.js";
+import { applyStatic, getLang, setLang, t } from "./i18n.js";
+import { Playback } from "./playback.js";
+import { Settings } from "./settings.js";
+import { DeviceTree } from "./tree.js";
+import { VideoWall } from "./wall.js";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { user: null, tree: null, wall: null, alarms: null, playback: null, settings: null };
+window.gw = state; // for operators' debugging and the browser tests
+
+function showLogin() {
+  $("#app-view").hidden = true;
+  $("#login-view").hidden = false;
+  $("#login-user").focus();
+}
+
+async function login(e) {
+  e.preventDefault();
+  $("#login-error").textContent = "";
+  const r = await fetch("/api/v1/auth/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify({ username: $("#login-user").value, password: $("#login-pass").value }),
+  });
+  if (!r.ok) {
+    $("#login-error").textContent = r.status === 429 ? t("login_rate") : t("login_failed");
+    return;
+  }
+  $("#login-pass").value = "";
+  await boot();
+}
+
+function switchView(view) {
+  document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.view === view));
+  for (const v of ["live", "playback", "settings"]) $(`#view-${v}`).hidden = v !== view;
+  if (view === "playback") state.playback.refreshCameras();
+  if (view === "settings") state.settings.show();
+}
+
+function onLinkage(ev) {
+  const refs = ev.data?.cameras || [];
+  if (!refs.length || ev.data?.wall === false) return;
+  switchView("live");
+  if ($("#auto-switch").checked) state.wall.showGroup(refs);
+  else state.wall.highlightGroup(refs);
+  $("#wall-notice").textContent = `${t("wall_switched")}: ${ev.data?.rule || ""}`;
+  setTimeout(() => { $("#wall-notice").textContent = ""; }, 15000);
+}
+
+async function boot() {
+  let me;
+  try {
+    me = await api("/api/v1/auth/me");
+  } catch {
+    showLogin();
+    return;
+  }
+  state.user = me.username;
+  $("#login-view").hidden = true;
+  $("#app-view").hidden = false;
+  $("#user-name").textContent = `${me.username} (${t(me.role)})`;
+  const health = await api("/api/v1/health");
+  $("#gw-name").textContent = health.name || health.id;
+
+  state.tree = new DeviceTree($("#tree"), $("#tree-search"), { onOpen: (refs) => state.wall.open(refs) });
+  await state.tree.load();
+  $("#gw-name").textContent = state.tree.root.name || health.id;
+  state.wall = new VideoWall($("#wall"), state.tree, me.username);
+  state.wall.restore();
+  state.playback = new Playback($("#view-playback"), state.tree);
+  state.settings = new Settings($("#view-settings"), { onChanged: () => state.tree.load() });
+  state.alarms = new AlarmList($("#alarm-list"), $("#alarm-type"), $("#alarm-camera"), {
+    tree: state.tree,
+    onLinkage,
+    onPlay: (ev) => { switchView("playback"); state.playback.openEvent(ev); },
+    onStatus: (ref, status) => state.tree.setStatus(ref, status),
+  });
+  await state.alarms.load();
+  setInterval(() => state.tree.load().catch(() => {}), 15000);
+}
+
+function wireStatic() {
+  applyStatic(document);
+  $("#lang-toggle").textContent = getLang() === "en" ? "中文" : "English";
+  $("#login-form").addEventListener("submit", login);
+  document.querySelectorAll("[data-lang]").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
+  $("#lang-toggle").addEventListener("click", () => {
+    setLang(getLang() === "en" ? "zh-CN" : "en");
+    $("#lang-toggle").textContent = getLang() === "en" ? "中文" : "English";
+    state.tree?.render();
+    state.alarms?.render();
+  });
+  $("#logout").addEventListener("click", async () => {
+    await fetch("/api/v1/auth/logout", { method: "POST", credentials: "same-origin" });
+    localStorage.removeItem("gw_token");
+    location.reload();
+  });
+  document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => switchView(b.dataset.view)));
+  document.querySelectorAll(".layout-btn").forEach((b) => b.addEventListener("click", () => state.wall.setLayout(Number(b.dataset.layout))));
+  $("#wall-save").addEventListener("click", () => { state.wall.save(); $("#wall-notice").textContent = t("layout_saved"); });
+  $("#wall-clear").addEventListener("click", () => state.wall.clearAll());
+  setUnauthorisedHandler(showLogin);
+}
+
+document.documentElement.lang = getLang();
+wireStatic();
+boot();

@@ -1,0 +1,87 @@
+// All user-facing strings, one table per language. zh-CN is the default.
+export const STRINGS = {
+  "zh-CN": {
+    app_title: "边缘视频网关",
+    login_title: "登录", username: "用户名", password: "密码", login: "登录", logout: "退出",
+    login_failed: "用户名或密码错误", login_rate: "登录尝试过多，请稍后再试",
+    nav_live: "实时预览", nav_playback: "录像回放", nav_settings: "设置",
+    device_tree: "设备树", search: "搜索名称或位置", online: "在线", offline: "离线",
+    unauthorised: "未授权", error: "故障", unknown: "未知",
+    level_city: "市", level_county: "区县", level_town: "镇", level_village: "村", level_site: "站点",
+    layout: "分屏", split: "画面", clear_wall: "清空", save_layout: "保存布局", layout_saved: "布局已保存",
+    drop_here: "拖动摄像机到此处", main_stream: "主码流", low_stream: "低码率",
+    fullscreen: "全屏", close: "关闭", connecting: "连接中", playing: "播放中", reconnecting: "重连中",
+    fps: "帧率", bitrate: "码率", latency: "延迟",
+    alarms: "报警", all_types: "全部类型", motion: "移动侦测", camera_offline: "摄像机离线",
+    camera_online: "摄像机上线", linkage: "联动", ack: "确认", acked: "已确认",
+    play_clip: "回放", auto_switch: "联动时自动切换画面", highlight_only: "仅高亮",
+    time: "时间", camera: "摄像机", type: "类型", score: "强度",
+    ptz: "云台控制", zoom_in: "放大", zoom_out: "缩小", presets: "预置位", goto: "转到",
+    playback_title: "录像回放", date: "日期", speed: "倍速", download: "下载", timeline: "时间轴",
+    no_recordings: "该时段无录像", gap: "断档", event: "事件", select_camera: "选择摄像机",
+    settings_cameras: "摄像机", settings_motion: "移动侦测", settings_recording: "录像策略",
+    settings_children: "下级平台", settings_users: "用户",
+    discover: "自动搜索", add: "添加", edit: "编辑", remove: "删除", save: "保存", cancel: "取消",
+    name: "名称", location: "位置", address: "地址", status: "状态", rtsp_url: "RTSP 地址",
+    role: "角色", admin: "管理员", operator: "操作员", viewer: "查看者",
+    sensitivity: "灵敏度", zones: "侦测区域", masks: "屏蔽区域", draw_zone: "画侦测区域",
+    draw_mask: "画屏蔽区域", clear: "清除", enabled: "启用",
+    mode: "模式", mode_off: "关闭", mode_continuous: "连续录像", mode_events: "事件录像",
+    mode_both: "连续+事件", token_once: "令牌只显示一次，请复制：", revoke: "吊销",
+    confirm_remove: "确定删除？", saved: "已保存", failed: "失败",
+    cameras_count: "台", wall_switched: "联动：已切换到预案画面",
+  },
+  en: {
+    app_title: "Edge video gateway",
+    login_title: "Sign in", username: "Username", password: "Password", login: "Sign in", logout: "Sign out",
+    login_failed: "Wrong username or password", login_rate: "Too many attempts, try again later",
+    nav_live: "Live view", nav_playback: "Playback", nav_settings: "Settings",
+    device_tree: "Device tree", search: "Search name or location", online: "Online", offline: "Offline",
+    unauthorised: "Unauthorised", error: "Error", unknown: "Unknown",
+    level_city: "City", level_county: "County", level_town: "Town", level_village: "Village", level_site: "Site",
+    layout: "Layout", split: "split", clear_wall: "Clear", save_layout: "Save layout", layout_saved: "Layout saved",
+    drop_here: "Drag a camera here", main_stream: "Main", low_stream: "Low bitrate",
+    fullscreen: "Full screen", close: "Close", connecting: "Connecting", playing: "Playing", reconnecting: "Reconnecting",
+    fps: "fps", bitrate: "bitrate", latency: "latency",
+    alarms: "Alarms", all_types: "All types", motion: "Motion", camera_offline: "Camera offline",
+    camera_online: "Camera online", linkage: "Linkage", ack: "Acknowledge", acked: "Acknowledged",
+    play_clip: "Play", auto_switch: "Switch the wall on linkage", highlight_only: "Highlight only",
+    time: "Time", camera: "Camera", type: "Type", score: "Score",
+    ptz: "PTZ", zoom_in: "Zoom in", zoom_out: "Zoom out", presets: "Presets", goto: "Go",
+    playback_title: "Playback", date: "Date", speed: "Speed", download: "Download", timeline: "Timeline",
+    no_recordings: "No recordings in this period", gap: "Gap", event: "Event", select_camera: "Select a camera",
+    settings_cameras: "Cameras", settings_motion: "Motion detection", settings_recording: "Recording",
+    settings_children: "Child platforms", settings_users: "Users",
+    discover: "Discover", add: "Add", edit: "Edit", remove: "Remove", save: "Save", cancel: "Cancel",
+    name: "Name", location: "Location", address: "Address", status: "Status", rtsp_url: "RTSP URL",
+    role: "Role", admin: "Admin", operator: "Operator", viewer: "Viewer",
+    sensitivity: "Sensitivity", zones: "Detection zones", masks: "Masks", draw_zone: "Draw zone",
+    draw_mask: "Draw mask", clear: "Clear", enabled: "Enabled",
+    mode: "Mode", mode_off: "Off", mode_continuous: "Continuous", mode_events: "Events",
+    mode_both: "Continuous + events", token_once: "The token is shown once, copy it:", revoke: "Revoke",
+    confirm_remove: "Remove it?", saved: "Saved", failed: "Failed",
+    cameras_count: "", wall_switched: "Linkage: wall switched to the plan's group",
+  },
+};
+
+let lang = localStorage.getItem("gw_lang") || "zh-CN";
+
+export function t(key) {
+  return (STRINGS[lang] && STRINGS[lang][key]) || STRINGS["zh-CN"][key] || key;
+}
+
+export function getLang() { return lang; }
+
+export function setLang(next) {
+  lang = STRINGS[next] ? next : "zh-CN";
+  localStorage.setItem("gw_lang", lang);
+  document.documentElement.lang = lang;
+  applyStatic(document);
+}
+
+// Elements carry data-i18n="key" (text) or data-i18n-placeholder / data-i18n-title.
+export function applyStatic(root) {
+  root.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  root.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  root.querySelectorAll("[data-i18n-title]").forEach((el) => { el.title = t(el.dataset.i18nTitle); });
+}
