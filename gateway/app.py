@@ -87,6 +87,12 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.relay.sessions import build as build_relay
 
     factories.append(("relay", build_relay))  # after streams; it leases hubs per viewer
+    from gateway.events.linkage import build as build_linkage
+
+    factories.append(("linkage", build_linkage))  # after recorder; it asks it to record
+    from gateway.cascade.part import build as build_cascade
+
+    factories.append(("cascade", build_cascade))  # after streams; registers a resolver
     from gateway.events.mqtt import build as build_mqtt
 
     factories.append(("mqtt", build_mqtt))  # last: it only listens to the bus

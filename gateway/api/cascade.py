@@ -1,0 +1,275 @@
+"""Cascade API: the children's WebSocket, the merged tree, remote cameras, children tokens.
+
+``/api/v1/cascade/ws`` is where children dial in (token auth, children tokens only).
+``/api/v1/tree`` is the device tree; ``/api/v1/tree/cameras/{path}`` and
+``/api/v1/tree/recordings/{path}`` reach any camera below this gateway by path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, WebSocket
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import Caller, get_gateway, require
+from gateway.app import Gateway
+from gateway.cascade import access
+from gateway.cascade.access import AccessError
+from gateway.cascade.protocol import PATH_PATTERN
+from gateway.cascade.tree import build, find_camera, to_api
+from gateway.config import ID_PATTERN
+from gateway.events.model import Event
+from gateway.store import children as child_store
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["cascade"])
+
+
+def _cascade(gw: Gateway) -> Any:
+    part = gw.part("cascade")
+    if part is None:
+        raise HTTPException(503, "the cascade part is not running on this gateway")
+    return part
+
+
+def _path(caller: Caller, path: str) -> str:
+    if not re.fullmatch(PATH_PATTERN, path):
+        raise HTTPException(400, f"not a camera path: {path[:100]!r}")
+    if not caller.sees(path):
+        raise HTTPException(404, f"unknown camera {path!r} / 未知摄像机")
+    return path
+
+
+def _http(err: AccessError) -> HTTPException:
+    return HTTPException(err.status, str(err))
+
+
+# -- children connect here ----------------------------------------------------------
+
+
+@router.websocket("/api/v1/cascade/ws")
+async def cascade_ws(ws: WebSocket) -> None:
+    gw: Gateway = ws.app.state.gateway
+    part = gw.part("cascade")
+    header = ws.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    name = child_store.verify(gw.db, token) if token and part is not None else None
+    if name is None:
+        log.warning(
+            "cascade connection from %s refused: bad or revoked token",
+            ws.client.host if ws.client else "?",
+        )
+        await ws.close(code=1008)  # before accept: the client sees HTTP 403
+        return
+    await ws.accept()
+    await part.downlink.serve(ws, name)
+
+
+# -- the tree -------------------------------------------------------------------------
+
+
+@router.get("/api/v1/tree")
+def tree(
+    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> dict[str, Any]:
+    """The device tree below this gateway with online/offline status and camera counts."""
+    return to_api(build(gw), caller.sees if caller.scope else None)
+
+
+@router.get("/api/v1/tree/cameras/{path:path}/snapshot.jpg")
+async def tree_snapshot(
+    path: str, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> Response:
+    try:
+        body = await access.snapshot(gw, _path(caller, path))
+    except AccessError as err:
+        raise _http(err) from None
+    return Response(body, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/api/v1/tree/cameras/{path:path}/ptz")
+async def tree_ptz(
+    path: str,
+    command: dict[str, Any] = Body(..., description="PTZ command, passed to the camera's gateway"),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("operator")),
+) -> dict[str, Any]:
+    try:
+        return await access.ptz(gw, _path(caller, path), command)
+    except AccessError as err:
+        raise _http(err) from None
+
+
+@router.get("/api/v1/tree/cameras/{path:path}")
+def tree_camera(
+    path: str, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> dict[str, Any]:
+    """One camera anywhere below this gateway, as the tree knows it."""
+    cam = find_camera(build(gw), _path(caller, path))
+    if cam is None:
+        raise HTTPException(404, f"unknown camera {path!r} / 未知摄像机")
+    return cam.model_dump()
+
+
+@router.get("/api/v1/tree/recordings/{path:path}/clip.mp4")
+async def tree_clip(
+    path: str,
+    start: str = Query(..., description="ISO 8601 start"),
+    end: str = Query(..., description="ISO 8601 end"),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> StreamingResponse:
+    body = access.clip(gw, _path(caller, path), {"start": start, "end": end})
+    try:
+        first = await body.__anext__()  # errors become HTTP errors before the 200 goes out
+    except StopAsyncIteration:
+        first = b""
+    except AccessError as err:
+        raise _http(err) from None
+
+    async def chunks() -> Any:
+        if first:
+            yield first
+        async for chunk in body:
+            yield chunk
+
+    name = path.replace("/", "_")
+    return StreamingResponse(
+        chunks(),
+        media_type="video/mp4",
+        headers={"Content-Disposition": f'attachment; filename="{name}.mp4"'},
+    )
+
+
+@router.get("/api/v1/tree/recordings/{path:path}")
+async def tree_recordings(
+    path: str,
+    start: str | None = Query(None),
+    end: str | None = Query(None),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> dict[str, Any]:
+    try:
+        items = await access.recordings(gw, _path(caller, path), {"start": start, "end": end})
+    except AccessError as err:
+        raise _http(err) from None
+    return {"camera": path, "recordings": items}
+
+
+# -- cascade state and the test/maintenance switch -------------------------------------
+
+
+@router.get("/api/v1/cascade")
+def cascade_stats(
+    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("operator"))
+) -> dict[str, Any]:
+    """Uplink state, children sessions, open remote streams and their bytes."""
+    return _cascade(gw).stats()
+
+
+class UplinkSwitch(BaseModel):
+    enabled: bool = Field(description="False cuts the uplink until set True again")
+
+
+@router.post("/api/v1/cascade/uplink")
+def uplink_switch(
+    body: UplinkSwitch,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("admin")),
+) -> dict[str, Any]:
+    part = _cascade(gw)
+    if part.uplink is None:
+        raise HTTPException(409, "this gateway has no parent (cascade.parent is not set)")
+    part.uplink.set_enabled(body.enabled)
+    log.warning("uplink %s by %s", "restored" if body.enabled else "cut", caller.name)
+    return part.uplink.stats()
+
+
+# -- children management (admin) ---------------------------------------------------------
+
+
+class NewChild(BaseModel):
+    name: str = Field(pattern=ID_PATTERN, description="The child's cascade id")
+
+
+@router.get("/api/v1/children")
+def list_children(
+    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
+) -> list[dict[str, Any]]:
+    part = gw.part("cascade")
+    links = part.downlink.links if part is not None else {}
+    return [
+        {
+            "name": c.name,
+            "created": c.created,
+            "revoked": c.revoked,
+            "last_seen": c.last_seen,
+            "online": bool(c.name in links and links[c.name].online),
+        }
+        for c in child_store.list_all(gw.db)
+    ]
+
+
+@router.post("/api/v1/children", status_code=201)
+def add_child(
+    body: NewChild, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
+) -> dict[str, str]:
+    """Issue a token for a child; it is shown in this answer only."""
+    try:
+        token = child_store.add(gw.db, body.name)
+    except child_store.ChildExists:
+        raise HTTPException(409, f"child {body.name} exists; revoke it first") from None
+    log.info("child %s token issued by %s", body.name, caller.name)
+    return {"name": body.name, "token": token}
+
+
+@router.delete("/api/v1/children/{name}")
+async def revoke_child(
+    name: str, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
+) -> dict[str, Any]:
+    if not child_store.revoke(gw.db, name):
+        raise HTTPException(404, f"no active child named {name!r}")
+    part = gw.part("cascade")
+    link = part.downlink.links.get(name) if part is not None else None
+    if link is not None and link.session is not None:
+        session = link.session
+        await session.close(4003, "token revoked")
+        part.downlink._session_ended(link, session)
+    log.warning("child %s revoked by %s", name, caller.name)
+    return {"name": name, "revoked": True}
+
+
+# -- publishing an event by hand (integration and tests) ---------------------------------
+
+
+class NewEvent(BaseModel):
+    camera: str = Field("", max_length=640)
+    type: str = Field("custom", pattern=r"^[a-z0-9_.-]{1,40}$")
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    zones: list[str] = Field(default_factory=list, max_length=32)
+    score: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/api/v1/events", status_code=201)
+def publish_event(
+    body: NewEvent, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
+) -> dict[str, Any]:
+    """Publish a custom event on this gateway's bus (it flows to SSE, linkage and upward)."""
+    if body.type == "linkage":
+        raise HTTPException(400, "linkage events are raised by linkage rules only")
+    fields: dict[str, Any] = {
+        "camera": body.camera,
+        "type": body.type,
+        "zones": body.zones,
+        "score": body.score,
+        "data": {**body.data, "published_by": caller.name},
+    }
+    if body.id:
+        fields["id"] = body.id
+    event = gw.bus.publish(Event(**fields))
+    return event.model_dump(mode="json")

@@ -1,0 +1,50 @@
+"""``/api/v1/linkage``: the linkage rules (预案), read by operators, replaced by admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from gateway.api.deps import Caller, get_gateway, require
+from gateway.app import Gateway
+from gateway.config import LinkageRule
+
+router = APIRouter(tags=["linkage"])
+
+
+def _part(gw: Gateway) -> Any:
+    part = gw.part("linkage")
+    if part is None:
+        raise HTTPException(503, "the linkage part is not running on this gateway")
+    return part
+
+
+@router.get("/api/v1/linkage")
+def get_rules(
+    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> dict[str, Any]:
+    part = _part(gw)
+    return {
+        "rules": [r.model_dump(mode="json") for r in part.rules],
+        "stats": part.stats(),
+    }
+
+
+@router.put("/api/v1/linkage")
+def put_rules(
+    rules: list[LinkageRule],
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("admin")),
+) -> dict[str, Any]:
+    """Replace every rule at once (kept across restarts)."""
+    part = _part(gw)
+    if len(rules) > 1000:
+        raise HTTPException(400, "at most 1000 rules")
+    try:
+        part.set_rules(rules)
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from None
+    except OSError as err:
+        raise HTTPException(500, f"cannot save the rules: {err.strerror}") from None
+    return get_rules(gw, caller)

@@ -1,0 +1,567 @@
+"""Parent side of the cascade (下级接入): child sessions, their trees, events and requests.
+
+A child connects to ``/api/v1/cascade/ws`` with its token; the endpoint hands the
+accepted WebSocket to :meth:`Downlink.serve`. Everything the child says is checked
+against the name its token was issued for: every path must start with that name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.cascade import protocol as p
+from gateway.cascade.tree import offline
+from gateway.events.model import Event
+from gateway.store import children as child_store
+from gateway.store import events as event_store
+
+log = logging.getLogger(__name__)
+ChangeListener = Callable[[str, Any], None]
+MAX_TRANSFER_BYTES = 512 * 1024 * 1024
+
+
+class ChildGone(Exception):
+    """The child is not connected (or went away during the request)."""
+
+
+class RemoteError(Exception):
+    """The child answered a request with an error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Channel:
+    """One open remote stream or body transfer on a child session."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.on_au: Callable[[Any], None] | None = None
+        self.on_info: Callable[[p.StreamInfoMsg], None] | None = None
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.bytes = 0
+        self.frames = 0
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+        self.chunks.put_nowait(None)
+
+
+class ChildSession:
+    """One live WebSocket from a child."""
+
+    def __init__(self, downlink: Downlink, ws: Any, name: str) -> None:
+        self.downlink = downlink
+        self.ws = ws
+        self.name = name
+        self.connected_at = time.time()
+        self.last_msg = time.monotonic()
+        self.closed = False
+        self.rejected = 0
+        self.bytes_in = 0
+        self._send_lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self.pending: dict[str, asyncio.Future[p.Response]] = {}
+        self.channels: dict[int, Channel] = {}
+        # request id -> the channel its body comes on; the response closes the body.
+        self.req_channels: dict[str, Channel] = {}
+
+    async def send(self, msg: p.BaseModel) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(p.dump(msg))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    def fail_all(self) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ChildGone(self.name))
+        self.pending.clear()
+        for ch in self.channels.values():
+            ch.end("child disconnected")
+        self.channels.clear()
+
+    async def request(
+        self,
+        op: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        channel: Channel | None = None,
+        timeout: float = 15.0,
+    ) -> p.Response:
+        """Send one request and wait for its response."""
+        if self.closed:
+            raise ChildGone(self.name)
+        rid = f"r{next(self._ids)}"
+        fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        if channel is not None:
+            self.req_channels[rid] = channel
+        msg = p.Request(
+            type="request",
+            id=rid,
+            op=op,
+            path=path,  # type: ignore[arg-type]
+            channel=channel.number if channel else 0,
+            params=params or {},
+        )
+        try:
+            await self.send(msg)
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RemoteError(
+                504, f"child {self.name} did not answer {op} in {timeout:.0f}s"
+            ) from None
+        finally:
+            self.pending.pop(rid, None)
+            self.req_channels.pop(rid, None)
+
+    def open_channel(self) -> Channel:
+        ch = Channel(next(self._ids))
+        self.channels[ch.number] = ch
+        return ch
+
+
+class ChildLink:
+    """What the parent knows of one child, connected or not."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.tree: p.GatewayNode | None = None
+        self.session: ChildSession | None = None
+        self.level = ""
+        self.display_name = ""
+        self.epoch = ""
+        self.last_seq = 0
+        self.last_seen: float | None = None
+        self.events_in = 0
+        self.duplicates = 0
+        self.rejected = 0
+
+    @property
+    def online(self) -> bool:
+        return self.session is not None and not self.session.closed
+
+    def node(self) -> p.GatewayNode:
+        if self.tree is None:
+            base = p.GatewayNode(
+                id=self.name,
+                path=self.name,
+                name=self.display_name,
+                level=self.level,
+                status="offline",
+            )
+            return base
+        return self.tree if self.online else offline(self.tree)
+
+
+class Downlink:
+    """Every child of this gateway: sessions, merged subtrees, events, routed requests."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.db = gw.db
+        child_store.init(self.db)
+        self.links: dict[str, ChildLink] = {}
+        self._listeners: list[ChangeListener] = []
+        self._monitor: asyncio.Task[None] | None = None
+        for row in child_store.list_all(self.db):
+            link = self._link(row.name)
+            link.epoch, link.last_seq, link.last_seen = (
+                row.outbox_epoch,
+                row.last_seq,
+                row.last_seen,
+            )
+            if row.catalog:
+                with contextlib.suppress(Exception):
+                    link.tree = p.GatewayNode.model_validate_json(row.catalog)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        self._monitor = asyncio.create_task(self._watch(), name="cascade-downlink-monitor")
+
+    async def stop(self) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for link in list(self.links.values()):
+            if link.session:
+                await link.session.close(1001, "parent stopping")
+
+    async def _watch(self) -> None:
+        """Offline after silence; close sessions whose token was revoked meanwhile."""
+        settings = self.gw.settings.cascade
+        tick = 0
+        while True:
+            await asyncio.sleep(0.25)
+            tick += 1
+            now = time.monotonic()
+            for link in list(self.links.values()):
+                s = link.session
+                if s is None or s.closed:
+                    continue
+                if now - s.last_msg > settings.offline_after_s:
+                    log.warning("child %s silent for %.1fs: offline", link.name, now - s.last_msg)
+                    await s.close(4008, "heartbeat timeout")
+                    self._session_ended(link, s)
+                elif tick % 8 == 0 and not child_store.is_active(self.db, link.name):
+                    log.warning("child %s: token revoked, closing its connection", link.name)
+                    await s.close(4003, "token revoked")
+                    self._session_ended(link, s)
+
+    # -- change notification ---------------------------------------------------
+    def on_change(self, listener: ChangeListener) -> None:
+        """``listener(kind, value)``: ("camera", CameraNode) or ("node", child name)."""
+        self._listeners.append(listener)
+
+    def _changed(self, kind: str, value: Any) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, value)
+            except Exception:
+                log.exception("cascade change listener failed")
+
+    def _link(self, name: str) -> ChildLink:
+        link = self.links.get(name)
+        if link is None:
+            link = self.links[name] = ChildLink(name)
+        return link
+
+    def child_trees(self) -> list[p.GatewayNode]:
+        """Every known child's subtree (offline ones marked so), paths relative to us."""
+        return [self.links[n].node() for n in sorted(self.links)]
+
+    def forget(self, name: str) -> None:
+        self.links.pop(name, None)
+        self._changed("node", name)
+
+    # -- one child connection ----------------------------------------------------
+    async def serve(self, ws: Any, name: str) -> None:
+        """Run one child connection until it ends. ``ws`` is accepted already."""
+        link = self._link(name)
+        session = ChildSession(self, ws, name)
+        try:
+            hello = await self._handshake(session, link)
+        except (p.ProtocolError, TimeoutError) as err:
+            log.warning("child %s: handshake failed: %s", name, err)
+            await session.close(4002, "handshake failed")
+            return
+        old = link.session
+        if old is not None and not old.closed:
+            log.info("child %s reconnected; closing its previous connection", name)
+            await old.close(4009, "replaced by a new connection")
+            self._session_ended(link, old)
+        link.session = session
+        link.level, link.display_name = hello.level, hello.name
+        link.last_seen = time.time()
+        log.info("child %s (%s) connected", name, hello.level or "?")
+        self._changed("node", name)
+        try:
+            await self._read_loop(session, link)
+        finally:
+            self._session_ended(link, session)
+
+    async def _handshake(self, session: ChildSession, link: ChildLink) -> p.Hello:
+        raw = await asyncio.wait_for(session.ws.receive(), 10)
+        text = raw.get("text")
+        if text is None:
+            raise p.ProtocolError("first message must be a text hello")
+        msg = p.parse_child(text)
+        if not isinstance(msg, p.Hello):
+            raise p.ProtocolError(f"first message must be hello, not {msg.type}")
+        if msg.gateway != link.name:
+            raise p.ProtocolError(
+                f"gateway id {msg.gateway!r} does not match its token's child {link.name!r}"
+            )
+        if msg.outbox_epoch != link.epoch:
+            # A new outbox (first contact or a wiped child): its seq starts again.
+            link.epoch, link.last_seq = msg.outbox_epoch, 0
+            child_store.mark_delivered(self.db, link.name, link.epoch, 0)
+        await session.send(
+            p.Welcome(
+                type="welcome",
+                parent=self.gw.settings.cascade.id,
+                last_seq=link.last_seq,
+                heartbeat_s=self.gw.settings.cascade.heartbeat_s,
+            )
+        )
+        return msg
+
+    def _session_ended(self, link: ChildLink, session: ChildSession) -> None:
+        session.closed = True
+        session.fail_all()
+        if link.session is session:
+            link.session = None
+            link.last_seen = time.time()
+            log.info("child %s offline", link.name)
+            self._changed("node", link.name)
+
+    async def _read_loop(self, session: ChildSession, link: ChildLink) -> None:
+        while not session.closed:
+            raw = await session.ws.receive()
+            if raw.get("type") == "websocket.disconnect":
+                return
+            session.last_msg = time.monotonic()
+            data = raw.get("bytes")
+            try:
+                if data is not None:
+                    session.bytes_in += len(data)
+                    self._on_binary(session, data)
+                    continue
+                text = raw.get("text") or ""
+                session.bytes_in += len(text)
+                await self._on_text(session, link, p.parse_child(text))
+            except p.ProtocolError as err:
+                session.rejected += 1
+                link.rejected += 1
+                log.warning("child %s: message rejected: %s", link.name, err)
+
+    def _on_binary(self, session: ChildSession, data: bytes) -> None:
+        frame = p.decode_frame(data)
+        ch = session.channels.get(frame.channel)
+        if ch is None:
+            return  # a stream closed a moment ago; late frames are normal
+        ch.bytes += len(frame.payload)
+        ch.frames += 1
+        if frame.au is not None:
+            if ch.on_au is not None:
+                ch.on_au(frame.au)
+        elif ch.bytes > MAX_TRANSFER_BYTES:
+            ch.end(f"transfer larger than {MAX_TRANSFER_BYTES} bytes")
+        else:
+            ch.chunks.put_nowait(frame.payload)
+
+    def _check_path(self, link: ChildLink, path: str, what: str) -> None:
+        if not p.under(path, link.name):
+            raise p.ProtocolError(
+                f"{what} {path[:80]!r} is outside the child's subtree {link.name!r}"
+            )
+
+    async def _on_text(self, session: ChildSession, link: ChildLink, msg: Any) -> None:
+        if isinstance(msg, p.Heartbeat):
+            await session.send(p.Heartbeat(type="heartbeat", time=time.time()))
+        elif isinstance(msg, p.Catalog):
+            if msg.tree.id != link.name:
+                raise p.ProtocolError(f"catalog root {msg.tree.id!r} is not {link.name!r}")
+            p.check_tree(msg.tree, link.name)
+            link.tree = msg.tree
+            child_store.save_catalog(self.db, link.name, msg.tree.model_dump_json())
+            self._changed("node", link.name)
+        elif isinstance(msg, p.CameraDelta):
+            self._on_camera(link, msg.camera)
+        elif isinstance(msg, p.NodeDelta):
+            self._on_node(link, msg.node)
+        elif isinstance(msg, p.Events):
+            await self._on_events(session, link, msg)
+        elif isinstance(msg, p.Response):
+            fut = session.pending.get(msg.id)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            body = session.req_channels.pop(msg.id, None)
+            if body is not None:
+                body.chunks.put_nowait(None)  # chunks came before the response
+        elif isinstance(msg, p.StreamInfoMsg):
+            ch = session.channels.get(msg.channel)
+            if ch is not None and ch.on_info is not None:
+                ch.on_info(msg)
+        elif isinstance(msg, p.StreamEnd):
+            ch = session.channels.pop(msg.channel, None)
+            if ch is not None:
+                ch.end(msg.reason or "ended by the child")
+        else:
+            raise p.ProtocolError(f"{msg.type} is not a child message")
+
+    def _on_camera(self, link: ChildLink, cam: p.CameraNode) -> None:
+        self._check_path(link, cam.path, "camera path")
+        if link.tree is None:
+            raise p.ProtocolError("camera delta before a catalog")
+        node = _node_at(link.tree, cam.path.rsplit("/", 1)[0])
+        if node is None:
+            raise p.ProtocolError(f"camera delta for unknown node of {cam.path[:80]!r}")
+        if not cam.path.endswith("/" + cam.id):
+            raise p.ProtocolError(f"camera path {cam.path[:80]!r} does not end with its id")
+        node.cameras = [c for c in node.cameras if c.id != cam.id] + [cam]
+        node.cameras.sort(key=lambda c: c.id)
+        self._changed("camera", cam)
+
+    def _on_node(self, link: ChildLink, node: p.GatewayNode) -> None:
+        self._check_path(link, node.path, "node path")
+        p.check_tree(node, node.path)
+        if link.tree is None:
+            raise p.ProtocolError("node delta before a catalog")
+        if node.path == link.name:
+            link.tree = node
+        else:
+            parent = _node_at(link.tree, node.path.rsplit("/", 1)[0])
+            if parent is None:
+                raise p.ProtocolError(f"node delta below an unknown node: {node.path[:80]!r}")
+            parent.children = sorted(
+                [c for c in parent.children if c.id != node.id] + [node], key=lambda c: c.id
+            )
+        p.check_tree(link.tree, link.name)
+        self._changed("node", link.name)
+
+    async def _on_events(self, session: ChildSession, link: ChildLink, msg: p.Events) -> None:
+        bus = self.gw.bus
+        for item in msg.items:
+            if item.seq <= link.last_seq:
+                link.duplicates += 1
+                continue
+            if item.seq != link.last_seq + 1 and link.last_seq:
+                # Gaps are legal (the child's outbox may have shed rows); say so.
+                log.info(
+                    "child %s: events %d..%d missing", link.name, link.last_seq + 1, item.seq - 1
+                )
+            ev = item.event
+            self._check_path(link, ev.camera or link.name, "event camera")
+            if ev.source:
+                self._check_path(link, ev.source, "event source")
+            ev = _strip_remote(ev)
+            known = event_store.get(self.db, ev.id)
+            if known is None or known != ev:
+                bus.publish(ev)
+                link.events_in += 1
+            else:
+                link.duplicates += 1
+            link.last_seq = item.seq
+        child_store.mark_delivered(self.db, link.name, link.epoch, link.last_seq)
+        await session.send(p.Ack(type="ack", seq=link.last_seq))
+
+    # -- routed requests ---------------------------------------------------------------
+    def route(self, path: str) -> tuple[ChildSession, str]:
+        """The session of the child owning ``path`` and the path as that child sees it."""
+        name, _, rest = path.partition("/")
+        link = self.links.get(name)
+        if link is None:
+            raise KeyError(path)
+        if not link.online or link.session is None:
+            raise ChildGone(name)
+        return link.session, rest
+
+    def owns(self, path: str) -> bool:
+        return "/" in path and path.partition("/")[0] in self.links
+
+    async def request(
+        self, path: str, op: str, params: dict[str, Any] | None = None, timeout: float = 15.0
+    ) -> p.Response:
+        session, rest = self.route(path)
+        resp = await session.request(op, rest, params, timeout=timeout)
+        if not resp.ok:
+            raise RemoteError(resp.status, resp.error)
+        return resp
+
+    async def fetch(
+        self, path: str, op: str, params: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> tuple[bytes, p.Response]:
+        """A request whose answer has a body (snapshot): the whole body and the response."""
+        session, rest = self.route(path)
+        ch = session.open_channel()
+        try:
+            resp = await session.request(op, rest, params, channel=ch, timeout=timeout)
+            if not resp.ok:
+                raise RemoteError(resp.status, resp.error)
+            parts = []
+            while not ch.chunks.empty():
+                chunk = ch.chunks.get_nowait()
+                if chunk is not None:
+                    parts.append(chunk)
+            return b"".join(parts), resp
+        finally:
+            session.channels.pop(ch.number, None)
+
+    async def open_stream(
+        self, path: str, profile: str, variant: str | None
+    ) -> tuple[ChildSession, Channel]:
+        """Ask the owning child for a camera stream; frames arrive on the channel."""
+        session, rest = self.route(path)
+        ch = session.open_channel()
+        params = {"profile": profile, "variant": variant}
+        try:
+            await self.request_on(session, "open_stream", rest, params, ch)
+        except BaseException:
+            session.channels.pop(ch.number, None)
+            raise
+        return session, ch
+
+    async def request_on(
+        self,
+        session: ChildSession,
+        op: str,
+        path: str,
+        params: dict[str, Any],
+        ch: Channel | None = None,
+        timeout: float = 20.0,
+    ) -> p.Response:
+        resp = await session.request(op, path, params, channel=ch, timeout=timeout)
+        if not resp.ok:
+            raise RemoteError(resp.status, resp.error)
+        return resp
+
+    async def close_stream(self, session: ChildSession, ch: Channel) -> None:
+        session.channels.pop(ch.number, None)
+        ch.end("closed")
+        if not session.closed:
+            with contextlib.suppress(Exception):
+                await session.request("close_stream", "x", {}, channel=ch, timeout=5)
+
+    def stats(self) -> list[dict[str, Any]]:
+        out = []
+        for name in sorted(self.links):
+            link = self.links[name]
+            s = link.session
+            out.append(
+                {
+                    "name": name,
+                    "online": link.online,
+                    "level": link.level,
+                    "last_seen": link.last_seen,
+                    "events_in": link.events_in,
+                    "duplicates": link.duplicates,
+                    "rejected": link.rejected,
+                    "last_seq": link.last_seq,
+                    "bytes_in": s.bytes_in if s else 0,
+                    "streams": [
+                        {"channel": c.number, "frames": c.frames, "bytes": c.bytes}
+                        for c in (s.channels.values() if s else [])
+                    ],
+                }
+            )
+        return out
+
+
+def _node_at(root: p.GatewayNode, path: str) -> p.GatewayNode | None:
+    if root.path == path:
+        return root
+    for child in root.children:
+        if p.under(path, child.path):
+            return _node_at(child, path)
+    return None
+
+
+def _strip_remote(ev: Event) -> Event:
+    """The child's snapshot URL means nothing here; keep it in data for reference."""
+    if ev.snapshot_url:
+        data = {**ev.data, "child_snapshot_url": ev.snapshot_url}
+        return ev.model_copy(update={"snapshot_url": None, "data": data})
+    return ev
+
+
+def dumps_tree(node: p.GatewayNode) -> str:
+    return json.dumps(node.model_dump(), ensure_ascii=False)

@@ -1,0 +1,60 @@
+"""The ``cascade`` part: the downlink (children) always, the uplink when a parent is set."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.cascade.downlink import Downlink
+from gateway.cascade.tree import find_camera
+
+log = logging.getLogger(__name__)
+
+
+class Cascade:
+    """Joins this gateway to its parent and its children (三级联网)."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.downlink = Downlink(gw)
+        self.uplink: Any = None
+        if gw.settings.cascade.parent is not None:
+            from gateway.cascade.uplink import Uplink
+
+            self.uplink = Uplink(gw, self.downlink)
+
+    async def start(self) -> None:
+        streams = self.gw.part("streams")
+        if streams is not None and hasattr(streams, "add_resolver"):
+            streams.add_resolver(self.resolve)
+        await self.downlink.start()
+        if self.uplink is not None:
+            await self.uplink.start()
+
+    async def stop(self) -> None:
+        if self.uplink is not None:
+            await self.uplink.stop()
+        await self.downlink.stop()
+
+    def resolve(self, camera_id: str, profile: str = "main", variant: str | None = None) -> Any:
+        """A stream source for a camera below one of our children, or None."""
+        if not self.downlink.owns(camera_id):
+            return None
+        link = self.downlink.links[camera_id.partition("/")[0]]
+        if link.tree is not None and find_camera(link.tree, camera_id) is None:
+            return None  # the child told us its cameras; this is not one of them
+        from gateway.cascade.remote import RemoteSource
+
+        return RemoteSource(self.downlink, camera_id, profile, variant)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "id": self.gw.settings.cascade.id,
+            "level": self.gw.settings.cascade.level,
+            "uplink": self.uplink.stats() if self.uplink else None,
+            "children": self.downlink.stats(),
+        }
+
+
+def build(gw: Any) -> Cascade:
+    return Cascade(gw)
