@@ -1,8 +1,11 @@
 """ONVIF media service (ver10 ``trt:``) of the simulated camera.
 
-Media1 has no H.265 in its ``tt:VideoEncoding`` enumeration; like many real
-cameras we still report ``H265`` for such profiles (clients should read the
-codec from the RTSP stream anyway, as the gateway does).
+Media1 has no H.265 in its ``tt:VideoEncoding`` enumeration (JPEG, MPEG4, H264).
+Strict clients (ONVIF Device Manager's .NET serializer) reject anything else, so
+an H.265 profile is reported as ``H264`` without an ``H264`` element, as many
+real cameras do: clients must read the codec from the RTSP stream, as the
+gateway does. Every response here validates against the bundled ONVIF schemas
+(see tests/test_sim_onvif.py).
 """
 
 from __future__ import annotations
@@ -51,11 +54,11 @@ def _source_config_xml(camera: Any, tag: str) -> str:
 
 
 def _encoder_config_xml(profile: Any, tag: str) -> str:
-    encoding = {"H264": "H264", "H265": "H265", "HEVC": "H265"}.get(profile.encoding, "JPEG")
+    encoding = "JPEG" if profile.encoding == "JPEG" else "H264"
     h264 = (
         f"<tt:H264><tt:GovLength>{profile.gop}</tt:GovLength>"
         "<tt:H264Profile>Main</tt:H264Profile></tt:H264>"
-        if encoding == "H264"
+        if profile.encoding == "H264"
         else ""
     )
     return (
