@@ -8,11 +8,11 @@ Layout (all positions are fractions of the frame, so the code survives scaling):
 
 - A grid of 2 rows × 40 cells at the top-left corner. Cell ``c`` of row ``r``
   covers x from ``round(c*W/48)`` to ``round((c+1)*W/48)`` and y from
-  ``round(r*H*0.035)`` to ``round((r+1)*H*0.035)``. The strip is thus 5/6 of the
-  width wide and 7 % of the height tall. Motion detectors can mask the top 8 %
-  of the picture: everything that changes while the scene is "static" (this
-  barcode, the sim's ticker to its right, and sensor noise) stays inside it,
-  except mild noise.
+  ``round(r*H*0.035)`` to ``round((r+1)*H*0.035)``, rounding halves up. The
+  strip is thus 5/6 of the width wide and 7 % of the height tall.
+- Motion detectors can mask the top 8 % of the picture: while the scene is
+  "static" nothing changes below it (the barcode and the sim's ticker to its
+  right stay inside) except mild sensor noise.
 - Cells are white (luma 235, RGB 255) for 1 and black (luma 16, RGB 0) for 0.
 - Cells 0–3 of row 0 are the start pattern 1,0,1,0; cells 0–3 of row 1 are 0,1,0,1.
   They prove the strip is there and give the black and white levels: the decoder
@@ -28,6 +28,8 @@ It decodes after H.264 at ordinary quality for frames 320×180 and larger.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -62,10 +64,15 @@ def _bits(ms: int, index: int) -> list[int]:
     return [(word >> (n - 1 - i)) & 1 for i in range(n)]
 
 
+def _round(v: float) -> int:
+    # half up, like JavaScript's Math.round (Python's round() goes half to even)
+    return math.floor(v + 0.5)
+
+
 def cell_edges(width: int, height: int) -> tuple[list[int], list[int]]:
     """Pixel edges of the cells: ``COLS + 1`` x positions and ``ROWS + 1`` y positions."""
-    xs = [round(c * width * CELL_W_FRACTION) for c in range(COLS + 1)]
-    ys = [round(r * height * CELL_H_FRACTION) for r in range(ROWS + 1)]
+    xs = [_round(c * width * CELL_W_FRACTION) for c in range(COLS + 1)]
+    ys = [_round(r * height * CELL_H_FRACTION) for r in range(ROWS + 1)]
     return xs, ys
 
 
