@@ -359,6 +359,10 @@ def load_settings(
             text = file.read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"cannot read config {file}: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"config {file} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+            ) from None
         try:
             tree = yaml.safe_load(text)
         except yaml.YAMLError as err:
