@@ -1,0 +1,165 @@
+"""A WHEP client that is not our page (aiortc, in the test) plays from the relay.
+
+In-process: a real Hub fed by a libx264 encoder thread (with the sim's barcode in
+the pixels), the relay and its HTTP router, and an aiortc client; media flows over
+real UDP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.api.server import create_app
+from gateway.app import Gateway
+from gateway.config import Settings
+from gateway.streams.hub import Hub
+from tests.relay_helpers import EncodedCamera, HubStreams, WhepClient, install_streams
+
+CAM = "cam-01"
+URL = f"/api/v1/streams/{CAM}/whep"
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "auth": {"enabled": False},
+            "relay": {"interfaces": ["127.0.0.1"], "session_timeout_s": 2, "source_wait_s": 2},
+        }
+    )
+    gw = Gateway(settings)
+    hub = Hub(f"{CAM}/main")
+    camera = EncodedCamera(hub, gop=25, index=7).start()
+    streams = HubStreams({(CAM, None): hub})
+    install_streams(gw, streams)
+    app = create_app(gw, manage_lifecycle=False)
+    await gw.start()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    clients: list[WhepClient] = []
+
+    def client() -> WhepClient:
+        c = WhepClient(http, URL)
+        clients.append(c)
+        return c
+
+    try:
+        yield {"gw": gw, "hub": hub, "camera": camera, "streams": streams, "client": client}
+    finally:
+        for c in clients:
+            await c.stop(delete=False)
+        camera.stop()
+        await gw.stop()
+        await http.aclose()
+
+
+def _video_codec(answer: str) -> str:
+    """The first (chosen) codec of the answer's video m-line."""
+    lines = answer.splitlines()
+    mline = next(ln for ln in lines if ln.startswith("m=video"))
+    pt = mline.split()[3]
+    rtpmap = next(ln for ln in lines if ln.startswith(f"a=rtpmap:{pt} "))
+    return rtpmap.split()[1]
+
+
+async def test_aiortc_client_receives_the_cameras_h264(rig: dict[str, Any]) -> None:
+    client = rig["client"]()
+    r = await client.start()
+    assert r.status_code == 201, r.text
+    assert r.headers["content-type"].startswith("application/sdp")
+    assert r.headers["location"].startswith(f"{URL}/")
+    assert _video_codec(client.answer).upper().startswith("H264/90000")
+    # The source is High profile and the viewer offered no High entry: Constrained
+    # Baseline is answered anyway, and the viewer still decodes.
+    assert "a=candidate:" in client.answer and "127.0.0.1" in client.answer
+    assert await client.wait_frames(40, timeout=15), client.received
+    rec = client.received
+    assert rec.sizes == {(640, 360)}
+    assert rec.indexes == {7}, "the picture must be this camera's (barcode index 7)"
+    assert statistics.median(rec.latencies_ms) < 500, rec.latencies_ms[-10:]
+    session = next(iter(rig["gw"].relay.sessions.values()))
+    assert session.track.units_sent >= 40
+    assert rig["streams"].leases == 1
+
+
+async def test_second_viewer_joining_late_gets_a_frame_within_a_second(
+    rig: dict[str, Any],
+) -> None:
+    first = rig["client"]()
+    assert (await first.start()).status_code == 201
+    assert await first.wait_frames(20, timeout=15)
+    await asyncio.sleep(0.5)  # join mid-GOP: the relay must start from the cached keyframe
+    second = rig["client"]()
+    assert (await second.start()).status_code == 201
+    assert await second.wait_frames(1, timeout=5)
+    ttff = second.received.first_at - second.started_at
+    assert ttff <= 1.0, f"time to first frame {ttff:.2f} s"
+    # And it keeps playing in step with the camera, not a GOP behind.
+    await second.wait_frames(second.received.frames + 25, timeout=5)
+    recent = second.received.latencies_ms[-10:]
+    assert statistics.median(recent) < 500, recent
+
+
+async def test_camera_outage_resumes_in_the_same_session(rig: dict[str, Any]) -> None:
+    client = rig["client"]()
+    assert (await client.start()).status_code == 201
+    assert await client.wait_frames(20, timeout=15)
+    rig["camera"].go_offline()
+    await asyncio.sleep(2.5)
+    during = client.received.frames
+    rig["camera"].go_online()
+    back = time.monotonic()
+    assert await client.wait_frames(during + 20, timeout=10), "no frames after the camera came back"
+    assert time.monotonic() - back < 5
+    assert len(rig["gw"].relay.sessions) == 1, "the session must survive the outage"
+    assert statistics.median(client.received.latencies_ms[-10:]) < 500
+
+
+async def test_stream_end_closes_the_session_and_releases_the_lease(rig: dict[str, Any]) -> None:
+    client = rig["client"]()
+    assert (await client.start()).status_code == 201
+    assert await client.wait_frames(5, timeout=15)
+    rig["hub"].close()
+    relay = rig["gw"].relay
+    for _ in range(50):
+        if not relay.sessions:
+            break
+        await asyncio.sleep(0.1)
+    assert not relay.sessions
+    assert relay.closed["stream ended"] == 1
+    assert rig["streams"].leases == 0
+
+
+async def test_viewer_that_never_connects_is_torn_down(rig: dict[str, Any]) -> None:
+    client = rig["client"]()
+    r = await client.start()
+    assert r.status_code == 201
+    relay = rig["gw"].relay
+    # Forget the answer: ICE never completes on our side.
+    await client.pc.close()
+    for _ in range(60):
+        if not relay.sessions:
+            break
+        await asyncio.sleep(0.1)
+    assert not relay.sessions
+    assert sum(relay.closed.values()) == 1
+    assert rig["streams"].leases == 0
+
+
+async def test_delete_ends_the_session(rig: dict[str, Any]) -> None:
+    client = rig["client"]()
+    assert (await client.start()).status_code == 201
+    assert await client.wait_frames(3, timeout=15)
+    r = await client.http.delete(client.location)
+    assert r.status_code == 200
+    assert not rig["gw"].relay.sessions
+    assert rig["streams"].leases == 0
+    assert (await client.http.delete(client.location)).status_code == 404
