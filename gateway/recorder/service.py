@@ -130,8 +130,13 @@ class Recorder:
                 if camera not in self.workers:
                     self._spawn(camera, policy)
 
-    def _spawn(self, camera: str, policy: Policy, transient: bool = False) -> CameraRecorder:
+    def _spawn(
+        self, camera: str, policy: Policy, transient: bool = False, until: float = 0.0
+    ) -> CameraRecorder:
         worker = CameraRecorder(self, camera, policy, transient=transient)
+        if until:
+            # Before start: a transient thread that finds nothing to do ends at once.
+            worker.trigger(None, time.time(), until, post_s=0.0)
         self.workers[camera] = worker
         worker.start()
         log.info("camera %s: recording %s (%s stream)", camera, policy.mode, policy.stream)
@@ -194,8 +199,9 @@ class Recorder:
             if worker is None or not worker.is_alive():
                 defaults = self.settings.recording
                 policy = Policy("events", defaults.stream, defaults.segment_s, 0.0, 0.0)
-                worker = self._spawn(camera_id, policy, transient=True)
-        worker.trigger(None, now, now + seconds, post_s=0.0)
+                worker = self._spawn(camera_id, policy, transient=True, until=now + seconds)
+            else:
+                worker.trigger(None, now, now + seconds, post_s=0.0)
         log.info("camera %s: recording for %.0f s (%s)", camera_id, seconds, reason or "linkage")
         return True
 

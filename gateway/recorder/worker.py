@@ -96,7 +96,7 @@ class CameraRecorder(threading.Thread):
         self.bytes_written = 0
         self.errors = 0
         self.dropped = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._triggers: deque[tuple[str | None, float, float | None, float]] = deque(maxlen=1000)
         self._seg: _Open | None = None
         self._ring: deque[AccessUnit] = deque()
@@ -125,7 +125,7 @@ class CameraRecorder(threading.Thread):
         self._triggers.append((event_id, start, end, post))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def status(self) -> dict[str, Any]:
         seg = self._seg
@@ -151,14 +151,14 @@ class CameraRecorder(threading.Thread):
             if last and last > horizon:
                 self._run_end = last  # the gateway was down: that time is a gap
         backoff = 0.5
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 lease = self.rec.acquire(self.camera, self.policy.stream)
             except Exception as err:  # unknown camera, no stream manager yet, ...
                 self.state = "waiting"
                 self.last_error = str(err) or type(err).__name__
                 log.debug("camera %s: cannot acquire stream: %s", self.camera, err)
-                self._stop.wait(backoff)
+                self._halt.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self._handle_triggers(time.time())
                 if self.transient and self._done(time.time()):
@@ -174,7 +174,7 @@ class CameraRecorder(threading.Thread):
                 self.last_error = str(err)
                 log.exception("camera %s: recorder failed; restarting", self.camera)
                 self._interrupt("error")
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)
             finally:
                 self.dropped += sub.dropped
                 sub.close()
@@ -189,14 +189,14 @@ class CameraRecorder(threading.Thread):
     def _consume(self, sub: Any) -> None:
         stall_s = max(2.0, self.rec.settings.streams.stall_timeout_s)
         self.state = "recording" if self.policy.continuous else "armed"
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             now = time.time()
             self._handle_triggers(now)
             try:
                 au = sub.get_blocking(0.5)
             except HubClosed:
                 self._interrupt("camera_offline")
-                self._stop.wait(0.5)
+                self._halt.wait(0.5)
                 return
             now = time.time()
             if au is None:

@@ -1,0 +1,158 @@
+"""The recorder part on real hubs fed with real H.264: continuous, gaps, events, linkage."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gateway.config import parse_settings
+from gateway.events.bus import EventBus
+from gateway.events.model import Event
+from gateway.recorder.recovery import probe
+from gateway.recorder.service import Recorder
+from gateway.store.db import Database
+from gateway.streams.hub import Hub
+from tests.recorder_media import HubFeeder, HubStreams
+
+
+def make_gateway(tmp_path: Path, cameras: list[dict], **recording) -> SimpleNamespace:
+    settings = parse_settings(
+        {
+            "data_dir": str(tmp_path),
+            "cameras": cameras,
+            "recording": {"segment_s": 2, **recording},
+            "retention": {"max_usage_percent": 100, "min_free_mb": 0},
+        }
+    )
+    db = Database(tmp_path / "gateway.db")
+    streams = HubStreams()
+    parts = {"streams": streams}
+    return SimpleNamespace(
+        settings=settings,
+        data_dir=tmp_path,
+        db=db,
+        bus=EventBus(db),
+        loop=None,
+        path="gw",
+        streams=streams,
+        part=parts.get,
+    )
+
+
+async def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.1)
+
+
+async def test_continuous_recording_with_a_dropout_leaves_one_explicit_gap(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(
+        tmp_path, [{"id": "cam-01", "recording": {"mode": "continuous", "segment_s": 2}}]
+    )
+    hub = Hub("cam-01/main")
+    gw.streams.hubs[("cam-01", "main")] = hub
+    feeder = HubFeeder(hub).start()
+    rec = Recorder(gw)
+    await rec.start()
+    try:
+        await asyncio.sleep(5)
+        feeder.pause(3)
+        await asyncio.sleep(3 + 4)
+    finally:
+        await rec.stop()
+        feeder.stop()
+    segs = rec.index.segments("cam-01", 0, time.time() + 10)
+    gaps = rec.index.gaps("cam-01", 0, time.time() + 10)
+    assert len(gaps) == 1, gaps
+    gap_len = gaps[0]["end"] - gaps[0]["start"]
+    assert 2.7 < gap_len < 3.6, gap_len
+    assert gaps[0]["reason"] in ("camera_offline", "discontinuity")
+    assert all(s["status"] == "closed" for s in segs)
+    # Segments of one run join exactly; the only hole is the gap.
+    holes = [
+        (a["end"], b["start"]) for a, b in itertools.pairwise(segs) if b["start"] - a["end"] > 0.05
+    ]
+    assert len(holes) == 1 and holes[0] == (
+        pytest.approx(gaps[0]["start"]),
+        pytest.approx(gaps[0]["end"]),
+    )
+    recorded = sum(s["duration"] for s in segs)
+    wall = segs[-1]["end"] - segs[0]["start"] - gap_len
+    assert recorded == pytest.approx(wall, rel=0.01)
+    assert recorded > 7.5
+    for seg in segs:
+        info = probe(rec.index.abs(seg["path"]), decode=True)
+        assert info.decoded == info.frames > 0
+        assert info.duration == pytest.approx(seg["duration"], abs=0.05)
+    assert all(s["duration"] <= 2.1 for s in segs)  # cut on keyframes at segment_s
+
+
+async def test_event_mode_records_pre_and_post_roll_around_an_event(tmp_path: Path) -> None:
+    gw = make_gateway(
+        tmp_path,
+        [
+            {
+                "id": "cam-01",
+                "recording": {"mode": "events", "segment_s": 10, "pre_s": 1, "post_s": 1},
+            }
+        ],
+    )
+    hub = Hub("cam-01/main")
+    gw.streams.hubs[("cam-01", "main")] = hub
+    feeder = HubFeeder(hub, gop=12).start()
+    rec = Recorder(gw)
+    await rec.start()
+    try:
+        await asyncio.sleep(3)
+        assert rec.index.segments("cam-01", 0, time.time() + 10) == []  # nothing yet
+        event = gw.bus.publish(Event(camera="cam-01", type="motion"))
+        await asyncio.sleep(1.5)
+        event.end = event.start.__class__.fromtimestamp(time.time(), event.start.tzinfo)
+        gw.bus.publish(event)
+        await wait_for(
+            lambda: any(
+                s["status"] == "closed" for s in rec.index.segments("cam-01", 0, time.time() + 10)
+            )
+        )
+        await asyncio.sleep(1)
+    finally:
+        await rec.stop()
+        feeder.stop()
+    segs = rec.index.segments("cam-01", 0, time.time() + 10)
+    assert len(segs) == 1
+    seg = segs[0]
+    start, end = event.start.timestamp(), event.end.timestamp()
+    assert seg["has_event"] == 1 and seg["kind"] == "event"
+    assert start - 1.6 < seg["start"] <= start - 0.9  # pre-roll from the GOP ring (GOP 0.48 s)
+    assert end + 0.8 < seg["end"] < end + 1.8  # post-roll
+    assert probe(rec.index.abs(seg["path"]), decode=True).decoded > 0
+    assert rec.index.gaps("cam-01", 0, time.time() + 10) == []
+
+
+async def test_record_for_records_a_camera_that_is_not_recorded_and_stops(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path, [{"id": "cam-02"}])
+    hub = Hub("cam-02/main")
+    gw.streams.hubs[("cam-02", "main")] = hub
+    feeder = HubFeeder(hub).start()
+    rec = Recorder(gw)
+    await rec.start()
+    try:
+        assert rec.workers == {}
+        assert rec.record_for("cam-02", 2.0, "linkage test")
+        await wait_for(lambda: "cam-02" not in rec.workers, timeout=15)
+    finally:
+        await rec.stop()
+        feeder.stop()
+    segs = rec.index.segments("cam-02", 0, time.time() + 10)
+    assert segs and all(s["has_event"] == 1 and s["kind"] == "event" for s in segs)
+    assert 1.9 < sum(s["duration"] for s in segs) < 3.2  # 2 s from the keyframe before now
+    assert rec.record_for("", 5, "") is False
