@@ -215,7 +215,7 @@ def list_children(
 
 
 @router.post("/api/v1/children", status_code=201)
-def add_child(
+async def add_child(
     body: NewChild, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
 ) -> dict[str, str]:
     """Issue a token for a child; it is shown in this answer only."""
@@ -224,6 +224,9 @@ def add_child(
     except child_store.ChildExists:
         raise HTTPException(409, f"child {body.name} exists; revoke it first") from None
     log.info("child %s token issued by %s", body.name, caller.name)
+    part = gw.part("cascade")
+    if part is not None:
+        await part.downlink.sync_children()
     return {"name": body.name, "token": token}
 
 
@@ -234,11 +237,8 @@ async def revoke_child(
     if not child_store.revoke(gw.db, name):
         raise HTTPException(404, f"no active child named {name!r}")
     part = gw.part("cascade")
-    link = part.downlink.links.get(name) if part is not None else None
-    if link is not None and link.session is not None:
-        session = link.session
-        await session.close(4003, "token revoked")
-        part.downlink._session_ended(link, session)
+    if part is not None:
+        await part.downlink.sync_children()
     log.warning("child %s revoked by %s", name, caller.name)
     return {"name": name, "revoked": True}
 

@@ -182,6 +182,8 @@ class Downlink:
         self._listeners: list[ChangeListener] = []
         self._monitor: asyncio.Task[None] | None = None
         for row in child_store.list_all(self.db):
+            if row.revoked is not None:
+                continue
             link = self._link(row.name)
             link.epoch, link.last_seq, link.last_seen = (
                 row.outbox_epoch,
@@ -221,10 +223,27 @@ class Downlink:
                     log.warning("child %s silent for %.1fs: offline", link.name, now - s.last_msg)
                     await s.close(4008, "heartbeat timeout")
                     self._session_ended(link, s)
-                elif tick % 8 == 0 and not child_store.is_active(self.db, link.name):
-                    log.warning("child %s: token revoked, closing its connection", link.name)
-                    await s.close(4003, "token revoked")
-                    self._session_ended(link, s)
+            if tick % 8 == 0:
+                await self.sync_children()
+
+    async def sync_children(self) -> None:
+        """Follow the children table (also changed by ``gateway children`` in another process).
+
+        A newly issued child shows in the tree (offline until it connects); a revoked
+        one is disconnected and leaves the tree.
+        """
+        active = {c.name for c in child_store.list_all(self.db) if c.revoked is None}
+        for name in active - set(self.links):
+            self._link(name)
+            self._changed("node", name)
+        for name in set(self.links) - active:
+            link = self.links[name]
+            s = link.session
+            if s is not None and not s.closed:
+                log.warning("child %s: token revoked, closing its connection", name)
+                await s.close(4003, "token revoked")
+                self._session_ended(link, s)
+            self.forget(name)
 
     # -- change notification ---------------------------------------------------
     def on_change(self, listener: ChangeListener) -> None:
