@@ -124,9 +124,13 @@ def _text(el: Element | None) -> str:
     return (el.text or "").strip() if el is not None else ""
 
 
-def _parse_xml(data: bytes) -> Element:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise WsdRejected(f"oversize message ({len(data)} bytes > {MAX_MESSAGE_BYTES})")
+def safe_parse(data: bytes, max_bytes: int) -> Element:
+    """Parse untrusted XML: size-bounded, no DTD, no entities, no external references.
+
+    Raises :class:`WsdRejected` with the reason; used for SOAP replies as well.
+    """
+    if len(data) > max_bytes:
+        raise WsdRejected(f"oversize message ({len(data)} bytes > {max_bytes})")
     if not data.strip():
         raise WsdRejected("empty message")
     try:
@@ -155,7 +159,7 @@ def parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
 
 
 def _parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
-    root = _parse_xml(data)
+    root = safe_parse(data, MAX_MESSAGE_BYTES)
     ns, local = _split(root.tag)
     if local != "Envelope" or ns not in _ENVELOPES:
         raise WsdRejected(f"not a SOAP envelope (root {local!r})")
