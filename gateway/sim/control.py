@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.sim.camera import FAULT_MODES, SimCamera
@@ -40,9 +40,12 @@ class ControlServer:
         self,
         cameras: list[SimCamera],
         describe: Callable[[SimCamera], dict[str, Any]] | None = None,
+        settle: Callable[[SimCamera], Awaitable[None]] | None = None,
     ) -> None:
         self.cameras = {c.id: c for c in cameras}
         self.describe = describe or (lambda c: c.public())
+        # awaited after a change, so a reply means listeners are already closed/open
+        self.settle = settle
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 
@@ -64,7 +67,7 @@ class ControlServer:
             if not 0 <= length <= MAX_REQUEST:
                 raise HttpError(400, "bad Content-Length")
             raw = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
-            status, body = 200, self.handle(method, path, raw)
+            status, body = 200, await self.handle(method, path, raw)
         except HttpError as err:
             status, body = err.status, {"error": str(err)}
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
@@ -83,7 +86,7 @@ class ControlServer:
             await writer.drain()
         writer.close()
 
-    def handle(self, method: str, path: str, raw: bytes) -> Any:
+    async def handle(self, method: str, path: str, raw: bytes) -> Any:
         """Route one request; returns the JSON body or raises HttpError."""
         parts = [p for p in path.split("?")[0].split("/") if p]
         if parts == ["health"]:
@@ -113,6 +116,8 @@ class ControlServer:
                 raise HttpError(400, f"mode must be one of {list(FAULT_MODES)}, got {mode!r}")
             log.info("%s: fault %s", cam.id, mode)
             cam.set_fault(mode)
+            if self.settle is not None:
+                await self.settle(cam)
             return self.describe(cam)
         if parts[2] == "motion":
             on = req.get("on")

@@ -350,17 +350,20 @@ class RtspConnection:
 
     def _on_unit(self, unit: EncodedUnit) -> None:
         fault = self.camera.fault
-        if fault == "stall" or self.writer.is_closing():
+        if self.writer.is_closing():
             return
-        if fault == "garbage":
-            junk = os.urandom(200 + secrets.randbelow(1200))
-            self._send_raw(junk)
-            return
-        if self.wait_keyframe and not unit.keyframe:
+        if fault != "normal":
+            self.wait_keyframe = True  # resume on a fresh keyframe when the fault ends
+            if fault == "garbage":
+                self._send_raw(os.urandom(200 + secrets.randbelow(1200)))
             return
         if self.interleaved and self.writer.transport.get_write_buffer_size() > TCP_BACKLOG_LIMIT:
-            # the player is slower than the camera: drop to the next keyframe
+            # the player is slower than the camera: drop until a keyframe
             self.wait_keyframe = True
+            return
+        if self.wait_keyframe and not unit.keyframe:
+            if self.encoder is not None:
+                self.encoder.request_keyframe()
             return
         self.wait_keyframe = False
         enc = self.encoder

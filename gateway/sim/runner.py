@@ -102,6 +102,10 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
     cams = []
     for i, addr in enumerate(addresses(args.base, args.cameras), start=1):
         main_fps, sub_fps = args.fps, args.sub_fps or args.fps
+        if encoding == "JPEG":
+            # RTP/JPEG (RFC 2435) carries sizes in units of 8 pixels
+            args.size = (args.size[0] & ~7, args.size[1] & ~7)
+            args.sub_size = (args.sub_size[0] & ~7, args.sub_size[1] & ~7)
         profiles = [
             SimProfile("profile_main", "MainStream", *args.size, main_fps, args.gop, encoding,
                        args.bitrate, "/main", args.bframes),
@@ -132,9 +136,10 @@ class Simulator:
         self.encoders: dict[str, dict[str, ProfileEncoder]] = {}
         self.onvif: dict[str, Any] = {}
         self.wsd: Any = None
-        self.control = ControlServer(cameras, self.describe)
+        self.control = ControlServer(cameras, self.describe, self.settle)
         self._onvif_mod: Any = None
         self._tasks: set[asyncio.Task] = set()
+        self._pending: dict[str, list[asyncio.Task]] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -168,21 +173,31 @@ class Simulator:
         if self.args.motion_every > 0:
             self._spawn(self._motion_schedule())
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _on_camera_change(self, cam: SimCamera, what: str) -> None:
         if what != "fault":
             return
         server = self.rtsp[cam.id]
+        pending = self._pending.setdefault(cam.id, [])
         if not cam.online and server.server is not None:
             server.close()
         elif cam.online and server.server is None:
-            self._spawn(self._reopen(cam))
+            pending.append(self._spawn(self._reopen(cam)))
         if self._onvif_mod is not None and hasattr(self._onvif_mod, "set_online"):
-            self._spawn(self._onvif_mod.set_online(cam, cam.online))
+            pending.append(self._spawn(self._onvif_mod.set_online(cam, cam.online)))
+
+    async def settle(self, cam: SimCamera) -> None:
+        """Wait until the camera's listeners match its state (for the control API)."""
+        pending, self._pending[cam.id] = self._pending.get(cam.id, []), []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for res in results:
+            if isinstance(res, Exception):
+                log.warning("%s: applying the fault failed: %s", cam.id, res)
 
     async def _reopen(self, cam: SimCamera) -> None:
         try:

@@ -165,7 +165,9 @@ def make_codec_context(profile: SimProfile) -> av.CodecContext:
     ctx.thread_count = 1
     if name == "mjpeg":
         ctx.pix_fmt = "yuvj420p"
-        ctx.options = {"q:v": "5"}
+        ctx.bit_rate = profile.bitrate_kbps * 1000
+        # RTP/JPEG receivers rebuild the headers with the standard Huffman tables
+        ctx.options = {"huffman": "default"}
         return ctx
     ctx.pix_fmt = "yuv420p"
     ctx.bit_rate = profile.bitrate_kbps * 1000
@@ -225,6 +227,10 @@ class ProfileEncoder:
                 self._thread.daemon = True
                 self._thread.start()
             return self._next_id
+
+    def request_keyframe(self) -> None:
+        """Make the next encoded frame an IDR (a player joined or resumed)."""
+        self._force_key.set()
 
     def unsubscribe(self, token: int) -> None:
         with self._lock:
