@@ -1,0 +1,205 @@
+"""``gw.motion``: one motion worker per enabled camera, following camera changes.
+
+Cameras come from ``gw.registry`` when the gateway has one (each camera's
+``motion`` settings, else the defaults in ``settings.motion``), otherwise from the
+static ``cameras:`` list of the config. Each worker holds a stream lease on the
+camera's sub-stream (``motion.stream``; the main stream when the camera has no
+sub-stream) and publishes ``type="motion"`` events on ``gw.bus``: once when the
+event starts (``end`` unset) and again, same id, when it ends.
+
+A supervisor task restarts workers whose stream went away (hub closed) and applies
+registry changes; workers stop in threads so the event loop never waits on a join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import MotionSettings
+from gateway.events.model import Event
+from gateway.motion.worker import MotionWorker
+
+log = logging.getLogger(__name__)
+
+SUPERVISE_S = 2.0
+
+
+@dataclass
+class _Running:
+    worker: MotionWorker
+    lease: Any
+    settings: MotionSettings
+    profile: str
+
+
+class MotionService:
+    """The ``motion`` part of the gateway."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.workers: dict[str, _Running] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.failures: dict[str, str] = {}  # camera -> why its worker cannot run
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        registry = self.gw.part("registry")
+        if registry is not None and hasattr(registry, "on_change"):
+            registry.on_change(self._camera_changed)
+        await self._sync()
+        self._task = asyncio.create_task(self._supervise(), name="motion supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.gather(*(self._stop_one(cid) for cid in list(self.workers)))
+
+    # -- what should run ---------------------------------------------------------------
+    def desired(self) -> dict[str, MotionSettings]:
+        """Camera id → motion settings, for every enabled local camera with motion on."""
+        out: dict[str, MotionSettings] = {}
+        defaults: MotionSettings = self.gw.settings.motion
+        registry = self.gw.part("registry")
+        cameras = registry.list() if registry is not None else self.gw.settings.cameras
+        for cam in cameras:
+            cid = getattr(cam, "id", "")
+            if not cid or "/" in cid or not getattr(cam, "enabled", True):
+                continue  # remote cameras are analysed by the gateway that owns them
+            settings = getattr(cam, "motion", None) or defaults
+            if settings.enabled:
+                out[cid] = settings
+        return out
+
+    async def _profile(self, camera_id: str, settings: MotionSettings) -> str:
+        """The sub-stream unless the camera has none (then its main stream)."""
+        if settings.stream == "main":
+            return "main"
+        registry = self.gw.part("registry")
+        if registry is not None and hasattr(registry, "stream_url"):
+            try:
+                url = registry.stream_url(camera_id, "sub")
+                url = await url if inspect.isawaitable(url) else url
+            except Exception:
+                url = None
+            return "sub" if url else "main"
+        static = next((c for c in self.gw.settings.cameras if c.id == camera_id), None)
+        if static is not None and static.sub_rtsp_url is None:
+            return "main"
+        return "sub"
+
+    # -- reconciling -------------------------------------------------------------------
+    def _camera_changed(self, _camera: Any = None) -> None:
+        """Registry listener (any thread): reconcile soon."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _supervise(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SUPERVISE_S)
+            self._wake.clear()
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("motion: reconciling workers failed")
+
+    async def _sync(self) -> None:
+        want = self.desired()
+        for cid in list(self.workers):
+            running = self.workers[cid]
+            if cid not in want:
+                log.info("%s: motion detection off", cid)
+                await self._stop_one(cid)
+            elif running.settings != want[cid] or not running.worker.running:
+                if not running.worker.running:
+                    log.info("%s: motion worker ended (%s); restarting", cid, running.lease.key)
+                await self._stop_one(cid)
+        for cid, settings in want.items():
+            if cid not in self.workers:
+                await self._start_one(cid, settings)
+
+    async def _start_one(self, camera_id: str, settings: MotionSettings) -> None:
+        streams = self.gw.part("streams")
+        if streams is None:
+            self.failures[camera_id] = "no stream manager"
+            return
+        profile = await self._profile(camera_id, settings)
+        try:
+            lease = streams.acquire(camera_id, profile, consumer="motion")
+        except (KeyError, ValueError, RuntimeError) as err:
+            if self.failures.get(camera_id) != str(err):
+                log.warning("%s: motion cannot get the %s stream: %s", camera_id, profile, err)
+            self.failures[camera_id] = str(err)
+            return
+        try:
+            worker = MotionWorker(
+                camera_id, settings, lease.hub, self._publish, source=self.gw.path
+            )
+        except ValueError as err:  # bad polygons: say which camera, keep the others
+            lease.release()
+            log.error("%s: motion settings rejected: %s", camera_id, err)
+            self.failures[camera_id] = str(err)
+            return
+        worker.start()
+        self.failures.pop(camera_id, None)
+        self.workers[camera_id] = _Running(worker, lease, settings, profile)
+        log.info("%s: motion detection on the %s stream", camera_id, profile)
+
+    async def _stop_one(self, camera_id: str) -> None:
+        running = self.workers.pop(camera_id, None)
+        if running is None:
+            return
+        await asyncio.to_thread(running.worker.stop)
+        running.lease.release()
+
+    def _publish(self, event: Event, jpeg: bytes | None) -> None:
+        """Worker threads hand their events to the bus (stored, then fanned out)."""
+        self.gw.bus.publish(event, snapshot_jpeg=jpeg)
+
+    # -- figures -------------------------------------------------------------------------
+    def stats(self) -> list[dict[str, Any]]:
+        out = []
+        for _cid, running in sorted(self.workers.items()):
+            out.append({**running.worker.stats(), "stream": running.lease.key})
+        for cid, why in sorted(self.failures.items()):
+            out.append({"camera": cid, "running": False, "last_error": why})
+        return out
+
+    def metrics(self) -> Any:
+        """Prometheus samples, one series per camera."""
+        from gateway.metrics import Sample
+
+        for s in self.stats():
+            if "decoded" not in s:
+                continue
+            labels = {"camera": s["camera"]}
+            yield Sample(
+                "motion_frames_analysed_total", s["analysed"], labels, "Frames analysed", "counter"
+            )
+            yield Sample(
+                "motion_decode_errors_total", s["decode_errors"], labels, "Decode errors", "counter"
+            )
+            yield Sample("motion_events_total", s["events"], labels, "Motion events", "counter")
+            yield Sample(
+                "motion_cpu_percent",
+                s["cpu_percent"],
+                labels,
+                "CPU of the motion worker, % of one core",
+            )
+            yield Sample("motion_active", int(s["event_open"]), labels, "1 during an event")
+
+
+def build(gw: Any) -> MotionService:
+    """Factory for ``gateway.app._factories()``."""
+    return MotionService(gw)
