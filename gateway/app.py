@@ -87,6 +87,9 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.relay.sessions import build as build_relay
 
     factories.append(("relay", build_relay))  # after streams; it leases hubs per viewer
+    from gateway.recorder.service import create as build_recorder
+
+    factories.append(("recorder", build_recorder))  # after streams; before linkage
     from gateway.events.linkage import build as build_linkage
 
     factories.append(("linkage", build_linkage))  # after recorder; it asks it to record

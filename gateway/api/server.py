@@ -32,6 +32,9 @@ def _routers() -> list:
     from gateway.api import cascade, linkage
 
     routers += [cascade.router, linkage.router]
+    from gateway.api import recordings
+
+    routers.append(recordings.router)
     return routers
 
 

@@ -14,12 +14,14 @@ import inspect
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.config import RecordingSettings
 from gateway.events.model import Event
 from gateway.recorder.index import RecordingIndex
+from gateway.recorder.playback import Clip, ClipCache
 from gateway.recorder.recovery import recover
 from gateway.recorder.retention import Retention, disk_state
 from gateway.recorder.worker import CameraRecorder, Policy
@@ -58,6 +60,7 @@ class Recorder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = RecordingIndex(gw.db, self.root)
         self.retention = Retention(self.index, gw.settings.retention)
+        self.clips = ClipCache(self.index, Path(gw.data_dir) / "clips")
         self.workers: dict[str, CameraRecorder] = {}
         self.recovered: dict[str, int] = {}
         self._lock = threading.RLock()
@@ -235,6 +238,26 @@ class Recorder:
         store.set_locked(self.gw.db, ids, locked)
         return {"locked": locked, "segments": ids}
 
+    # -- playback -----------------------------------------------------------------------
+    def recordings(
+        self,
+        camera: str,
+        start: datetime | float | None = None,
+        end: datetime | float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The camera's segments overlapping [start, end] (default: the last day), public form."""
+        t1 = _seconds(end) if end is not None else time.time() + 60
+        t0 = _seconds(start) if start is not None else t1 - 86400
+        return [public_segment(s) for s in self.index.segments(camera, t0, t1)]
+
+    async def make_clip(self, camera: str, start: float, end: float) -> Clip:
+        """An MP4 of [start, end] (at most an hour). Raises NothingRecorded."""
+        return await asyncio.to_thread(self.clips.get, camera, start, end)
+
+    async def clip(self, camera: str, start: datetime | float, end: datetime | float) -> Path:
+        """The clip's file (for the cascade, which streams it to the parent)."""
+        return (await self.make_clip(camera, _seconds(start), _seconds(end))).path
+
     # -- status ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         try:
@@ -256,6 +279,38 @@ class Recorder:
             "evicted_bytes": self.retention.evicted_bytes,
             "recovered": self.recovered,
         }
+
+
+def _seconds(value: datetime | float) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    return float(value)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def public_segment(seg: dict[str, Any]) -> dict[str, Any]:
+    """A segment as the API shows it (no paths)."""
+    return {
+        "id": seg["id"],
+        "camera": seg["camera"],
+        "stream": seg["stream"],
+        "start": iso(seg["start"]),
+        "end": iso(seg["end"]),
+        "duration": round(seg["duration"], 3),
+        "bytes": seg["bytes"],
+        "codec": seg["codec"],
+        "width": seg["width"],
+        "height": seg["height"],
+        "kind": seg["kind"],
+        "has_event": bool(seg["has_event"]),
+        "locked": bool(seg["locked"]),
+        "recording": seg["status"] == "open",
+    }
 
 
 def _join_all(threads: list[threading.Thread | None]) -> None:
