@@ -263,6 +263,11 @@ class _Session:
             "rtsp_transport": s.transport,
             # FFmpeg's socket timeout, in microseconds (``stimeout`` is gone since 5.0).
             "timeout": str(int(s.read_timeout_s * 1_000_000)),
+            # Probe briefly: FFmpeg's default (5 s / 5 MB) reads about a second of video
+            # before the first packet; SPS/PPS from the SDP already give the facts, and
+            # 256 KB holds a 1080p keyframe for cameras that send them in-band only.
+            "analyzeduration": "300000",
+            "probesize": "262144",
         }
         target = sockets.remote_of(self.url)
         before = sockets.socket_inodes()

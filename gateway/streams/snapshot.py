@@ -1,0 +1,149 @@
+"""Snapshots: a JPEG from the cached keyframe, the camera's snapshot URI, or the stream.
+
+In order of cost: decode the keyframe a running hub already holds; else fetch the
+ONVIF snapshot URI the registry offers (``registry.snapshot_uri(id)``, optional);
+else start the stream briefly, wait for its first keyframe and decode that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import av
+import httpx
+
+from gateway.logs import redact
+from gateway.streams.packet import AccessUnit, StreamInfo
+
+if TYPE_CHECKING:
+    from gateway.streams.manager import StreamManager
+
+log = logging.getLogger(__name__)
+
+MAX_JPEG = 16 * 1024 * 1024
+
+
+def decode_jpeg(info: StreamInfo, units: list[AccessUnit], quality: int = 85) -> bytes:
+    """Decode the first picture of ``units`` (a GOP from its keyframe) to JPEG."""
+    import cv2  # imported here: only snapshots need OpenCV
+
+    if info.codec == "mjpeg" and units:
+        return units[0].data
+    ctx = av.CodecContext.create(info.codec, "r")
+    if info.extradata:
+        ctx.extradata = info.extradata
+    frame = None
+    for au in units[:8]:  # a decoder may hold the first picture back a little
+        packet = av.Packet(au.data)
+        packet.pts, packet.dts = au.pts, au.dts
+        frames = ctx.decode(packet)
+        if frames:
+            frame = frames[0]
+            break
+    if frame is None:
+        frames = ctx.decode(None)
+        frame = frames[0] if frames else None
+    if frame is None:
+        raise ValueError("the keyframe did not decode")
+    ok, buf = cv2.imencode(
+        ".jpg", frame.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+async def _from_hub(manager: StreamManager, camera_id: str, profile: str) -> bytes | None:
+    for prof in dict.fromkeys([profile, "main", "sub"]):
+        hub = manager.hub(camera_id, prof)
+        if hub is None or hub.info is None:
+            continue
+        gop = hub.gop
+        if gop and gop[0].keyframe:
+            try:
+                return await asyncio.to_thread(decode_jpeg, hub.info, gop)
+            except (ValueError, av.FFmpegError) as err:
+                log.info("%s: cached keyframe did not decode: %s", camera_id, err)
+    return None
+
+
+async def fetch_snapshot_uri(uri: str, timeout: float) -> bytes:
+    """GET a camera's snapshot URI; credentials in the URL go to Basic or Digest auth."""
+    parts = urlsplit(uri)
+    auth_pair = None
+    if parts.username is not None:
+        auth_pair = (unquote(parts.username), unquote(parts.password or ""))
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        uri = urlunsplit(parts._replace(netloc=netloc))
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        r = await client.get(uri)
+        if r.status_code == 401 and auth_pair is not None:
+            scheme = r.headers.get("www-authenticate", "").split(" ")[0].lower()
+            auth: httpx.Auth = (
+                httpx.DigestAuth(*auth_pair) if scheme == "digest" else httpx.BasicAuth(*auth_pair)
+            )
+            r = await client.get(uri, auth=auth)
+        r.raise_for_status()
+        if len(r.content) > MAX_JPEG or not r.content.startswith(b"\xff\xd8"):
+            raise ValueError("the snapshot URI did not return a JPEG")
+        return r.content
+
+
+async def _from_uri(manager: StreamManager, camera_id: str, timeout: float) -> bytes | None:
+    registry: Any = manager._registry()
+    if registry is None or not hasattr(registry, "snapshot_uri"):
+        return None
+    try:
+        uri = registry.snapshot_uri(camera_id)
+        if inspect.isawaitable(uri):
+            uri = await uri
+    except Exception as err:
+        log.info("%s: no snapshot URI: %s", camera_id, err)
+        return None
+    if not uri:
+        return None
+    try:
+        return await fetch_snapshot_uri(uri, timeout)
+    except (httpx.HTTPError, ValueError) as err:
+        log.info("%s: snapshot URI failed: %s", camera_id, redact(str(err)))
+        return None
+
+
+async def _from_stream(
+    manager: StreamManager, camera_id: str, profile: str, timeout: float
+) -> bytes | None:
+    lease = manager.acquire(camera_id, profile, consumer="snapshot")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hub = lease.hub
+            gop = hub.gop
+            if hub.info is not None and gop and gop[0].keyframe:
+                return await asyncio.to_thread(decode_jpeg, hub.info, gop)
+            await asyncio.sleep(0.1)
+        return None
+    finally:
+        lease.release()
+
+
+async def take_snapshot(
+    manager: StreamManager, camera_id: str, profile: str, timeout: float
+) -> bytes:
+    """See the module docstring. Raises UnknownCamera or SnapshotUnavailable."""
+    from gateway.streams.manager import SnapshotUnavailable
+
+    jpeg = await _from_hub(manager, camera_id, profile)
+    if jpeg is None:
+        jpeg = await _from_uri(manager, camera_id, timeout)
+    if jpeg is None:
+        jpeg = await _from_stream(manager, camera_id, profile, timeout)
+    if jpeg is None:
+        raise SnapshotUnavailable(f"no picture from camera {camera_id!r} within {timeout:.0f} s")
+    return jpeg
