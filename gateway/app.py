@@ -84,6 +84,10 @@ def _factories() -> list[tuple[str, Any]]:
     factories: list[tuple[str, Any]] = [("auth", build_auth)]
     # Parts add themselves here, in dependency order:
     #   auth, registry, streams, relay, motion, recorder, linkage, cascade, discovery, mqtt
+    from gateway.streams.manager import build as build_streams
+
+    # After "registry" (keep it so when registry is added above): streams reads it lazily.
+    factories.append(("streams", build_streams))
     from gateway.relay.sessions import build as build_relay
 
     factories.append(("relay", build_relay))  # after streams; it leases hubs per viewer

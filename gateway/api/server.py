@@ -29,6 +29,9 @@ def _routers() -> list:
     from gateway.api import whep
 
     routers.append(whep.router)
+    from gateway.api import streams
+
+    routers.append(streams.router)
     from gateway.api import cascade, linkage
 
     routers += [cascade.router, linkage.router]
