@@ -51,7 +51,11 @@ def _remote(gw: Any, path: str) -> Any:
 def _local_camera(gw: Any, path: str) -> Any:
     registry = gw.part("registry")
     if registry is None:
-        raise AccessError(503, "the camera registry is not running on this gateway")
+        # No registry: the config's static cameras are all this gateway knows.
+        cam = next((c for c in gw.settings.cameras if c.id == path and c.enabled), None)
+        if cam is None:
+            raise AccessError(404, f"unknown camera {path!r} / 未知摄像机")
+        return cam
     cam = registry.get(path)
     if cam is None:
         raise AccessError(404, f"unknown camera {path!r} / 未知摄像机")

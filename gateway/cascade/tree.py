@@ -28,7 +28,18 @@ def local_cameras(gw: Any, prefix: str = "") -> list[CameraNode]:
     """This gateway's own cameras from the registry (none if it is not running)."""
     registry = gw.part("registry")
     if registry is None:
-        return []
+        # No registry running: the static cameras of the config, status unknown.
+        return [
+            CameraNode(
+                id=c.id,
+                path=join(prefix, c.id),
+                name=c.name,
+                location=c.location,
+                division=c.division,
+            )
+            for c in gw.settings.cameras
+            if c.enabled
+        ]
     cams: list[CameraNode] = []
     for cam in registry.list():
         node = camera_node(cam, prefix)
