@@ -343,6 +343,11 @@ async def test_offline_camera_refuses_connections_until_online(served):
         cam.online = True
         await asyncio.sleep(1.0)
         assert (await http.post(cam.onvif_url(), content=sdt)).status_code == 200
+        dark = await served(online=False)  # a camera that starts offline
+        with pytest.raises(httpx.ConnectError):
+            await http.post(dark.onvif_url(), content=sdt)
+        await onvif_server.set_online(dark, True)
+        assert (await http.post(dark.onvif_url(), content=sdt)).status_code == 200
 
 
 TDS = "http://www.onvif.org/ver10/device/wsdl"

@@ -88,10 +88,14 @@ class OnvifServer(asyncio.AbstractServer):
         self._closed = asyncio.Event()
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
+        self._shutdown_task: asyncio.Task | None = None
+        self._bind_failed = False
+        self._went_offline = False
 
-    async def _open(self) -> None:
-        await self.http.listen(self.camera.address, self.camera.http_port)
-        self._watcher = self._watcher or self._loop.create_task(self._watch())
+    async def begin(self) -> None:
+        """Bind now if the camera is online (OSError if the port is taken), then follow it."""
+        await self.apply_online()
+        self._watcher = self._loop.create_task(self._watch())
 
     async def apply_online(self) -> None:
         """Bind or unbind to match ``camera.online``."""
@@ -101,9 +105,11 @@ class OnvifServer(asyncio.AbstractServer):
             online = bool(getattr(self.camera, "online", True))
             if online and not self.http.listening:
                 await self.http.listen(self.camera.address, self.camera.http_port)
-                log.info("sim %s: ONVIF back online", self.camera.id)
+                if self._went_offline:
+                    log.info("sim %s: ONVIF back online", self.camera.id)
             elif not online and self.http.listening:
                 await self.http.close()
+                self._went_offline = True
                 log.info("sim %s: ONVIF offline (listener closed)", self.camera.id)
 
     async def _watch(self) -> None:
@@ -111,7 +117,6 @@ class OnvifServer(asyncio.AbstractServer):
             await asyncio.sleep(POLL_S)
             await self._apply_quietly()
 
-    # -- asyncio.AbstractServer -------------------------------------------------
     def _on_camera_change(self, _camera: Any, what: str) -> None:
         # SimCamera calls its listeners on the runner's loop after set_fault().
         if what == "fault" and not self._closed.is_set():
@@ -120,9 +125,13 @@ class OnvifServer(asyncio.AbstractServer):
     async def _apply_quietly(self) -> None:
         try:
             await self.apply_online()
+            self._bind_failed = False
         except OSError as err:  # e.g. the port was taken while we were offline
-            log.warning("sim %s: cannot re-open ONVIF port: %s", self.camera.id, err)
+            if not self._bind_failed:  # once, not at every poll
+                log.warning("sim %s: cannot re-open ONVIF port: %s", self.camera.id, err)
+            self._bind_failed = True
 
+    # -- asyncio.AbstractServer -------------------------------------------------
     def close(self) -> None:
         if self._closed.is_set():
             return
@@ -132,7 +141,7 @@ class OnvifServer(asyncio.AbstractServer):
             self.camera.listeners.remove(self._on_camera_change)
         if self._watcher is not None:
             self._watcher.cancel()
-        self._loop.create_task(self._shutdown())
+        self._shutdown_task = self._loop.create_task(self._shutdown())
 
     async def _shutdown(self) -> None:
         await self.http.close()
@@ -141,7 +150,8 @@ class OnvifServer(asyncio.AbstractServer):
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
-        await self._shutdown()
+        if self._shutdown_task is not None:
+            await asyncio.shield(self._shutdown_task)
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
@@ -230,10 +240,7 @@ def _snapshot_challenge() -> dict[str, str]:
 async def start(camera: Any) -> OnvifServer:
     """Serve ``camera``'s ONVIF services and snapshot; returns the server to close."""
     server = OnvifServer(camera)
-    if getattr(camera, "online", True):
-        await server._open()
-    else:
-        server._watcher = server._loop.create_task(server._watch())
+    await server.begin()
     _servers[id(camera)] = server
     listeners = getattr(camera, "listeners", None)
     if isinstance(listeners, list):
@@ -252,5 +259,4 @@ async def set_online(camera: Any, online: bool) -> None:
     camera.online = online
     server = _servers.get(id(camera))
     if server is not None:
-        with contextlib.suppress(OSError):
-            await server.apply_online()
+        await server.apply_online()  # OSError when the port cannot be bound again
