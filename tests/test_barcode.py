@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -18,6 +20,7 @@ from gateway.sim.source import Scene
 from tests.support import ROOT
 
 JS = ROOT / "gateway" / "web" / "js" / "barcode.js"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def _h264_round_trip(frames: list[np.ndarray], w: int, h: int, kbps: int) -> list[np.ndarray]:
@@ -126,3 +129,66 @@ console.log(JSON.stringify(out));
     assert got["good"] == {"ms": want[0], "index": 12}
     assert got["half"] == {"ms": want[0], "index": 12}
     assert got["blank"] is None
+
+
+def _mp4(path, index: int, t0: float, n: int = 25) -> list[int]:
+    """An H.264 MP4 of the sim's scene; returns the barcode ms of each frame."""
+    scene = Scene(index, f"cam-{index:02d}")
+    stamps = []
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for i in range(n):
+            now = t0 + i / 25
+            stamps.append(int(now * 1000))
+            frame = av.VideoFrame.from_ndarray(scene.render(640, 360, now, i, False), "yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return stamps
+
+
+@pytest.mark.browser
+def test_js_decoder_in_chromium_reads_a_real_h264_video(tmp_path) -> None:
+    """Chromium decodes H.264, draws it to a canvas, and barcode.js reads the right code."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no {CHROMIUM}")
+    stamps = _mp4(tmp_path / "v.mp4", 9, 1_795_000_000.0)
+    src = "data:video/mp4;base64," + base64.b64encode((tmp_path / "v.mp4").read_bytes()).decode()
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync",
+            "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page()
+            page.set_content("<video muted playsinline></video><canvas></canvas>")
+            page.add_script_tag(path=str(JS))
+            got = page.evaluate(
+                """async (src) => {
+                  const v = document.querySelector("video");
+                  v.src = src;
+                  await new Promise((ok, bad) => { v.onloadeddata = ok; v.onerror = bad; });
+                  const out = [];
+                  for (const t of [0.0, 0.42, 0.81]) {
+                    v.currentTime = t;
+                    await new Promise((ok) => { v.onseeked = ok; });
+                    const c = document.querySelector("canvas");
+                    c.width = v.videoWidth; c.height = v.videoHeight;
+                    const ctx = c.getContext("2d", { willReadFrequently: true });
+                    ctx.drawImage(v, 0, 0);
+                    out.push(decodeBarcode(ctx.getImageData(0, 0, c.width, c.height)));
+                    c.width = 320; c.height = 180;  // a small tile of the video wall
+                    ctx.drawImage(v, 0, 0, 320, 180);
+                    out.push(decodeBarcode(ctx.getImageData(0, 0, 320, 180)));
+                  }
+                  return out;
+                }""",
+                src,
+            )
+        finally:
+            browser.close()
+    assert all(r is not None and r["index"] == 9 for r in got), got
+    assert all(r["ms"] in stamps for r in got), (got, stamps)
+    assert len({r["ms"] for r in got}) == 3  # three different frames were read

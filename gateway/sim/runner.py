@@ -77,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--multicast-interface",
         default=None,
-        help="address of the interface WS-Discovery listens on (none: no WS-Discovery)",
+        help="interface (address or name) for multicast WS-Discovery (default: unicast only)",
     )
     p.add_argument("--no-onvif", action="store_true", help="RTSP only, no ONVIF HTTP side")
+    p.add_argument("--no-wsd", action="store_true", help="no WS-Discovery responder")
     p.add_argument("--control-port", type=int, default=0, help="control API port (0: any)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -162,12 +163,13 @@ class Simulator:
             if self._onvif_mod is not None:
                 self.onvif[cam.id] = await self._onvif_mod.start(cam)
             cam.listeners.append(self._on_camera_change)
-        if self.args.multicast_interface:
+        if not self.args.no_wsd:
             try:
                 from gateway.sim import wsd_responder
             except ImportError:
                 log.warning("sim: gateway.sim.wsd_responder missing; no WS-Discovery")
             else:
+                # unicast Probes always; multicast only on an interface given explicitly
                 self.wsd = await wsd_responder.start(self.cameras, self.args.multicast_interface)
         await self.control.start("127.0.0.1", self.args.control_port)
         if self.args.motion_every > 0:
