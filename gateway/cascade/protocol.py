@@ -323,12 +323,12 @@ def decode_frame(buf: bytes) -> Frame:
         raise ProtocolError(f"binary frame of {len(buf)} bytes is shorter than its header")
     kind, flags, channel, pts, dts, num, den, wallclock, epoch = _HEADER.unpack_from(buf)
     payload = bytes(buf[HEADER_SIZE:])
+    if kind not in (KIND_MEDIA, KIND_DATA):
+        raise ProtocolError(f"unknown binary frame kind {kind!r}")
     if channel == 0:
         raise ProtocolError("binary frame on channel 0")
     if kind == KIND_DATA:
         return Frame(kind, channel, payload)
-    if kind != KIND_MEDIA:
-        raise ProtocolError(f"unknown binary frame kind {kind!r}")
     if num == 0 or den == 0:
         raise ProtocolError("media frame with a zero time base")
     if not payload:
