@@ -82,6 +82,9 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.auth.service import build as build_auth
 
     factories: list[tuple[str, Any]] = [("auth", build_auth)]
+    from gateway.cameras.registry import create as build_registry
+
+    factories.append(("registry", build_registry))  # before streams; they read its URLs
     # Parts add themselves here, in dependency order:
     #   auth, registry, streams, relay, motion, recorder, linkage, cascade, discovery, mqtt
     from gateway.streams.manager import build as build_streams
@@ -91,6 +94,9 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.relay.sessions import build as build_relay
 
     factories.append(("relay", build_relay))  # after streams; it leases hubs per viewer
+    from gateway.motion.service import build as build_motion
+
+    factories.append(("motion", build_motion))  # after streams; leases each camera's sub-stream
     from gateway.recorder.service import create as build_recorder
 
     factories.append(("recorder", build_recorder))  # after streams; before linkage
@@ -100,6 +106,9 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cascade.part import build as build_cascade
 
     factories.append(("cascade", build_cascade))  # after streams; registers a resolver
+    from gateway.cameras.rediscovery import create as build_discovery
+
+    factories.append(("discovery", build_discovery))  # after registry; marks cameras seen
     from gateway.events.mqtt import build as build_mqtt
 
     factories.append(("mqtt", build_mqtt))  # last: it only listens to the bus

@@ -35,6 +35,9 @@ def _routers() -> list:
     from gateway.api import cascade, linkage
 
     routers += [cascade.router, linkage.router]
+    from gateway.api import events
+
+    routers.append(events.router)
     from gateway.api import recordings
 
     routers.append(recordings.router)
