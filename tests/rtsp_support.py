@@ -9,6 +9,7 @@ connection stays up, nothing is sent) and ``garbage`` (random bytes on the wire)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -16,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -26,6 +28,16 @@ import numpy as np
 from gateway.streams.nal import nal_type, parameter_set_types, split_annexb
 
 MTU = 1400
+
+
+async def until(cond: Callable[[], object], timeout: float, what: str) -> float:
+    """Wait for ``cond`` to hold; return the seconds it took."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
 
 
 @dataclass

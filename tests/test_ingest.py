@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import resource
 import threading
 import time
-from collections.abc import Callable
 
 import av
 import pytest
@@ -29,7 +29,7 @@ from gateway.streams.nal import (
     split_annexb,
 )
 from gateway.streams.packet import AccessUnit
-from tests.rtsp_support import RtspTestServer, make_clip
+from tests.rtsp_support import RtspTestServer, make_clip, until
 
 SPS = b"\x67\x64\x00\x1e\xac"
 PPS = b"\x68\xef\x3c\xb0"
@@ -41,16 +41,6 @@ SEI = b"\x06\x05\x01"
 def fast(**kw: float) -> StreamSettings:
     base = {"open_timeout_s": 3, "read_timeout_s": 3, "stall_timeout_s": 2, "linger_s": 0.5}
     return StreamSettings(**{**base, **kw})
-
-
-async def until(cond: Callable[[], bool], timeout: float, what: str) -> float:
-    """Wait for ``cond``; return the seconds it took."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 class Ingest:
@@ -172,7 +162,7 @@ async def test_ingest_publishes_whole_keyframe_first_units_with_stream_info() ->
             await until(lambda: ing.hub.info.gop is not None, 5, "GOP measured")
             assert ing.hub.info.gop == 25
             dts = [u.dts for u in ing.units]
-            assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
+            assert all(b > a for a, b in itertools.pairwise(dts))
             assert server.sessions == 1
             assert ing.statuses[0][1] == "online"
     finally:
