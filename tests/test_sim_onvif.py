@@ -302,6 +302,19 @@ async def test_unknown_action_and_bad_http_get_clean_errors(served):
     second = await reader.readuntil(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 404") and second.startswith(b"HTTP/1.1 404")
     writer.close()
+    # Expect: 100-continue, as .NET clients (ONVIF Device Manager) send it.
+    body = soap('<GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/>')
+    reader, writer = await asyncio.open_connection(cam.address, cam.http_port)
+    writer.write(
+        b"POST /onvif/device_service HTTP/1.1\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    )
+    writer.write(body)
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    writer.close()
 
 
 async def test_snapshot_needs_basic_or_digest_auth(served):
@@ -431,3 +444,35 @@ async def test_every_response_validates_against_the_onvif_schemas(served, tmp_pa
         "</tt:Height></tt:Resolution></trt:VideoSources></trt:GetVideoSourcesResponse>"
     )
     assert not schema.validate(etree.ElementTree(bad))
+
+
+async def test_random_garbage_never_takes_the_server_down(served):
+    cam = await served()
+    rng = np.random.default_rng(7)
+    heads = [
+        b"POST /onvif/device_service HTTP/1.1\r\nContent-Length: 99999999999999\r\n\r\n",
+        b"POST /onvif/device_service HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST /onvif/device_service HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n",
+        b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",
+        b"POST /onvif/device_service HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort",
+    ]
+    junk = [rng.integers(0, 256, int(rng.integers(1, 3000)), dtype=np.uint8).tobytes()]
+    junk += [
+        b"POST /onvif/device_service HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(j) + j
+        for j in (rng.integers(0, 256, 500, dtype=np.uint8).tobytes(), soap("<a>" * 5000))
+    ]
+    statuses = []
+    for data in heads + junk:
+        reader, writer = await asyncio.open_connection(cam.address, cam.http_port)
+        writer.write(data)
+        writer.write_eof()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert status == b"" or status.split()[1][:1] in (b"4", b"5"), (data[:60], status)
+        statuses.append(status.split()[1] if status else b"closed")
+        writer.close()
+    # Oversize, negative, chunked, too many headers, long line, truncated, junk, deep XML.
+    assert statuses == [b"413", b"400", b"411", b"431", b"431", b"closed", b"400", b"400", b"400"]
+    sdt = soap('<GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/>')
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(cam.onvif_url(), content=sdt)).status_code == 200

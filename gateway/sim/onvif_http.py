@@ -87,6 +87,8 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     method, target, version = parts
     if not method.isalpha() or not method.isupper() or not target:
         raise _BadRequest(400, "malformed request line")
+    if len(lines) > MAX_HEADERS + 1:
+        raise _BadRequest(431, "too many headers")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
@@ -99,8 +101,6 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
         if key == "content-length" and key in headers and headers[key] != value:
             raise _BadRequest(400, "conflicting Content-Length headers")
         headers[key] = value
-    if len(headers) > MAX_HEADERS:
-        raise _BadRequest(431, "too many headers")
     return method, target, version, headers
 
 
@@ -195,11 +195,11 @@ class HttpServer:
         if "transfer-encoding" in headers:
             raise _BadRequest(411, "chunked bodies are not accepted; send Content-Length")
         raw = headers.get("content-length", "0")
-        if not raw.isdigit() or len(raw) > 12:
+        if not raw.isdigit():
             raise _BadRequest(400, "bad Content-Length")
-        length = int(raw)
-        if length > self.max_body:
+        if len(raw) > 18 or int(raw) > self.max_body:
             raise _BadRequest(413, f"body over {self.max_body} bytes")
+        length = int(raw)
         if length and headers.get("expect", "").lower() == "100-continue":
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if not length:
