@@ -1,0 +1,200 @@
+"""``/api/v1/cameras``: the camera inventory, snapshots and PTZ.
+
+Responses carry ``Camera.public()``: never a password. Adding an ONVIF camera
+probes it; the answer is 201 whatever the camera said, with its status
+(online, offline, unauthorised, error) and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import Caller, get_gateway, require
+from gateway.app import Gateway
+from gateway.cameras import onvif
+from gateway.cameras.model import CameraCreate, CameraPatch, FieldError
+from gateway.cameras.registry import (
+    CameraConflict,
+    CameraNotFound,
+    DuplicateCamera,
+    Registry,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
+
+
+class PtzIn(BaseModel):
+    action: Literal["move", "stop", "goto_preset"]
+    pan: float = Field(0.0, ge=-1, le=1, description="Pan velocity, -1 (left) … 1 (right)")
+    tilt: float = Field(0.0, ge=-1, le=1, description="Tilt velocity, -1 (down) … 1 (up)")
+    zoom: float = Field(0.0, ge=-1, le=1, description="Zoom velocity, -1 (out) … 1 (in)")
+    preset: str | None = Field(None, max_length=64, description="Preset token for goto_preset")
+
+
+def registry_of(gw: Gateway) -> Registry:
+    registry = gw.part("registry")
+    if registry is None:
+        raise HTTPException(503, "the camera registry is not running / 设备管理未启用")
+    return registry
+
+
+def field_error(err: FieldError) -> RequestValidationError:
+    """A 422 in the app's usual shape, naming the field."""
+    return RequestValidationError(
+        [{"loc": ("body", *err.field.split(".")), "msg": err.message, "type": "value_error"}]
+    )
+
+
+def _camera(registry: Registry, camera_id: str, caller: Caller) -> Any:
+    cam = registry.get(camera_id)
+    if cam is None or not caller.sees(camera_id):
+        raise HTTPException(404, f"unknown camera {camera_id!r} / 未知摄像机")
+    return cam
+
+
+@router.get("")
+def list_cameras(
+    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> list[dict[str, Any]]:
+    return [c.public() for c in registry_of(gw).list() if caller.sees(c.id)]
+
+
+@router.get("/{camera_id}")
+def get_camera(
+    camera_id: str,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> dict[str, Any]:
+    return _camera(registry_of(gw), camera_id, caller).public()
+
+
+@router.post("", status_code=201)
+async def create_camera(
+    body: CameraCreate,
+    gw: Gateway = Depends(get_gateway),
+    _: Caller = Depends(require("admin")),
+) -> dict[str, Any]:
+    try:
+        cam = await registry_of(gw).add(body)
+    except DuplicateCamera as err:
+        raise HTTPException(409, f"{err} / 设备已存在") from None
+    except FieldError as err:
+        raise field_error(err) from None
+    return cam.public()
+
+
+@router.patch("/{camera_id}")
+async def patch_camera(
+    camera_id: str,
+    body: CameraPatch,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("admin")),
+) -> dict[str, Any]:
+    registry = registry_of(gw)
+    _camera(registry, camera_id, caller)
+    try:
+        return (await registry.update(camera_id, body)).public()
+    except DuplicateCamera as err:
+        raise HTTPException(409, str(err)) from None
+    except FieldError as err:
+        raise field_error(err) from None
+
+
+@router.delete("/{camera_id}", status_code=204, response_class=Response)
+async def delete_camera(
+    camera_id: str,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("admin")),
+) -> Response:
+    registry = registry_of(gw)
+    _camera(registry, camera_id, caller)
+    try:
+        await registry.remove(camera_id)
+    except CameraConflict as err:
+        raise HTTPException(409, str(err)) from None
+    except CameraNotFound:
+        raise HTTPException(404, f"unknown camera {camera_id!r}") from None
+    return Response(status_code=204)
+
+
+@router.post("/{camera_id}/refresh")
+async def refresh_camera(
+    camera_id: str,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("operator")),
+) -> dict[str, Any]:
+    """Read the camera's ONVIF device information and profiles again."""
+    registry = registry_of(gw)
+    _camera(registry, camera_id, caller)
+    return (await registry.refresh(camera_id)).public()
+
+
+@router.get("/{camera_id}/snapshot.jpg", response_class=Response)
+async def snapshot(
+    camera_id: str,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> Response:
+    """A JPEG now: from the live stream when it runs, else the camera's snapshot URI."""
+    registry = registry_of(gw)
+    _camera(registry, camera_id, caller)
+    jpeg: bytes | None = None
+    problem = "the camera offers no snapshot"
+    streams = gw.part("streams")
+    if streams is not None and hasattr(streams, "snapshot"):
+        try:
+            jpeg = await streams.snapshot(camera_id)
+        except Exception as err:  # fall back to the camera's own snapshot below
+            problem = str(err)
+            log.debug("snapshot of %s from streams failed: %s", camera_id, err)
+    if jpeg is None:
+        try:
+            jpeg = await registry.snapshot(camera_id)
+        except onvif.OnvifError as err:
+            problem = str(err)
+    if not jpeg:
+        raise HTTPException(502, f"no snapshot from {camera_id}: {problem} / 无法抓拍")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+async def _ptz_call(coro: Any, camera_id: str) -> Any:
+    try:
+        return await coro
+    except ValueError as err:
+        raise HTTPException(409, str(err)) from None
+    except onvif.AuthError as err:
+        raise HTTPException(502, str(err)) from None
+    except onvif.OnvifError as err:
+        raise HTTPException(502, f"PTZ on {camera_id} failed: {err}") from None
+
+
+@router.post("/{camera_id}/ptz")
+async def ptz(
+    camera_id: str,
+    body: PtzIn,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("operator")),
+) -> dict[str, Any]:
+    """PTZ: continuous ``move`` (velocities), ``stop``, or ``goto_preset``."""
+    registry = registry_of(gw)
+    _camera(registry, camera_id, caller)
+    if body.action == "goto_preset" and not body.preset:
+        raise field_error(FieldError("preset", "required for goto_preset"))
+    return await _ptz_call(registry.ptz(camera_id, **body.model_dump()), camera_id)
+
+
+@router.get("/{camera_id}/presets")
+async def presets(
+    camera_id: str,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> list[dict[str, str]]:
+    registry = registry_of(gw)
+    _camera(registry, camera_id, caller)
+    return await _ptz_call(registry.presets(camera_id), camera_id)
