@@ -26,6 +26,9 @@ def _routers() -> list:
     from gateway.api import auth, health, metrics
 
     routers = [health.router, auth.router, metrics.router]
+    from gateway.api import cameras, discovery
+
+    routers += [cameras.router, discovery.router]
     from gateway.api import whep
 
     routers.append(whep.router)
