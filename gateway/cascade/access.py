@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cascade.downlink import ChildGone, RemoteError
@@ -169,6 +169,8 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
         result = await _maybe(fn(path, start, end))
     except LookupError as err:
         raise AccessError(404, f"no recording of {path} in that span: {err}") from None
+    except ValueError as err:
+        raise AccessError(400, f"clip of {path}: {err}") from None
     async for chunk in _chunks(result):
         yield chunk
 
@@ -214,9 +216,11 @@ def _times(params: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
         if value in (None, ""):
             return None
         try:
-            return datetime.fromisoformat(str(value))
+            ts = datetime.fromisoformat(str(value).strip().replace(" ", "+"))
         except ValueError:
-            raise AccessError(400, f"{key} must be an ISO 8601 time, not {value!r}") from None
+            raise AccessError(400, f"{key} must be an ISO 8601 time / 时间格式错误") from None
+        # Naive times are UTC, as in the recordings API.
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
     return one("start"), one("end")
 
