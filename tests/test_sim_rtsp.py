@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import av
 import httpx
@@ -263,3 +265,51 @@ def test_control_api_rejects_bad_requests(sim_factory) -> None:
     cams = httpx.get(f"{sim.control}/cameras", timeout=5).json()
     assert [c["id"] for c in cams] == ["cam-01"]
     assert cams[0]["encoders"]["/main"]["running"] is False  # nobody plays: nothing encodes
+
+
+def test_addresses_wrap_into_the_next_octet() -> None:
+    from gateway.sim.runner import addresses
+
+    assert addresses("127.0.10.253", 4) == [
+        "127.0.10.253",
+        "127.0.10.254",
+        "127.0.11.1",
+        "127.0.11.2",
+    ]
+
+
+def _cpu_ticks(stat: Path) -> int:
+    # utime + stime, after the command name (which may hold spaces)
+    return sum(int(x) for x in stat.read_text().rsplit(")", 1)[1].split()[11:13])
+
+
+def test_fifty_cameras_start_fast_idle_cheaply_and_stop_on_sigterm(sim_factory) -> None:
+    t0 = time.monotonic()
+    sim = sim_factory("--cameras", "50", "--base", _base())
+    started = time.monotonic() - t0
+    keys = {"id", "name", "address", "http_port", "rtsp_port", "onvif_url", "rtsp_main",
+            "rtsp_sub", "snapshot_url", "endpoint", "username", "password"}  # fmt: skip
+    assert len(sim.cameras) == 50 and all(keys <= set(c) for c in sim.cameras)
+    assert len({c["address"] for c in sim.cameras}) == 50
+    assert len({c["endpoint"] for c in sim.cameras}) == 50
+    assert sim.cameras[49]["id"] == "cam-50"
+    assert started < 30, f"50 cameras took {started:.1f}s to start"
+    # encoders are lazy: fifty idle cameras cost (almost) nothing
+    pid = sim.popen.pid
+    stat = Path(f"/proc/{pid}/stat")
+    c0, w0 = _cpu_ticks(stat), time.monotonic()
+    time.sleep(2)
+    cpu = (_cpu_ticks(stat) - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - w0)
+    assert cpu < 0.25, f"idle sim uses {cpu:.0%} of a core"
+    t1 = time.monotonic()
+    assert sim.stop() == 0
+    assert time.monotonic() - t1 < 8
+
+
+def test_bframes_option_gives_a_stream_with_b_frames(sim_factory) -> None:
+    sim = sim_factory("--base", _base(), *SMALL, "--no-onvif", "--bframes")
+    url = sim.cameras[0]["rtsp_sub"]
+    with _open(url) as c:
+        stream = c.streams.video[0]
+        types = [f.pict_type for _, f in zip(range(30), c.decode(stream), strict=False)]
+    assert av.video.frame.PictureType.B in types, types
