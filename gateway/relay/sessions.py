@@ -202,7 +202,7 @@ class Relay:
         self.sessions[sid] = session
         self.opened += 1
         pc.on("connectionstatechange", lambda: self._on_state(session))
-        track.on("ended", lambda: self._close_soon(session, "stream ended"))
+        track.on("ended", lambda: self._on_track_ended(session))
         log.info("%s: viewer %s opened (%s, %s)", camera_id, sid, session.variant or "main", caller)
         return session, answer
 
@@ -303,6 +303,14 @@ class Relay:
             session.rx_seen_at = session.connected_at
         elif state in ("failed", "closed"):
             self._close_soon(session, f"connection {state}")
+
+    def _on_track_ended(self, session: Session) -> None:
+        # The sender stops the track both when the hub ends and when the connection
+        # goes away; name the cause that really happened.
+        if session.track.subscription.hub.closed:
+            self._close_soon(session, "stream ended")
+        else:
+            self._close_soon(session, f"connection {session.pc.connectionState}")
 
     def _close_soon(self, session: Session, reason: str) -> None:
         if not session.closed:

@@ -122,7 +122,8 @@ class PassthroughTrack(MediaStreamTrack):
         try:
             au = await self.subscription.get()
         except HubClosed:
-            log.info("%s: stream closed, ending the viewer's track", self.camera_id)
+            if self.readyState == "live":  # the hub ended, not us
+                log.info("%s: stream closed, ending the viewer's track", self.camera_id)
             self.stop()
             raise MediaStreamError from None
         if self._burst_left is None:

@@ -77,6 +77,8 @@ export class WhepPlayer {
     this.pc = null;
     this.location = null;
     this.lastStats = null;
+    // performance.now() marks of the current attempt: offer, answer, firstFrame.
+    this.timing = {};
     this.sessions = 0; // how many sessions this player has opened (reconnects + 1)
     this._running = false;
     this._gen = 0;
@@ -115,6 +117,8 @@ export class WhepPlayer {
     this._setState(this.sessions ? "reconnecting" : "connecting");
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
+    const timing = { offer: performance.now() };
+    this.timing = timing;
     this._progress = { frames: 0, at: performance.now(), connectedAt: 0, playing: false };
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.ontrack = (ev) => {
@@ -123,6 +127,11 @@ export class WhepPlayer {
       this.video.playsInline = true;
       this.video.srcObject = stream;
       this.video.play().catch(() => {});
+      if (this.video.requestVideoFrameCallback) {
+        this.video.requestVideoFrameCallback(() => {
+          if (gen === this._gen) timing.firstFrame = performance.now();
+        });
+      }
       ev.track.addEventListener("ended", () => this._fail(gen, "track ended"));
     };
     pc.onconnectionstatechange = () => {
@@ -168,6 +177,7 @@ export class WhepPlayer {
         return;
       }
       this.sessions += 1;
+      timing.answer = performance.now();
       const links = parseIceLinks(r.headers.get("Link"));
       if (links.length) this.iceServers = links;
       const loc = r.headers.get("Location");
