@@ -168,8 +168,8 @@ class OnvifServer(asyncio.AbstractServer):
     # -- requests ---------------------------------------------------------------
     async def _handle(self, request: Request) -> Response:
         if request.path == "/snapshot.jpg":
-            if request.method not in ("GET", "HEAD"):
-                return Response(405, b"use GET\n", headers={"Allow": "GET, HEAD"})
+            if request.method != "GET":
+                return Response(405, b"use GET\n", headers={"Allow": "GET"})
             return await self._snapshot(request)
         if request.path not in SOAP_PATHS:
             return Response(404, b"not found\n")
@@ -178,8 +178,13 @@ class OnvifServer(asyncio.AbstractServer):
         try:
             return self._soap(request)
         except SoapFault as fault:
-            if fault.subcode != "ter:NotAuthorized":
-                log.debug("sim %s: SOAP fault %s: %s", self.camera.id, fault.subcode, fault)
+            log.debug(
+                "sim %s: SOAP fault to %s: %s %s",
+                self.camera.id,
+                request.peer,
+                fault.subcode,
+                fault,
+            )
             return Response(fault.http_status, fault.envelope(), SOAP_TYPE)
 
     def _soap(self, request: Request) -> Response:
@@ -228,8 +233,7 @@ class OnvifServer(asyncio.AbstractServer):
         except Exception:
             log.exception("sim %s: snapshot failed", cam.id)
             return Response(503, b"snapshot unavailable\n")
-        body = b"" if request.method == "HEAD" else bytes(jpeg)
-        return Response(200, body, "image/jpeg", headers={"Cache-Control": "no-store"})
+        return Response(200, bytes(jpeg), "image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 def _snapshot_challenge() -> dict[str, str]:
