@@ -136,3 +136,24 @@ def test_snapshot_of_a_village_camera_through_the_tree(gateway_factory, sim_fact
         "snapshot refused with 503 once the village is gone",
     )
     assert time.monotonic() - t0 < 20
+
+
+def test_a_village_camera_going_offline_shows_at_the_city_within_5_s(gateway_factory, sim_factory):
+    sim, lv = _village_with_camera(gateway_factory, sim_factory, "127.0.70.1")
+    if "registry" not in lv.village.client.get("/api/v1/health").json()["parts"]:
+        pytest.skip("no camera registry part yet: camera status is not tracked")
+
+    def status_at_city() -> str:
+        return all_cameras(lv.city.client.get("/api/v1/tree").json())[CAM]["status"]
+
+    # Something keeps the camera's stream open (motion analyses it); make sure it does.
+    lease_holder = lv.village.client.get("/api/v1/tree/cameras/cam-01/snapshot.jpg")
+    assert lease_holder.status_code == 200
+    wait_for(lambda: status_at_city() == "online", 20, "the camera online at the city")
+    sim.fault("cam-01", "offline")
+    t0 = time.monotonic()
+    wait_for(lambda: status_at_city() == "offline", 15, "the camera offline at the city", 0.05)
+    took = time.monotonic() - t0
+    assert took < 5.0, f"offline reached the city after {took:.1f}s"
+    sim.fault("cam-01", "online")
+    wait_for(lambda: status_at_city() == "online", 30, "the camera back online at the city")
