@@ -29,8 +29,8 @@ _addresses = itertools.count(1)
 
 
 def make_camera(**overrides) -> SimCamera:
-    """A camera on its own 127.0.77.x address with a real (tiny) JPEG renderer."""
-    address = f"127.0.77.{next(_addresses)}"
+    """A camera on its own 127.0.91.x address with a real (tiny) JPEG renderer."""
+    address = f"127.0.91.{next(_addresses)}"
     jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes()
     cam = SimCamera(
         index=7,
