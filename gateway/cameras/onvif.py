@@ -280,6 +280,13 @@ class OnvifClient:
         """Measure the clock offset and find the device's services."""
         if self._connected:
             return
+        try:
+            await self._connect()
+        except BaseException:
+            await self.close()  # __aexit__ does not run when __aenter__ fails
+            raise
+
+    async def _connect(self) -> None:
         cam = _Camera(self.host, self.port, self.username, self.password, adjust_time=True)
         cam.label = self.label
         self._cam = cam
