@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -245,3 +246,60 @@ async def test_api_lists_running_streams(server: RtspTestServer) -> None:
         (row,) = r.json()["streams"]
         assert row["camera"] == "cam-01" and row["consumers"] == ["viewer"]
         lease.release()
+
+
+# -- against the simulator (``gateway sim`` in its own process) -----------------------------
+def _sim_base() -> str:
+    return f"127.{random.randint(60, 250)}.{random.randint(0, 254)}.1"
+
+
+def _rtsp_sessions(sim: Any, camera_id: str) -> int:
+    cams = httpx.get(f"{sim.control}/cameras", timeout=5).json()
+    cams = cams["cameras"] if isinstance(cams, dict) else cams
+    return next(c for c in cams if c["id"] == camera_id)["rtsp_sessions"]
+
+
+async def test_sim_camera_one_session_each_stream_and_every_fault_survived(sim_factory) -> None:
+    sim = sim_factory("--base", _sim_base(), "--size", "640x360", "--gop", "25", "--no-onvif")
+    cam = sim.cameras[0]
+    urls = {"main": cam["rtsp_main"], "sub": cam["rtsp_sub"]}
+    settings = Settings(
+        streams={"linger_s": 0.5, "stall_timeout_s": 1.5, "open_timeout_s": 3, "read_timeout_s": 3}
+    )
+    mgr = StreamManager(settings, url_resolver=lambda cid, profile: urls.get(profile))
+    await mgr.start()
+    try:
+        mains = [mgr.acquire(cam["id"], consumer=f"viewer-{i}") for i in range(10)]
+        sub = mgr.acquire(cam["id"], "sub", consumer="motion")
+        hub = mains[0].hub
+        await until(lambda: hub.info is not None and sub.hub.info is not None, 15, "both streams")
+        await asyncio.to_thread(time.sleep, 0.5)
+        assert await asyncio.to_thread(_rtsp_sessions, sim, cam["id"]) == 2  # main + sub
+        source = mgr._entries[f"{cam['id']}/main"].source
+
+        async def flowing_again(what: str) -> float:
+            epoch = source.epoch
+            start = hub.published
+            took = await until(
+                lambda: source.epoch > epoch and hub.published > start + 5 and hub.gop, 12, what
+            )
+            assert hub.gop[0].keyframe and hub.gop[0].epoch == source.epoch
+            return took
+
+        for mode in ("offline", "stall", "garbage"):
+            await asyncio.to_thread(sim.fault, cam["id"], mode)
+            await asyncio.sleep(2.5 if mode != "offline" else 1.0)
+            await asyncio.to_thread(sim.fault, cam["id"], "online")
+            took = await flowing_again(f"video after {mode}")
+            assert took < 8, f"{mode}: {took:.1f} s to resume"
+        assert source.stalls >= 1  # the stall was the watchdog's
+        (row,) = [r for r in mgr.stats() if r["key"] == f"{cam['id']}/main"]
+        assert row["reconnects"] >= 3 and row["state"] == "online"
+        assert await asyncio.to_thread(_rtsp_sessions, sim, cam["id"]) == 2
+        for lease in [*mains, sub]:
+            lease.release()
+        await until(lambda: mgr.stats() == [], 10, "streams to stop after linger")
+        await asyncio.sleep(0.5)
+        assert await asyncio.to_thread(_rtsp_sessions, sim, cam["id"]) == 0
+    finally:
+        await mgr.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from fractions import Fraction
 from typing import Any
@@ -164,3 +165,25 @@ async def test_encoder_behind_drops_frames_instead_of_queueing() -> None:
 def test_unknown_variant_is_refused() -> None:
     with pytest.raises(ValueError):
         TranscodeSource("x", Hub("x"), "8k", RelaySettings())
+
+
+@pytest.mark.parametrize("codec", ["hevc", "mjpeg"])
+async def test_sim_camera_in_h265_or_mjpeg_gets_an_h264_variant(sim_factory, codec: str) -> None:
+    base = f"127.{random.randint(60, 250)}.{random.randint(0, 254)}.1"
+    sim = sim_factory("--base", base, "--size", "640x360", "--codec", codec, "--no-onvif")
+    url = sim.cameras[0]["rtsp_main"]
+    settings = Settings(streams={"linger_s": 0.3, "open_timeout_s": 3, "read_timeout_s": 3})
+    mgr = StreamManager(settings, url_resolver=lambda cam, profile: url)
+    await mgr.start()
+    try:
+        lease = mgr.acquire("sim-cam", variant="h264")
+        units = await collect(lease.hub, 30)
+        assert mgr.hub("sim-cam").info.codec == codec
+        keys = [u for u in units if u.keyframe]
+        assert keys and units[0].keyframe
+        frames = decode_all([keys[0]])
+        assert frames and (frames[0].width, frames[0].height) == (640, 360)
+        assert len(decode_all(units)) >= 28
+        lease.release()
+    finally:
+        await mgr.stop()
