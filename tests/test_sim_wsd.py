@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -102,8 +103,19 @@ def parse_match(data: bytes, wsd: str = WSD, wsa: str = WSA) -> dict:
 
 @pytest.fixture
 async def responder():
-    cams = [make_camera(1, "127.0.92.1"), make_camera(2, "127.0.92.2")]
-    resp = await wsd_responder.start(cams, None)
+    # Port 3702 is fixed, so pick a random 127.x.y.0/24 that nobody else on the
+    # machine (other tests, other sims) is using right now.
+    rng = random.Random()
+    for _ in range(50):
+        base = f"127.{rng.randint(100, 250)}.{rng.randint(1, 250)}"
+        cams = [make_camera(1, f"{base}.1"), make_camera(2, f"{base}.2")]
+        try:
+            resp = await wsd_responder.start(cams, None)
+            break
+        except OSError:
+            continue
+    else:
+        pytest.fail("no free loopback address pair for port 3702")
     prober = Prober()
     yield cams, prober
     resp.close()
@@ -112,11 +124,12 @@ async def responder():
 
 async def test_unicast_probe_gets_probe_matches(responder):
     cams, prober = responder
+    addr = cams[0].address
     message_id = f"urn:uuid:{uuid.uuid4()}"
-    replies = await prober.ask(probe(message_id), "127.0.92.1")
+    replies = await prober.ask(probe(message_id), addr)
     assert len(replies) == 1
     data, source = replies[0]
-    assert source == "127.0.92.1"
+    assert source == addr
     m = parse_match(data)
     assert m["action"] == f"{WSD}/ProbeMatches"
     assert m["relates_to"] == message_id and m["message_id"] != message_id
@@ -127,8 +140,8 @@ async def test_unicast_probe_gets_probe_matches(responder):
     assert any(s.startswith("onvif://www.onvif.org/name/") for s in m["scopes"])
     assert m["version"] == "1"
     # The same MessageID again is ignored; the other camera still answers it once.
-    assert await prober.ask(probe(message_id), "127.0.92.1") == []
-    other = await prober.ask(probe(message_id), "127.0.92.2")
+    assert await prober.ask(probe(message_id), addr) == []
+    other = await prober.ask(probe(message_id), cams[1].address)
     assert parse_match(other[0][0])["address"] == cams[1].endpoint
 
 
@@ -143,27 +156,30 @@ async def test_unicast_probe_gets_probe_matches(responder):
     ],
 )
 async def test_probe_types_match_by_namespace_not_prefix(responder, types, prefix_ns, answered):
-    _cams, prober = responder
-    replies = await prober.ask(probe(f"uuid:{uuid.uuid4()}", types, prefix_ns), "127.0.92.1")
+    cams, prober = responder
+    addr = cams[0].address
+    replies = await prober.ask(probe(f"uuid:{uuid.uuid4()}", types, prefix_ns), addr)
     assert len(replies) == (1 if answered else 0)
 
 
 async def test_scopes_ws_discovery_11_and_offline(responder):
     cams, prober = responder
+    addr = cams[0].address
     scope = "<d:Scopes>onvif://www.onvif.org/Profile</d:Scopes>"
-    assert len(await prober.ask(probe(f"uuid:{uuid.uuid4()}", scopes=scope), "127.0.92.1")) == 1
+    assert len(await prober.ask(probe(f"uuid:{uuid.uuid4()}", scopes=scope), addr)) == 1
     scope = "<d:Scopes>onvif://www.onvif.org/name/other</d:Scopes>"
-    assert await prober.ask(probe(f"uuid:{uuid.uuid4()}", scopes=scope), "127.0.92.1") == []
-    replies = await prober.ask(probe(f"uuid:{uuid.uuid4()}", wsd=WSD11, wsa=WSA11), "127.0.92.1")
+    assert await prober.ask(probe(f"uuid:{uuid.uuid4()}", scopes=scope), addr) == []
+    replies = await prober.ask(probe(f"uuid:{uuid.uuid4()}", wsd=WSD11, wsa=WSA11), addr)
     assert parse_match(replies[0][0], WSD11, WSA11)["address"] == cams[0].endpoint
     cams[0].set_fault("offline")
-    assert await prober.ask(probe(f"uuid:{uuid.uuid4()}"), "127.0.92.1") == []
+    assert await prober.ask(probe(f"uuid:{uuid.uuid4()}"), addr) == []
     cams[0].set_fault("online")
-    assert len(await prober.ask(probe(f"uuid:{uuid.uuid4()}"), "127.0.92.1")) == 1
+    assert len(await prober.ask(probe(f"uuid:{uuid.uuid4()}"), addr)) == 1
 
 
 async def test_malformed_probes_are_ignored(responder):
-    _cams, prober = responder
+    cams, prober = responder
+    addr = cams[0].address
     bad = [
         b"\x00\xffnot xml",
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
@@ -173,8 +189,8 @@ async def test_malformed_probes_are_ignored(responder):
         probe(f"uuid:{uuid.uuid4()}").replace(b"d:Probe>", b"d:Resolve>"),
     ]
     for data in bad:
-        assert await prober.ask(data, "127.0.92.1", wait=0.2) == []
-    assert len(await prober.ask(probe(f"uuid:{uuid.uuid4()}"), "127.0.92.1")) == 1
+        assert await prober.ask(data, addr, wait=0.2) == []
+    assert len(await prober.ask(probe(f"uuid:{uuid.uuid4()}"), addr)) == 1
 
 
 NETNS_SCRIPT = r"""
