@@ -54,7 +54,7 @@ def service_of(gw: Gateway) -> DiscoveryService:
 
 
 @router.post("", status_code=202)
-def start_scan(
+async def start_scan(
     body: ScanIn | None = None,
     gw: Gateway = Depends(get_gateway),
     _: Caller = Depends(require("operator")),
@@ -70,7 +70,7 @@ def start_scan(
 
 
 @router.get("")
-def scan_status(
+async def scan_status(
     gw: Gateway = Depends(get_gateway), _: Caller = Depends(require("viewer"))
 ) -> dict[str, Any]:
     """The last scan: ``state`` (idle/running/done/error), progress and ``results``."""
