@@ -11,6 +11,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_recorded_clip_plays_in_chromium_from_the_clicked_time(tmp_path: Path) -
                     page.add_init_script(
                         f"localStorage.setItem('gw_token', {json.dumps(gw.token)})"
                     )
-                page.goto(f"{gw.base_url}/playback.html?camera=cam-01&t={at_iso}")
+                page.goto(f"{gw.base_url}/playback.html?camera=cam-01&t={quote(at_iso)}")
                 page.add_script_tag(path=str(BARCODE_JS))
                 page.wait_for_function(
                     "() => { const v = document.getElementById('video');"
