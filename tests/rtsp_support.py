@@ -356,3 +356,31 @@ class RtspTestServer:
         if out:
             out[-1] = (out[-1][0], True)
         return out
+
+
+def main() -> None:
+    """``python -m tests.rtsp_support --codec h264 --size 1920x1080``: serve until killed."""
+    import argparse
+    import json
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--codec", default="h264", choices=["h264", "hevc"])
+    parser.add_argument("--size", default="1920x1080")
+    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--bitrate-kbps", type=int, default=4000)
+    parser.add_argument("--bframes", action="store_true")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    clip = make_clip(
+        args.codec, width, height, args.fps, args.fps, 2 * args.fps, args.bframes, args.bitrate_kbps
+    )
+    server = RtspTestServer(clip)
+    print(json.dumps({"ready": True, "url": server.url}), flush=True)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.close()
+
+
+if __name__ == "__main__":
+    main()
