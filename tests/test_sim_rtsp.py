@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import shutil
@@ -313,3 +314,47 @@ def test_bframes_option_gives_a_stream_with_b_frames(sim_factory) -> None:
         stream = c.streams.video[0]
         types = [f.pict_type for _, f in zip(range(30), c.decode(stream), strict=False)]
     assert av.video.frame.PictureType.B in types, types
+
+
+def test_hostile_rtsp_input_drops_that_connection_only(sim_factory) -> None:
+    sim = sim_factory("--base", _base(), *SMALL, "--no-onvif", "--rtsp-auth", "basic")
+    cam = sim.cameras[0]
+    addr = (cam["address"], cam["rtsp_port"])
+    for junk in (b"\x16\x03\x01\x02\x00hello\r\n\r\n", b"A" * 20000 + b"\r\n\r\n",
+                 b"DESCRIBE x RTSP/1.0\r\nContent-Length: -5\r\n\r\n",
+                 b"OPTIONS * RTSP/1.0\r\nno colon here\r\n\r\n"):  # fmt: skip
+        with socket.create_connection(addr, timeout=5) as s:
+            s.sendall(junk)
+            s.settimeout(5)
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass  # dropped: what we want
+    client = RawRtsp(*addr)
+    try:
+        status, hdrs, _ = client.request("DESCRIBE", cam["rtsp_sub"])
+        assert status == 401 and hdrs["www-authenticate"].startswith("Basic ")
+        token = base64.b64encode(b"admin:admin").decode()
+        status, hdrs, body = client.request(
+            "DESCRIBE", cam["rtsp_sub"], Authorization=f"Basic {token}"
+        )
+        assert status == 200 and b"a=rtpmap:96 H264/90000" in body
+        assert b"sprop-parameter-sets=" in body and b"packetization-mode=1" in body
+        auth = {"Authorization": f"Basic {token}"}
+        track = cam["rtsp_sub"] + "/trackID=0"
+        status, _, _ = client.request("SETUP", track, Transport="RTP/AVP;multicast", **auth)
+        assert status == 461
+    finally:
+        client.close()
+
+
+def test_motion_every_schedule_toggles_motion(sim_factory) -> None:
+    sim = sim_factory("--base", _base(), *SMALL, "--no-onvif", "--motion-every", "1",
+                      "--motion-duration", "0.5")  # fmt: skip
+    seen = set()
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.add(httpx.get(f"{sim.control}/cameras/cam-01", timeout=5).json()["motion"])
+        time.sleep(0.1)
+    assert seen == {True, False}
