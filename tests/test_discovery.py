@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import time
 
 import pytest
 
 from gateway.cameras import discovery
 from tests import wsd_stub
+from tests.support import ROOT, Proc
 from tests.test_wsd_parse import BILLION_LAUGHS, HIK_STYLE, XXE
 
 
@@ -127,3 +133,106 @@ def test_interface_names_and_addresses_resolve() -> None:
     assert discovery.interface_address("127.0.0.1") == "127.0.0.1"
     with pytest.raises(discovery.DiscoveryError, match="nosuchif0"):
         discovery.interface_address("nosuchif0")
+
+
+# -- against the simulator (real processes) ----------------------------------------
+
+SMALL_SIM = ("--size", "320x180", "--sub-size", "160x90", "--fps", "5")
+
+
+def run_cli(*args: str, prefix: tuple[str, ...] = (), timeout: float = 60):
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def test_cli_sweep_finds_every_sim_camera_in_a_27(sim_factory) -> None:
+    sim = sim_factory("--cameras", "10", "--base", "127.0.217.1", *SMALL_SIM)
+    out = run_cli("discover", "--range", "127.0.217.0/27", "--timeout", "1.5", "--json")
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert sorted(d["endpoint"] for d in found) == sorted(c["endpoint"] for c in sim.cameras)
+    by_address = {d["address"]: d for d in found}
+    for cam in sim.cameras:
+        dev = by_address[cam["address"]]
+        assert dev["xaddrs"][0] == cam["onvif_url"]
+        assert dev["name"] == cam["name"]
+        assert set(dev) == {"address", "xaddrs", "name", "location", "hardware", "endpoint"}
+    assert "probed" in out.stderr, "progress bar on stderr"
+    table = run_cli("discover", "--range", "127.0.217.0/28", "--timeout", "1", "--quiet")
+    assert table.returncode == 0 and "ADDRESS" in table.stdout
+    assert "模拟摄像机 Sim camera 01" in table.stdout
+
+
+def test_cli_errors_are_messages_not_tracebacks() -> None:
+    out = run_cli("discover", "--range", "300.1.2.0/24")
+    assert out.returncode == 2 and "not an address or CIDR range" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run_cli("discover", "--interface", "nosuchif0")
+    assert out.returncode == 2 and "nosuchif0" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("discover", "--timeout", "abc", "--range", "127.0.0.1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+
+
+@pytest.fixture
+def netns():
+    """A fresh network namespace with only loopback, multicast routed to it."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create a network namespace")
+    name = f"gwdisc{os.getpid()}"
+    if _ip("netns", "add", name).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        for args in (
+            ("link", "set", "lo", "up"),
+            ("link", "set", "lo", "multicast", "on"),
+            ("route", "add", "239.0.0.0/8", "dev", "lo"),
+        ):
+            step = _ip("-n", name, *args)
+            assert step.returncode == 0, step.stderr
+        yield name
+    finally:
+        _ip("netns", "del", name)
+
+
+@pytest.mark.netns
+def test_multicast_discovery_in_a_network_namespace_finds_every_camera(netns, tmp_path) -> None:
+    prefix = ("ip", "netns", "exec", netns)
+    sim = Proc(
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "gateway",
+            "sim",
+            "--cameras",
+            "4",
+            "--base",
+            "127.0.10.1",
+            "--multicast-interface",
+            "127.0.0.1",
+            "--control-port",
+            "0",
+            *SMALL_SIM,
+        ],
+        tmp_path / "sim.log",
+    )
+    try:
+        cameras = sim.read_json_line()["cameras"]
+        out = run_cli(
+            "discover", "--interface", "127.0.0.1", "--json", "--timeout", "2", prefix=prefix
+        )
+        assert out.returncode == 0, out.stderr
+        found = json.loads(out.stdout)
+        assert sorted(d["endpoint"] for d in found) == sorted(c["endpoint"] for c in cameras)
+        assert {d["address"] for d in found} == {c["address"] for c in cameras}
+    finally:
+        sim.stop()

@@ -26,8 +26,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _logging() -> None:
-    import onvif  # noqa: F401  - it reconfigures root logging on import; ours comes after
+def _logging(with_onvif: bool = False) -> None:
+    if with_onvif:
+        import onvif  # noqa: F401  - it reconfigures root logging on import; ours comes after
 
     from gateway.logs import setup_logging
 
@@ -228,7 +229,7 @@ def probe_main(argv: Sequence[str]) -> int:
     password = args.password
     if password is None:
         password = os.environ.get("GATEWAY_PROBE_PASSWORD")
-    _logging()
+    _logging(with_onvif=True)
     from gateway.cameras import onvif
 
     label = f"{host}:{port}"
