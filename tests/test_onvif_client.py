@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from gateway.cameras import onvif
 from tests.fake_onvif import FakeOnvif
+from tests.support import ROOT
 
 
 @pytest.fixture
@@ -162,3 +166,51 @@ async def test_many_clients_in_parallel(device_factory) -> None:
             return len((await c.probe()).profiles)
 
     assert await asyncio.gather(*(one() for _ in range(5))) == [2] * 5
+
+
+# -- against the simulator (real processes) ----------------------------------------
+
+
+def _probe_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "probe", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_probe_cli_against_the_simulator(sim_factory) -> None:
+    sim = sim_factory(
+        "--cameras",
+        "1",
+        "--base",
+        "127.0.218.1",
+        "--size",
+        "320x180",
+        "--sub-size",
+        "160x90",
+        "--fps",
+        "5",
+    )
+    cam = sim.cameras[0]
+    target = f"{cam['address']}:{cam['http_port']}"
+    out = _probe_cli(target, "--username", cam["username"], "--password", cam["password"], "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["device"]["manufacturer"] and data["device"]["serial"]
+    keys = {"token", "name", "encoding", "width", "height", "fps", "stream_uri"}
+    assert all(keys <= set(p) for p in data["profiles"])
+    uris = {p["stream_uri"] for p in data["profiles"]}
+    assert uris == {cam["rtsp_main"], cam["rtsp_sub"]}
+    sizes = sorted(p["width"] * p["height"] for p in data["profiles"])
+    assert sizes == [160 * 90, 320 * 180]
+    bad = _probe_cli(target, "--username", cam["username"], "--password", "wrong")
+    assert bad.returncode == 1
+    assert f"authentication failed for {target}" in bad.stderr and "Traceback" not in bad.stderr
+    assert "wrong" not in bad.stderr
+    gone = _probe_cli("127.0.218.200:8000", "--timeout", "2")
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr
+    usage = _probe_cli("not a host")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr

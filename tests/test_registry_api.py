@@ -366,3 +366,100 @@ async def client_post(gw: MiniGateway, body: dict[str, Any]) -> httpx.Response:
         transport=httpx.ASGITransport(app=make_app(gw)), base_url="http://x"
     ) as client:
         return await client.post("/api/v1/discovery", json=body)
+
+
+# -- end to end: gateway run + gateway sim ------------------------------------------
+
+SMALL_SIM = ("--size", "320x180", "--sub-size", "160x90", "--fps", "5")
+
+
+def wait_for(fn, timeout: float = 30.0, step: float = 0.2):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def test_gateway_adds_discovers_and_serves_sim_cameras(sim_factory, gateway_factory) -> None:
+    sim = sim_factory(
+        "--cameras", "3", "--base", "127.0.219.1", "--password", "s3cret-Sim", *SMALL_SIM
+    )
+    gw = gateway_factory({"discovery": {"interval_s": 0, "timeout_s": 1}})
+    c = gw.client
+    first, second, third = sim.cameras
+    body = {
+        "name": "Sim one",
+        "onvif": {
+            "host": first["address"],
+            "port": first["http_port"],
+            "username": first["username"],
+            "password": first["password"],
+        },
+    }
+    r = c.post("/api/v1/cameras", json=body)
+    assert r.status_code == 201, r.text
+    cam = r.json()
+    assert cam["status"] == "online" and cam["vendor"] and len(cam["profiles"]) == 2
+    assert first["password"] not in json.dumps(cam["onvif"])
+    bad = {
+        **body,
+        "name": "Sim two",
+        "onvif": {**body["onvif"], "host": second["address"], "password": "wrong"},
+    }
+    r = c.post("/api/v1/cameras", json=bad)
+    assert r.status_code == 201 and r.json()["status"] == "unauthorised"
+    assert r.json()["reason"] == f"authentication failed for {r.json()['id']}"
+    assert c.post("/api/v1/cameras", json=body).status_code == 409
+    snap = c.get(f"/api/v1/cameras/{cam['id']}/snapshot.jpg")
+    assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+    # Discovery: scan the sim's range, see which are known, add the third.
+    assert c.post("/api/v1/discovery", json={"ranges": ["127.0.219.0/29"]}).status_code == 202
+    status = wait_for(lambda: (s := c.get("/api/v1/discovery").json())["state"] == "done" and s)
+    assert status, "scan did not finish"
+    known = {d["address"]: d["camera"] for d in status["results"]}
+    assert known[first["address"]] == cam["id"] and known[third["address"]] is None
+    r = c.post(
+        "/api/v1/discovery/add",
+        json={"address": third["address"], "username": "admin", "password": "s3cret-Sim"},
+    )
+    assert r.status_code == 201 and r.json()["status"] == "online", r.text
+    assert r.json()["endpoint"] == third["endpoint"]
+    ids = sorted(x["id"] for x in c.get("/api/v1/cameras").json())
+    assert len(ids) == 3
+    for f in gw.data_dir.glob("gateway.db*"):
+        assert b"s3cret-Sim" not in f.read_bytes()
+    assert "s3cret-Sim" not in gw.tail(1_000_000)
+    assert "s3cret-Sim" not in c.get("/api/v1/cameras").text
+
+
+def test_auto_add_from_periodic_discovery(sim_factory, gateway_factory) -> None:
+    sim = sim_factory("--cameras", "2", "--base", "127.0.220.1", *SMALL_SIM)
+    gw = gateway_factory(
+        {
+            "discovery": {
+                "ranges": ["127.0.220.0/30"],
+                "interval_s": 30,
+                "timeout_s": 1,
+                "auto_add": True,
+                "username": "admin",
+                "password": "admin",
+            }
+        }
+    )
+
+    def online() -> list[dict]:
+        cams = gw.client.get("/api/v1/cameras").json()
+        ready = len(cams) == 2 and all(x["status"] == "online" for x in cams)
+        return cams if ready else []
+
+    cams = wait_for(online, timeout=60)
+    assert len(cams) == 2, gw.client.get("/api/v1/cameras").text
+    by_id = {x["id"]: x for x in cams}
+    assert set(by_id) == {"cam-01", "cam-02"}
+    assert by_id["cam-01"]["endpoint"] == sim.cameras[0]["endpoint"]
+    assert by_id["cam-01"]["source"] == "discovery"
+    assert wait_for(lambda: gw.client.get("/api/v1/cameras/cam-01").json()["discovery_seen"])

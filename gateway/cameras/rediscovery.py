@@ -206,6 +206,7 @@ class DiscoveryService:
                 device.endpoint, username=self.settings.username, password=password, probe=False
             )
             added.append(cam.id)
+            registry.mark_seen(cam.id, True)
         if added:
             log.info("discovery: added %s", ", ".join(added))
             await registry._refresh_all(added)
