@@ -238,7 +238,7 @@ def test_whep_hostile_headers_and_patches(live: Any) -> None:
         st.one_of(
             st.binary(max_size=300),
             st.lists(
-                st.sampled_from(HOSTILE_LINES + ["a=ice-ufrag:x", "a=ice-pwd:y"]), max_size=6
+                st.sampled_from([*HOSTILE_LINES, "a=ice-ufrag:x", "a=ice-pwd:y"]), max_size=6
             ).map(lambda ls: "\r\n".join(ls).encode("utf-8", "surrogatepass")),
         )
     )
