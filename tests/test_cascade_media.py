@@ -157,3 +157,33 @@ def test_a_village_camera_going_offline_shows_at_the_city_within_5_s(gateway_fac
     assert took < 5.0, f"offline reached the city after {took:.1f}s"
     sim.fault("cam-01", "online")
     wait_for(lambda: status_at_city() == "online", 30, "the camera back online at the city")
+
+
+def test_ptz_of_a_village_camera_from_the_city(gateway_factory, sim_factory):
+    sim = sim_factory("--cameras", "1", "--base", "127.0.72.1", "--size", "640x360", name="ptz-sim")
+    cam = sim.cameras[0]
+    onvif = {
+        "host": cam["address"],
+        "port": cam["http_port"],
+        "username": "admin",
+        "password": "admin",
+    }
+    lv = start_levels(
+        gateway_factory,
+        village_extra={"cameras": [{"id": "cam-01", "onvif": onvif}], "motion": {"enabled": False}},
+    )
+
+    def ptz_known():
+        return all_cameras(lv.city.client.get("/api/v1/tree").json()).get(CAM, {}).get("ptz")
+
+    wait_for(ptz_known, 30, "the village camera's PTZ capability at the city")
+    r = lv.city.client.post(f"/api/v1/tree/cameras/{CAM}/ptz", json={"action": "move", "pan": 0.5})
+    assert r.status_code == 200, r.text
+    # Answered by the village's own registry (it names the camera by its local id)
+    # after an ONVIF ContinuousMove to the simulated camera.
+    assert r.json()["ok"] is True and r.json()["camera"] == "cam-01"
+
+    bad = lv.city.client.post(f"/api/v1/tree/cameras/{CAM}/ptz", json={"action": "jump"})
+    assert bad.status_code == 400, bad.text
+    r = lv.city.client.post(f"/api/v1/tree/cameras/{CAM}/ptz", json={"action": "stop"})
+    assert r.status_code == 200, r.text
