@@ -146,6 +146,8 @@ class RtspConnection:
             pass
         except (ValueError, UnicodeDecodeError) as err:
             log.info("%s: bad RTSP request from %s: %s", self.camera.id, self.peer[0], err)
+        except Exception:
+            log.exception("%s: RTSP connection from %s failed", self.camera.id, self.peer[0])
         finally:
             self.abort()
 
