@@ -127,11 +127,12 @@ async def run(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait(5)
     print(f"idle floor: {idle:.2f} % of one core (subtracted below)")
-    print(f"{'case':46} {'CPU %':>7} {'fps out':>8} {'dropped':>8}")
+    print(f"{'case':46} {'CPU %':>7} {'fps out':>8} {'hub drop':>8} {'enc drop':>8}")
     net = {}
     for name, r in results.items():
         net[name] = max(0.01, r["cpu"] - idle)
-        print(f"{name:46} {net[name]:7.2f} {r['fps_out']:8.1f} {r['dropped']:8d}")
+        enc_drop = r["source"].get("dropped", 0)
+        print(f"{name:46} {net[name]:7.2f} {r['fps_out']:8.1f} {r['dropped']:8d} {enc_drop:8d}")
     base = net["passthrough x1"]
     print()
     for name, value in net.items():
@@ -140,6 +141,7 @@ async def run(args: argparse.Namespace) -> None:
     extra = (net["passthrough x10"] - base) / 9
     print(f"each extra subscriber (2nd..10th): {extra:.3f} % of one core")
     print(f"passthrough / transcode h264: 1/{net[list(net)[2]] / base:.0f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (2 cores)")
     print(json.dumps({k: {"cpu": round(v, 3)} for k, v in net.items()}))
 
 

@@ -160,6 +160,8 @@ class StreamManager:
         knows and ``ValueError`` for a malformed profile or unknown variant. Callable
         from the event loop or from any thread once the manager has started.
         """
+        if self._loop is None:
+            raise RuntimeError("the stream manager is not started")
         if not PROFILE_PATTERN.match(profile or ""):
             raise ValueError(f"invalid stream profile {profile!r}")
         if variant is not None and variant not in VARIANTS:
