@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+
 from gateway.cascade import protocol as p
 from gateway.cascade.tree import offline
 from gateway.events.model import Event
@@ -294,6 +296,12 @@ class Downlink:
         self._changed("node", name)
         try:
             await self._read_loop(session, link)
+        except (WebSocketDisconnect, RuntimeError, ConnectionError) as err:
+            # The socket went away under us (reset, closed while sending): a normal end.
+            log.info("child %s connection ended: %s", name, type(err).__name__)
+        except Exception:
+            log.exception("child %s: session failed", name)
+            await session.close(1011, "internal error")
         finally:
             self._session_ended(link, session)
 

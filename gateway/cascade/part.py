@@ -47,6 +47,39 @@ class Cascade:
 
         return RemoteSource(self.downlink, camera_id, profile, variant)
 
+    def metrics(self) -> Any:
+        """Prometheus samples (collected by ``/metrics``)."""
+        from gateway.metrics import Sample
+
+        for link in self.downlink.links.values():
+            labels = {"child": link.name}
+            yield Sample("cascade_child_up", int(link.online), labels, help="Child connected")
+            yield Sample(
+                "cascade_child_events_total",
+                link.events_in,
+                labels,
+                help="Events received from the child",
+                type="counter",
+            )
+            yield Sample(
+                "cascade_child_rejected_total",
+                link.rejected,
+                labels,
+                help="Child messages rejected",
+                type="counter",
+            )
+        up = self.uplink
+        if up is not None:
+            yield Sample("cascade_uplink_up", int(up.connected), help="Connected to the parent")
+            yield Sample(
+                "cascade_uplink_bytes_total",
+                up.bytes_out,
+                help="Bytes sent to the parent",
+                type="counter",
+            )
+            yield Sample("cascade_outbox_pending", up.outbox.pending(), help="Events not acked")
+            yield Sample("cascade_uplink_streams", len(up.server.streams), help="Streams sent up")
+
     def stats(self) -> dict[str, Any]:
         return {
             "id": self.gw.settings.cascade.id,
