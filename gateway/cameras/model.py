@@ -17,7 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config import ID_PATTERN, MotionSettings, RecordingSettings
+from gateway.cameras.urls import strip_credentials
+from gateway.config import ID_PATTERN, CameraConfig, MotionSettings, RecordingSettings
 from gateway.events.model import utcnow
 
 STATUSES = ("online", "offline", "unauthorised", "error")
@@ -256,3 +257,48 @@ def slug(text: str) -> str:
     """A camera id from a name: ASCII letters and digits joined by '-', or ''."""
     out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-")
     return out if len(out) >= 2 and re.match(ID_PATTERN, out) else ""
+
+
+def apply_config(cam: Camera, cfg: CameraConfig) -> tuple[str | None, str | None]:
+    """Overlay a static camera's config on its record; returns (username, password)."""
+    cam.source = "config"
+    cam.name = cfg.name or cam.name or cfg.id
+    cam.location = cfg.location or cam.location
+    cam.division = cfg.division or cam.division
+    cam.enabled = cfg.enabled
+    if cfg.motion is not None:
+        cam.motion_settings = cfg.motion.model_dump(mode="json")
+    if cfg.recording is not None:
+        cam.recording_settings = cfg.recording.model_dump(mode="json")
+    if cfg.onvif is not None:
+        cam.onvif = {"host": cfg.onvif.host, "port": cfg.onvif.port, "username": cfg.onvif.username}
+        cam.rtsp_url = cam.sub_rtsp_url = None
+        password = cfg.onvif.password.get_secret_value() if cfg.onvif.password else None
+        return cfg.onvif.username, password
+    if cfg.rtsp_url is not None:
+        url, user, password = strip_credentials(cfg.rtsp_url.get_secret_value())
+        cam.onvif = None
+        cam.rtsp_url = url
+        if cfg.sub_rtsp_url is not None:
+            cam.sub_rtsp_url = strip_credentials(cfg.sub_rtsp_url.get_secret_value())[0]
+        return user, password
+    return None, None
+
+
+def apply_probe(cam: Camera, result: Any) -> None:
+    """Store what an ONVIF probe (``onvif.ProbeResult``) read; main = largest, sub = smallest."""
+    profiles = [p.public() for p in result.profiles]
+    tokens = {p["token"] for p in profiles}
+    by_size = sorted(profiles, key=lambda p: p["width"] * p["height"])
+    cam.vendor = result.device.manufacturer
+    cam.model = result.device.model
+    cam.firmware = result.device.firmware
+    cam.serial = result.device.serial
+    cam.profiles = profiles
+    cam.snapshot_uri = result.snapshot_uri
+    cam.ptz = result.ptz
+    # Keep an operator's choice while the profile still exists.
+    if cam.main_profile not in tokens:
+        cam.main_profile = by_size[-1]["token"] if by_size else None
+    if cam.sub_profile not in tokens:
+        cam.sub_profile = by_size[0]["token"] if by_size else None

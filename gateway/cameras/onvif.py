@@ -18,12 +18,10 @@ used for WS-Security timestamps (the library's ``adjust_time``).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import onvif
@@ -31,25 +29,20 @@ import zeep.exceptions
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 from onvif.util import is_auth_error, stringify_onvif_error
 
-from gateway.cameras import wsd
+# Re-exported: callers see one module for the whole ONVIF side.
+from gateway.cameras.errors import AuthError as AuthError
+from gateway.cameras.errors import OnvifError as OnvifError
+from gateway.cameras.errors import UnreachableError as UnreachableError
+from gateway.cameras.guard import guard_transport
+from gateway.cameras.snapshot import DEFAULT_TIMEOUT
+from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
+from gateway.cameras.urls import fix_host as fix_host
+from gateway.cameras.urls import strip_credentials as strip_credentials
+from gateway.cameras.urls import with_credentials as with_credentials
 
 log = logging.getLogger(__name__)
 
-MAX_REPLY_BYTES = 1024 * 1024
-DEFAULT_TIMEOUT = 5.0
 _T = TypeVar("_T")
-
-
-class OnvifError(Exception):
-    """An ONVIF request failed; the message names the camera and the operation."""
-
-
-class AuthError(OnvifError):
-    """The camera refused our credentials."""
-
-
-class UnreachableError(OnvifError):
-    """No answer: connection refused, no route, or timed out."""
 
 
 @dataclass
@@ -89,116 +82,14 @@ class ProbeResult:
     ptz: bool = False
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def fix_host(url: str, host: str) -> str:
-    """Put ``host`` into ``url`` when the URL names an IP other than ``host``.
-
-    Cameras report ``0.0.0.0``, a loopback address, their address behind NAT, or a
-    stale DHCP address in XAddrs and stream URIs; the address we reached them at
-    is the one that works. DNS names in the URL are kept.
-    """
-    try:
-        parts = urlsplit(url)
-        url_host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return url
-    if not url_host or url_host == host or not _is_ip(url_host):
-        return url
-    netloc = f"[{host}]" if ":" in host else host
-    if port:
-        netloc = f"{netloc}:{port}"
-    userinfo = parts.netloc.rpartition("@")[0]
-    if userinfo:
-        netloc = f"{userinfo}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """``rtsp://host/x`` → ``rtsp://user:pass@host/x``, URL-encoded; replaces existing ones."""
-    if not username:
-        return url
-    parts = urlsplit(url)
-    hostport = parts.netloc.rpartition("@")[2]
-    cred = quote(username, safe="")
-    if password is not None:
-        cred += ":" + quote(password, safe="")
-    return urlunsplit((parts.scheme, f"{cred}@{hostport}", parts.path, parts.query, parts.fragment))
-
-
-def strip_credentials(url: str) -> tuple[str, str | None, str | None]:
-    """``scheme://u:p@h/x`` → (``scheme://h/x``, u, p) with u and p URL-decoded."""
-    from urllib.parse import unquote
-
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if not at:
-        return url, None, None
-    user, colon, password = userinfo.partition(":")
-    clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
-    return clean, unquote(user) or None, unquote(password) if colon else None
-
-
-def _guard_transport(service: Any, label: str) -> None:
-    """Replace the service's HTTP read with a bounded one that checks the XML first.
-
-    The library reads the whole body and lets zeep parse it leniently
-    (``recover=True``, ``xml_huge_tree=True``); a hostile or broken camera must get
-    a clear rejection instead.
-    """
-    transport = service.transport
-    if getattr(transport, "_gateway_guarded", False):
-        return
-
-    async def bounded_post(address: str, message: str | bytes, headers: dict[str, str]):
-        headers = dict(headers or {})
-        headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
-        data = message.encode("utf-8") if isinstance(message, str) else message
-        response = await transport.session.post(
-            address, data=data, headers=headers, timeout=transport._client_timeout
-        )
-        try:
-            if response.status in (401, 403):
-                raise AuthError(f"authentication failed for {label} (HTTP {response.status})")
-            if (response.content_length or 0) > MAX_REPLY_BYTES:
-                raise OnvifError(f"{label}: rejected reply: oversize ({response.content_length} B)")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.content.iter_chunked(65536):
-                size += len(chunk)
-                if size > MAX_REPLY_BYTES:
-                    raise OnvifError(f"{label}: rejected reply: oversize (> {MAX_REPLY_BYTES} B)")
-                chunks.append(chunk)
-            content = b"".join(chunks)
-        finally:
-            response.release()
-        if content.strip():
-            try:
-                wsd.safe_parse(content, MAX_REPLY_BYTES)
-            except wsd.WsdRejected as err:
-                log.warning("%s: rejected a SOAP reply from %s: %s", label, address, err)
-                raise OnvifError(f"{label}: rejected reply: {err}") from None
-        return response, content
-
-    transport._post_internal = bounded_post
-    transport._gateway_guarded = True
-
-
 class _Camera(onvif.ONVIFCamera):
-    """The library's camera with every service guarded (see :func:`_guard_transport`)."""
+    """The library's camera with every service guarded (see ``guard.guard_transport``)."""
 
     label = ""
 
     async def create_onvif_service(self, name: str, *args: Any, **kwargs: Any) -> Any:
         service = await super().create_onvif_service(name, *args, **kwargs)
-        _guard_transport(service, self.label)
+        guard_transport(service, self.label)
         return service
 
 
@@ -456,53 +347,3 @@ def _profile(p: Any) -> Profile | None:
         bitrate_kbps=int(bitrate) if bitrate else None,
         ptz=getattr(p, "PTZConfiguration", None) is not None,
     )
-
-
-async def fetch_snapshot(
-    url: str,
-    username: str | None,
-    password: str | None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_bytes: int = 8 * 1024 * 1024,
-) -> bytes:
-    """GET a snapshot URI with HTTP digest or basic auth (whichever the camera asks)."""
-    import httpx
-
-    auth: httpx.Auth | None = None
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-        try:
-            for _ in range(2):
-                async with client.stream("GET", url, auth=auth) as resp:
-                    if resp.status_code == 401 and auth is None and username:
-                        challenge = resp.headers.get("www-authenticate", "").lower()
-                        auth = (
-                            httpx.DigestAuth(username, password or "")
-                            if challenge.startswith("digest")
-                            else httpx.BasicAuth(username, password or "")
-                        )
-                        continue
-                    if resp.status_code in (401, 403):
-                        raise AuthError(f"authentication failed for snapshot at {_host(url)}")
-                    if resp.status_code != 200:
-                        raise OnvifError(f"snapshot at {_host(url)}: HTTP {resp.status_code}")
-                    body = bytearray()
-                    async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        if len(body) > max_bytes:
-                            raise OnvifError(f"snapshot at {_host(url)} is too large")
-                    if not body.startswith(b"\xff\xd8"):
-                        raise OnvifError(f"snapshot at {_host(url)} is not a JPEG")
-                    return bytes(body)
-        except httpx.TimeoutException:
-            raise UnreachableError(f"snapshot at {_host(url)}: timed out") from None
-        except httpx.HTTPError as err:
-            raise UnreachableError(f"snapshot at {_host(url)}: {err}") from None
-    raise AuthError(f"authentication failed for snapshot at {_host(url)}")
-
-
-def _host(url: str) -> str:
-    try:
-        return urlsplit(url).netloc.rpartition("@")[2]
-    except ValueError:
-        return "?"

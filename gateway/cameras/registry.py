@@ -19,12 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.cameras import onvif
+from gateway.cameras.control import OnvifControl
 from gateway.cameras.model import (
     STATUSES,
     Camera,
     CameraCreate,
     CameraPatch,
     FieldError,
+    apply_config,
+    apply_probe,
     now_iso,
     slug,
 )
@@ -36,7 +39,6 @@ from gateway.store import cameras as store
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Camera], None]
-PTZ_ACTIONS = ("move", "stop", "goto_preset")
 
 
 class DuplicateCamera(ValueError):
@@ -54,7 +56,7 @@ class CameraConflict(ValueError):
     """The change is not allowed for this camera (e.g. deleting a config camera)."""
 
 
-class Registry:
+class Registry(OnvifControl):
     """Cameras of this gateway; see the module docstring."""
 
     def __init__(self, gw: Any) -> None:
@@ -338,27 +340,10 @@ class Registry:
         except onvif.OnvifError as err:
             self.set_status(camera_id, "error", str(err))
             return self._must(camera_id)
-        self._apply_probe(cam, result)
+        with self._lock:
+            apply_probe(cam, result)
         self.set_status(camera_id, "online", "")
         return self._must(camera_id)
-
-    def _apply_probe(self, cam: Camera, result: onvif.ProbeResult) -> None:
-        profiles = [p.public() for p in result.profiles]
-        tokens = {p["token"] for p in profiles}
-        by_size = sorted(profiles, key=lambda p: p["width"] * p["height"])
-        with self._lock:
-            cam.vendor = result.device.manufacturer
-            cam.model = result.device.model
-            cam.firmware = result.device.firmware
-            cam.serial = result.device.serial
-            cam.profiles = profiles
-            cam.snapshot_uri = result.snapshot_uri
-            cam.ptz = result.ptz
-            # Keep an operator's choice while the profile still exists.
-            if cam.main_profile not in tokens:
-                cam.main_profile = by_size[-1]["token"] if by_size else None
-            if cam.sub_profile not in tokens:
-                cam.sub_profile = by_size[0]["token"] if by_size else None
 
     async def update(self, camera_id: str, patch: CameraPatch) -> Camera:
         """Apply the fields sent; a changed endpoint or password probes again."""
@@ -440,108 +425,10 @@ class Registry:
         """A static camera from the config: the config wins for the fields it sets."""
         cam = self._cams.get(cfg.id) or Camera(id=cfg.id, reason="not checked yet")
         cam.defaults = self.defaults
-        cam.source = "config"
-        cam.name = cfg.name or cam.name or cfg.id
-        cam.location = cfg.location or cam.location
-        cam.division = cfg.division or cam.division
-        cam.enabled = cfg.enabled
-        if cfg.motion is not None:
-            cam.motion_settings = cfg.motion.model_dump(mode="json")
-        if cfg.recording is not None:
-            cam.recording_settings = cfg.recording.model_dump(mode="json")
-        if cfg.onvif is not None:
-            endpoint = {"host": cfg.onvif.host, "port": cfg.onvif.port}
-            cam.onvif = {**endpoint, "username": cfg.onvif.username}
-            cam.rtsp_url = cam.sub_rtsp_url = None
-            password = cfg.onvif.password.get_secret_value() if cfg.onvif.password else None
-            self.secrets.set(cfg.id, username=cfg.onvif.username, password=password)
-        elif cfg.rtsp_url is not None:
-            url, user, password = onvif.strip_credentials(cfg.rtsp_url.get_secret_value())
-            cam.onvif = None
-            cam.rtsp_url = url
-            if cfg.sub_rtsp_url is not None:
-                cam.sub_rtsp_url = onvif.strip_credentials(cfg.sub_rtsp_url.get_secret_value())[0]
-            self.secrets.set(cfg.id, username=user, password=password)
+        user, password = apply_config(cam, cfg)
+        self.secrets.set(cfg.id, username=user, password=password)
         self._cams[cfg.id] = cam
         store.upsert(self.db, cam.record())
-
-    # -- ONVIF operations ----------------------------------------------------
-
-    async def _client(self, cam: Camera) -> onvif.OnvifClient:
-        client = self._clients.get(cam.id)
-        if client is None:
-            if not cam.onvif:
-                raise ValueError(f"camera {cam.id} has no ONVIF endpoint")
-            user, password = self.credentials(cam.id)
-            client = onvif.OnvifClient(
-                cam.onvif["host"],
-                cam.onvif["port"],
-                user,
-                password,
-                timeout=self.timeout,
-                label=cam.id,
-            )
-            await client.connect()
-            self._clients[cam.id] = client
-        return client
-
-    async def _drop_client(self, camera_id: str) -> None:
-        client = self._clients.pop(camera_id, None)
-        if client is not None:
-            await client.close()
-
-    async def ptz(
-        self,
-        camera_id: str,
-        action: str,
-        pan: float = 0.0,
-        tilt: float = 0.0,
-        zoom: float = 0.0,
-        preset: str | None = None,
-        **_ignored: Any,
-    ) -> dict[str, Any]:
-        """Move (velocities -1..1), stop, or go to a preset; raises ValueError on bad input."""
-        cam = self._must(camera_id)
-        if action not in PTZ_ACTIONS:
-            raise ValueError(f"action must be one of {PTZ_ACTIONS}")
-        for name, value in (("pan", pan), ("tilt", tilt), ("zoom", zoom)):
-            if not -1.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must be between -1 and 1")
-        if not cam.ptz or not cam.main_profile:
-            raise ValueError(f"camera {camera_id} has no PTZ")
-        if action == "goto_preset" and not preset:
-            raise ValueError("preset is required for goto_preset")
-        try:
-            client = await self._client(cam)
-            if action == "move":
-                await client.ptz_move(cam.main_profile, float(pan), float(tilt), float(zoom))
-            elif action == "stop":
-                await client.ptz_stop(cam.main_profile)
-            else:
-                await client.ptz_goto(cam.main_profile, str(preset))
-        except onvif.OnvifError:
-            await self._drop_client(camera_id)
-            raise
-        return {"ok": True, "camera": camera_id, "action": action}
-
-    async def presets(self, camera_id: str) -> list[dict[str, str]]:
-        cam = self._must(camera_id)
-        if not cam.ptz or not cam.main_profile:
-            raise ValueError(f"camera {camera_id} has no PTZ")
-        try:
-            return await (await self._client(cam)).ptz_presets(cam.main_profile)
-        except onvif.OnvifError:
-            await self._drop_client(camera_id)
-            raise
-
-    async def snapshot(self, camera_id: str) -> bytes | None:
-        """A JPEG from the camera's ONVIF snapshot URI, or None when it has none."""
-        cam = self._must(camera_id)
-        if not cam.snapshot_uri:
-            return None
-        user, password = self.credentials(camera_id)
-        url = onvif.fix_host(cam.snapshot_uri, cam.onvif["host"]) if cam.onvif else cam.snapshot_uri
-        return await onvif.fetch_snapshot(url, user, password, timeout=self.timeout)
 
 
 def create(gw: Any) -> Registry:

@@ -1,0 +1,58 @@
+"""A bounded, checked HTTP read for onvif-zeep-async services."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.cameras import wsd
+from gateway.cameras.errors import AuthError, OnvifError
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 1024 * 1024
+
+
+def guard_transport(service: Any, label: str) -> None:
+    """Replace the service's HTTP read with a bounded one that checks the XML first.
+
+    The library reads the whole body and lets zeep parse it leniently
+    (``recover=True``, ``xml_huge_tree=True``); a hostile or broken camera must get
+    a clear rejection instead.
+    """
+    transport = service.transport
+    if getattr(transport, "_gateway_guarded", False):
+        return
+
+    async def bounded_post(address: str, message: str | bytes, headers: dict[str, str]):
+        headers = dict(headers or {})
+        headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
+        data = message.encode("utf-8") if isinstance(message, str) else message
+        response = await transport.session.post(
+            address, data=data, headers=headers, timeout=transport._client_timeout
+        )
+        try:
+            if response.status in (401, 403):
+                raise AuthError(f"authentication failed for {label} (HTTP {response.status})")
+            if (response.content_length or 0) > MAX_REPLY_BYTES:
+                raise OnvifError(f"{label}: rejected reply: oversize ({response.content_length} B)")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise OnvifError(f"{label}: rejected reply: oversize (> {MAX_REPLY_BYTES} B)")
+                chunks.append(chunk)
+            content = b"".join(chunks)
+        finally:
+            response.release()
+        if content.strip():
+            try:
+                wsd.safe_parse(content, MAX_REPLY_BYTES)
+            except wsd.WsdRejected as err:
+                log.warning("%s: rejected a SOAP reply from %s: %s", label, address, err)
+                raise OnvifError(f"{label}: rejected reply: {err}") from None
+        return response, content
+
+    transport._post_internal = bounded_post
+    transport._gateway_guarded = True
