@@ -463,3 +463,66 @@ def test_auto_add_from_periodic_discovery(sim_factory, gateway_factory) -> None:
     assert by_id["cam-01"]["endpoint"] == sim.cameras[0]["endpoint"]
     assert by_id["cam-01"]["source"] == "discovery"
     assert wait_for(lambda: gw.client.get("/api/v1/cameras/cam-01").json()["discovery_seen"])
+
+
+class LoopThread:
+    """An asyncio loop in a thread, for stub devices next to a gateway process."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(20)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_hostile_replies_are_rejected_and_the_gateway_stays_up(gateway_factory) -> None:
+    from tests.test_wsd_parse import BILLION_LAUGHS, HIK_STYLE, XXE
+
+    port = wsd_stub.pick_port()
+    loop = LoopThread()
+    transports = []
+    try:
+        payloads = {
+            "127.0.222.1": [BILLION_LAUGHS.encode()],
+            "127.0.222.2": [XXE.encode()],
+            "127.0.222.3": [HIK_STYLE.encode()[:200], b"\x00" * 5000],
+        }
+        for addr, datagrams in payloads.items():
+            transports.append(
+                loop.run(wsd_stub.start_stub(addr, port, lambda _m, _t, d=datagrams: d))[1]
+            )
+        good = wsd_stub.good_reply("127.0.222.4", "urn:uuid:good")
+        transports.append(loop.run(wsd_stub.start_stub("127.0.222.4", port, good))[1])
+        evil = FakeOnvif(host="127.0.222.5", password=PASSWORD, hostile="billion")
+        runner = loop.run(evil.start())
+
+        gw = gateway_factory({"discovery": {"port": port, "timeout_s": 1, "interval_s": 0}})
+        c = gw.client
+        assert c.post("/api/v1/discovery", json={"ranges": ["127.0.222.0/29"]}).status_code == 202
+        status = wait_for(lambda: (s := c.get("/api/v1/discovery").json())["state"] == "done" and s)
+        assert status and [d["endpoint"] for d in status["results"]] == ["urn:uuid:good"]
+        assert status["rejected"] >= 6
+        body = onvif_body(evil, "evil")
+        r = c.post("/api/v1/cameras", json=body)
+        assert r.status_code == 201 and r.json()["status"] == "error"
+        assert "rejected reply" in r.json()["reason"]
+        assert c.get("/api/v1/health").status_code == 200
+        assert gw.popen.poll() is None
+        log = gw.tail(1_000_000)
+        assert "rejected a reply from 127.0.222.1: forbidden XML construct" in log
+        assert "malformed XML" in log
+        assert "Traceback" not in log
+        evil.released.set()
+        loop.run(runner.cleanup())
+    finally:
+        for t in transports:
+            loop.loop.call_soon_threadsafe(t.close)
+        loop.stop()
