@@ -17,7 +17,7 @@ import ssl
 import time
 from typing import Any
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from gateway import __version__
 from gateway.cascade import protocol as p
@@ -166,8 +166,8 @@ class Uplink:
             close_timeout=2,
             write_limit=256 * 1024,
             user_agent_header=f"gateway/{__version__}",
+            create_connection=_pinned(self.parent.tls_fingerprint),
         ) as ws:
-            self._check_pin(ws)
             await ws.send(
                 p.dump(
                     p.Hello(
@@ -209,17 +209,6 @@ class Uplink:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await self.server.close_all()
-
-    def _check_pin(self, ws: Any) -> None:
-        pin = self.parent.tls_fingerprint
-        if not pin:
-            return
-        sslobj = ws.transport.get_extra_info("ssl_object")
-        der = sslobj.getpeercert(binary_form=True) if sslobj else None
-        got = hashlib.sha256(der).hexdigest() if der else ""
-        want = pin.replace(":", "").lower()
-        if got != want:
-            raise ConnectionError("parent certificate does not match the pinned fingerprint")
 
     async def send_text(self, msg: p.BaseModel) -> None:
         ws = self._ws
@@ -331,3 +320,24 @@ class Uplink:
             "outbox_pending": self.outbox.pending(),
             "streams": self.server.stats(),
         }
+
+
+def _pinned(pin: str | None) -> type[ClientConnection]:
+    """A connection class that checks the parent's certificate before the HTTP upgrade.
+
+    The check must come before the upgrade request, which carries the token: a parent
+    with the wrong certificate never sees it.
+    """
+    if not pin:
+        return ClientConnection
+    want = pin.replace(":", "").strip().lower()
+
+    class PinnedConnection(ClientConnection):
+        async def handshake(self, *args: Any, **kwargs: Any) -> None:
+            sslobj = self.transport.get_extra_info("ssl_object")
+            der = sslobj.getpeercert(binary_form=True) if sslobj else None
+            if not der or hashlib.sha256(der).hexdigest() != want:
+                raise ConnectionError("parent certificate does not match the pinned fingerprint")
+            await super().handshake(*args, **kwargs)
+
+    return PinnedConnection
