@@ -14,10 +14,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import pytest
 
 from gateway.recorder.index import RecordingIndex
+from gateway.recorder.playback import build_clip
 from gateway.recorder.recovery import probe
+from gateway.sim import barcode
 from gateway.store.db import Database
 from tests.support import GatewayProcess
 
@@ -106,7 +109,22 @@ def test_continuous_recording_matches_wall_clock_and_a_dropout_is_one_gap(
         assert info.frames > 0 and info.decoded == info.frames, seg
         assert abs(info.duration - seg["duration"]) < 0.1
         assert seg["duration"] <= 10.0 + 1.05  # cut at the first keyframe after 10 s
+    # A clip is exactly the requested range (from the keyframe at or before start): the
+    # barcode in the sim's pixels says when each frame was made.
+    a = segs[1]["start"] + 3.3
+    b = a + 12.0  # across a segment boundary
+    clip = build_clip(index, "cam-01", a, b, tmp_path / "clip.mp4")
+    shown = clip_barcodes(clip.path)
+    assert clip.start <= a and clip.frames == len(shown)
+    assert a - 1.3 < shown[0] <= a + 0.1, (shown[0], a)  # GOP is 1 s
+    assert b - 0.3 < shown[-1] < b + 0.1, (shown[-1], b)
+    assert abs(len(shown) - (shown[-1] - shown[0]) * 25 - 1) <= 2  # no frame missing
     db.close()
+
+
+def clip_barcodes(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [barcode.decode(f.to_ndarray(format="gray"))[0] / 1000.0 for f in c.decode(video=0)]
 
 
 def test_kill_9_mid_segment_leaves_an_indexed_playable_partial_segment(
@@ -199,7 +217,11 @@ def test_full_disk_evicts_oldest_keeps_locked_and_recording_continues(
             newest = listing(gw)["segments"][-1]
             assert time.time() - _ts(newest["end"]) < 6  # still recording
 
-            # Now really fill it (another program's file): ENOSPC must pause, not crash.
+            # Now really fill it: everything locked (nothing to evict) and another program's
+            # file takes the rest. ENOSPC must pause recording, not crash the gateway.
+            held = [s["id"] for s in listing(gw)["segments"] if s["id"] != locked_id]
+            r = gw.client.post("/api/v1/recordings/protect", json={"segment_ids": held})
+            assert r.status_code == 200
             filler = rec_dir / "filler.bin"
             with contextlib.suppress(OSError), filler.open("wb") as f:
                 while True:
@@ -207,9 +229,17 @@ def test_full_disk_evicts_oldest_keeps_locked_and_recording_continues(
             state = lambda: gw.client.get("/api/v1/recordings/status").json()["cameras"][0]["state"]  # noqa: E731
             wait_until(lambda: state() == "paused", 30, "recording did not pause")
             assert gw.client.get("/api/v1/health").status_code == 200
-            paused = gw.client.get("/api/v1/events", params={"type": "recording_paused"})
-            if paused.status_code == 200:
-                assert paused.json()
+            # Live video goes on: the ingest still delivers frames while recording is paused.
+            streams = gw.client.get("/api/v1/streams").json()
+            hubs = streams if isinstance(streams, list) else streams.get("streams", [])
+            assert any(h["camera"] == "cam-01" and h["fps_in"] > 10 for h in hubs), streams
+            events = gw.client.get("/api/v1/events", params={"type": "recording_paused"}).json()
+            items = events if isinstance(events, list) else events.get("events", [])
+            assert any(e["camera"] == "cam-01" for e in items), events
+            # The operator frees space: the filler goes and the held footage is released.
+            gw.client.post(
+                "/api/v1/recordings/protect", json={"segment_ids": held, "locked": False}
+            )
             filler.unlink()
             wait_until(lambda: state() == "recording", 30, "recording did not resume")
             wait_until(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.recorder.index import segment_path
-from gateway.recorder.recovery import trim_to_fragments
+from gateway.recorder.recovery import probe, trim_to_fragments
 from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, is_disk_full
 from gateway.streams.hub import HubClosed
 from gateway.streams.packet import AccessUnit
@@ -368,33 +368,44 @@ class CameraRecorder(threading.Thread):
         seg, self._seg = self._seg, None
         if seg is None:
             return
+        full: BaseException | None = None
         try:
             result = seg.writer.abort() if abort else seg.writer.close()
         except Exception as err:
-            if is_disk_full(err):
-                self._paused_since = self._paused_since or seg.start
+            full = err if is_disk_full(err) else None
             log.warning("camera %s: closing segment failed: %s", self.camera, err)
             result = seg.writer.abort()
             abort = True
         size = result.bytes
+        duration = result.duration
         if abort:
-            size, _ = trim_to_fragments(result.path) if result.path.exists() else (0, 0)
+            # Keep what reached the disk whole: up to the last complete fragment.
+            try:
+                size, _ = trim_to_fragments(result.path)
+                duration = probe(result.path).duration if size else 0.0
+            except Exception as err:
+                log.warning(
+                    "camera %s: torn segment %s unusable: %s", self.camera, result.path, err
+                )
+                size = 0
+        if full is not None:
+            self._disk_full(full, seg.start)
         if size == 0 or result.frames == 0:
+            if self.policy.continuous:
+                self._run_end = seg.start  # nothing of it survived: the gap starts here
             self._safe(
                 lambda: self.rec.index.delete(
                     {"id": seg.id, "path": self.rec.index.rel(result.path)}
                 )
             )
             return
-        has_event = any(
-            w[0] < seg.start + result.duration and w[1] > seg.start for w in self._windows
-        )
+        has_event = any(w[0] < seg.start + duration and w[1] > seg.start for w in self._windows)
         self._safe(
             lambda: self.rec.index.close_segment(
                 seg.id,
                 self.camera,
                 seg.start,
-                result.duration,
+                duration,
                 size,
                 result.width,
                 result.height,
@@ -403,16 +414,16 @@ class CameraRecorder(threading.Thread):
         )
         self.segments_written += 1
         self.bytes_written += size
-        if result.duration > 1:
-            self._bitrate = size / result.duration
+        if duration > 1:
+            self._bitrate = size / duration
         if self.policy.continuous:
-            self._run_end = seg.start + result.duration
+            self._run_end = seg.start + duration
         log.debug(
             "camera %s: segment %s closed (%s, %.1f s)",
             self.camera,
             result.path,
             why,
-            result.duration,
+            duration,
         )
         if not self.policy.continuous:
             self.state = "armed"

@@ -1,0 +1,179 @@
+"""Recorder CPU per 1080p25 stream against ``ffmpeg -c copy -f segment`` (same input, same run).
+
+    .venv/bin/python bench/bench_recorder.py [--seconds 300] [--runs 3]
+
+The input is a raw Annex B H.264 1080p25 stream (libx264, GOP 50, ~4 Mbit/s) made
+once. Both sides read that file and write 10 s MP4 segments without transcoding:
+
+* ``ffmpeg``: ``ffmpeg -f h264 -framerate 25 -i in.h264 -c copy -f segment
+  -segment_time 10 -segment_format mp4 ...`` (CPU = the child's user+sys time);
+* ours: PyAV demux → AccessUnit → a real ``Hub`` → the recorder's camera thread
+  (``CameraRecorder``: segmenting, fMP4 remux, SQLite index) (CPU = this process's
+  user+sys time for the run, interpreter start-up excluded).
+
+Prints medians of ``--runs`` runs, the ratio ours/ffmpeg (goal ≤ 1.5×) and how many
+real-time streams one core records (media seconds per CPU second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.config import parse_settings  # noqa: E402
+from gateway.events.bus import EventBus  # noqa: E402
+from gateway.recorder.service import Recorder  # noqa: E402
+from gateway.store.db import Database  # noqa: E402
+from gateway.streams.hub import Hub  # noqa: E402
+from gateway.streams.packet import AccessUnit  # noqa: E402
+
+FPS = 25
+TB = Fraction(1, 90000)
+
+
+def make_input(path: Path, seconds: int) -> None:
+    """20 s of moving 1080p encoded once, repeated to ``seconds`` (keyframes carry SPS/PPS)."""
+    cc = av.CodecContext.create("libx264", "w")
+    cc.width, cc.height, cc.pix_fmt = 1920, 1080, "yuv420p"
+    cc.time_base = Fraction(1, FPS)
+    cc.framerate = FPS
+    cc.bit_rate = 4_000_000
+    cc.options = {
+        "preset": "ultrafast",
+        "x264-params": "keyint=50:min-keyint=50:bframes=0:repeat-headers=1",
+    }
+    yy, xx = np.mgrid[0:1080, 0:1920]
+    chunks: list[bytes] = []
+    for i in range(20 * FPS):
+        y = ((xx + yy * 2 + i * 8) % 256).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(
+            np.concatenate([y, np.full((540, 1920), 128, np.uint8)]), format="yuv420p"
+        )
+        frame.pts = i
+        chunks += [bytes(p) for p in cc.encode(frame)]
+    chunks += [bytes(p) for p in cc.encode(None)]
+    block = b"".join(chunks)
+    with path.open("wb") as f:
+        for _ in range(max(1, seconds // 20)):
+            f.write(block)
+
+
+def cpu_self() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_ffmpeg(src: Path, out: Path) -> float:
+    out.mkdir(parents=True, exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        [
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "h264", "-framerate", str(FPS), "-i", str(src),
+            "-c", "copy", "-f", "segment", "-segment_time", "10",
+            "-segment_format", "mp4", str(out / "seg%04d.mp4"),
+        ],
+        check=True,
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+class _Streams:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def acquire(self, camera_id: str, profile: str = "main", variant=None, consumer: str = ""):
+        return SimpleNamespace(hub=self.hub, release=lambda: None)
+
+
+def run_ours(src: Path, out: Path) -> tuple[float, int]:
+    settings = parse_settings(
+        {
+            "data_dir": str(out),
+            "cameras": [{"id": "cam", "recording": {"mode": "continuous", "segment_s": 10}}],
+            "retention": {"max_usage_percent": 100, "min_free_mb": 0},
+        }
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    db = Database(out / "gateway.db")
+    hub = Hub("cam/main")
+    gw = SimpleNamespace(
+        settings=settings, data_dir=out, db=db, bus=EventBus(db), loop=None, path="bench",
+        part={"streams": _Streams(hub)}.get,
+    )  # fmt: skip
+    rec = Recorder(gw)
+    import asyncio
+
+    start_cpu = cpu_self()
+    asyncio.run(rec.start())
+    while not hub.subscribers:
+        time.sleep(0.01)
+    sub = hub.subscribers[0]
+    t0 = time.time()
+    n = 0
+    with av.open(str(src), format="h264") as container:
+        for packet in container.demux(video=0):
+            if packet.size == 0:
+                continue
+            while sub.qsize > 400:  # back-pressure instead of real-time pacing
+                time.sleep(0.002)
+            hub.publish(
+                AccessUnit(
+                    bytes(packet), n * 3600, n * 3600, TB, packet.is_keyframe, t0 + n / FPS, 1
+                )
+            )
+            n += 1
+    while sub.qsize:
+        time.sleep(0.01)
+    asyncio.run(rec.stop())
+    cpu = cpu_self() - start_cpu
+    segs = rec.index.segments("cam", 0, t0 + n / FPS + 60)
+    db.close()
+    assert abs(sum(s["duration"] for s in segs) - n / FPS) < 0.2, "recording incomplete"
+    return cpu, n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=300, help="media seconds per run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-recorder-") as tmp:
+        src = Path(tmp) / "in.h264"
+        t = time.monotonic()
+        make_input(src, args.seconds)
+        print(f"input: {src.stat().st_size / 1e6:.0f} MB, made in {time.monotonic() - t:.0f} s")
+        ff, ours = [], []
+        for i in range(args.runs):
+            ff.append(run_ffmpeg(src, Path(tmp) / f"ff{i}"))
+            cpu, frames = run_ours(src, Path(tmp) / f"ours{i}")
+            ours.append(cpu)
+            print(f"run {i + 1}: ffmpeg {ff[-1]:.2f} s CPU, recorder {cpu:.2f} s CPU ({frames} frames)")
+        media = frames / FPS
+        f_med, o_med = statistics.median(ff), statistics.median(ours)
+        print(f"media per run: {media:.0f} s of 1080p25")
+        print(f"ffmpeg -c copy -f segment: {f_med:.2f} s CPU median ({100 * f_med / media:.2f} % of a core)")
+        print(f"recorder:                  {o_med:.2f} s CPU median ({100 * o_med / media:.2f} % of a core)")
+        print(f"ratio recorder/ffmpeg: {o_med / f_med:.2f}x (goal <= 1.5x)")
+        print(f"streams one core records in real time: {media / o_med:.0f} (ffmpeg: {media / f_med:.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
