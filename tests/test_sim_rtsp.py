@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import random
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 
 from gateway.sim import barcode
-from gateway.sim.source import MOTION_BAND
+from gateway.sim.camera import SimCamera, SimProfile
+from gateway.sim.source import MOTION_BAND, ProfileEncoder, Scene
 
 SMALL = ("--size", "640x360", "--sub-size", "320x180", "--gop", "25")
 
@@ -358,3 +360,31 @@ def test_motion_every_schedule_toggles_motion(sim_factory) -> None:
         seen.add(httpx.get(f"{sim.control}/cameras/cam-01", timeout=5).json()["motion"])
         time.sleep(0.1)
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("encoding", ["H264", "H265"])
+async def test_a_joining_player_gets_a_keyframe_with_parameter_sets_at_once(encoding: str) -> None:
+    profile = SimProfile("p", "P", 320, 180, 25, 250, encoding, 300, "/sub")
+    cam = SimCamera(index=1, address="127.0.0.1", http_port=0, rtsp_port=0, profiles=[profile])
+    enc = ProfileEncoder(cam, profile, Scene(1, "cam-01"), asyncio.get_running_loop())
+    first: list = []
+    second: list = []
+    try:
+        enc.subscribe(first.append)
+        while len(first) < 10:
+            await asyncio.sleep(0.02)
+        enc.subscribe(second.append)
+        while len(second) < 3:
+            await asyncio.sleep(0.02)
+    finally:
+        await asyncio.to_thread(enc.close)
+    assert first[0].keyframe and not any(u.keyframe for u in first[1:10])  # GOP is 250
+    key = next(i for i, u in enumerate(second) if u.keyframe)
+    assert key <= 1, [u.keyframe for u in second]
+    types = (
+        {n[0] & 0x1F for n in second[key].nals}
+        if encoding == "H264"
+        else {(n[0] >> 1) & 0x3F for n in second[key].nals}
+    )
+    assert types >= ({7, 8, 5} if encoding == "H264" else {32, 33, 34})
+    assert all(u.payloads and max(len(p) for p in u.payloads) <= 1400 for u in second)

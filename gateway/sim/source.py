@@ -175,13 +175,23 @@ def make_codec_context(profile: SimProfile) -> av.CodecContext:
     ctx.max_b_frames = bframes
     if name == "libx264":
         params = f"scenecut=0:bframes={bframes}:keyint={profile.gop}:min-keyint={profile.gop}"
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": params}
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "forced-idr": "1",  # a joining player gets a real random access point
+            "x264-params": params,
+        }
     else:
         params = (
             f"repeat-headers=1:scenecut=0:bframes={bframes}:keyint={profile.gop}"
             f":min-keyint={profile.gop}:log-level=error:pools=1:frame-threads=1"
         )
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x265-params": params}
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "forced-idr": "1",  # without it libx265 ignores a forced I picture
+            "x265-params": params,
+        }
     return ctx
 
 
