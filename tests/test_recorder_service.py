@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -156,3 +157,29 @@ async def test_record_for_records_a_camera_that_is_not_recorded_and_stops(tmp_pa
     assert segs and all(s["has_event"] == 1 and s["kind"] == "event" for s in segs)
     assert 1.9 < sum(s["duration"] for s in segs) < 3.2  # 2 s from the keyframe before now
     assert rec.record_for("", 5, "") is False
+
+
+async def test_both_mode_flags_continuous_segments_around_an_event(tmp_path: Path) -> None:
+    gw = make_gateway(
+        tmp_path,
+        [{"id": "cam-01", "recording": {"mode": "both", "segment_s": 2, "pre_s": 0, "post_s": 0}}],
+    )
+    hub = Hub("cam-01/main")
+    gw.streams.hubs[("cam-01", "main")] = hub
+    feeder = HubFeeder(hub).start()
+    rec = Recorder(gw)
+    await rec.start()
+    try:
+        await asyncio.sleep(4.5)
+        now = time.time()
+        when = datetime.fromtimestamp(now - 0.5, UTC)
+        gw.bus.publish(Event(camera="cam-01", type="motion", start=when, end=when))
+        await asyncio.sleep(4.5)
+    finally:
+        await rec.stop()
+        feeder.stop()
+    segs = rec.index.segments("cam-01", 0, time.time() + 10)
+    flagged = [s for s in segs if s["has_event"]]
+    assert len(flagged) == 1 and flagged[0]["start"] <= now - 0.5 <= flagged[0]["end"]
+    assert all(s["kind"] == "continuous" for s in segs)
+    assert len(segs) >= 4
