@@ -100,6 +100,7 @@ def main() -> int:
     finally:
         sim.stop()
     med = {k: statistics.median(v) for k, v in (("cli", cli), ("lib", lib), ("empty", empty))}
+    load = os.getloadavg()[0]
     lines = [
         f"- cameras found: {len(expected)}/{len(expected)} in every run ({args.runs} runs, "
         f"254 addresses, answer timeout {args.timeout:g} s)",
@@ -107,6 +108,7 @@ def main() -> int:
         f"(runs: {', '.join(f'{t:.2f}' for t in cli)})",
         f"- in-process sweep: median {med['lib']:.2f} s; empty /24 reference "
         f"{med['empty']:.2f} s; ratio {med['lib'] / med['empty']:.2f}",
+        f"- machine load (1-min average) at the end: {load:.1f} on 2 cores",
     ]
     print("\n".join(lines))
     ok = med["cli"] <= 5.0
