@@ -163,3 +163,132 @@ async def test_delete_ends_the_session(rig: dict[str, Any]) -> None:
     assert not rig["gw"].relay.sessions
     assert rig["streams"].leases == 0
     assert (await client.http.delete(client.location)).status_code == 404
+
+
+# -- against real processes: gateway run + gateway sim --------------------------------------
+VIEWER_SCRIPT = """
+import asyncio, sys, httpx
+from tests.relay_helpers import WhepClient
+
+async def main():
+    auth = {"Authorization": "Bearer " + sys.argv[2]}
+    http = httpx.AsyncClient(base_url=sys.argv[1], headers=auth)
+    c = WhepClient(http, "/api/v1/streams/cam-01/whep")
+    r = await c.start()
+    assert r.status_code == 201, r.text
+    await c.wait_frames(10, timeout=15)
+    print("playing", c.received.frames, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_aiortc_client_plays_from_the_simulator_and_a_killed_viewer_is_torn_down(
+    sim_factory: Any, gateway_factory: Any
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    sim = sim_factory("--cameras", "1", "--base", "127.0.44.1", "--size", "640x360")
+    cam = sim.cameras[0]
+    gw = gateway_factory(
+        {
+            "cameras": [{"id": CAM, "rtsp_url": cam["rtsp_main"]}],
+            "relay": {"interfaces": ["127.0.0.1"], "session_timeout_s": 3},
+            "motion": {"enabled": False},
+        }
+    )
+
+    async def play() -> WhepClient:
+        async with httpx.AsyncClient(
+            base_url=gw.base_url, headers={"Authorization": f"Bearer {gw.token}"}
+        ) as http:
+            client = WhepClient(http, URL)
+            r = await client.start()
+            assert r.status_code == 201, r.text
+            await client.wait_frames(30, timeout=20)
+            await client.stop()
+            return client
+
+    client = asyncio.run(play())
+    assert client.received.frames >= 30
+    assert client.received.indexes == {cam["index"]}
+    assert client.received.sizes == {(640, 360)}
+
+    viewer = subprocess.Popen(
+        [sys.executable, "-c", VIEWER_SCRIPT, gw.base_url, gw.token or ""],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert viewer.stdout is not None
+        assert viewer.stdout.readline().startswith("playing")
+        status = gw.client.get("/api/v1/relay/sessions").json()
+        assert len(status["sessions"]) == 1
+        time.sleep(2)  # let RTCP flow, so the relay knows this viewer sends it
+        os.killpg(viewer.pid, signal.SIGKILL)  # gone without DELETE or DTLS close
+        killed = time.monotonic()
+        while time.monotonic() - killed < 15:
+            status = gw.client.get("/api/v1/relay/sessions").json()
+            if not status["sessions"]:
+                break
+            time.sleep(0.25)
+        gone_after = time.monotonic() - killed
+        assert not status["sessions"], "the vanished viewer's session is still there"
+        assert status["closed"].get("consent timeout") == 1, status["closed"]
+        # session_timeout_s (3) after the viewer's last RTCP, checked once a second.
+        assert gone_after <= 3 + 4, gone_after
+    finally:
+        if viewer.poll() is None:
+            os.killpg(viewer.pid, signal.SIGKILL)
+        viewer.wait(5)
+
+
+def _resources() -> dict[str, int]:
+    import os
+    import threading
+
+    rss_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return {
+        "fds": len(os.listdir("/proc/self/fd")),
+        "threads": threading.active_count(),
+        "tasks": len(asyncio.all_tasks()),
+        "rss_mb": rss_pages * os.sysconf("SC_PAGE_SIZE") // 2**20,
+    }
+
+
+async def test_twenty_sessions_and_outages_leave_nothing_behind(rig: dict[str, Any]) -> None:
+    relay = rig["gw"].relay
+
+    async def cycle() -> None:
+        client = rig["client"]()
+        assert (await client.start()).status_code == 201
+        assert await client.wait_frames(3, timeout=10)
+        rig["camera"].go_offline()
+        await asyncio.sleep(0.3)
+        rig["camera"].go_online()
+        assert await client.wait_frames(client.received.frames + 3, timeout=10)
+        await client.stop()
+        for _ in range(50):
+            if not relay.sessions:
+                break
+            await asyncio.sleep(0.05)
+
+    for _ in range(3):  # warm up: codecs, thread pools, caches
+        await cycle()
+    await asyncio.sleep(0.5)
+    before = _resources()
+    for _ in range(20):
+        await cycle()
+    await asyncio.sleep(1.0)
+    after = _resources()
+    assert not relay.sessions
+    assert rig["streams"].leases == 0
+    assert after["fds"] <= before["fds"] + 2, (before, after)
+    assert after["threads"] <= before["threads"] + 1, (before, after)
+    assert after["tasks"] <= before["tasks"] + 2, (before, after)
+    assert after["rss_mb"] <= before["rss_mb"] + 40, (before, after)

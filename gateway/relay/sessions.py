@@ -72,7 +72,8 @@ class Session:
     remote_ufrag: str
     created: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
-    rx_packets: int = 0
+    rx_packets: int | None = None  # from the viewer (RTCP), as last seen
+    rx_flowing: bool = False  # the viewer has sent RTCP since connecting
     rx_seen_at: float = field(default_factory=time.monotonic)
     closed: bool = False
     close_reason: str = ""
@@ -362,10 +363,12 @@ class Relay:
             return
         rx = await self._rx_packets(session)
         if rx != session.rx_packets:
+            session.rx_flowing = session.rx_packets is not None
             session.rx_packets, session.rx_seen_at = rx, now
-        elif now - session.rx_seen_at > timeout:
-            # Browsers send RTCP and STUN consent checks every few seconds; silence
-            # this long means the viewer is gone without saying so.
+        elif session.rx_flowing and now - session.rx_seen_at > timeout:
+            # Browsers send RTCP every second or so; silence this long means the
+            # viewer is gone without saying so. A viewer that never sends RTCP is
+            # left to aioice's own consent checks (RFC 7675, about 30 s).
             await self.close(session.id, "consent timeout")
 
     @staticmethod
