@@ -71,6 +71,12 @@ class DiscoverySettings(_Model):
     password: SecretStr | None = Field(None, title="Default ONVIF password")
 
 
+# Motion polygons: (x, y) points in 0..1 picture coordinates (x right, y down).
+Unit = Annotated[float, Field(ge=0, le=1)]
+Polygon = Annotated[list[tuple[Unit, Unit]], Field(min_length=3, max_length=256)]
+ZoneName = Annotated[str, Field(pattern=r"^[^\x00-\x1f/]{1,64}$")]
+
+
 class MotionSettings(_Model):
     enabled: bool = Field(True, title="Motion detection on")
     stream: Literal["sub", "main"] = Field("sub", title="Stream analysed")
@@ -79,13 +85,17 @@ class MotionSettings(_Model):
     min_area: float = Field(
         0.002, ge=0, le=1, title="Minimum area", description="Fraction of the picture"
     )
-    zones: dict[str, list[tuple[float, float]]] = Field(
+    zones: dict[ZoneName, Polygon] = Field(
         default_factory=dict,
+        max_length=32,
         title="Detection zones",
         description="Name → polygon of (x, y) in 0..1 picture coordinates. Empty: whole picture",
     )
-    masks: list[list[tuple[float, float]]] = Field(
-        default_factory=list, title="Masks", description="Polygons ignored by the detector"
+    masks: list[Polygon] = Field(
+        default_factory=list,
+        max_length=32,
+        title="Masks",
+        description="Polygons ignored by the detector (trees, flags, the clock overlay)",
     )
     start_after_s: float = Field(0.3, ge=0, le=30, title="Motion must last this long to start")
     end_after_s: float = Field(3.0, ge=0, le=300, title="Quiet time that ends an event")

@@ -107,8 +107,12 @@ def test_bad_input_gets_a_clear_error() -> None:
         det.detect(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ValueError, match="too small"):
         det.detect(np.zeros((8, 8), np.uint8))
-    with pytest.raises(ValueError, match="polygon"):
-        FrameDiffDetector(MotionSettings(masks=[[(0, 0), (1, 1)]]))
+    with pytest.raises(ValueError, match="at least 3 items"):  # the settings model refuses
+        MotionSettings(masks=[[(0, 0), (1, 1)]])
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        MotionSettings(zones={"gate": [(0, 0), (1.5, 0), (1, 1)]})
+    with pytest.raises(ValueError, match="polygon"):  # and so does the detector, on its own
+        rasterise([(0, 0), (float("nan"), 1), (1, 1)], (4, 4))
 
 
 def test_resolution_change_starts_over() -> None:
