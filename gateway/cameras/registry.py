@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,7 @@ class Registry(OnvifControl):
         self._listeners: list[Listener] = []
         self._clients: dict[str, onvif.OnvifClient] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._saved_at: dict[str, float] = {}
         store.init(self.db)
         for record in store.load_all(self.db):
             try:
@@ -188,10 +190,18 @@ class Registry(OnvifControl):
             cam = self._cams.get(camera_id)
             if cam is None:
                 return
-            before = cam.status
+            before, before_reason = cam.status, cam.reason
             cam.status, cam.reason = status, reason[:500]
             if status == "online":
                 cam.last_seen = now_iso()
+        if (status, cam.reason) == (before, before_reason):
+            # A repeated report: no listeners, and the database only once a minute.
+            now = time.monotonic()
+            if now - self._saved_at.get(camera_id, 0.0) > 60:
+                self._saved_at[camera_id] = now
+                store.upsert(self.db, cam.record())
+            return
+        self._saved_at[camera_id] = time.monotonic()
         self._changed(cam)
         if status != before and (status == "online" or before == "online"):
             self._publish(cam, "camera_online" if status == "online" else "camera_offline")
