@@ -108,6 +108,9 @@ def test_tree_paths_must_stay_under_the_child():
         p.check_tree(bad_cam, "v1")
     with pytest.raises(p.ProtocolError, match="is not"):
         p.check_tree(ok, "v2")
+    with pytest.raises(p.ProtocolError, match="does not end its path"):
+        p.check_tree(ok.model_copy(update={"id": "v2"}), "v1")
+    assert p.valid_path("v1/cam-01") and not p.valid_path("v1/../cam") and not p.valid_path("")
     deep = p.GatewayNode(id="a", path="a")
     node, path = deep, "a"
     for i in range(p.MAX_TREE_DEPTH + 2):

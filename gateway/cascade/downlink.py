@@ -376,6 +376,8 @@ class Downlink:
             ch.chunks.put_nowait(frame.payload)
 
     def _check_path(self, link: ChildLink, path: str, what: str) -> None:
+        if not p.valid_path(path):
+            raise p.ProtocolError(f"{what} {path[:80]!r} is not a valid path")
         if not p.under(path, link.name):
             raise p.ProtocolError(
                 f"{what} {path[:80]!r} is outside the child's subtree {link.name!r}"

@@ -18,6 +18,7 @@ child's token was issued for.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
@@ -94,6 +95,8 @@ def check_tree(node: GatewayNode, prefix: str, depth: int = 0) -> int:
         raise ProtocolError(f"tree deeper than {MAX_TREE_DEPTH} levels")
     if node.path != prefix:
         raise ProtocolError(f"node path {node.path!r} is not {prefix!r}")
+    if prefix.rsplit("/", 1)[-1] != node.id:
+        raise ProtocolError(f"node id {node.id!r} does not end its path {prefix!r}")
     count = 0
     for cam in node.cameras:
         if cam.path != f"{prefix}/{cam.id}":
@@ -345,6 +348,11 @@ def decode_frame(buf: bytes) -> Frame:
         epoch=epoch,
     )
     return Frame(kind, channel, payload, au)
+
+
+def valid_path(path: str) -> bool:
+    """Whether ``path`` is a well-formed camera or gateway path."""
+    return len(path) <= 640 and re.fullmatch(PATH_PATTERN, path) is not None
 
 
 def under(path: str, prefix: str) -> bool:
