@@ -388,3 +388,18 @@ async def test_a_joining_player_gets_a_keyframe_with_parameter_sets_at_once(enco
     )
     assert types >= ({7, 8, 5} if encoding == "H264" else {32, 33, 34})
     assert all(u.payloads and max(len(p) for p in u.payloads) <= 1400 for u in second)
+
+
+def test_ptz_moves_the_view_below_the_strip_only() -> None:
+    scene = Scene(5, "cam-05")
+    now = 1_795_000_000.0
+    home = scene.render(640, 360, now, 0, False)
+    top = int(360 * barcode.STRIP_HEIGHT_FRACTION)
+    for ptz in ({"pan": 0.5}, {"tilt": -0.4}, {"zoom": 0.8}, {"pan": -1, "tilt": 1, "zoom": 1}):
+        moved = scene.render(640, 360, now, 0, False, ptz)
+        assert moved.shape == home.shape
+        diff = np.abs(moved[top:360].astype(int) - home[top:360]).mean()
+        assert diff > 3, (ptz, diff)
+        assert np.array_equal(moved[:top], home[:top]), ptz
+        assert barcode.decode(moved[:360]) == (int(now * 1000), 5)
+    assert np.array_equal(scene.render(640, 360, now, 0, False, {"pan": "junk"}), home)

@@ -154,7 +154,9 @@ class Simulator:
         for cam in self.cameras:
             scene = Scene(cam.index, cam.id)
             main = cam.profiles[0]
-            cam.snapshot_renderer = lambda c, s=scene, p=main: s.jpeg(p.width, p.height, c.motion)
+            cam.snapshot_renderer = lambda c, s=scene, p=main: s.jpeg(
+                p.width, p.height, c.motion, c.ptz
+            )
             self.encoders[cam.id] = {
                 p.rtsp_path: ProfileEncoder(cam, p, scene, loop) for p in cam.profiles
             }

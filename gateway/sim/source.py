@@ -1,11 +1,4 @@
-"""The simulated camera's picture and its encoders.
-
-:class:`Scene` draws one camera's picture at any size as an I420 buffer: a
-per-camera coloured gradient with stripes and the camera id, mild sensor noise,
-the barcode (:mod:`gateway.sim.barcode`) and a small ticker, both inside the top
-8 % of the height, and, while ``camera.motion`` is on, a bright box sweeping
-across the middle band (``MOTION_BAND``). Without motion nothing below the top
-8 % changes but the noise.
+"""The simulated camera's encoders.
 
 :class:`ProfileEncoder` encodes one profile of one camera in a worker thread
 (PyAV releases the GIL while encoding) and hands each access unit to its
@@ -24,121 +17,16 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
-import cv2
-import numpy as np
 
-from gateway.sim import barcode
 from gateway.sim.camera import SimCamera, SimProfile
 from gateway.sim.rtp import h264_payloads, h265_payloads, jpeg_payloads, split_annexb
+from gateway.sim.scene import MOTION_BAND, Scene
 
 log = logging.getLogger(__name__)
 
-MOTION_BAND = (0.40, 0.70)  # fraction of the height the moving box occupies
-MOTION_PERIOD_S = 4.0  # one sweep left→right→left
-NOISE_VARIANTS = 4
 IDLE_STOP_S = 1.0  # an encoder with no subscriber stops after this
 
 _CODECS = {"H264": "libx264", "H265": "libx265", "JPEG": "mjpeg"}
-
-
-class Scene:
-    """Renders one camera's picture (I420, shape (H*3/2, W)) at any size."""
-
-    def __init__(self, index: int, label: str) -> None:
-        self.index = index
-        self.label = label
-        self._backgrounds: dict[tuple[int, int], list[np.ndarray]] = {}
-        self._lock = threading.Lock()
-        hue = (index * 137.508) % 360  # golden angle: neighbours look different
-        self._u = 128 + 48 * np.cos(np.radians(hue))
-        self._v = 128 + 48 * np.sin(np.radians(hue))
-
-    def _background(self, w: int, h: int) -> list[np.ndarray]:
-        with self._lock:
-            if (w, h) not in self._backgrounds:
-                self._backgrounds[(w, h)] = self._make_background(w, h)
-            return self._backgrounds[(w, h)]
-
-    def _make_background(self, w: int, h: int) -> list[np.ndarray]:
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        luma = 60 + 120 * (xx / max(w - 1, 1)) * 0.6 + 120 * (yy / max(h - 1, 1)) * 0.4
-        angle = np.radians(15 + 23 * self.index)
-        period = max(w, h) / (6 + self.index % 5)
-        stripes = 18 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
-        y = np.clip(luma + stripes, 16, 235).astype(np.uint8)
-        scale = h / 240
-        cv2.putText(
-            y,
-            self.label,
-            (int(w * 0.04), int(h * 0.92)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            235,
-            max(1, int(scale * 2)),
-            cv2.LINE_AA,
-        )
-        cw, ch = w // 2, h // 2
-        cyy, cxx = np.mgrid[0:ch, 0:cw].astype(np.float32)
-        u = np.clip(self._u + 20 * (cxx / max(cw - 1, 1) - 0.5), 16, 240).astype(np.uint8)
-        v = np.clip(self._v + 20 * (cyy / max(ch - 1, 1) - 0.5), 16, 240).astype(np.uint8)
-        top = _strip_rows(h)
-        y[:top] = 40
-        u[: (top + 1) // 2] = 128
-        v[: (top + 1) // 2] = 128
-        rng = np.random.default_rng(self.index)
-        variants = []
-        for _ in range(NOISE_VARIANTS):
-            noisy = y.astype(np.int16)
-            noisy[top:] += rng.integers(-2, 3, size=(h - top, w), dtype=np.int16)
-            buf = np.empty((h * 3 // 2, w), np.uint8)
-            buf[:h] = np.clip(noisy, 16, 235)
-            # I420: the U plane then the V plane, each (h/2)×(w/2), packed row-wise
-            buf[h:].reshape(-1)[: cw * ch] = u.reshape(-1)
-            buf[h:].reshape(-1)[cw * ch :] = v.reshape(-1)
-            variants.append(buf)
-        return variants
-
-    def render(self, w: int, h: int, now: float, frame_no: int, motion: bool) -> np.ndarray:
-        """The picture at wall time ``now`` (barcode = ``now`` in ms)."""
-        if w % 2 or h % 2 or w < 16 or h < 16:
-            raise ValueError(f"frame size must be even and at least 16×16, got {w}×{h}")
-        buf = self._background(w, h)[frame_no % NOISE_VARIANTS].copy()
-        yplane = buf[:h]
-        # ticker: a block sweeping the strip's right part, so the video is never frozen
-        x0, x1 = int(w * 0.86), int(w * 0.99)
-        bw = max(2, (x1 - x0) // 6)
-        pos = x0 + int(((now % 2.0) / 2.0) * (x1 - x0 - bw))
-        yplane[int(h * 0.01) : int(h * 0.06), pos : pos + bw] = 235
-        barcode.encode(yplane, int(now * 1000), self.index)
-        if motion:
-            self._draw_motion(buf, w, h, now)
-        return buf
-
-    def _draw_motion(self, buf: np.ndarray, w: int, h: int, now: float) -> None:
-        phase = (now % MOTION_PERIOD_S) / MOTION_PERIOD_S
-        tri = 1 - abs(2 * phase - 1)  # 0→1→0
-        bw, y0, y1 = int(w * 0.14) & ~1, int(h * MOTION_BAND[0]) & ~1, int(h * MOTION_BAND[1]) & ~1
-        x0 = (int(w * 0.04) + int(tri * (w * 0.92 - bw))) & ~1
-        buf[y0:y1, x0 : x0 + bw] = 235
-        buf[y0 + 4 : y1 - 4, x0 + 4 : x0 + bw - 4] = 200
-        cw, ch = w // 2, h // 2
-        u = buf[h:].reshape(-1)[: cw * ch].reshape(ch, cw)
-        v = buf[h:].reshape(-1)[cw * ch :].reshape(ch, cw)
-        u[y0 // 2 : y1 // 2, x0 // 2 : (x0 + bw) // 2] = 80
-        v[y0 // 2 : y1 // 2, x0 // 2 : (x0 + bw) // 2] = 220
-
-    def jpeg(self, w: int, h: int, motion: bool, quality: int = 85) -> bytes:
-        """One picture of now as JPEG."""
-        i420 = self.render(w, h, time.time(), 0, motion)
-        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        return data.tobytes()
-
-
-def _strip_rows(h: int) -> int:
-    return int(h * barcode.STRIP_HEIGHT_FRACTION) & ~1
 
 
 @dataclass(slots=True)
@@ -277,7 +165,7 @@ class ProfileEncoder:
 
     def _frame(self, now: float, n: int) -> av.VideoFrame:
         p = self.profile
-        img = self.scene.render(p.width, p.height, now, n, self.camera.motion)
+        img = self.scene.render(p.width, p.height, now, n, self.camera.motion, self.camera.ptz)
         frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
         if p.encoding == "JPEG":
             frame = frame.reformat(format="yuvj420p")
@@ -369,3 +257,6 @@ def _parameter_sets(nals: list[bytes], encoding: str) -> list[bytes]:
     if any(v is None for v in want.values()):
         return []
     return [v for v in want.values() if v is not None]
+
+
+__all__ = ["MOTION_BAND", "EncodedUnit", "ProfileEncoder", "Scene", "make_codec_context"]
