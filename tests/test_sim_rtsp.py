@@ -337,6 +337,10 @@ def test_hostile_rtsp_input_drops_that_connection_only(sim_factory) -> None:
     try:
         status, hdrs, _ = client.request("DESCRIBE", cam["rtsp_sub"])
         assert status == 401 and hdrs["www-authenticate"].startswith("Basic ")
+        status, _, _ = client.request("DESCRIBE", cam["rtsp_sub"], Authorization="Basic ***")
+        assert status == 401
+        status, _, _ = client.request("DESCRIBE", cam["rtsp_sub"], Authorization="Basic 5ZCN")
+        assert status == 401  # non-ASCII credentials are refused, not a crash
         token = base64.b64encode(b"admin:admin").decode()
         status, hdrs, body = client.request(
             "DESCRIBE", cam["rtsp_sub"], Authorization=f"Basic {token}"

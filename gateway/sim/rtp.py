@@ -1,16 +1,56 @@
-"""RTP payload formats the simulated camera sends: H.264 (RFC 6184), H.265 (RFC 7798).
+"""RTP payload formats the simulated camera sends (H.264 RFC 6184, H.265 RFC 7798,
+JPEG RFC 2435) and the SDP that describes them.
 
-Payloads are cut once per access unit (:func:`payloads`) and shared by every
+Payloads are cut once per access unit (``*_payloads``) and shared by every
 session; each session only prefixes its own 12-byte header (:func:`header`).
 """
 
 from __future__ import annotations
 
+import base64
+import secrets
 import struct
+
+from gateway.sim.camera import SimProfile
 
 MAX_PAYLOAD = 1400  # keeps UDP datagrams under a 1500-byte MTU
 PT_DYNAMIC = 96
 PT_JPEG = 26
+
+
+def sdp(address: str, title: str, profile: SimProfile, sets: list[bytes]) -> str:
+    """The SDP a DESCRIBE returns: one video track, control ``trackID=0``.
+
+    ``sets`` are the SPS/PPS (H.264) or VPS/SPS/PPS (H.265) NAL units.
+    """
+    p = profile
+    lines = [
+        "v=0",
+        f"o=- {secrets.randbelow(1 << 31)} 1 IN IP4 {address}",
+        f"s={title}",
+        "c=IN IP4 0.0.0.0",
+        "t=0 0",
+        "a=control:*",
+        "a=range:npt=0-",
+    ]
+    b64 = [base64.b64encode(s).decode() for s in sets]
+    if p.encoding == "JPEG":
+        lines += [f"m=video 0 RTP/AVP {PT_JPEG}", f"a=rtpmap:{PT_JPEG} JPEG/90000"]
+    elif p.encoding == "H264":
+        fmtp = "packetization-mode=1"
+        if len(sets) == 2:
+            fmtp += f";profile-level-id={sets[0][1:4].hex().upper()}"
+            fmtp += f";sprop-parameter-sets={','.join(b64)}"
+        lines += [f"m=video 0 RTP/AVP {PT_DYNAMIC}", f"a=rtpmap:{PT_DYNAMIC} H264/90000"]
+        lines.append(f"a=fmtp:{PT_DYNAMIC} {fmtp}")
+    else:
+        lines += [f"m=video 0 RTP/AVP {PT_DYNAMIC}", f"a=rtpmap:{PT_DYNAMIC} H265/90000"]
+        if len(sets) == 3:
+            vps, sps, pps = b64
+            lines.append(f"a=fmtp:{PT_DYNAMIC} sprop-vps={vps};sprop-sps={sps};sprop-pps={pps}")
+    lines += [f"a=framerate:{p.fps}", f"a=x-dimensions:{p.width},{p.height}"]
+    lines.append("a=control:trackID=0")
+    return "\r\n".join(lines) + "\r\n"
 
 
 def split_annexb(data: bytes) -> list[bytes]:

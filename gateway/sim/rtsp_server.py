@@ -17,10 +17,7 @@ which closes this server (:meth:`RtspServer.close`) and starts it again.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -29,13 +26,12 @@ import time
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
-from gateway.sim import rtp
+from gateway.sim import rtp, rtsp_auth
 from gateway.sim.camera import SimCamera
 from gateway.sim.source import EncodedUnit, ProfileEncoder
 
 log = logging.getLogger(__name__)
 
-REALM = "GatewaySim"
 MAX_HEADER = 16 * 1024
 MAX_BODY = 64 * 1024
 TCP_BACKLOG_LIMIT = 2 * 1024 * 1024  # bytes queued to a slow TCP player before we drop
@@ -221,39 +217,10 @@ class RtspConnection:
 
     async def describe(self, uri: str) -> str:
         enc = self._profile_encoder(uri)
-        p = enc.profile
         sets = await enc.parameter_sets()
-        addr = self.camera.address
-        lines = [
-            "v=0",
-            f"o=- {self.ssrc} 1 IN IP4 {addr}",
-            f"s={self.camera.id} {p.name}",
-            "c=IN IP4 0.0.0.0",
-            "t=0 0",
-            "a=control:*",
-            "a=range:npt=0-",
-        ]
-        if p.encoding == "JPEG":
-            lines += [f"m=video 0 RTP/AVP {rtp.PT_JPEG}", f"a=rtpmap:{rtp.PT_JPEG} JPEG/90000"]
-        else:
-            pt = rtp.PT_DYNAMIC
-            b64 = [base64.b64encode(s).decode() for s in sets]
-            lines.append(f"m=video 0 RTP/AVP {pt}")
-            if p.encoding == "H264":
-                fmtp = "packetization-mode=1"
-                if sets:
-                    fmtp += f";profile-level-id={sets[0][1:4].hex().upper()}"
-                    fmtp += f";sprop-parameter-sets={','.join(b64)}"
-                lines += [f"a=rtpmap:{pt} H264/90000", f"a=fmtp:{pt} {fmtp}"]
-            else:
-                lines.append(f"a=rtpmap:{pt} H265/90000")
-                if sets:
-                    lines.append(
-                        f"a=fmtp:{pt} sprop-vps={b64[0]};sprop-sps={b64[1]};sprop-pps={b64[2]}"
-                    )
-        lines += [f"a=framerate:{p.fps}", f"a=x-dimensions:{p.width},{p.height}"]
-        lines.append("a=control:trackID=0")
-        return "\r\n".join(lines) + "\r\n"
+        return rtp.sdp(
+            self.camera.address, f"{self.camera.id} {enc.profile.name}", enc.profile, sets
+        )
 
     async def _setup(self, uri: str, headers: dict[str, str]) -> dict[str, str]:
         enc = self._profile_encoder(uri)
@@ -317,36 +284,16 @@ class RtspConnection:
             raise RtspError(454, "Session Not Found")
 
     def _check_auth(self, method: str, headers: dict[str, str]) -> None:
-        mode = self.camera.rtsp_auth
-        if mode == "none":
-            return
-        given = headers.get("authorization", "")
         cam = self.camera
-        if mode == "basic" and given[:6].lower() == "basic ":
-            try:
-                user, _, pw = base64.b64decode(given[6:].strip()).decode().partition(":")
-            except ValueError:
-                user, pw = "", ""
-            if hmac.compare_digest(user, cam.username) and hmac.compare_digest(pw, cam.password):
-                return
-        if mode == "digest" and given[:7].lower() == "digest ":
-            f = _parse_auth_params(given[7:])
-            ha1 = _md5(f"{cam.username}:{REALM}:{cam.password}")
-            ha2 = _md5(f"{method}:{f.get('uri', '')}")
-            want = _md5(f"{ha1}:{self.nonce}:{ha2}")
-            ok_user = hmac.compare_digest(f.get("username", ""), cam.username)
-            if (
-                ok_user
-                and f.get("nonce") == self.nonce
-                and hmac.compare_digest(f.get("response", "").lower(), want)
-            ):
-                return
-        challenge = (
-            f'Digest realm="{REALM}", nonce="{self.nonce}", algorithm=MD5'
-            if mode == "digest"
-            else f'Basic realm="{REALM}"'
+        mode = cam.rtsp_auth
+        given = headers.get("authorization", "")
+        if mode == "none" or rtsp_auth.verify(
+            mode, method, given, cam.username, cam.password, self.nonce
+        ):
+            return
+        raise RtspError(
+            401, "Unauthorized", {"WWW-Authenticate": rtsp_auth.challenge(mode, self.nonce)}
         )
-        raise RtspError(401, "Unauthorized", {"WWW-Authenticate": challenge})
 
     # -- media -------------------------------------------------------------
 
@@ -443,29 +390,3 @@ def _parse_request(raw: bytes) -> tuple[str, str, dict[str, str]]:
             raise ValueError(f"bad header line: {line[:80]!r}")
         headers[name.strip().lower()] = value.strip()
     return parts[0].upper(), parts[1], headers
-
-
-def _parse_auth_params(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in _split_commas(text):
-        key, _, value = item.strip().partition("=")
-        out[key.strip().lower()] = value.strip().strip('"')
-    return out
-
-
-def _split_commas(text: str) -> list[str]:
-    items, cur, quoted = [], "", False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            items.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    items.append(cur)
-    return items
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()  # RTSP Digest is MD5 by definition
