@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.cameras import wsd
 
@@ -168,3 +171,30 @@ def test_parse_scopes_decodes_and_joins_locations() -> None:
     assert info["location"] == "country/china, 镇"
     assert info["name"].startswith("bad%ZZ")
     assert info["hardware"] == ""
+
+
+# Fuzz: whatever arrives, the parser answers with matches or a WsdRejected, nothing else.
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_crash_the_parser(data: bytes) -> None:
+    with contextlib.suppress(wsd.WsdRejected):
+        wsd.parse_probe_matches(data, SENDER)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=len(HIK_STYLE) - 1),
+    st.integers(min_value=0, max_value=40),
+    st.binary(max_size=16),
+)
+def test_mutated_replies_never_crash_the_parser(at: int, cut: int, junk: bytes) -> None:
+    raw = HIK_STYLE.encode()
+    data = raw[:at] + junk + raw[at + cut :]
+    try:
+        matches = wsd.parse_probe_matches(data, SENDER)
+    except wsd.WsdRejected:
+        return
+    for m in matches:
+        assert isinstance(m.endpoint, str) and all(isinstance(x, str) for x in m.xaddrs)
