@@ -187,3 +187,29 @@ def test_ptz_of_a_village_camera_from_the_city(gateway_factory, sim_factory):
     assert bad.status_code == 400, bad.text
     r = lv.city.client.post(f"/api/v1/tree/cameras/{CAM}/ptz", json={"action": "stop"})
     assert r.status_code == 200, r.text
+
+
+def test_a_village_motion_event_reaches_the_city_with_its_snapshot(gateway_factory, sim_factory):
+    sim, lv = _village_with_camera(gateway_factory, sim_factory, "127.0.74.1")
+    if "motion" not in lv.village.client.get("/api/v1/health").json()["parts"]:
+        pytest.skip("no motion part")
+    time.sleep(2)  # let the detector learn the background
+    sim.motion("cam-01", True)
+
+    def motion_at_city():
+        r = lv.city.client.get("/api/v1/events", params={"type": "motion"})
+        return r.status_code == 200 and [e for e in r.json() if e.get("snapshot_url")]
+
+    try:
+        ev = wait_for(motion_at_city, 30, "a village motion event at the city")[0]
+    finally:
+        sim.motion("cam-01", False)
+    assert ev["camera"] == CAM and ev["source"] == "town-a/village-1"
+    assert ev["snapshot_url"] == f"/api/v1/events/{ev['id']}/snapshot.jpg"
+
+    def snapshot():
+        r = lv.city.client.get(ev["snapshot_url"])
+        return r.status_code == 200 and r.content
+
+    jpeg = wait_for(snapshot, 15, "the event's snapshot at the city")
+    assert jpeg[:2] == b"\xff\xd8" and len(jpeg) > 1000

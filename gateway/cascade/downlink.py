@@ -183,6 +183,7 @@ class Downlink:
         self.links: dict[str, ChildLink] = {}
         self._listeners: list[ChangeListener] = []
         self._monitor: asyncio.Task[None] | None = None
+        self._snap_tasks: set[asyncio.Task[None]] = set()
         for row in child_store.list_all(self.db):
             if row.revoked is not None:
                 continue
@@ -462,16 +463,57 @@ class Downlink:
             self._check_path(link, ev.camera or link.name, "event camera")
             if ev.source:
                 self._check_path(link, ev.source, "event source")
-            ev = _strip_remote(ev)
+            ev, has_snapshot = _snapshot_link(ev)
             known = event_store.get(self.db, ev.id)
             if known is None or known != ev:
                 bus.publish(ev)
                 link.events_in += 1
+                if has_snapshot:
+                    self._want_snapshot(session, ev.id)
             else:
                 link.duplicates += 1
             link.last_seq = item.seq
         child_store.mark_delivered(self.db, link.name, link.epoch, link.last_seq)
         await session.send(p.Ack(type="ack", seq=link.last_seq))
+
+    def _want_snapshot(self, session: ChildSession, event_id: str) -> None:
+        """Fetch an event's snapshot from the child in the background, once.
+
+        Stored under the same event id, so the child's snapshot URL works here as well
+        and the parent of this gateway can fetch it from us in turn. Bounded: when many
+        are in flight (an alarm storm on a thin link) the extra ones are skipped.
+        """
+        if len(self._snap_tasks) >= 8 or event_store.get_snapshot(self.db, event_id):
+            return
+        task = asyncio.get_running_loop().create_task(self._fetch_snapshot(session, event_id))
+        self._snap_tasks.add(task)
+        task.add_done_callback(self._snap_tasks.discard)
+
+    async def _fetch_snapshot(self, session: ChildSession, event_id: str) -> None:
+        # The child may itself still be fetching it from its own child: try a few times.
+        for delay in (0.5, 1.5, 3.0, 6.0):
+            await asyncio.sleep(delay)
+            if session.closed or event_store.get_snapshot(self.db, event_id):
+                return
+            ch = session.open_channel()
+            try:
+                resp = await session.request(
+                    "event_snapshot", "events", {"event_id": event_id}, channel=ch, timeout=30
+                )
+                parts = []
+                while not ch.chunks.empty():
+                    chunk = ch.chunks.get_nowait()
+                    if chunk:
+                        parts.append(chunk)
+                body = b"".join(parts)
+                if resp.ok and body[:2] == b"\xff\xd8" and len(body) <= 8 * 1024 * 1024:
+                    event_store.put_snapshot(self.db, event_id, body)
+                    return
+            except (ChildGone, RemoteError) as err:
+                log.info("child %s: snapshot of event %s: %s", session.name, event_id, err)
+                return
+            finally:
+                session.channels.pop(ch.number, None)
 
     # -- routed requests ---------------------------------------------------------------
     def route(self, path: str) -> tuple[ChildSession, str]:
@@ -584,12 +626,17 @@ def _node_at(root: p.GatewayNode, path: str) -> p.GatewayNode | None:
     return None
 
 
-def _strip_remote(ev: Event) -> Event:
-    """The child's snapshot URL means nothing here; keep it in data for reference."""
-    if ev.snapshot_url:
-        data = {**ev.data, "child_snapshot_url": ev.snapshot_url}
-        return ev.model_copy(update={"snapshot_url": None, "data": data})
-    return ev
+def _snapshot_link(ev: Event) -> tuple[Event, bool]:
+    """Keep a child's snapshot URL only in the one form this gateway serves itself.
+
+    Anything else (another host, a script URL) is dropped: the UI must not follow
+    links a child made up.
+    """
+    if not ev.snapshot_url:
+        return ev, False
+    if ev.snapshot_url == f"/api/v1/events/{ev.id}/snapshot.jpg":
+        return ev, True
+    return ev.model_copy(update={"snapshot_url": None}), False
 
 
 def dumps_tree(node: p.GatewayNode) -> str:

@@ -218,7 +218,16 @@ class Ack(_Msg):
     seq: int = Field(ge=0)
 
 
-Op = Literal["open_stream", "close_stream", "snapshot", "ptz", "recordings", "clip", "record"]
+Op = Literal[
+    "open_stream",
+    "close_stream",
+    "snapshot",
+    "ptz",
+    "recordings",
+    "clip",
+    "record",
+    "event_snapshot",
+]
 
 
 class Request(_Msg):

@@ -16,6 +16,7 @@ from typing import Any
 from gateway.cascade import access
 from gateway.cascade import protocol as p
 from gateway.cascade.access import AccessError
+from gateway.store import events as event_store
 from gateway.streams.hub import HubClosed
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,13 @@ class RequestServer:
                 total += len(chunk)
                 await self._send_body(req, [chunk])
             await self._respond(req, data={"bytes": total, "content_type": "video/mp4"})
+        elif req.op == "event_snapshot":
+            event_id = str(params.get("event_id", ""))[:64]
+            body = event_store.get_snapshot(gw.db, event_id) if event_id else None
+            if body is None:
+                raise AccessError(404, f"no snapshot for event {event_id!r}")
+            await self._send_body(req, [body])
+            await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
         elif req.op == "record":
             seconds = float(params.get("seconds", 60))
             if not 0 < seconds <= 86400:

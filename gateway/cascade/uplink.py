@@ -282,7 +282,8 @@ class Uplink:
         me = self.settings.id
         update: dict[str, Any] = {
             "camera": join(me, ev.camera) if ev.camera else me,
-            "source": join(me, ev.source) if ev.source else me,
+            # Raised here (source empty or our own id, as parts set it) or below us.
+            "source": me if ev.source in ("", me) else join(me, ev.source),
         }
         cams = ev.data.get("cameras") if ev.type == "linkage" else None
         if isinstance(cams, list):
