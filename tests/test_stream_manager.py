@@ -215,6 +215,33 @@ async def test_snapshot_decodes_the_cached_keyframe(server: RtspTestServer) -> N
             await mgr.snapshot("nope")
 
 
+async def test_sub_profile_without_its_own_stream_shares_the_main_session(
+    server: RtspTestServer,
+) -> None:
+    reg = Registry({"cam-01": server.url})  # same URL for every profile, as registries do
+    async with manager_for(reg) as mgr:
+        main = mgr.acquire("cam-01", consumer="viewer")
+        sub = mgr.acquire("cam-01", "sub", consumer="motion")
+        assert sub.hub is main.hub and sub.key == "cam-01/main"
+        await until(lambda: server.sessions == 1, 10, "the session")
+        await asyncio.sleep(0.5)
+        assert server.connections == 1
+        main.release()
+        sub.release()
+
+
+async def test_snapshot_from_the_registry_when_no_stream_runs(server: RtspTestServer) -> None:
+    class SnapRegistry(Registry):
+        async def snapshot(self, camera_id: str) -> bytes | None:
+            _ok, buf = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))
+            return buf.tobytes()
+
+    async with manager_for(SnapRegistry({"cam-01": server.url})) as mgr:
+        jpeg = await mgr.snapshot("cam-01")
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (90, 160, 3)
+        assert server.connections == 0  # the camera's own snapshot, no stream opened
+
+
 async def test_snapshot_of_an_offline_camera_raises(server: RtspTestServer) -> None:
     server.fault("offline")
     async with manager_for(Registry({"cam-01": server.url})) as mgr:

@@ -312,12 +312,24 @@ class StreamManager:
         return False
 
     def _effective_profile(self, camera_id: str, profile: str) -> str:
-        """A static camera without a sub-stream URL serves ``sub`` from its main stream."""
+        """A camera without its own stream for ``profile`` serves it from ``main``.
+
+        Opening the same URL twice would cost the camera a second session (decision 1).
+        """
+        if profile == "main" or "/" in camera_id:
+            return profile
+        registry = self._registry()
+        if self._url_resolver is None and registry is not None:
+            try:
+                mine = registry.stream_url(camera_id, profile)
+                if isinstance(mine, str) and mine == registry.stream_url(camera_id, "main"):
+                    return "main"
+            except Exception:
+                log.debug("%s: stream_url failed while choosing a profile", camera_id)
+            return profile
         cam = self._static(camera_id)
         if profile == "sub" and cam is not None and cam.sub_rtsp_url is None and cam.rtsp_url:
-            registry = self._registry()
-            if registry is None or not hasattr(registry, "stream_url"):
-                return "main"
+            return "main"
         return profile
 
     async def _url_for(self, camera_id: str, profile: str) -> str | None:

@@ -1,7 +1,8 @@
 """Snapshots: a JPEG from the cached keyframe, the camera's snapshot URI, or the stream.
 
 In order of cost: decode the keyframe a running hub already holds; else fetch the
-ONVIF snapshot URI the registry offers (``registry.snapshot_uri(id)``, optional);
+camera's ONVIF snapshot through the registry (``await registry.snapshot(id)``, or a
+``registry.snapshot_uri(id)`` fetched here; both optional);
 else start the stream briefly, wait for its first keyframe and decode that.
 """
 
@@ -98,7 +99,16 @@ async def fetch_snapshot_uri(uri: str, timeout: float) -> bytes:
 
 async def _from_uri(manager: StreamManager, camera_id: str, timeout: float) -> bytes | None:
     registry: Any = manager._registry()
-    if registry is None or not hasattr(registry, "snapshot_uri"):
+    if registry is None:
+        return None
+    if hasattr(registry, "snapshot"):  # the registry fetches it (ONVIF client, credentials)
+        try:
+            jpeg = await asyncio.wait_for(registry.snapshot(camera_id), timeout)
+        except Exception as err:
+            log.info("%s: registry snapshot failed: %s", camera_id, redact(str(err)))
+            return None
+        return jpeg if isinstance(jpeg, bytes) and jpeg.startswith(b"\xff\xd8") else None
+    if not hasattr(registry, "snapshot_uri"):
         return None
     try:
         uri = registry.snapshot_uri(camera_id)
