@@ -208,9 +208,14 @@ def _parse_match(el: Element, sender: str, relates_to: str) -> ProbeMatch | None
         name=info["name"],
         location=info["location"],
         hardware=info["hardware"],
-        metadata_version=int(version_text) if version_text.isdigit() else None,
+        # xs:unsignedInt: ASCII digits only ("²".isdigit() is true but int() fails).
+        metadata_version=int(version_text) if _is_uint(version_text) else None,
         relates_to=relates_to,
     )
+
+
+def _is_uint(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 10
 
 
 def parse_scopes(scopes: list[str]) -> dict[str, str]:
