@@ -407,3 +407,27 @@ def test_ptz_moves_the_view_below_the_strip_only() -> None:
         assert np.array_equal(moved[:top], home[:top]), ptz
         assert barcode.decode(moved[:360]) == (int(now * 1000), 5)
     assert np.array_equal(scene.render(640, 360, now, 0, False, {"pan": "junk"}), home)
+
+
+def test_max_sessions_refuses_extra_players_and_counts_them(sim_factory) -> None:
+    sim = sim_factory("--base", _base(), *SMALL, "--no-onvif", "--max-sessions", "1")
+    cam = sim.cameras[0]
+    first = RawRtsp(cam["address"], cam["rtsp_port"])
+    second = RawRtsp(cam["address"], cam["rtsp_port"])
+    try:
+        first.play(cam["rtsp_sub"])
+        assert len(first.read_for(0.5)) > 0
+        state = httpx.get(f"{sim.control}/cameras/cam-01", timeout=5).json()
+        assert state["encoders"]["/sub"]["players"] == 1
+        assert state["encoders"]["/main"]["running"] is False
+        track = cam["rtsp_sub"] + "/trackID=0"
+        transport = "RTP/AVP/TCP;unicast;interleaved=0-1"
+        assert second.request("SETUP", track, Transport=transport)[0] == 453
+        first.close()
+        deadline = time.monotonic() + 5
+        while second.request("SETUP", track, Transport=transport)[0] != 200:
+            assert time.monotonic() < deadline, "the freed slot was never given back"
+            time.sleep(0.1)
+    finally:
+        first.close()
+        second.close()

@@ -77,6 +77,7 @@ class SimCamera:
     fault: str = "normal"
     motion: bool = False
     rtsp_auth: str = "none"  # "none" | "basic" | "digest"
+    max_sessions: int = 0  # RTSP sessions the camera accepts at once (0: no limit)
     ptz: dict[str, Any] = field(default_factory=dict)
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)

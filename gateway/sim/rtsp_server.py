@@ -72,6 +72,10 @@ class RtspServer:
         if self.camera.rtsp_port == 0:
             self.camera.rtsp_port = self.server.sockets[0].getsockname()[1]
 
+    def sessions(self) -> int:
+        """RTSP sessions set up on this camera now."""
+        return sum(1 for c in self.connections if c.session_id)
+
     def close(self) -> None:
         """Stop listening and drop every connection (offline fault, shutdown)."""
         if self.server is not None:
@@ -228,6 +232,10 @@ class RtspConnection:
             raise RtspError(459, "Aggregate Operation Not Allowed")
         if self.sub_token is not None:
             raise RtspError(455, "Method Not Valid in This State")
+        limit = self.camera.max_sessions
+        if not self.session_id and limit and self.server.sessions() >= limit:
+            # what cameras answer when their few streaming slots are taken
+            raise RtspError(453, "Not Enough Bandwidth")
         transport = headers.get("transport", "")
         spec = transport.split(",")[0].strip()
         parts = [x.strip() for x in spec.split(";")]

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["none", "basic", "digest"],
         help="require RTSP authentication (bare flag: digest)",
     )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=0,
+        help="RTSP sessions each camera accepts at once, as real cameras limit them (0: any)",
+    )
     p.add_argument("--motion-every", type=float, default=0, help="motion for a while every S s")
     p.add_argument("--motion-duration", type=float, default=None, help="seconds of each motion")
     p.add_argument(
@@ -122,6 +128,7 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             password=args.password,
             profiles=profiles,
             rtsp_auth=args.rtsp_auth,
+            max_sessions=args.max_sessions,
         )
         cams.append(cam)
     return cams
@@ -226,11 +233,16 @@ class Simulator:
     def describe(self, cam: SimCamera) -> dict[str, Any]:
         out = cam.public()
         out["encoders"] = {
-            path: {"running": e.running, "frames": e.frames_encoded, "errors": e.errors}
+            path: {
+                "running": e.running,
+                "players": e.subscribers,
+                "frames": e.frames_encoded,
+                "errors": e.errors,
+            }
             for path, e in self.encoders.get(cam.id, {}).items()
         }
         server = self.rtsp.get(cam.id)
-        out["rtsp_sessions"] = len(server.connections) if server else 0
+        out["rtsp_connections"] = len(server.connections) if server else 0
         return out
 
     def ready_line(self) -> dict[str, Any]:

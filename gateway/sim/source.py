@@ -135,6 +135,11 @@ class ProfileEncoder:
             self._subs.pop(token, None)
 
     @property
+    def subscribers(self) -> int:
+        """How many players receive this profile now."""
+        return len(self._subs)
+
+    @property
     def running(self) -> bool:
         return self._thread is not None
 
