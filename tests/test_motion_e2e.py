@@ -156,3 +156,36 @@ def test_sim_motion_reaches_api_and_sse_within_one_second(sim_factory, gateway_f
     _, _, _, update = sse.next(5.0, id=ident, acknowledged=True)
     assert update["data"]["acknowledged_by"] == "admin"
     sse.stop()
+
+
+def motion_series(gw: Any) -> list[str]:
+    text = gw.client.get("/metrics").text
+    return re.findall(r'motion_frames_analysed_total\{camera="cam-01",stream="([^"]+)"\}', text)
+
+
+def wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_motion_uses_main_without_sub_stream_and_follows_camera_changes(
+    sim_factory, gateway_factory
+) -> None:
+    base = f"127.{random.randint(60, 250)}.{random.randint(0, 254)}.1"
+    sim = sim_factory("--base", base, "--size", "320x180", "--gop", "25", "--no-onvif")
+    gw = gateway_factory({"cameras": [{"id": "cam-01", "rtsp_url": sim.cameras[0]["rtsp_main"]}]})
+    wait_for(lambda: motion_series(gw) == ["cam-01/main"], 30, "a motion worker on main")
+
+    r = gw.client.patch("/api/v1/cameras/cam-01", json={"motion": {"enabled": False}})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: motion_series(gw) == [], 10, "the worker to stop")
+
+    r = gw.client.patch(
+        "/api/v1/cameras/cam-01", json={"motion": {"enabled": True, "sensitivity": 0.8}}
+    )
+    assert r.status_code == 200, r.text
+    wait_for(lambda: motion_series(gw) == ["cam-01/main"], 10, "the worker to come back")
+    bad = {"motion": {"masks": [[[0, 0], [2, 0], [1, 1]]]}}
+    assert gw.client.patch("/api/v1/cameras/cam-01", json=bad).status_code == 422

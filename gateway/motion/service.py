@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -80,18 +79,21 @@ class MotionService:
                 out[cid] = settings
         return out
 
-    async def _profile(self, camera_id: str, settings: MotionSettings) -> str:
-        """The sub-stream unless the camera has none (then its main stream)."""
+    def _profile(self, camera_id: str, settings: MotionSettings) -> str:
+        """The sub-stream unless the camera has none (then its main stream).
+
+        Asking for "sub" of a camera without one would open its main stream a second
+        time under another name; one session per camera stream is the rule.
+        """
         if settings.stream == "main":
             return "main"
         registry = self.gw.part("registry")
-        if registry is not None and hasattr(registry, "stream_url"):
-            try:
-                url = registry.stream_url(camera_id, "sub")
-                url = await url if inspect.isawaitable(url) else url
-            except Exception:
-                url = None
-            return "sub" if url else "main"
+        cam = registry.get(camera_id) if registry is not None else None
+        if cam is not None and hasattr(cam, "sub_rtsp_url"):
+            if getattr(cam, "onvif", None):
+                sub = cam.profile("sub") if hasattr(cam, "profile") else None
+                return "sub" if sub and cam.sub_profile != cam.main_profile else "main"
+            return "sub" if cam.sub_rtsp_url else "main"
         static = next((c for c in self.gw.settings.cameras if c.id == camera_id), None)
         if static is not None and static.sub_rtsp_url is None:
             return "main"
@@ -121,7 +123,11 @@ class MotionService:
             if cid not in want:
                 log.info("%s: motion detection off", cid)
                 await self._stop_one(cid)
-            elif running.settings != want[cid] or not running.worker.running:
+            elif (
+                running.settings != want[cid]
+                or not running.worker.running
+                or running.profile != self._profile(cid, want[cid])
+            ):
                 if not running.worker.running:
                     log.info("%s: motion worker ended (%s); restarting", cid, running.lease.key)
                 await self._stop_one(cid)
@@ -134,7 +140,7 @@ class MotionService:
         if streams is None:
             self.failures[camera_id] = "no stream manager"
             return
-        profile = await self._profile(camera_id, settings)
+        profile = self._profile(camera_id, settings)
         try:
             lease = streams.acquire(camera_id, profile, consumer="motion")
         except (KeyError, ValueError, RuntimeError) as err:
@@ -183,7 +189,7 @@ class MotionService:
         for s in self.stats():
             if "decoded" not in s:
                 continue
-            labels = {"camera": s["camera"]}
+            labels = {"camera": s["camera"], "stream": s["stream"]}
             yield Sample(
                 "motion_frames_analysed_total", s["analysed"], labels, "Frames analysed", "counter"
             )
