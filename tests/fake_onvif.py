@@ -14,6 +14,7 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
+import random
 import re
 from dataclasses import dataclass, field
 
@@ -69,6 +70,7 @@ class FakeOnvif:
     report_host: str | None = None  # the host in XAddrs/URIs (None: the real one)
     clock_skew_s: float = 0.0
     auth_http_401: bool = False
+    http_digest: bool = False  # require HTTP digest on every SOAP request (no WS-Security)
     hostile: str | None = None  # "billion", "oversize", "truncated", "stall"
     ptz: bool = True
     calls: list[str] = field(default_factory=list)
@@ -114,6 +116,22 @@ class FakeOnvif:
         # Real devices reject tokens created too far from their own clock.
         return abs((when - self._now()).total_seconds()) < 30
 
+    def _digest_ok(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Digest "):
+            return False
+        p = dict(re.findall(r'(\w+)="?([^",]*)"?', header[7:]))
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5(f"{self.username}:{p.get('realm')}:{self.password}")
+        ha2 = md5(f"{request.method}:{p.get('uri')}")
+        expected = md5(
+            f"{ha1}:{p.get('nonce')}:{p.get('nc')}:{p.get('cnonce')}:{p.get('qop')}:{ha2}"
+        )
+        return p.get("username") == self.username and p.get("response") == expected
+
     def _reply(self, body: str, status: int = 200) -> web.Response:
         return web.Response(
             text=ENVELOPE.format(body=body),
@@ -127,6 +145,10 @@ class FakeOnvif:
         body = root.find("{http://www.w3.org/2003/05/soap-envelope}Body")
         op = etree.QName(body[0]).localname
         self.calls.append(op)
+        if self.http_digest and not self._digest_ok(request):
+            nonce = base64.b64encode(random.randbytes(12)).decode()
+            challenge = f'Digest realm="onvif", qop="auth", nonce="{nonce}", algorithm=MD5'
+            return web.Response(status=401, headers={"WWW-Authenticate": challenge})
         if self.hostile == "stall":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.released.wait(), 60)
@@ -139,7 +161,7 @@ class FakeOnvif:
             return web.Response(text=text[: len(text) // 2], content_type="application/soap+xml")
         if op == "GetSystemDateAndTime":
             return self._reply(_date_time(self._now()))
-        if not self._authorised(root):
+        if not self.http_digest and not self._authorised(root):
             if self.auth_http_401:
                 return web.Response(status=401, text="<html>Unauthorized</html>")
             return self._reply(AUTH_FAULT, 400)

@@ -74,6 +74,17 @@ async def test_http_401_is_an_auth_error_too(device_factory) -> None:
             await c.device_info()
 
 
+async def test_http_digest_devices_are_answered_with_digest(device_factory) -> None:
+    # Some firmwares want HTTP digest on the SOAP endpoint, even for GetSystemDateAndTime.
+    dev = await device_factory(http_digest=True)
+    async with client(dev, label="cam-d") as c:
+        result = await c.probe()
+    assert result.device.manufacturer == "Acme" and len(result.profiles) == 2
+    with pytest.raises(onvif.AuthError, match="authentication failed for cam-d"):
+        async with client(dev, password="wrong", label="cam-d") as c:
+            await c.probe()
+
+
 async def test_getcapabilities_fallback_and_unroutable_hosts_patched(device_factory) -> None:
     dev = await device_factory(get_services=False, report_host="0.0.0.0")
     async with client(dev) as c:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiohttp import ClientResponse, DigestAuthMiddleware
+
 from gateway.cameras import wsd
 from gateway.cameras.errors import AuthError, OnvifError
 
@@ -13,24 +15,39 @@ log = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 1024 * 1024
 
 
-def guard_transport(service: Any, label: str) -> None:
+def guard_transport(
+    service: Any, label: str, username: str | None = None, password: str | None = None
+) -> None:
     """Replace the service's HTTP read with a bounded one that checks the XML first.
 
     The library reads the whole body and lets zeep parse it leniently
     (``recover=True``, ``xml_huge_tree=True``); a hostile or broken camera must get
-    a clear rejection instead.
+    a clear rejection instead. Devices that want HTTP digest authentication on the
+    SOAP endpoint (the ONVIF core spec allows it beside WS-UsernameToken) answer
+    401 with a Digest challenge: the request is repeated with digest credentials,
+    and the transport keeps using them.
     """
     transport = service.transport
     if getattr(transport, "_gateway_guarded", False):
         return
+    digest: list[DigestAuthMiddleware] = []
+
+    async def post(address: str, data: bytes, headers: dict[str, str]) -> ClientResponse:
+        extra: dict[str, Any] = {"middlewares": tuple(digest)} if digest else {}
+        return await transport.session.post(
+            address, data=data, headers=headers, timeout=transport._client_timeout, **extra
+        )
 
     async def bounded_post(address: str, message: str | bytes, headers: dict[str, str]):
         headers = dict(headers or {})
         headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
         data = message.encode("utf-8") if isinstance(message, str) else message
-        response = await transport.session.post(
-            address, data=data, headers=headers, timeout=transport._client_timeout
-        )
+        response = await post(address, data, headers)
+        challenge = response.headers.get("WWW-Authenticate", "").lower()
+        if response.status == 401 and not digest and username and challenge.startswith("digest"):
+            response.release()
+            digest.append(DigestAuthMiddleware(username, password or "", preemptive=True))
+            response = await post(address, data, headers)
         try:
             if response.status in (401, 403):
                 raise AuthError(f"authentication failed for {label} (HTTP {response.status})")

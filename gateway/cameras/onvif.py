@@ -89,7 +89,7 @@ class _Camera(onvif.ONVIFCamera):
 
     async def create_onvif_service(self, name: str, *args: Any, **kwargs: Any) -> Any:
         service = await super().create_onvif_service(name, *args, **kwargs)
-        guard_transport(service, self.label)
+        guard_transport(service, self.label, self.user, self.passwd)
         return service
 
 
