@@ -84,7 +84,7 @@ class SseReader(threading.Thread):
 
 def analysed_frames(gw: Any) -> float:
     text = gw.client.get("/metrics").text
-    m = re.search(r'motion_frames_analysed_total\{camera="cam-01"\} ([0-9.e+]+)', text)
+    m = re.search(r'motion_frames_analysed_total\{camera="cam-01"[^}]*\} ([0-9.e+]+)', text)
     return float(m.group(1)) if m else 0.0
 
 
