@@ -351,6 +351,10 @@ def test_hostile_rtsp_input_drops_that_connection_only(sim_factory) -> None:
         track = cam["rtsp_sub"] + "/trackID=0"
         status, _, _ = client.request("SETUP", track, Transport="RTP/AVP;multicast", **auth)
         assert status == 461
+        for bad in ("RTP/AVP/TCP;interleaved=300-301", "RTP/AVP;client_port=x-y"):
+            assert client.request("SETUP", track, Transport=bad, **auth)[0] == 400
+        status, _, _ = client.request("PLAY", cam["rtsp_sub"], **auth)
+        assert status == 454  # no session was set up
     finally:
         client.close()
 

@@ -244,19 +244,16 @@ class RtspConnection:
         if "multicast" in params:
             raise RtspError(461, "Unsupported Transport")
         if proto == "RTP/AVP/TCP":
-            ch = params.get("interleaved", "0-1")
-            a, _, b = ch.partition("-")
-            self.interleaved = (int(a), int(b or int(a) + 1))
+            self.interleaved = _pair(params.get("interleaved", "0-1"), 0, 255)
             reply = f"RTP/AVP/TCP;unicast;interleaved={self.interleaved[0]}-{self.interleaved[1]}"
         elif proto in ("RTP/AVP", "RTP/AVP/UDP"):
             if "client_port" not in params:
                 raise RtspError(461, "Unsupported Transport")
-            a, _, b = params["client_port"].partition("-")
-            self.client_ports = (int(a), int(b or int(a) + 1))
+            self.client_ports = _pair(params["client_port"], 1, 65535)
             await self.open_udp()
             sp = self._udp_ports()
             reply = (
-                f"RTP/AVP;unicast;client_port={a}-{self.client_ports[1]};"
+                f"RTP/AVP;unicast;client_port={self.client_ports[0]}-{self.client_ports[1]};"
                 f"server_port={sp[0]}-{sp[1]};ssrc={self.ssrc:08X}"
             )
         else:
@@ -381,6 +378,19 @@ class RtspConnection:
         self.teardown()
         with contextlib.suppress(Exception):
             self.writer.transport.abort()
+
+
+def _pair(text: str, low: int, high: int) -> tuple[int, int]:
+    """``"a-b"`` (or ``"a"``, meaning a and a+1) as two ints within [low, high]."""
+    a, _, b = text.partition("-")
+    try:
+        first = int(a)
+        second = int(b) if b else first + 1
+    except ValueError:
+        raise RtspError(400, "Bad Request") from None
+    if not (low <= first <= high and low <= second <= high):
+        raise RtspError(400, "Bad Request")
+    return first, second
 
 
 def _parse_request(raw: bytes) -> tuple[str, str, dict[str, str]]:
