@@ -260,6 +260,30 @@ async def test_ptz_presets_and_snapshot(env) -> None:
     assert snap.headers["content-type"] == "image/jpeg"
 
 
+async def test_unreachable_onvif_camera_is_probed_again_until_it_answers(env) -> None:
+    import socket
+
+    gw, client, device, _ = env
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    body = {
+        "id": "late",
+        "onvif": {"host": "127.0.0.1", "port": port, "username": "admin", "password": PASSWORD},
+    }
+    r = await client.post("/api/v1/cameras", json=body)
+    assert r.json()["status"] == "offline"
+    gw.registry.recover_interval_s = 0.2
+    await gw.registry.start()
+    await device(port=port)
+    for _ in range(100):
+        if gw.registry.get("late").status == "online":
+            break
+        await asyncio.sleep(0.05)
+    cam = gw.registry.get("late")
+    assert cam.status == "online" and cam.main_profile == "Profile_1"
+
+
 async def test_status_changes_publish_events_and_call_listeners(env) -> None:
     gw, client, _, _ = env
     await client.post("/api/v1/cameras", json={"id": "a", "rtsp_url": "rtsp://h/s"})

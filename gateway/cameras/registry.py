@@ -75,6 +75,7 @@ class Registry(OnvifControl):
         self._clients: dict[str, onvif.OnvifClient] = {}
         self._tasks: set[asyncio.Task] = set()
         self._saved_at: dict[str, float] = {}
+        self._probe_failed: set[str] = set()
         store.init(self.db)
         for record in store.load_all(self.db):
             try:
@@ -89,11 +90,33 @@ class Registry(OnvifControl):
 
     # -- lifecycle ---------------------------------------------------------
 
+    # ONVIF cameras that were unreachable or failed are probed again this often.
+    recover_interval_s = 60.0
+
     async def start(self) -> None:
         """Read every ONVIF camera's profiles again, in the background."""
         cams = [c for c in self.list() if c.onvif and c.enabled]
         if cams:
             self._spawn(self._refresh_all([c.id for c in cams]))
+        self._spawn(self._recover())
+
+    async def _recover(self) -> None:
+        """Probe offline/error ONVIF cameras again until they answer.
+
+        Only recovery: a camera is marked offline by whoever saw it fail (the
+        ingest, a probe); an unauthorised one waits for new credentials.
+        """
+        while True:
+            await asyncio.sleep(self.recover_interval_s)
+            # Only cameras our own probe found failing: a camera the ingest marked
+            # offline stays the ingest's business (no flapping between the two).
+            ids = [
+                c.id
+                for c in self.list()
+                if c.id in self._probe_failed and c.enabled and c.status in ("offline", "error")
+            ]
+            if ids:
+                await self._refresh_all(ids)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -342,16 +365,20 @@ class Registry(OnvifControl):
             async with client:
                 result = await client.probe()
         except onvif.AuthError:
+            self._probe_failed.discard(camera_id)
             self.set_status(camera_id, "unauthorised", f"authentication failed for {camera_id}")
             return self._must(camera_id)
         except onvif.UnreachableError as err:
+            self._probe_failed.add(camera_id)
             self.set_status(camera_id, "offline", str(err))
             return self._must(camera_id)
         except onvif.OnvifError as err:
+            self._probe_failed.add(camera_id)
             self.set_status(camera_id, "error", str(err))
             return self._must(camera_id)
         with self._lock:
             apply_probe(cam, result)
+        self._probe_failed.discard(camera_id)
         self.set_status(camera_id, "online", "")
         return self._must(camera_id)
 
