@@ -117,7 +117,13 @@ class RecordingIndex:
         end = start + duration
         locked = store.is_locked_range(self.db, camera, start, end)
         fields: dict[str, Any] = dict(
-            end=end, duration=duration, bytes=size, width=width, height=height, status=status
+            start=start,
+            end=end,
+            duration=duration,
+            bytes=size,
+            width=width,
+            height=height,
+            status=status,
         )
         if has_event:
             fields["has_event"] = 1
@@ -125,15 +131,20 @@ class RecordingIndex:
             fields["locked"] = 1
         store.update_segment(self.db, segment_id, **fields)
 
-    def gap(self, camera: str, start: float, end: float, reason: str) -> None:
+    def gap(self, camera: str, start: float, end: float, reason: str) -> int | None:
+        """Record an explicit gap; returns its id (None if it could not be stored)."""
         if end - start <= 0:
-            return
+            return None
         try:
-            store.insert_gap(self.db, camera, start, end, reason)
+            gap_id = store.insert_gap(self.db, camera, start, end, reason)
         except sqlite3.Error as err:
             log.warning("camera %s: could not record gap: %s", camera, err)
-        else:
-            log.info("camera %s: gap of %.1f s recorded (%s)", camera, end - start, reason)
+            return None
+        log.info("camera %s: gap of %.1f s recorded (%s)", camera, end - start, reason)
+        return gap_id
+
+    def end_gap(self, gap_id: int, end: float) -> None:
+        store.update_gap_end(self.db, gap_id, end)
 
     def last_end(self, camera: str) -> float | None:
         return store.last_end(self.db, camera)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 MAX_ONGOING_EVENT_S = 300.0  # an event that never gets its end stops triggering after this
 RING_MAX_BYTES = 64 * 1024 * 1024
+OFFSET_LEAK = 1e-3  # s per s: far above any camera clock drift, far below a delay burst
+CLOCK_STEP_S = 10.0
 
 
 def _media(au: AccessUnit) -> float:
@@ -77,6 +79,9 @@ class _Open:
     start: float
     kind: str
     last_progress: float
+    first_media: float = 0.0
+    first_of_run: bool = False
+    gap_id: int | None = None  # the gap this segment ends
 
 
 class CameraRecorder(threading.Thread):
@@ -105,7 +110,8 @@ class CameraRecorder(threading.Thread):
         self._armed_until = 0.0
         self._windows: list[tuple[float, float]] = []  # event windows, for has_event
         self._epoch: int | None = None
-        self._anchor: tuple[float, float] | None = None  # (wall, media seconds)
+        self._offset: float | None = None  # wall clock minus media time, this run
+        self._offset_media = 0.0
         self._last_media: float | None = None
         self._interval = 0.04
         self._last_arrival = 0.0
@@ -227,12 +233,7 @@ class CameraRecorder(threading.Thread):
                 self._interval = 0.9 * self._interval + 0.1 * delta
         self._epoch = au.epoch
         self._last_media = media
-        if (
-            self._anchor is None
-            or abs(self._anchor[0] + media - self._anchor[1] - au.wallclock) > 2
-        ):
-            self._anchor = (au.wallclock, media)
-        wall = self._anchor[0] + media - self._anchor[1]
+        wall = self._wall(au.wallclock, media)
         if not self.policy.continuous:
             self._remember(au)
         if self._paused_since is not None and not self._space_back(wall):
@@ -250,9 +251,9 @@ class CameraRecorder(threading.Thread):
         if not wanted:
             self._close("post-roll over")
             return
-        if au.keyframe and wall - seg.start >= self.policy.segment_s:
+        if au.keyframe and media - seg.first_media >= self.policy.segment_s:
             self._close("length")
-            self._open(au, wall, [au])
+            self._open(au, wall, [au], joined=True)
             return
         self._write(au)
         if au.keyframe and wall - seg.last_progress >= 5 and self._seg is seg:
@@ -262,6 +263,23 @@ class CameraRecorder(threading.Thread):
                     seg.id, seg.start, seg.writer.duration, seg.writer.result().bytes
                 )
             )
+
+    def _wall(self, arrival: float, media: float) -> float:
+        """Wall-clock time of a unit: media time plus the smallest arrival delay seen.
+
+        Arrival times carry delays (the ingest's probing burst, network jitter); media
+        time does not. The smallest ``arrival - media`` is the truest offset. It leaks
+        upwards slowly so a camera clock running slow is followed, and a step of the
+        wall clock (NTP) re-anchors it.
+        """
+        off = arrival - media
+        if self._offset is None or off - self._offset > CLOCK_STEP_S:
+            self._offset = off
+        else:
+            self._offset += OFFSET_LEAK * max(0.0, media - self._offset_media)
+            self._offset = min(self._offset, off)
+        self._offset_media = media
+        return media + self._offset
 
     def _remember(self, au: AccessUnit) -> None:
         """Keep the GOPs that cover the pre-roll (events mode)."""
@@ -310,7 +328,10 @@ class CameraRecorder(threading.Thread):
         self._windows = [w for w in self._windows if w[1] > now - 3600]
 
     # -- segments -------------------------------------------------------------------------
-    def _open(self, first: AccessUnit, start: float, units: list[AccessUnit]) -> None:
+    def _open(
+        self, first: AccessUnit, start: float, units: list[AccessUnit], joined: bool = False
+    ) -> None:
+        """Start a segment with ``units``; ``joined`` when it continues the previous one."""
         rec = self.rec
         expected = int(self._bitrate * self.policy.segment_s)
         if rec.retention.over_limit(expected):
@@ -338,10 +359,11 @@ class CameraRecorder(threading.Thread):
             writer.abort()
             path.unlink(missing_ok=True)
             return
+        gap_id = None
         if self._run_end is not None and start - self._run_end > 0.5:
-            rec.index.gap(self.camera, self._run_end, start, self._gap_reason)
+            gap_id = rec.index.gap(self.camera, self._run_end, start, self._gap_reason)
         self._run_end = None
-        self._seg = _Open(writer, seg_id, start, kind, start)
+        self._seg = _Open(writer, seg_id, start, kind, start, _media(first), not joined, gap_id)
         self.state = "recording"
         for au in units:
             self._write(au)
@@ -399,6 +421,14 @@ class CameraRecorder(threading.Thread):
                 )
             )
             return
+        if seg.first_of_run and self._offset is not None:
+            # The run's first arrivals came late (probing burst): place it by the
+            # smallest delay seen since, which the following segments also use.
+            better = seg.first_media + self._offset
+            if better < seg.start:
+                seg.start = better
+                if seg.gap_id is not None:
+                    self._safe(lambda: self.rec.index.end_gap(seg.gap_id, better))
         has_event = any(w[0] < seg.start + duration and w[1] > seg.start for w in self._windows)
         self._safe(
             lambda: self.rec.index.close_segment(
@@ -432,7 +462,7 @@ class CameraRecorder(threading.Thread):
         """The stream broke (or we stop): close the segment; the next one starts a gap."""
         self._close(reason)
         self._gap_reason = reason
-        self._anchor = None
+        self._offset = None
         self._last_media = None
         self._epoch = None
         self._ring.clear()

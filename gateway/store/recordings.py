@@ -223,6 +223,10 @@ def insert_gap(db: Database, camera: str, start: float, end: float, reason: str)
     )
 
 
+def update_gap_end(db: Database, gap_id: int, end: float) -> None:
+    db.execute('UPDATE rec_gaps SET "end" = ? WHERE id = ? AND start < ?', (end, gap_id, end))
+
+
 def gaps(db: Database, camera: str, start: float, end: float) -> list[dict[str, Any]]:
     rows = db.query(
         'SELECT * FROM rec_gaps WHERE camera = ? AND "end" > ? AND start < ? ORDER BY start',
