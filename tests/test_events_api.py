@@ -107,3 +107,50 @@ def test_sse_streams_new_events_with_type_and_id(gateway_factory) -> None:
     # After the client left, the gateway keeps serving.
     time.sleep(0.3)
     assert gw.client.get("/api/v1/health").status_code == 200
+
+
+def test_sse_keeps_alive_and_lets_go_of_a_client_that_left(tmp_path, monkeypatch) -> None:
+    """In-process, to see the bus: the subscription is closed once the client is gone."""
+    import uvicorn
+
+    from gateway.api import events as events_api
+    from gateway.api.server import create_app
+    from gateway.app import Gateway
+    from gateway.config import parse_settings
+    from gateway.events.model import Event
+    from tests.support import free_port
+
+    monkeypatch.setattr(events_api, "KEEPALIVE_S", 0.3)
+    settings = parse_settings({"data_dir": str(tmp_path / "data"), "auth": {"enabled": False}})
+    gw = Gateway(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gw, manage_lifecycle=False), host="127.0.0.1", port=port,
+                       log_config=None, access_log=False)
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        comments = 0
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/v1/events/stream", timeout=5) as r:
+            for line in r.iter_lines():
+                comments += line.startswith(": keep-alive")
+                if comments == 2:
+                    break
+            assert len(gw.bus._subs) == 1
+        # Gone: the next keep-alive write fails (or the disconnect is seen) and the
+        # subscription is closed; publishing meanwhile must not pile up anywhere.
+        for _ in range(5):
+            gw.bus.publish(Event(camera="cam-01", type="motion"))
+        deadline = time.monotonic() + 10
+        while gw.bus._subs:
+            assert time.monotonic() < deadline, "SSE subscription still open"
+            time.sleep(0.1)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        gw.db.close()
