@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
-from gateway.relay.sessions import Relay, RelayError, Session
+from gateway.relay.model import RelayError, Session
+from gateway.relay.sessions import Relay
 from gateway.relay.whep import OfferError
 
 log = logging.getLogger(__name__)

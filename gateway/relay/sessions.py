@@ -6,8 +6,9 @@ hub's access units through. The hub comes from the stream manager
 is, else its transcoded ``h264`` variant, or the ``low`` variant when asked for.
 
 Sessions end when the viewer DELETEs them, when the peer connection fails or
-closes, when the stream ends, when ICE never connects, or when nothing has come
-back from the viewer (RTCP, STUN consent) for ``relay.session_timeout_s``.
+closes, when the stream ends, when ICE never connects, or when a viewer that sent
+RTCP falls silent for ``relay.session_timeout_s`` (aioice's consent checks catch
+the rest).
 """
 
 from __future__ import annotations
@@ -19,13 +20,19 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
 from gateway.relay import ice, whep
+from gateway.relay.model import (
+    CameraNotFound,
+    CameraUnavailable,
+    IceRestartUnsupported,
+    Session,
+    TooManySessions,
+)
 from gateway.relay.track import PassthroughTrack
 from gateway.streams.hub import Hub
 
@@ -33,67 +40,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS = (None, "low", "h264")
 WATCH_PERIOD_S = 1.0
-
-
-class RelayError(Exception):
-    """A request the relay cannot serve; ``status`` is the HTTP status to answer."""
-
-    status = 503
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class CameraNotFound(RelayError):
-    status = 404
-
-
-class CameraUnavailable(RelayError):
-    status = 503
-
-
-class TooManySessions(RelayError):
-    status = 503
-
-
-@dataclass(eq=False)
-class Session:
-    """One viewer."""
-
-    id: str
-    camera_id: str
-    variant: str | None
-    pc: RTCPeerConnection
-    track: PassthroughTrack
-    lease: Any
-    caller: str
-    etag: str
-    remote_ufrag: str
-    created: float = field(default_factory=time.monotonic)
-    connected_at: float | None = None
-    rx_packets: int | None = None  # from the viewer (RTCP), as last seen
-    rx_flowing: bool = False  # the viewer has sent RTCP since connecting
-    rx_seen_at: float = field(default_factory=time.monotonic)
-    closed: bool = False
-    close_reason: str = ""
-
-    def public(self) -> dict[str, Any]:
-        t = self.track
-        sub = t.subscription
-        return {
-            "id": self.id,
-            "camera": self.camera_id,
-            "variant": self.variant or "main",
-            "state": self.pc.connectionState,
-            "age_s": round(time.monotonic() - self.created, 1),
-            "units_sent": t.units_sent,
-            "bytes_sent": t.bytes_sent,
-            "dropped": sub.dropped,
-            "first_unit_after_s": (
-                round(t.first_sent_at - self.created, 3) if t.first_sent_at else None
-            ),
-        }
 
 
 class Relay:
@@ -108,6 +54,7 @@ class Relay:
         self.closed: Counter[str] = Counter()
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[bool]] = set()
+        self._opening = 0  # offers being answered, counted against max_sessions
         self._addresses = (
             ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
         )
@@ -155,13 +102,22 @@ class Relay:
         """
         if variant not in VARIANTS:
             raise whep.OfferError(f"unknown variant {variant!r}; use low")
-        if len(self.sessions) >= self.settings.max_sessions:
+        if len(self.sessions) + self._opening >= self.settings.max_sessions:
             self.rejected["limit"] += 1
             raise TooManySessions(
                 f"too many viewers ({self.settings.max_sessions}) / 观看人数已满", retry_after=5
             )
         # Check the offer before touching the camera: a bad offer must not start an ingest.
         whep.parse_offer(offer_sdp)
+        self._opening += 1
+        try:
+            return await self._open(camera_id, offer_sdp, variant, caller)
+        finally:
+            self._opening -= 1
+
+    async def _open(
+        self, camera_id: str, offer_sdp: str, variant: str | None, caller: str
+    ) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(12)
         lease, first, variant = await self._source(camera_id, variant, sid)
         hub: Hub = lease.hub
@@ -251,11 +207,18 @@ class Relay:
     async def _wait_keyframe(self, camera_id: str, hub: Hub) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
         deadline = time.monotonic() + self.settings.source_wait_s
+        published = None
         while True:
             gop = hub.gop
-            fresh = hub.last_wallclock and time.time() - hub.last_wallclock < 3.0
-            if gop and gop[0].keyframe and fresh:
-                return gop[0].data
+            if gop and gop[0].keyframe:
+                # Fresh: stamped by our clock within 3 s, or (a remote camera's units
+                # carry the first gateway's clock) still being published.
+                if time.time() - hub.last_wallclock < 3.0:
+                    return gop[0].data
+                if published is None:
+                    published = hub.published
+                elif hub.published != published:
+                    return gop[0].data
             if hub.closed or time.monotonic() >= deadline:
                 self.rejected["offline"] += 1
                 raise CameraUnavailable(
@@ -405,10 +368,6 @@ class Relay:
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
         sent = sum(s.track.bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
-
-
-class IceRestartUnsupported(RelayError):
-    status = 422
 
 
 def build(gw: Any) -> Relay:
