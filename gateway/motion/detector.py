@@ -18,8 +18,9 @@ with a running background. What makes it hold up outside the lab:
   working size; masked pixels are left out of the decision *and* of the noise and
   light statistics, so a swaying tree under a mask influences nothing.
 
-Connected components (OpenCV) run on the small mask only when there is motion, to
-give the boxes.
+Everything after the sampling works on the small grid (160×90 cells for 16:9
+pictures), in uint16 sums and float32. Connected components (OpenCV) run on the
+small mask only when someone asks for the boxes (an event starts or peaks).
 """
 
 from __future__ import annotations
