@@ -454,6 +454,28 @@ def test_gateway_adds_discovers_and_serves_sim_cameras(sim_factory, gateway_fact
     assert r.json()["endpoint"] == third["endpoint"]
     ids = sorted(x["id"] for x in c.get("/api/v1/cameras").json())
     assert len(ids) == 3
+    # Roles: a viewer reads, an operator steers PTZ, only an admin changes the inventory.
+    from tests.support import login
+
+    tokens = {}
+    for role in ("viewer", "operator"):
+        user = {"username": f"u-{role}", "password": "pw-long-enough", "role": role}
+        assert c.post("/api/v1/auth/users", json=user).status_code == 201
+        tokens[role] = {
+            "Authorization": f"Bearer {login(gw.base_url, user['username'], user['password'])}"
+        }
+    viewer, operator = tokens["viewer"], tokens["operator"]
+    assert c.get("/api/v1/cameras", headers=viewer).status_code == 200
+    assert c.post("/api/v1/cameras", json=body, headers=viewer).status_code == 403
+    assert c.post("/api/v1/cameras", json=body, headers=operator).status_code == 403
+    move = {"action": "move", "pan": 0.3}
+    assert c.post(f"/api/v1/cameras/{cam['id']}/ptz", json=move, headers=viewer).status_code == 403
+    r = c.post(f"/api/v1/cameras/{cam['id']}/ptz", json=move, headers=operator)
+    assert r.status_code == 200, r.text
+    r = c.post(f"/api/v1/cameras/{cam['id']}/ptz", json={"action": "stop"}, headers=operator)
+    assert r.status_code == 200
+    assert c.get(f"/api/v1/cameras/{cam['id']}/presets", headers=viewer).status_code == 200
+    assert c.delete(f"/api/v1/cameras/{cam['id']}", headers=operator).status_code == 403
     for f in gw.data_dir.glob("gateway.db*"):
         assert b"s3cret-Sim" not in f.read_bytes()
     assert "s3cret-Sim" not in gw.tail(1_000_000)
