@@ -56,6 +56,9 @@ async def test_probe_reads_device_profiles_and_uris(device_factory) -> None:
     assert main.stream_uri == f"rtsp://127.0.0.1:{dev.port}/Profile_1"
     assert result.snapshot_uri == f"http://127.0.0.1:{dev.port}/snap.jpg"
     assert result.ptz is True
+    assert result.services["http://www.onvif.org/ver10/media/wsdl"] == (
+        f"http://127.0.0.1:{dev.port}/onvif/media_service"
+    )
     assert dev.calls[0] == "GetSystemDateAndTime" and "GetServices" in dev.calls
     assert "GetCapabilities" not in dev.calls
 
@@ -90,6 +93,8 @@ async def test_getcapabilities_fallback_and_unroutable_hosts_patched(device_fact
     async with client(dev) as c:
         result = await c.probe()
     assert "GetCapabilities" in dev.calls
+    # XAddrs named 0.0.0.0 were patched to the address we reached the device at.
+    assert all(f"//127.0.0.1:{dev.port}/" in x for x in result.services.values())
     assert all(p.stream_uri.startswith(f"rtsp://127.0.0.1:{dev.port}/") for p in result.profiles)
     assert result.snapshot_uri == f"http://127.0.0.1:{dev.port}/snap.jpg"
 

@@ -268,6 +268,7 @@ def probe_main(argv: Sequence[str]) -> int:
         ],
         "snapshot_uri": result.snapshot_uri,
         "ptz": result.ptz,
+        "services": result.services,
     }
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))

@@ -80,6 +80,7 @@ class ProbeResult:
     profiles: list[Profile] = field(default_factory=list)
     snapshot_uri: str | None = None
     ptz: bool = False
+    services: dict[str, str] = field(default_factory=dict)  # namespace → XAddr
 
 
 class _Camera(onvif.ONVIFCamera):
@@ -277,7 +278,17 @@ class OnvifClient:
         main = max(profiles, key=lambda p: p.width * p.height, default=None)
         snapshot = await self.snapshot_uri(main.token) if main else None
         has_ptz = self._has_service("ptz") and any(p.ptz for p in profiles)
-        return ProbeResult(device=device, profiles=profiles, snapshot_uri=snapshot, ptz=has_ptz)
+        return ProbeResult(
+            device=device,
+            profiles=profiles,
+            snapshot_uri=snapshot,
+            ptz=has_ptz,
+            services=self.services(),
+        )
+
+    def services(self) -> dict[str, str]:
+        """The device's services (namespace → address), from GetServices or GetCapabilities."""
+        return dict(self._require().xaddrs)
 
     def _has_service(self, name: str) -> bool:
         from onvif.definition import SERVICES
