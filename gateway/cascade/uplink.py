@@ -91,8 +91,15 @@ class Uplink:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _on_camera(self, camera: Any) -> None:
+        if self._loop is None:
+            return
+        registry = self.gw.part("registry")
+        if registry is not None and registry.get(getattr(camera, "id", "")) is None:
+            # Removed: a delta cannot say "gone", the whole catalog can.
+            self._loop.call_soon_threadsafe(self._queue_delta, "*catalog", None)
+            return
         node = camera_node(camera, self.settings.id)
-        if node is not None and self._loop is not None:
+        if node is not None:
             self._loop.call_soon_threadsafe(self._queue_delta, node.path, node)
 
     def _on_child_change(self, kind: str, value: Any) -> None:
