@@ -145,7 +145,8 @@ class DiscoveryService:
             found=len(devices),
             rejected=result.rejected,
         )
-        log.info(
+        log.log(
+            logging.INFO if targets or interfaces else logging.DEBUG,
             "discovery: %d device(s) from %d address(es) in %.1f s (%d rejected replies)",
             len(devices),
             len(targets),
