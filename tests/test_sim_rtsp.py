@@ -423,6 +423,7 @@ def test_max_sessions_refuses_extra_players_and_counts_them(sim_factory) -> None
         assert len(first.read_for(0.5)) > 0
         state = httpx.get(f"{sim.control}/cameras/cam-01", timeout=5).json()
         assert state["encoders"]["/sub"]["players"] == 1
+        assert state["rtsp_sessions"] == 1
         assert state["encoders"]["/main"]["running"] is False
         track = cam["rtsp_sub"] + "/trackID=0"
         transport = "RTP/AVP/TCP;unicast;interleaved=0-1"

@@ -1,6 +1,8 @@
 """The simulator's control API: a tiny HTTP/1.1 server for tests and the demo.
 
-- ``GET /cameras`` → list of cameras (as in the ready line, plus state and counters)
+- ``GET /cameras`` → list of cameras: the ready line's fields plus ``online``,
+  ``fault``, ``motion``, ``rtsp_sessions`` (set up now), ``rtsp_connections`` and
+  per stream path ``encoders`` ``{"running", "players", "frames", "errors"}``
 - ``GET /cameras/{id}`` → one camera
 - ``POST /cameras/{id}/fault`` ``{"mode": "offline"|"online"|"stall"|"garbage"|"normal"}``
 - ``POST /cameras/{id}/motion`` ``{"on": true|false}``

@@ -242,6 +242,7 @@ class Simulator:
             for path, e in self.encoders.get(cam.id, {}).items()
         }
         server = self.rtsp.get(cam.id)
+        out["rtsp_sessions"] = server.sessions() if server else 0  # set up (SETUP done)
         out["rtsp_connections"] = len(server.connections) if server else 0
         return out
 
