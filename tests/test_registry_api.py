@@ -363,6 +363,7 @@ async def test_discovery_api_scan_results_add_and_seen_marks(env) -> None:
         [found] = status["results"]
         assert found["endpoint"] == "urn:uuid:dev-1" and found["name"] == "Door cam"
         assert found["camera"] is None
+        assert (found["host"], found["port"]) == ("127.0.0.1", dev.port)
         body = {"endpoint": "urn:uuid:dev-1", "username": "admin", "password": PASSWORD}
         r = await client.post("/api/v1/discovery/add", json=body)
         assert r.status_code == 201, r.text

@@ -165,6 +165,7 @@ class DiscoveryService:
         out = []
         for device in self.devices.values():
             item = device.public()
+            item["host"], item["port"] = onvif_endpoint(device)  # what to add it by
             cam = self._match(device)
             item["camera"] = cam.id if cam else None
             out.append(item)
