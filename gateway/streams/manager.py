@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import re
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Settings
+from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource
 from gateway.streams.source import StreamSource
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 Resolver = Callable[[str, str], "StreamSource | None"]
-UrlResolver = Callable[[str, str], Any]  # (camera_id, profile) -> str | None (or awaitable)
 
 
 class UnknownCamera(KeyError):
@@ -109,18 +108,16 @@ class StreamManager:
         settings: Settings,
         *,
         registry: Callable[[], Any] | None = None,
-        url_resolver: UrlResolver | None = None,
+        url_resolver: Callable[[str, str], Any] | None = None,
     ) -> None:
         self.settings = settings
-        self._registry = registry or (lambda: None)
-        self._url_resolver = url_resolver
+        self.cameras = CameraLookup(settings, registry, url_resolver)
         self._resolvers: list[Resolver] = []
         self._entries: dict[str, _Entry] = {}
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sampler: asyncio.Task[None] | None = None
-        self._status_tasks: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -166,7 +163,7 @@ class StreamManager:
             raise ValueError(f"invalid stream profile {profile!r}")
         if variant is not None and variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-        profile = self._effective_profile(camera_id, profile)
+        profile = self.cameras.effective_profile(camera_id, profile)
         key = _key(camera_id, profile, variant)
         with self._lock:
             entry = self._entries.get(key)
@@ -198,12 +195,12 @@ class StreamManager:
         elif "/" in camera_id:
             source = self._remote_source(camera_id, profile)
         else:
-            if not self._knows(camera_id):
+            if not self.cameras.knows(camera_id):
                 raise UnknownCamera(camera_id)
             source = RtspSource(
                 camera_id,
                 profile,
-                lambda: self._url_for(camera_id, profile),
+                lambda: self.cameras.url_for(camera_id, profile),
                 self.settings.streams,
                 on_status=lambda status, reason: self._status(camera_id, profile, status, reason),
             )
@@ -294,81 +291,17 @@ class StreamManager:
         else:
             loop.call_soon_threadsafe(fn, *args)
 
-    # -- cameras: ids, URLs, status ------------------------------------------------------
-    def _static(self, camera_id: str) -> Any:
-        return next((c for c in self.settings.cameras if c.id == camera_id), None)
-
-    def _knows(self, camera_id: str) -> bool:
-        registry = self._registry()
-        if registry is not None:
-            with contextlib.suppress(Exception):
-                if registry.get(camera_id) is not None:
-                    return True
-        if self._static(camera_id) is not None:
-            return True
-        if self._url_resolver is not None:
-            with contextlib.suppress(Exception):
-                return self._url_resolver(camera_id, "main") is not None
-        return False
-
-    def _effective_profile(self, camera_id: str, profile: str) -> str:
-        """A camera without its own stream for ``profile`` serves it from ``main``.
-
-        Opening the same URL twice would cost the camera a second session (decision 1).
-        """
-        if profile == "main" or "/" in camera_id:
-            return profile
-        registry = self._registry()
-        if self._url_resolver is None and registry is not None:
-            try:
-                mine = registry.stream_url(camera_id, profile)
-                if isinstance(mine, str) and mine == registry.stream_url(camera_id, "main"):
-                    return "main"
-            except Exception:
-                log.debug("%s: stream_url failed while choosing a profile", camera_id)
-            return profile
-        cam = self._static(camera_id)
-        if profile == "sub" and cam is not None and cam.sub_rtsp_url is None and cam.rtsp_url:
-            return "main"
-        return profile
-
-    async def _url_for(self, camera_id: str, profile: str) -> str | None:
-        """The stream URL now (credentials included; never logged unredacted)."""
-        if self._url_resolver is not None:
-            url = self._url_resolver(camera_id, profile)
-            return await url if inspect.isawaitable(url) else url
-        registry = self._registry()
-        if registry is not None and hasattr(registry, "stream_url"):
-            url = registry.stream_url(camera_id, profile)
-            url = await url if inspect.isawaitable(url) else url
-            if url:
-                return url
-        cam = self._static(camera_id)
-        if cam is not None:
-            secret = cam.sub_rtsp_url if profile == "sub" else cam.rtsp_url
-            return secret.get_secret_value() if secret is not None else None
-        return None
-
+    # -- camera status --------------------------------------------------------------------
     def _status(self, camera_id: str, profile: str, status: str, reason: str) -> None:
         # The camera's status follows its main stream; another profile speaks for the
         # camera only while the main stream is not being ingested.
         if profile != "main" and _key(camera_id, "main", None) in self._entries:
             return
-        registry = self._registry()
-        if registry is None or not hasattr(registry, "set_status"):
-            return
         entry = self._entries.get(_key(camera_id, profile, None))
         reconnects = entry.source.reconnects if entry else 0
         if reason and reconnects:
             reason = f"{reason} (reconnects: {reconnects})"
-        try:
-            result = registry.set_status(camera_id, status, reason)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._status_tasks.add(task)
-                task.add_done_callback(self._status_tasks.discard)
-        except Exception:
-            log.exception("%s: reporting status %s failed", camera_id, status)
+        self.cameras.report(camera_id, status, reason)
 
     # -- observability -----------------------------------------------------------------
     async def _sample_rates(self) -> None:

@@ -98,7 +98,7 @@ async def fetch_snapshot_uri(uri: str, timeout: float) -> bytes:
 
 
 async def _from_uri(manager: StreamManager, camera_id: str, timeout: float) -> bytes | None:
-    registry: Any = manager._registry()
+    registry: Any = manager.cameras.registry()
     if registry is None:
         return None
     if hasattr(registry, "snapshot"):  # the registry fetches it (ONVIF client, credentials)

@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 import av
+from av.video.frame import PictureType
 
 from gateway.config import RelaySettings
 from gateway.streams.hub import Hub, HubClosed
@@ -175,6 +176,9 @@ class TranscodeSource(StreamSource):
         self._last_pts = pts
         out = frame.reformat(width=size[0], height=size[1], format="yuv420p")
         out.pts, out.time_base = pts, au.time_base
+        # The decoder marks the source's keyframes as I; libx264 would obey and cut
+        # its GOPs where the camera did. Let the encoder keep its own ~1 s cadence.
+        out.pict_type = PictureType.NONE
         start = time.perf_counter()
         packets = self._enc.encode(out)
         self.encode_seconds += time.perf_counter() - start
