@@ -149,3 +149,10 @@ class HubStreams:
             return Lease(self.hubs[(camera_id, profile)])
         except KeyError:
             raise KeyError(camera_id) from None
+
+
+def random_base() -> str:
+    """A loopback address for a simulator that concurrent test runs will not share."""
+    import random
+
+    return f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.1"

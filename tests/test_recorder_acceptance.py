@@ -23,6 +23,7 @@ from gateway.recorder.playback import build_clip
 from gateway.recorder.recovery import probe
 from gateway.sim import barcode
 from gateway.store.db import Database
+from tests.recorder_media import random_base
 from tests.support import GatewayProcess
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def index_of(data_dir: Path) -> tuple[Database, RecordingIndex]:
 def test_continuous_recording_matches_wall_clock_and_a_dropout_is_one_gap(
     tmp_path: Path, sim_factory, gateway_factory
 ) -> None:
-    sim = sim_factory("--cameras", "1", "--base", "127.0.31.1", "--size", "640x360", "--gop", "25")
+    sim = sim_factory("--cameras", "1", "--base", random_base(), "--size", "640x360", "--gop", "25")
     cam = sim.cameras[0]
     gw = gateway_factory(gateway_config(cam["rtsp_main"]))
     wait_until(lambda: listing(gw)["segments"], 30, "no segment started")
@@ -136,7 +137,7 @@ def clip_barcodes(path: Path) -> list[float]:
 def test_kill_9_mid_segment_leaves_an_indexed_playable_partial_segment(
     tmp_path: Path, sim_factory
 ) -> None:
-    sim = sim_factory("--cameras", "1", "--base", "127.0.32.1", "--size", "640x360", "--gop", "25")
+    sim = sim_factory("--cameras", "1", "--base", random_base(), "--size", "640x360", "--gop", "25")
     config = gateway_config(sim.cameras[0]["rtsp_main"], segment_s=60)
     gw = GatewayProcess(tmp_path, config, name="gw")
     try:
@@ -190,7 +191,7 @@ def test_full_disk_evicts_oldest_keeps_locked_and_recording_continues(
         "--cameras",
         "1",
         "--base",
-        "127.0.33.1",
+        random_base(),
         "--size",
         "1280x720",
         "--bitrate",

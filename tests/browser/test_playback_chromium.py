@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.recorder_media import random_base
 from tests.support import ROOT, GatewayProcess, SimProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -49,7 +50,7 @@ SHOWN = """() => {
 
 def test_recorded_clip_plays_in_chromium_from_the_clicked_time(tmp_path: Path) -> None:
     sim = SimProcess(
-        tmp_path, "--cameras", "1", "--base", "127.0.44.1", "--size", "640x360", "--gop", "25"
+        tmp_path, "--cameras", "1", "--base", random_base(), "--size", "640x360", "--gop", "25"
     )
     gw = None
     try:
