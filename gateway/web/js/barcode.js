@@ -61,10 +61,15 @@
     return sum / n;
   }
 
-  /** {ms, index} from an RGBA ImageData ({width, height, data}), or null. */
+  /**
+   * {ms, index} from an RGBA ImageData ({width, height, data}), or null. data may
+   * hold only the top rows of the picture (at least the top 8 %), with height
+   * still the whole picture's.
+   */
   function decodeBarcode(img) {
     if (!img || !img.data || !img.width || !img.height) return null;
     const [xs, ys] = cellEdges(img.width, img.height);
+    if (img.data.length < ys[ROWS] * img.width * 4) return null;
     for (let i = 0; i < COLS; i++) if (xs[i + 1] - xs[i] < 2) return null;
     for (let i = 0; i < ROWS; i++) if (ys[i + 1] - ys[i] < 2) return null;
     const means = [];
@@ -120,7 +125,34 @@
     return { ms: ms, index: index };
   }
 
-  const api = { decodeBarcode: decodeBarcode, crc16: crc16 };
+  let scratch = null;
+
+  /**
+   * Reads the barcode of the frame a <video> shows now (drawn at its natural size
+   * on a scratch canvas): {ms, index, latencyMs} or null. latencyMs is glass to
+   * glass: Date.now() minus the camera's wall clock when it made the frame (same
+   * machine, same clock).
+   */
+  function decodeVideoBarcode(video) {
+    const w = video.videoWidth;
+    const h = video.videoHeight;
+    if (!w || !h || typeof document === "undefined") return null;
+    if (!scratch) scratch = document.createElement("canvas");
+    if (scratch.width !== w || scratch.height !== h) {
+      scratch.width = w;
+      scratch.height = h;
+    }
+    const ctx = scratch.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(video, 0, 0, w, h);
+    // only the strip at the top is needed: read just that band
+    const band = Math.min(h, Math.ceil(h * 0.08) + 1);
+    const img = ctx.getImageData(0, 0, w, band);
+    const r = decodeBarcode({ width: w, height: h, data: img.data });
+    return r ? { ms: r.ms, index: r.index, latencyMs: Date.now() - r.ms } : null;
+  }
+
+  const api = { decodeBarcode: decodeBarcode, decodeVideoBarcode: decodeVideoBarcode, crc16: crc16 };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   root.decodeBarcode = decodeBarcode;
+  root.decodeVideoBarcode = decodeVideoBarcode;
 })(typeof window !== "undefined" ? window : globalThis);
