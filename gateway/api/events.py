@@ -35,7 +35,10 @@ def _utc(ts: datetime | None) -> datetime | None:
     """Stored times are UTC ISO strings: compare like with like (naive means UTC)."""
     if ts is None:
         return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    try:
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+02:00 is before year 1 in UTC
+        raise HTTPException(422, f"time {ts.isoformat()} is out of range / 时间超出范围") from None
 
 
 def _visible(gw: Gateway, event_id: str, caller: Caller) -> Event:
