@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -21,6 +21,7 @@ from gateway.store import events as event_store
 router = APIRouter(tags=["recordings"])
 
 MAX_LIST_S = 31 * 86400
+SQLITE_MAX_INT = 2**63 - 1  # larger ids overflow the SQLite driver (a 500, not a 404)
 
 
 def _recorder(gw: Gateway) -> Any:
@@ -113,7 +114,9 @@ def recorder_status(
 
 class ProtectRequest(BaseModel):
     event_id: str | None = Field(None, max_length=128, description="Lock this event's footage")
-    segment_ids: list[int] | None = Field(None, max_length=10000, description="Or these segments")
+    segment_ids: list[Annotated[int, Field(ge=1, le=SQLITE_MAX_INT)]] | None = Field(
+        None, max_length=10000, description="Or these segments"
+    )
     locked: bool = Field(True, description="true: protect from eviction; false: release")
 
 
@@ -191,7 +194,7 @@ async def clip(
 @router.get("/api/v1/recordings/{camera_id:path}/segments/{segment_id}.mp4")
 def segment_file(
     camera_id: str,
-    segment_id: int,
+    segment_id: int = Path(ge=1, le=SQLITE_MAX_INT),
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> FileResponse:
