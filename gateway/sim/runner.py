@@ -47,10 +47,17 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway sim", description=__doc__.split("\n")[0])
     p.add_argument("--cameras", type=int, default=1, help="how many cameras (default 1)")
-    p.add_argument("--base", default="127.0.10.1", help="address of the first camera")
+    p.add_argument("--base", type=_ipv4, default="127.0.10.1", help="first camera's address")
     p.add_argument("--http-port", type=int, default=8000, help="ONVIF/snapshot HTTP port")
     p.add_argument("--rtsp-port", type=int, default=8554, help="RTSP port")
     p.add_argument("--codec", choices=sorted(_ENCODINGS), default="h264")
