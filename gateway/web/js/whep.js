@@ -152,6 +152,7 @@ export class WhepPlayer {
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await gatheringComplete(pc, this.opts.gatherTimeoutMs);
+      timing.gathered = performance.now();
       if (gen !== this._gen) return;
       const r = await fetch(this.url, {
         method: "POST",
