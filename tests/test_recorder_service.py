@@ -183,3 +183,26 @@ async def test_both_mode_flags_continuous_segments_around_an_event(tmp_path: Pat
     assert len(flagged) == 1 and flagged[0]["start"] <= now - 0.5 <= flagged[0]["end"]
     assert all(s["kind"] == "continuous" for s in segs)
     assert len(segs) >= 4
+
+
+async def test_hevc_camera_is_recorded_as_hvc1_without_transcoding(tmp_path: Path) -> None:
+    gw = make_gateway(
+        tmp_path, [{"id": "cam-05", "recording": {"mode": "continuous", "segment_s": 2}}]
+    )
+    hub = Hub("cam-05/main")
+    gw.streams.hubs[("cam-05", "main")] = hub
+    feeder = HubFeeder(hub, codec="hevc").start()
+    rec = Recorder(gw)
+    await rec.start()
+    try:
+        await asyncio.sleep(5)
+    finally:
+        await rec.stop()
+        feeder.stop()
+    segs = rec.index.segments("cam-05", 0, time.time() + 10)
+    assert len(segs) >= 2 and all(s["codec"] == "hevc" for s in segs)
+    for seg in segs:
+        path = rec.index.abs(seg["path"])
+        assert b"hvc1" in path.read_bytes()[:4000]
+        info = probe(path, decode=True)
+        assert info.codec == "hevc" and info.decoded == info.frames > 0
