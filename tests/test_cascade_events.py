@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests import support
 from tests.cascade_support import (
     child_stats,
     find_node,
@@ -186,3 +187,36 @@ def test_revoking_a_child_closes_its_live_connection(gateway_factory):
     assert not child_stats(lv.town, "village-1").get("online")
     listed = {c["name"]: c for c in lv.town.client.get("/api/v1/children").json()}
     assert listed["village-1"]["revoked"] is not None
+
+
+def test_a_parent_restart_loses_no_event_and_repeats_none(gateway_factory, monkeypatch):
+    lv = start_levels(gateway_factory)
+    wait_for(lambda: child_stats(lv.city, "town-a").get("online"), 20, "town at the city")
+    wait_for(lambda: child_stats(lv.town, "village-1").get("online"), 20, "village at town")
+
+    def burst(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            r = lv.village.client.post(
+                "/api/v1/events",
+                json={"camera": "cam-01", "type": "test_restart", "data": {"n": i}},
+            )
+            assert r.status_code == 201, r.text
+
+    burst(0, 40)
+    wait_for(lambda: len(stored_events(lv.city, "test_restart")) == 40, 20, "first 40 at city")
+    port = lv.city.port
+    lv.city.stop()
+    burst(40, 40)  # while the city is down
+    # The same city again: same data dir, same port (the town's config names it).
+    monkeypatch.setattr(support, "free_port", lambda host="127.0.0.1": port)
+    city = gateway_factory(
+        {"cascade": {"level": "city", "id": "city", "heartbeat_s": 1.0, "offline_after_s": 3.0}},
+        name="city",
+    )
+    burst(80, 40)  # while the town reconnects
+    wait_for(lambda: len(stored_events(city, "test_restart")) >= 120, 30, "all 120 at the city")
+    time.sleep(1.5)
+    events = stored_events(city, "test_restart")
+    assert [e["data"]["n"] for e in events] == list(range(120))
+    # The restarted city published only what it had not had before the restart.
+    assert metric(city, "gateway_events_published_total") == 80
