@@ -30,25 +30,36 @@ class Scene:
     def __init__(self, index: int, label: str) -> None:
         self.index = index
         self.label = label
-        self._backgrounds: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._backgrounds: dict[tuple[int, int], list[np.ndarray]] = {}  # (w, h) → variants
         self._lock = threading.Lock()
         hue = (index * 137.508) % 360  # golden angle: neighbours look different
         self._u = 128 + 48 * np.cos(np.radians(hue))
         self._v = 128 + 48 * np.sin(np.radians(hue))
 
-    def _background(self, w: int, h: int) -> list[np.ndarray]:
-        with self._lock:
-            if (w, h) not in self._backgrounds:
-                self._backgrounds[(w, h)] = self._make_background(w, h)
-            return self._backgrounds[(w, h)]
+    def _background(self, w: int, h: int, variant: int) -> np.ndarray:
+        """Noise variant ``variant`` of the still scene, built on first use.
 
-    def _make_background(self, w: int, h: int) -> list[np.ndarray]:
+        Variant 0 is the clean scene (all that snapshots need: one buffer per size);
+        the others add ±2 levels of fixed noise below the strip, so a played stream
+        shows sensor noise without paying for random numbers every frame.
+        """
+        with self._lock:
+            variants = self._backgrounds.setdefault((w, h), [])
+            if not variants:
+                variants.append(self._make_background(w, h))
+            while len(variants) <= variant:
+                variants.append(self._add_noise(variants[0], w, h, len(variants)))
+            return variants[variant]
+
+    def _make_background(self, w: int, h: int) -> np.ndarray:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         luma = 60 + 120 * (xx / max(w - 1, 1)) * 0.6 + 120 * (yy / max(h - 1, 1)) * 0.4
         angle = np.radians(15 + 23 * self.index)
         period = max(w, h) / (6 + self.index % 5)
         stripes = 18 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
-        y = np.clip(luma + stripes, 16, 235).astype(np.uint8)
+        buf = np.empty((h * 3 // 2, w), np.uint8)
+        y, u, v = _planes(buf, w, h)
+        y[:] = np.clip(luma + stripes, 16, 235)
         scale = h / 240
         cv2.putText(
             y,
@@ -62,24 +73,22 @@ class Scene:
         )
         cw, ch = w // 2, h // 2
         cyy, cxx = np.mgrid[0:ch, 0:cw].astype(np.float32)
-        u = np.clip(self._u + 20 * (cxx / max(cw - 1, 1) - 0.5), 16, 240).astype(np.uint8)
-        v = np.clip(self._v + 20 * (cyy / max(ch - 1, 1) - 0.5), 16, 240).astype(np.uint8)
+        u[:] = np.clip(self._u + 20 * (cxx / max(cw - 1, 1) - 0.5), 16, 240)
+        v[:] = np.clip(self._v + 20 * (cyy / max(ch - 1, 1) - 0.5), 16, 240)
         top = _strip_rows(h)
         y[:top] = 40
         u[: (top + 1) // 2] = 128
         v[: (top + 1) // 2] = 128
-        rng = np.random.default_rng(self.index)
-        variants = []
-        for _ in range(NOISE_VARIANTS):
-            noisy = y.astype(np.int16)
-            noisy[top:] += rng.integers(-2, 3, size=(h - top, w), dtype=np.int16)
-            buf = np.empty((h * 3 // 2, w), np.uint8)
-            buf[:h] = np.clip(noisy, 16, 235)
-            # I420: the U plane then the V plane, each (h/2)×(w/2), packed row-wise
-            buf[h:].reshape(-1)[: cw * ch] = u.reshape(-1)
-            buf[h:].reshape(-1)[cw * ch :] = v.reshape(-1)
-            variants.append(buf)
-        return variants
+        return buf
+
+    def _add_noise(self, clean: np.ndarray, w: int, h: int, seed: int) -> np.ndarray:
+        top = _strip_rows(h)
+        rng = np.random.default_rng((self.index, w, h, seed))
+        buf = clean.copy()
+        noisy = clean[top:h].astype(np.int16)
+        noisy += rng.integers(-2, 3, size=noisy.shape, dtype=np.int16)
+        buf[top:h] = np.clip(noisy, 16, 235)
+        return buf
 
     def render(
         self,
@@ -97,7 +106,7 @@ class Scene:
         """
         if w % 2 or h % 2 or w < 16 or h < 16:
             raise ValueError(f"frame size must be even and at least 16×16, got {w}×{h}")
-        background = self._background(w, h)[frame_no % NOISE_VARIANTS]
+        background = self._background(w, h, frame_no % NOISE_VARIANTS)
         pan, tilt, zoom = _view(ptz)
         if pan or tilt or zoom:
             buf = self._moved_view(background, w, h, pan, tilt, zoom)
