@@ -60,10 +60,22 @@ def collect(gw: Gateway) -> Iterator[Sample]:
             yield Sample("metrics_errors", 1, {"part": name})
 
 
+def _visible(caller: Caller, sample: Sample) -> bool:
+    """A caller scoped to a subtree sees only that subtree's camera and child series."""
+    camera = sample.labels.get("camera")
+    if camera is not None and not caller.sees(camera):
+        return False
+    child = sample.labels.get("child")
+    scope = caller.scope.strip("/")
+    # A child's series concerns its whole subtree: shown when the scope is in it or under it.
+    return child is None or caller.sees(child) or scope.startswith(child + "/")
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(
-    _: Caller = Depends(require("viewer")), gw: Gateway = Depends(get_gateway)
+    caller: Caller = Depends(require("viewer")), gw: Gateway = Depends(get_gateway)
 ) -> PlainTextResponse:
-    return PlainTextResponse(
-        render(collect(gw)), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    samples = collect(gw)
+    if caller.scope:
+        samples = (s for s in samples if _visible(caller, s))
+    return PlainTextResponse(render(samples), media_type="text/plain; version=0.0.4; charset=utf-8")
