@@ -145,3 +145,21 @@ def test_b_frame_streams_are_paced_and_skip_non_reference_frames() -> None:
     assert worker.decoded < frames * 0.8, worker.stats()
     assert abs(worker.analysed - clip.duration * SETTINGS.fps) <= 3, worker.stats()
     assert [e.end is None for e, _ in got] == [True, False], got
+
+
+def test_an_undecodable_codec_is_reported_once_not_crashed_on() -> None:
+    hub = Hub("cam-01/sub")
+    hub.set_info(StreamInfo("bogus-codec", 640, 360, FPS))
+    worker = MotionWorker("cam-01", SETTINGS, hub, lambda e, j: None)
+    worker.start()
+    try:
+        for i in range(30):
+            hub.publish(
+                AccessUnit(b"\x00\x00\x01\x65xx", i, i, Fraction(1, FPS), i % 10 == 0, i / FPS)
+            )
+        time.sleep(0.5)
+        assert worker.running
+        assert "cannot decode bogus-codec" in worker.stats()["last_error"]
+        assert worker.decoded == 0
+    finally:
+        worker.stop()

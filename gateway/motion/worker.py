@@ -141,6 +141,7 @@ class MotionWorker:
         assert self._sub is not None
         decoder: av.CodecContext | None = None
         epoch: int | None = None
+        failed_epoch: int | None = None  # no decoder for this connection: skip it
         next_due = 0.0  # stream seconds of the next frame to analyse
         fps = self.settings.fps
         window_start, window_frames = 0.0, 0
@@ -152,9 +153,15 @@ class MotionWorker:
                 continue
             info = self.hub.info
             if decoder is None or au.epoch != epoch:
-                if info is None or not au.keyframe:
+                if info is None or not au.keyframe or au.epoch == failed_epoch:
                     continue
-                decoder = self._decoder(info)
+                try:
+                    decoder = self._decoder(info)
+                except (ValueError, av.FFmpegError) as err:  # e.g. a codec FFmpeg lacks
+                    failed_epoch, decoder = au.epoch, None
+                    self.last_error = f"cannot decode {info.codec}: {err}"
+                    log.warning("%s: motion %s", self.camera_id, self.last_error)
+                    continue
                 epoch, next_due = au.epoch, 0.0
                 fps = min(self.settings.fps, info.fps or self.settings.fps)
                 if self.detector is None:
