@@ -141,6 +141,9 @@ class Demo:
             "server": {"host": "127.0.0.1", "port": node.port},
             "cascade": {"level": node.level, "id": node.id, "name": node.name},
             "streams": {"linger_s": 10},
+            # The simulator burns a clock barcode into the top 8 % of every frame:
+            # mask it, as an operator masks a camera's on-screen clock.
+            "motion": {"masks": [[[0, 0], [1, 0], [1, 0.08], [0, 0.08]]]},
             "recording": {"mode": "events", "stream": "main", "segment_s": 30},
             "retention": {"continuous_days": 1, "event_days": 3, "min_free_mb": 256},
         }
