@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -179,9 +180,12 @@ def window(pid: int, seconds: float, receivers: list[Receivers], gw: Any = None)
     """Gateway CPU (cores), the source's and the viewers' frame rates over ``seconds``."""
     before = [r.counts() for r in receivers]
     dropped0 = _relay_dropped(gw)
+    rig = [r.proc.pid for r in receivers]
     c0, t0 = cpu_seconds(pid), time.monotonic()
+    r0 = sum(cpu_seconds(p) for p in rig)
     time.sleep(seconds)
     c1, t1 = cpu_seconds(pid), time.monotonic()
+    r1 = sum(cpu_seconds(p) for p in rig)
     after = [r.counts() for r in receivers]
     rates = []
     lost = 0
@@ -190,6 +194,7 @@ def window(pid: int, seconds: float, receivers: list[Receivers], gw: Any = None)
         lost += a["lost"] - b["lost"]
     return {
         "cores": round((c1 - c0) / (t1 - t0), 4),
+        "receivers_cores": round((r1 - r0) / (t1 - t0), 3),
         "source_fps": _source_fps(gw),
         "fps_min": round(min(rates), 2) if rates else None,
         "fps_median": round(statistics.median(rates), 2) if rates else None,
@@ -262,11 +267,13 @@ def measure_capacity(gw: Any, quick: bool) -> dict[str, Any]:
             while total < target:
                 procs[total % 2].add(1, "cam-a")
                 total += 1
-            time.sleep(3)
+            time.sleep(6)  # every new viewer connected and past its start-up burst
             w = window(pid, 6, procs, gw)
             # No drops: every viewer got (nearly) every frame the camera sent.
             ref = w["source_fps"] or FPS
             ok = w["fps_min"] is not None and w["fps_min"] >= 0.95 * ref and not w["relay_dropped"]
+            sessions = gw.client.get("/api/v1/relay/sessions").json()["sessions"]
+            w["states"] = dict(Counter(x["state"] for x in sessions))
             res["steps"].append({"viewers": total, "ok": ok, **w})
             print(f"  capacity viewers={total}: ok={ok} {w}", flush=True)
             if not ok:
@@ -489,6 +496,12 @@ def report(r: dict[str, Any]) -> str:
             f"| 1080p25 camera-viewer streams without frame drops | {cap['max_ok']} "
             f"(steps: {marks}) | ≥ 64 |"
         )
+        for st in cap["steps"]:
+            lines.append(
+                f"| … {st['viewers']} viewers: gateway {st['cores']:.2f} cores, receivers "
+                f"{st['receivers_cores']:.2f} cores, slowest viewer {st['fps_min']} fps of "
+                f"{st['source_fps']}, relay drops {st['relay_dropped']} | | |"
+            )
     for camera, size in (("cam-c", "720p25"), ("cam-a", "1080p25")):
         b = r.get(f"browser_{camera}")
         if not b:

@@ -57,7 +57,6 @@ class Session:
 
     def public(self) -> dict[str, Any]:
         t = self.track
-        sub = t.subscription
         return {
             "id": self.id,
             "camera": self.camera_id,
@@ -66,7 +65,7 @@ class Session:
             "age_s": round(time.monotonic() - self.created, 1),
             "units_sent": t.units_sent,
             "bytes_sent": t.bytes_sent,
-            "dropped": sub.dropped,
+            "dropped": t.dropped,
             "first_unit_after_s": (
                 round(t.first_sent_at - self.created, 3) if t.first_sent_at else None
             ),

@@ -123,8 +123,10 @@ class Relay:
         hub: Hub = lease.hub
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         track = PassthroughTrack(
-            hub.subscribe(f"whep:{sid}", maxsize=self.gw.settings.streams.subscriber_buffer),
+            hub,
             camera_id,
+            name=f"whep:{sid}",
+            maxsize=self.gw.settings.streams.subscriber_buffer,
             burst_bytes_per_s=self.settings.burst_mbps * 125_000,
         )
         try:
@@ -271,7 +273,7 @@ class Relay:
     def _on_track_ended(self, session: Session) -> None:
         # The sender stops the track both when the hub ends and when the connection
         # goes away; name the cause that really happened.
-        if session.track.subscription.hub.closed:
+        if session.track.hub.closed:
             self._close_soon(session, "stream ended")
         else:
             self._close_soon(session, f"connection {session.pc.connectionState}")

@@ -25,7 +25,7 @@ from fractions import Fraction
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from gateway.streams.hub import HubClosed, Subscription
+from gateway.streams.hub import Hub, HubClosed, Subscription
 from gateway.streams.packet import AccessUnit
 
 log = logging.getLogger(__name__)
@@ -90,23 +90,31 @@ class RebasingClock:
 class PassthroughTrack(MediaStreamTrack):
     """A video track that sends a hub's access units untouched.
 
-    Owns its subscription: stopping the track leaves the hub. When the hub closes
-    the track ends (``recv`` raises ``MediaStreamError``), which stops the sender;
-    ``on_end`` lets the session owner tear the peer connection down.
+    It subscribes to the hub on the first ``recv`` — when aiortc starts sending,
+    after ICE and DTLS are up — so a viewer that never connects holds no buffer and
+    a viewer that does starts on the freshest cached GOP. Stopping the track leaves
+    the hub. When the hub closes the track ends (``recv`` raises
+    ``MediaStreamError``), which stops the sender; the track's ``ended`` event lets
+    the session owner tear the peer connection down.
     """
 
     kind = "video"
 
     def __init__(
         self,
-        subscription: Subscription,
+        hub: Hub,
         camera_id: str,
         *,
+        name: str = "",
+        maxsize: int = 240,
         burst_bytes_per_s: float = 4_000_000,
     ) -> None:
         super().__init__()
         self.camera_id = camera_id
-        self.subscription = subscription
+        self.hub = hub
+        self.subscription: Subscription | None = None
+        self._name = name
+        self._maxsize = maxsize
         self.clock = RebasingClock()
         self.units_sent = 0
         self.bytes_sent = 0
@@ -119,6 +127,8 @@ class PassthroughTrack(MediaStreamTrack):
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
+        if self.subscription is None:
+            self.subscription = self.hub.subscribe(self._name, maxsize=self._maxsize)
         try:
             au = await self.subscription.get()
         except HubClosed:
@@ -154,6 +164,12 @@ class PassthroughTrack(MediaStreamTrack):
         self.bytes_sent += len(au.data)
         return packet
 
+    @property
+    def dropped(self) -> int:
+        """Access units the hub dropped for this viewer (it was too slow)."""
+        return self.subscription.dropped if self.subscription else 0
+
     def stop(self) -> None:
         super().stop()
-        self.subscription.close()
+        if self.subscription is not None:
+            self.subscription.close()
