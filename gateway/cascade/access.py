@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.cascade.downlink import ChildGone, RemoteError
+from gateway.cascade.session import ChildGone, RemoteError
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,161 +17,21 @@ from typing import Any
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.cascade import protocol as p
-from gateway.cascade.tree import offline
+from gateway.cascade.routing import Routing
+from gateway.cascade.session import (
+    MAX_TRANSFER_BYTES,
+    ChildLink,
+    ChildSession,
+)
 from gateway.events.model import Event
 from gateway.store import children as child_store
 from gateway.store import events as event_store
 
 log = logging.getLogger(__name__)
 ChangeListener = Callable[[str, Any], None]
-MAX_TRANSFER_BYTES = 512 * 1024 * 1024
 
 
-class ChildGone(Exception):
-    """The child is not connected (or went away during the request)."""
-
-
-class RemoteError(Exception):
-    """The child answered a request with an error."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Channel:
-    """One open remote stream or body transfer on a child session."""
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.on_au: Callable[[Any], None] | None = None
-        self.on_info: Callable[[p.StreamInfoMsg], None] | None = None
-        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.bytes = 0
-        self.frames = 0
-
-    def end(self, reason: str) -> None:
-        if not self.ended.done():
-            self.ended.set_result(reason)
-        self.chunks.put_nowait(None)
-
-
-class ChildSession:
-    """One live WebSocket from a child."""
-
-    def __init__(self, downlink: Downlink, ws: Any, name: str) -> None:
-        self.downlink = downlink
-        self.ws = ws
-        self.name = name
-        self.connected_at = time.time()
-        self.last_msg = time.monotonic()
-        self.closed = False
-        self.rejected = 0
-        self.bytes_in = 0
-        self._send_lock = asyncio.Lock()
-        self._ids = itertools.count(1)
-        self.pending: dict[str, asyncio.Future[p.Response]] = {}
-        self.channels: dict[int, Channel] = {}
-        # request id -> the channel its body comes on; the response closes the body.
-        self.req_channels: dict[str, Channel] = {}
-
-    async def send(self, msg: p.BaseModel) -> None:
-        async with self._send_lock:
-            await self.ws.send_text(p.dump(msg))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, reason=reason)
-
-    def fail_all(self) -> None:
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(ChildGone(self.name))
-        self.pending.clear()
-        for ch in self.channels.values():
-            ch.end("child disconnected")
-        self.channels.clear()
-
-    async def request(
-        self,
-        op: str,
-        path: str,
-        params: dict[str, Any] | None = None,
-        *,
-        channel: Channel | None = None,
-        timeout: float = 15.0,
-    ) -> p.Response:
-        """Send one request and wait for its response."""
-        if self.closed:
-            raise ChildGone(self.name)
-        rid = f"r{next(self._ids)}"
-        fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
-        self.pending[rid] = fut
-        if channel is not None:
-            self.req_channels[rid] = channel
-        msg = p.Request(
-            type="request",
-            id=rid,
-            op=op,
-            path=path,  # type: ignore[arg-type]
-            channel=channel.number if channel else 0,
-            params=params or {},
-        )
-        try:
-            await self.send(msg)
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise RemoteError(
-                504, f"child {self.name} did not answer {op} in {timeout:.0f}s"
-            ) from None
-        finally:
-            self.pending.pop(rid, None)
-            self.req_channels.pop(rid, None)
-
-    def open_channel(self) -> Channel:
-        ch = Channel(next(self._ids))
-        self.channels[ch.number] = ch
-        return ch
-
-
-class ChildLink:
-    """What the parent knows of one child, connected or not."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.tree: p.GatewayNode | None = None
-        self.session: ChildSession | None = None
-        self.level = ""
-        self.display_name = ""
-        self.epoch = ""
-        self.last_seq = 0
-        self.last_seen: float | None = None
-        self.events_in = 0
-        self.duplicates = 0
-        self.rejected = 0
-
-    @property
-    def online(self) -> bool:
-        return self.session is not None and not self.session.closed
-
-    def node(self) -> p.GatewayNode:
-        if self.tree is None:
-            base = p.GatewayNode(
-                id=self.name,
-                path=self.name,
-                name=self.display_name,
-                level=self.level,
-                status="offline",
-            )
-            return base
-        return self.tree if self.online else offline(self.tree)
-
-
-class Downlink:
+class Downlink(Routing):
     """Every child of this gateway: sessions, merged subtrees, events, routed requests."""
 
     def __init__(self, gw: Any) -> None:
@@ -476,122 +334,6 @@ class Downlink:
         child_store.mark_delivered(self.db, link.name, link.epoch, link.last_seq)
         await session.send(p.Ack(type="ack", seq=link.last_seq))
 
-    def _want_snapshot(self, session: ChildSession, event_id: str) -> None:
-        """Fetch an event's snapshot from the child in the background, once.
-
-        Stored under the same event id, so the child's snapshot URL works here as well
-        and the parent of this gateway can fetch it from us in turn. Bounded: when many
-        are in flight (an alarm storm on a thin link) the extra ones are skipped.
-        """
-        if len(self._snap_tasks) >= 8 or event_store.get_snapshot(self.db, event_id):
-            return
-        task = asyncio.get_running_loop().create_task(self._fetch_snapshot(session, event_id))
-        self._snap_tasks.add(task)
-        task.add_done_callback(self._snap_tasks.discard)
-
-    async def _fetch_snapshot(self, session: ChildSession, event_id: str) -> None:
-        # The child may itself still be fetching it from its own child: try a few times.
-        for delay in (0.5, 1.5, 3.0, 6.0):
-            await asyncio.sleep(delay)
-            if session.closed or event_store.get_snapshot(self.db, event_id):
-                return
-            ch = session.open_channel()
-            try:
-                resp = await session.request(
-                    "event_snapshot", "events", {"event_id": event_id}, channel=ch, timeout=30
-                )
-                parts = []
-                while not ch.chunks.empty():
-                    chunk = ch.chunks.get_nowait()
-                    if chunk:
-                        parts.append(chunk)
-                body = b"".join(parts)
-                if resp.ok and body[:2] == b"\xff\xd8" and len(body) <= 8 * 1024 * 1024:
-                    event_store.put_snapshot(self.db, event_id, body)
-                    return
-            except (ChildGone, RemoteError) as err:
-                log.info("child %s: snapshot of event %s: %s", session.name, event_id, err)
-                return
-            finally:
-                session.channels.pop(ch.number, None)
-
-    # -- routed requests ---------------------------------------------------------------
-    def route(self, path: str) -> tuple[ChildSession, str]:
-        """The session of the child owning ``path`` and the path as that child sees it."""
-        name, _, rest = path.partition("/")
-        link = self.links.get(name)
-        if link is None:
-            raise KeyError(path)
-        if not link.online or link.session is None:
-            raise ChildGone(name)
-        return link.session, rest
-
-    def owns(self, path: str) -> bool:
-        return "/" in path and path.partition("/")[0] in self.links
-
-    async def request(
-        self, path: str, op: str, params: dict[str, Any] | None = None, timeout: float = 15.0
-    ) -> p.Response:
-        session, rest = self.route(path)
-        resp = await session.request(op, rest, params, timeout=timeout)
-        if not resp.ok:
-            raise RemoteError(resp.status, resp.error)
-        return resp
-
-    async def fetch(
-        self, path: str, op: str, params: dict[str, Any] | None = None, timeout: float = 30.0
-    ) -> tuple[bytes, p.Response]:
-        """A request whose answer has a body (snapshot): the whole body and the response."""
-        session, rest = self.route(path)
-        ch = session.open_channel()
-        try:
-            resp = await session.request(op, rest, params, channel=ch, timeout=timeout)
-            if not resp.ok:
-                raise RemoteError(resp.status, resp.error)
-            parts = []
-            while not ch.chunks.empty():
-                chunk = ch.chunks.get_nowait()
-                if chunk is not None:
-                    parts.append(chunk)
-            return b"".join(parts), resp
-        finally:
-            session.channels.pop(ch.number, None)
-
-    async def open_stream(
-        self, path: str, profile: str, variant: str | None
-    ) -> tuple[ChildSession, Channel]:
-        """Ask the owning child for a camera stream; frames arrive on the channel."""
-        session, rest = self.route(path)
-        ch = session.open_channel()
-        params = {"profile": profile, "variant": variant}
-        try:
-            await self.request_on(session, "open_stream", rest, params, ch)
-        except BaseException:
-            session.channels.pop(ch.number, None)
-            raise
-        return session, ch
-
-    async def request_on(
-        self,
-        session: ChildSession,
-        op: str,
-        path: str,
-        params: dict[str, Any],
-        ch: Channel | None = None,
-        timeout: float = 20.0,
-    ) -> p.Response:
-        resp = await session.request(op, path, params, channel=ch, timeout=timeout)
-        if not resp.ok:
-            raise RemoteError(resp.status, resp.error)
-        return resp
-
-    async def close_stream(self, session: ChildSession, ch: Channel) -> None:
-        session.channels.pop(ch.number, None)
-        ch.end("closed")
-        if not session.closed:
-            with contextlib.suppress(Exception):
-                await session.request("close_stream", "x", {}, channel=ch, timeout=5)
-
     def stats(self) -> list[dict[str, Any]]:
         out = []
         for name in sorted(self.links):
@@ -637,7 +379,3 @@ def _snapshot_link(ev: Event) -> tuple[Event, bool]:
     if ev.snapshot_url == f"/api/v1/events/{ev.id}/snapshot.jpg":
         return ev, True
     return ev.model_copy(update={"snapshot_url": None}), False
-
-
-def dumps_tree(node: p.GatewayNode) -> str:
-    return json.dumps(node.model_dump(), ensure_ascii=False)

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from gateway.cascade.downlink import ChildGone, RemoteError
+from gateway.cascade.session import ChildGone, RemoteError
 from gateway.streams.hub import Hub
 from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, StreamSource
