@@ -187,11 +187,13 @@ class StreamManager:
     def _create(self, camera_id: str, profile: str, variant: str | None, key: str) -> _Entry:
         hub = Hub(key)
         base_lease = None
-        if variant is not None:
+        if variant is not None and "/" in camera_id:
+            # A remote camera's variant is made by the gateway the camera hangs off, so a
+            # thin uplink carries only the small stream (ARCHITECTURE decision 7).
+            source: StreamSource = self._remote_source(camera_id, profile, variant)
+        elif variant is not None:
             base_lease = self.acquire(camera_id, profile, None, consumer=f"variant:{variant}")
-            source: StreamSource = TranscodeSource(
-                key, base_lease.hub, variant, self.settings.relay
-            )
+            source = TranscodeSource(key, base_lease.hub, variant, self.settings.relay)
         elif "/" in camera_id:
             source = self._remote_source(camera_id, profile)
         else:
@@ -206,9 +208,13 @@ class StreamManager:
             )
         return _Entry(key, camera_id, profile, variant, hub, source, base_lease=base_lease)
 
-    def _remote_source(self, camera_id: str, profile: str) -> StreamSource:
+    def _remote_source(
+        self, camera_id: str, profile: str, variant: str | None = None
+    ) -> StreamSource:
         for resolver in self._resolvers:
-            source = resolver(camera_id, profile)
+            source = (
+                resolver(camera_id, profile, variant) if variant else resolver(camera_id, profile)
+            )
             if source is not None:
                 return source
         raise UnknownCamera(camera_id)
