@@ -153,3 +153,26 @@ def test_retention_evicts_oldest_unlocked_first_and_by_age(tmp_path: Path) -> No
     assert ret2.expire(now) == 3
     assert [s["id"] for s in index.segments("cam", 0, now)] == [ids[0]]
     assert os.listdir(index.root / "cam" / "2026-01-01") == ["000000-0.mp4"]
+
+
+def test_a_new_resolution_gets_its_own_header_while_repeats_reuse_the_template(
+    tmp_path: Path,
+) -> None:
+    from gateway.recorder.writer import TEMPLATES, parameter_set_bytes
+
+    small = encode_aus(25, size=(320, 240))
+    large = encode_aus(25, size=(640, 480))
+    assert parameter_set_bytes(small[0].data, "h264") != parameter_set_bytes(large[0].data, "h264")
+    assert parameter_set_bytes(small[0].data, "h264") == parameter_set_bytes(
+        encode_aus(25, size=(320, 240))[0].data, "h264"
+    )
+    for i, aus in enumerate([small, large, small]):
+        path = tmp_path / f"{i}.mp4"
+        w = SegmentWriter(path, aus[0], "h264")
+        for au in aus:
+            w.write(au)
+        w.close()
+        info = probe(path, decode=True)
+        assert (info.width, info.height) == ((320, 240) if aus is small else (640, 480))
+        assert info.decoded == 25
+    assert len(TEMPLATES._items) >= 2

@@ -13,11 +13,13 @@ timestamps (dropped GOPs), a full disk or a gateway restart.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from gateway.recorder.index import segment_path
@@ -37,9 +39,14 @@ OFFSET_LEAK = 1e-3  # s per s: far above any camera clock drift, far below a del
 CLOCK_STEP_S = 10.0
 
 
+@functools.lru_cache(maxsize=64)
+def _seconds_per_tick(time_base: Fraction) -> float:
+    return float(time_base)
+
+
 def _media(au: AccessUnit) -> float:
-    """Decode-order media time in seconds."""
-    return float((au.dts if au.dts is not None else au.pts) * au.time_base)
+    """Decode-order media time in seconds (float maths: this runs for every frame)."""
+    return (au.dts if au.dts is not None else au.pts) * _seconds_per_tick(au.time_base)
 
 
 def _codec_facts(hub: Any, first: AccessUnit) -> tuple[str, bytes]:

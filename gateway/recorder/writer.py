@@ -18,6 +18,10 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +36,7 @@ FRAG_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
 SUPPORTED_CODECS = ("h264", "hevc")
 # NAL unit types of the parameter sets, per codec (H.264 SPS=7; HEVC VPS=32, SPS=33).
 _SPS_TYPE = {"h264": 7, "hevc": 33}
+_PARAMETER_SETS = {"h264": {7, 8}, "hevc": {32, 33, 34}}
 
 
 class UnsupportedCodec(Exception):
@@ -57,15 +62,60 @@ def nal_types(data: bytes, codec: str) -> set[int]:
     return types
 
 
-def _template_stream(
-    keyframe: bytes, codec: str, parameter_sets: bytes
-) -> av.container.InputContainer:
-    """An input container whose video stream describes ``keyframe`` (for the muxer)."""
-    data = keyframe
-    if parameter_sets and _SPS_TYPE[codec] not in nal_types(keyframe, codec):
-        # The camera sent its parameter sets only out of band (SDP): put them in front.
-        data = parameter_sets + keyframe
-    return av.open(io.BytesIO(data), "r", format=codec)
+def parameter_set_bytes(data: bytes, codec: str) -> bytes:
+    """The VPS/SPS/PPS NAL units of an Annex B buffer, concatenated (the stream's identity)."""
+    wanted = _PARAMETER_SETS[codec]
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i + 3)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    out = []
+    for n, begin in enumerate(starts):
+        if begin >= len(data):
+            break
+        head = data[begin]
+        kind = (head >> 1) & 0x3F if codec == "hevc" else head & 0x1F
+        if kind in wanted:
+            stop = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
+            out.append(data[begin:stop].rstrip(b"\x00"))
+    return b"|".join(out)
+
+
+class _Templates:
+    """Template streams by parameter sets: probing a keyframe costs a decode (~20 ms at
+    1080p), so it is done once per camera stream configuration, not once per segment."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, bytes], av.container.InputContainer] = OrderedDict()
+        self._size = size
+
+    @contextmanager
+    def get(self, keyframe: bytes, codec: str, parameter_sets: bytes) -> Iterator[av.VideoStream]:
+        data = keyframe
+        if parameter_sets and _SPS_TYPE[codec] not in nal_types(keyframe, codec):
+            # The camera sent its parameter sets only out of band (SDP): put them in front.
+            data = parameter_sets + keyframe
+        key = (codec, parameter_set_bytes(data, codec))
+        with self._lock:
+            container = self._items.get(key) if key[1] else None
+            if container is None:
+                container = av.open(io.BytesIO(data), "r", format=codec)
+                if key[1]:
+                    self._items[key] = container
+                    while len(self._items) > self._size:
+                        self._items.popitem(last=False)[1].close()
+            else:
+                self._items.move_to_end(key)
+            try:
+                yield container.streams.video[0]
+            finally:
+                if not key[1]:
+                    container.close()
+
+
+TEMPLATES = _Templates()
 
 
 @dataclass
@@ -102,25 +152,25 @@ class SegmentWriter:
         self._last_dts: int | None = None
         self._frame_ticks = max(1, int(Fraction(1, 25) / first.time_base))
         path.parent.mkdir(parents=True, exist_ok=True)
-        template = _template_stream(first.data, codec, parameter_sets)
         self._container = None
+        with TEMPLATES.get(first.data, codec, parameter_sets) as src:
+            self._open(path, src, first)
+
+    def _open(self, path: Path, src: av.VideoStream, first: AccessUnit) -> None:
         try:
-            src = template.streams.video[0]
             self.width, self.height = src.codec_context.width, src.codec_context.height
             self._container = av.open(
                 str(path), "w", format="mp4", options={"movflags": FRAG_FLAGS}
             )
             self._stream = self._container.add_stream_from_template(src)
             self._stream.time_base = first.time_base
-            if codec == "hevc":
+            if self.codec == "hevc":
                 # Apple and the MSE spec want hvc1; parameter sets also stay in-band.
                 self._stream.codec_tag = "hvc1"
         except BaseException:
             if self._container is not None:
                 self._abort_container()
             raise
-        finally:
-            template.close()
 
     @property
     def duration(self) -> float:
