@@ -103,7 +103,14 @@ def test_the_child_serves_the_parents_requests(gateway_factory, sim_factory):
         async def scenario() -> None:
             await asyncio.wait_for(parent.connected.wait(), 20)
             assert parent.auth == "Bearer gwc_secret"
-            catalog = next(m for m in parent.texts if m["type"] == "catalog")
+            # The catalog follows the hello on the same connection; it may still be in flight.
+            catalog = None
+            for _ in range(200):
+                catalog = next((m for m in parent.texts if m["type"] == "catalog"), None)
+                if catalog is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert catalog is not None, "no catalog after the hello"
             assert [c["path"] for c in catalog["tree"]["cameras"]] == ["village-1/cam-01"]
 
             # Junk from the parent is ignored; the link stays up.
@@ -123,7 +130,8 @@ def test_the_child_serves_the_parents_requests(gateway_factory, sim_factory):
                 await asyncio.sleep(0.1)
             assert len(media) >= 30
             assert media[0].au.keyframe and media[0].au.data[:4] in (b"\x00\x00\x00\x01",)
-            info = next(m for m in parent.texts if m["type"] == "stream_info")
+            info = next((m for m in parent.texts if m["type"] == "stream_info"), None)
+            assert info is not None, "no stream_info before the media"
             assert (info["codec"], info["width"], info["height"]) == ("h264", 640, 360)
             r = await parent.request("c1", "close_stream", "cam-01", 1)
             assert r["ok"]
