@@ -1,8 +1,12 @@
 // Alarm list (报警): recent events, then live ones over SSE; acknowledge; linkage drives the wall.
 import { api, el, fmtTime } from "./api.js";
-import { t } from "./i18n.js";
+import { has as hasString, t } from "./i18n.js";
 
 const MAX_ROWS = 300;
+const EVENT_TYPES = [
+  "motion", "camera_offline", "camera_online", "linkage", "alarm", "custom", "event",
+  "recording_paused", "recording_resumed", "child_offline", "child_online",
+];
 
 export class AlarmList {
   constructor(list, typeFilter, cameraFilter, { tree, onLinkage, onPlay, onStatus }) {
@@ -14,6 +18,7 @@ export class AlarmList {
     this.onPlay = onPlay;
     this.onStatus = onStatus;
     this.events = new Map();
+    this.images = new Map(); // event id -> <img>, kept across renders
     this.source = null;
     typeFilter.addEventListener("change", () => this.render());
     cameraFilter.addEventListener("input", () => this.render());
@@ -37,7 +42,8 @@ export class AlarmList {
       this.receive(ev);
     };
     this.source.onmessage = handle;
-    for (const type of ["motion", "camera_offline", "camera_online", "linkage", "event"]) {
+    // The stream names each message after its event type; EventSource needs a listener per name.
+    for (const type of EVENT_TYPES) {
       this.source.addEventListener(type, handle);
     }
   }
@@ -46,7 +52,11 @@ export class AlarmList {
     const isNew = !this.events.has(ev.id);
     this.events.delete(ev.id);
     this.events.set(ev.id, ev);
-    while (this.events.size > MAX_ROWS) this.events.delete(this.events.keys().next().value);
+    while (this.events.size > MAX_ROWS) {
+      const oldest = this.events.keys().next().value;
+      this.events.delete(oldest);
+      this.images.delete(oldest);
+    }
     if (ev.type === "camera_offline") this.onStatus(ev.camera, "offline");
     if (ev.type === "camera_online") this.onStatus(ev.camera, "online");
     if (isNew && ev.type === "linkage") this.onLinkage(ev);
@@ -64,7 +74,7 @@ export class AlarmList {
   }
 
   row(ev) {
-    const img = ev.snapshot_url ? el("img", { src: ev.snapshot_url, loading: "lazy", alt: "" }) : el("span", { class: "noimg" });
+    const img = ev.snapshot_url ? this.thumbnail(ev) : el("span", { class: "noimg" });
     const ack = ev.acknowledged
       ? el("span", { class: "acked-label" }, t("acked"))
       : el("button", { class: "ack", onclick: () => this.ack(ev) }, t("ack"));
@@ -74,12 +84,30 @@ export class AlarmList {
     return el("li", { class: `alarm ${ev.type}${ev.acknowledged ? " acked" : ""}`, dataset: { id: ev.id, type: ev.type, camera: ev.camera } },
       img,
       el("span", { class: "when" }, fmtTime(ev.start)),
-      el("span", { class: "type" }, t(ev.type)),
+      el("span", { class: "type" }, hasString(ev.type) ? t(ev.type) : ev.type),
       el("span", { class: "cam" }, this.name(ev.camera)),
       el("span", { class: "detail" }, detail),
       el("span", { class: "spacer" }),
-      ev.type !== "camera_online" ? el("button", { class: "play", onclick: () => this.onPlay(ev) }, t("play_clip")) : null,
+      ["motion", "linkage"].includes(ev.type) || ev.snapshot_url
+        ? el("button", { class: "play", onclick: () => this.onPlay(ev) }, t("play_clip")) : null,
       ack);
+  }
+
+  // An event's picture may reach a parent gateway a moment after the event: retry a few times.
+  // One <img> per event is kept across re-renders so it does not reload (or flicker).
+  thumbnail(ev) {
+    const cached = this.images.get(ev.id);
+    if (cached && cached.dataset.src === ev.snapshot_url) return cached;
+    const img = el("img", { alt: "", title: t("snapshot"), dataset: { src: ev.snapshot_url } });
+    let tries = 0;
+    img.addEventListener("error", () => {
+      if (++tries > 12) return;
+      setTimeout(() => { img.src = `${ev.snapshot_url}?retry=${tries}`; }, Math.min(150 * tries, 1000));
+    });
+    img.addEventListener("click", () => window.open(ev.snapshot_url, "_blank"));
+    img.src = ev.snapshot_url;
+    this.images.set(ev.id, img);
+    return img;
   }
 
   async ack(ev) {
@@ -87,6 +115,7 @@ export class AlarmList {
       const updated = await api(`/api/v1/events/${encodeURIComponent(ev.id)}/ack`, { method: "POST" });
       this.receive(updated && updated.id ? updated : { ...ev, acknowledged: true });
     } catch (err) {
+      this.list.dataset.error = err.message;
       alert(`${t("failed")}: ${err.message}`);
     }
   }

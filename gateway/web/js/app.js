@@ -47,7 +47,8 @@ function onLinkage(ev) {
   switchView("live");
   if ($("#auto-switch").checked) state.wall.showGroup(refs);
   else state.wall.highlightGroup(refs);
-  $("#wall-notice").textContent = `${t("wall_switched")}: ${ev.data?.rule || ""}`;
+  const what = $("#auto-switch").checked ? t("wall_switched") : t("wall_highlighted");
+  $("#wall-notice").textContent = `${what}${t("colon")}${ev.data?.rule || ""}`;
   setTimeout(() => { $("#wall-notice").textContent = ""; }, 15000);
 }
 
@@ -60,15 +61,18 @@ async function boot() {
     return;
   }
   state.user = me.username;
+  state.role = me.role;
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
   $("#user-name").textContent = `${me.username} (${t(me.role)})`;
   const health = await api("/api/v1/health");
-  $("#gw-name").textContent = health.name || health.id;
+  $("#gw-name").textContent = health.id;
+  document.body.dataset.level = health.level || "";
 
   state.tree = new DeviceTree($("#tree"), $("#tree-search"), { onOpen: (refs) => state.wall.open(refs) });
   await state.tree.load();
-  $("#gw-name").textContent = state.tree.root.name || health.id;
+  const root = state.tree.root;
+  $("#gw-name").textContent = `${t(`level_${root.level || "site"}`)} · ${root.name || root.id}`;
   state.wall = new VideoWall($("#wall"), state.tree, me.username);
   state.wall.restore();
   state.playback = new Playback($("#view-playback"), state.tree);
@@ -83,16 +87,31 @@ async function boot() {
   setInterval(() => state.tree.load().catch(() => {}), 15000);
 }
 
+// Every string on screen follows the language: static ones by data-i18n, built ones re-rendered.
+function relabel() {
+  $("#lang-toggle").textContent = getLang() === "en" ? "中文" : "English";
+  document.title = t("app_title");
+  if (!state.user) return;
+  $("#user-name").textContent = `${state.user} (${t(state.role)})`;
+  state.tree.render();
+  state.alarms.render();
+  state.wall.relabel();
+  const pbVisible = !$("#view-playback").hidden;
+  state.playback = new Playback($("#view-playback"), state.tree);
+  if (pbVisible) state.playback.refreshCameras();
+  state.settings = new Settings($("#view-settings"), { onChanged: () => state.tree.load() });
+  if (!$("#view-settings").hidden) state.settings.show();
+}
+
 function wireStatic() {
   applyStatic(document);
+  document.title = t("app_title");
   $("#lang-toggle").textContent = getLang() === "en" ? "中文" : "English";
   $("#login-form").addEventListener("submit", login);
-  document.querySelectorAll("[data-lang]").forEach((b) => b.addEventListener("click", () => setLang(b.dataset.lang)));
+  document.querySelectorAll("[data-lang]").forEach((b) => b.addEventListener("click", () => { setLang(b.dataset.lang); relabel(); }));
   $("#lang-toggle").addEventListener("click", () => {
     setLang(getLang() === "en" ? "zh-CN" : "en");
-    $("#lang-toggle").textContent = getLang() === "en" ? "中文" : "English";
-    state.tree?.render();
-    state.alarms?.render();
+    relabel();
   });
   $("#logout").addEventListener("click", async () => {
     await fetch("/api/v1/auth/logout", { method: "POST", credentials: "same-origin" });

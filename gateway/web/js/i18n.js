@@ -29,7 +29,22 @@ export const STRINGS = {
     mode: "模式", mode_off: "关闭", mode_continuous: "连续录像", mode_events: "事件录像",
     mode_both: "连续+事件", token_once: "令牌只显示一次，请复制：", revoke: "吊销",
     confirm_remove: "确定删除？", saved: "已保存", failed: "失败",
-    cameras_count: "台", wall_switched: "联动：已切换到预案画面",
+    cameras_count: "台", wall_switched: "联动：已切换到预案画面", wall_highlighted: "联动：已高亮预案画面", colon: "：",
+    hours: "小时", minutes: "分钟", recorded: "有录像", segments: "段录像", timeline_hint: "点击时间轴播放，滚轮缩放",
+    snapshot: "抓拍", drag_node_hint: "拖到视频墙可填充画面，双击打开", cameras_total: "摄像机总数",
+    variant_hint: "切换主码流/低码率", preset: "预置位", ptz_stop: "停止",
+    ptz_up: "上", ptz_down: "下", ptz_left: "左", ptz_right: "右",
+    ptz_up_left: "左上", ptz_up_right: "右上", ptz_down_left: "左下", ptz_down_right: "右下",
+    alarm_ack_all: "全部确认", unacked_only: "仅未确认", scope: "管辖范围", edit_saved: "已保存",
+    tokens_hint: "下级平台用此令牌接入本平台（gateway.yaml 的 cascade.parent.token）",
+    rule: "预案", level: "级别", last_seen: "最后在线", revoked: "已吊销",
+    discovering: "正在搜索…", onvif_address: "ONVIF 地址 (主机[:端口])", no_devices: "未发现设备",
+    zone_hint: "在快照上单击添加顶点，双击闭合区域", playing_clip: "正在回放",
+    forbidden: "权限不足", added: "已添加", add_camera: "添加摄像机", or: "或", zone: "区域",
+    discover_hint: "留空则按配置的网段搜索；可填 IP 或网段，如 192.168.1.0/24",
+    segment_len: "分段时长(秒)", pre_roll: "预录(秒)", post_roll: "延录(秒)", created: "创建时间",
+    confirm_revoke: "确定吊销该下级平台的令牌？", add_child: "添加下级平台", password_min: "密码（至少 8 位）",
+    all: "全部", add_user: "添加用户", fps_unit: "帧/秒",
   },
   en: {
     app_title: "Edge video gateway",
@@ -60,7 +75,22 @@ export const STRINGS = {
     mode: "Mode", mode_off: "Off", mode_continuous: "Continuous", mode_events: "Events",
     mode_both: "Continuous + events", token_once: "The token is shown once, copy it:", revoke: "Revoke",
     confirm_remove: "Remove it?", saved: "Saved", failed: "Failed",
-    cameras_count: "", wall_switched: "Linkage: wall switched to the plan's group",
+    cameras_count: "", wall_switched: "Linkage: wall switched to the plan", wall_highlighted: "Linkage: plan's tiles highlighted", colon: ": ",
+    hours: "h", minutes: "min", recorded: "Recorded", segments: "segments", timeline_hint: "Click to play, wheel to zoom",
+    snapshot: "Snapshot", drag_node_hint: "Drag onto the wall to fill tiles, double-click to open", cameras_total: "cameras",
+    variant_hint: "Switch main / low bitrate", preset: "Preset", ptz_stop: "Stop",
+    ptz_up: "Up", ptz_down: "Down", ptz_left: "Left", ptz_right: "Right",
+    ptz_up_left: "Up left", ptz_up_right: "Up right", ptz_down_left: "Down left", ptz_down_right: "Down right",
+    alarm_ack_all: "Acknowledge all", unacked_only: "Unacknowledged only", scope: "Scope", edit_saved: "Saved",
+    tokens_hint: "The child joins with this token (cascade.parent.token in its gateway.yaml)",
+    rule: "Plan", level: "Level", last_seen: "Last seen", revoked: "Revoked",
+    discovering: "Searching…", onvif_address: "ONVIF address (host[:port])", no_devices: "No devices found",
+    zone_hint: "Click on the snapshot to add points, double-click to close the zone", playing_clip: "Playing",
+    forbidden: "Not allowed", added: "Added", add_camera: "Add a camera", or: "or", zone: "zone",
+    discover_hint: "Empty: the configured ranges; or addresses / ranges such as 192.168.1.0/24",
+    segment_len: "Segment (s)", pre_roll: "Pre-roll (s)", post_roll: "Post-roll (s)", created: "Created",
+    confirm_revoke: "Revoke this child platform's token?", add_child: "Add a child platform", password_min: "Password (8+ characters)",
+    all: "All", add_user: "Add a user", fps_unit: "fps",
   },
 };
 
@@ -71,6 +101,8 @@ export function t(key) {
 }
 
 export function getLang() { return lang; }
+
+export function has(key) { return key in STRINGS["zh-CN"]; }
 
 export function setLang(next) {
   lang = STRINGS[next] ? next : "zh-CN";

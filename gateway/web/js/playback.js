@@ -1,4 +1,5 @@
-// Playback (录像回放): a day's timeline of segments, gaps and events; click to play, speed, download.
+// Playback (录像回放): a timeline of segments, gaps and events (a day, zoomable); click to play,
+// speed, download the clip; opened from an alarm at the alarm's moment.
 import { api, el, fmtTime } from "./api.js";
 import { t } from "./i18n.js";
 
@@ -11,6 +12,23 @@ export function recordingsUrl(ref, start, end) {
   return ref.includes("/") ? `/api/v1/tree/recordings/${enc(ref)}?${q}` : `/api/v1/recordings?camera=${encodeURIComponent(ref)}&${q}`;
 }
 
+// The local API gives segments, gaps and events at once; a remote camera's gateway gives its
+// segments only (through the tree), so gaps come from between them and events from here.
+async function fetchTimeline(ref, start, end) {
+  const data = await api(recordingsUrl(ref, start, end));
+  if (!ref.includes("/")) return { segments: data.segments || [], gaps: data.gaps || [], events: data.events || [] };
+  const segments = (data.recordings || data.segments || []).filter((s) => s.start && s.end)
+    .sort((a, b) => new Date(a.start) - new Date(b.start));
+  const gaps = [];
+  for (let i = 1; i < segments.length; i++) {
+    const prevEnd = new Date(segments[i - 1].end), next = new Date(segments[i].start);
+    if (next - prevEnd > 1500) gaps.push({ start: segments[i - 1].end, end: segments[i].start });
+  }
+  const q = `camera=${encodeURIComponent(ref)}&since=${encodeURIComponent(start.toISOString())}&until=${encodeURIComponent(end.toISOString())}&limit=500`;
+  const events = await api(`/api/v1/events?${q}`).catch(() => []);
+  return { segments, gaps, events: events.reverse() };
+}
+
 export function clipUrl(ref, start, end, download = false) {
   const q = `start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}${download ? "&download=1" : ""}`;
   const token = localStorage.getItem("gw_token");
@@ -20,41 +38,66 @@ export function clipUrl(ref, start, end, download = false) {
     : `/api/v1/recordings/${enc(ref)}/clip.mp4?${q}${auth}`;
 }
 
+const SPANS = [DAY_MS, 6 * 3600000, 3600000, 600000]; // timeline zoom levels
+
+function label(d, span) {
+  const p = (n) => String(n).padStart(2, "0");
+  return span > 3600000 ? `${p(d.getHours())}:${p(d.getMinutes())}` : `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
 export class Playback {
   constructor(container, tree) {
     this.container = container;
     this.tree = tree;
     this.data = { segments: [], gaps: [], events: [] };
+    this.viewStart = null; // the timeline shows [viewStart, viewStart + span)
+    this.span = DAY_MS;
     this.camera = el("select", { class: "pb-camera" });
     this.date = el("input", { type: "date", class: "pb-date" });
+    this.zoom = el("select", { class: "pb-zoom" }, ...SPANS.map((ms) =>
+      el("option", { value: String(ms) }, ms >= 3600000 ? `${ms / 3600000} ${t("hours")}` : `${ms / 60000} ${t("minutes")}`)));
     this.speed = el("select", { class: "pb-speed" }, ...[0.5, 1, 2, 4, 8].map((s) => el("option", { value: String(s), selected: s === 1 }, `${s}×`)));
-    this.download = el("a", { class: "pb-download", download: "" }, t("download"));
+    this.download = el("a", { class: "pb-download button", download: "" }, t("download"));
+    this.download.hidden = true;
     this.info = el("span", { class: "pb-info" });
-    this.canvas = el("canvas", { width: 1200, height: 56 });
-    this.timeline = el("div", { class: "timeline", title: t("timeline") }, this.canvas);
+    this.canvas = el("canvas", { width: 1400, height: 64 });
+    this.cursor = null;
+    this.timeline = el("div", { class: "timeline", title: t("timeline_hint") }, this.canvas);
     this.video = el("video", { controls: true, autoplay: true, muted: true, class: "pb-player" });
+    this.legend = el("div", { class: "pb-legend" },
+      el("span", { class: "sw seg" }), t("recorded"), el("span", { class: "sw gap" }), t("gap"), el("span", { class: "sw ev" }), t("event"));
     this.camera.addEventListener("change", () => this.load());
-    this.date.addEventListener("change", () => this.load());
+    this.date.addEventListener("change", () => { this.viewStart = null; this.load(); });
+    this.zoom.addEventListener("change", () => this.setSpan(Number(this.zoom.value)));
     this.speed.addEventListener("change", () => { this.video.playbackRate = Number(this.speed.value); });
     this.video.addEventListener("loadedmetadata", () => { this.video.playbackRate = Number(this.speed.value); });
+    this.video.addEventListener("error", () => { if (this.video.src) this.info.textContent = t("no_recordings"); });
     this.timeline.addEventListener("click", (e) => {
       const rect = this.canvas.getBoundingClientRect();
-      const at = new Date(this.dayStart().getTime() + ((e.clientX - rect.left) / rect.width) * DAY_MS);
-      this.playAt(at);
+      this.playAt(new Date(this.start().getTime() + ((e.clientX - rect.left) / rect.width) * this.span));
     });
+    this.timeline.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const i = SPANS.indexOf(this.span) + (e.deltaY > 0 ? -1 : 1);
+      if (i >= 0 && i < SPANS.length) this.setSpan(SPANS[i]);
+    }, { passive: false });
     container.replaceChildren(
-      el("h3", {}, t("playback_title")),
       el("div", { class: "pb-controls" },
         el("label", {}, t("camera"), " ", this.camera), el("label", {}, t("date"), " ", this.date),
-        el("label", {}, t("speed"), " ", this.speed), this.download, this.info),
+        el("label", {}, t("timeline"), " ", this.zoom), el("label", {}, t("speed"), " ", this.speed),
+        this.download, this.legend, this.info),
       this.timeline,
       el("div", { class: "pb-video" }, this.video));
   }
 
   refreshCameras() {
     const current = this.camera.value;
+    const where = (c) => {
+      const place = this.tree.placeOf(c.ref);
+      return place ? `${place} / ` : "";
+    };
     this.camera.replaceChildren(el("option", { value: "" }, t("select_camera")),
-      ...[...this.tree.cameras.values()].map((c) => el("option", { value: c.ref, selected: c.ref === current }, c.name || c.ref)));
+      ...[...this.tree.cameras.values()].map((c) => el("option", { value: c.ref, selected: c.ref === current }, `${where(c)}${c.name || c.ref}`)));
     if (!this.date.value) this.date.value = new Date(Date.now() - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 10);
   }
 
@@ -63,49 +106,78 @@ export class Playback {
     return new Date(y, m - 1, d);
   }
 
+  start() { return this.viewStart || this.dayStart(); }
+
+  // Zoom around the playing moment (or the middle of the view).
+  setSpan(ms, centre) {
+    const mid = centre || this.cursor || new Date(this.start().getTime() + this.span / 2);
+    this.span = ms;
+    this.zoom.value = String(ms);
+    const day = this.dayStart().getTime();
+    const s = Math.min(Math.max(mid.getTime() - ms / 2, day), day + DAY_MS - ms);
+    this.viewStart = ms >= DAY_MS ? null : new Date(s);
+    this.draw();
+  }
+
   async load() {
     const ref = this.camera.value;
     if (!ref || !this.date.value) return;
     const start = this.dayStart();
+    const end = new Date(start.getTime() + DAY_MS);
     try {
-      this.data = await api(recordingsUrl(ref, start, new Date(start.getTime() + DAY_MS)));
+      this.data = await fetchTimeline(ref, start, end);
+      if (!this.data.segments.length) this.info.textContent = t("no_recordings");
+      else this.info.textContent = `${this.data.segments.length} ${t("segments")}`;
     } catch (err) {
       this.data = { segments: [], gaps: [], events: [] };
       this.info.textContent = `${t("failed")}: ${err.message}`;
     }
-    if (!this.data.segments.length) this.info.textContent = t("no_recordings");
-    else this.info.textContent = `${this.data.segments.length} · ${fmtTime(this.data.segments[0].start)} …`;
     this.draw();
   }
 
   draw() {
     const ctx = this.canvas.getContext("2d");
-    const w = this.canvas.width, h = this.canvas.height, t0 = this.dayStart().getTime();
-    const x = (iso) => ((new Date(iso).getTime() - t0) / DAY_MS) * w;
+    const w = this.canvas.width, h = this.canvas.height, t0 = this.start().getTime(), span = this.span;
+    const x = (ms) => ((ms - t0) / span) * w;
+    const at = (iso) => new Date(iso).getTime();
     ctx.clearRect(0, 0, w, h);
+    ctx.fillStyle = "#2b3a4c";
+    ctx.fillRect(0, 8, w, 24);
+    const step = { [DAY_MS]: 7200000, 21600000: 1800000, 3600000: 300000, 600000: 60000 }[span] || span / 12;
     ctx.fillStyle = "#8a9bb0";
-    ctx.font = "10px sans-serif";
-    for (let hr = 0; hr <= 24; hr += 2) { const px = (hr / 24) * w; ctx.fillRect(px, h - 8, 1, 8); ctx.fillText(`${hr}:00`, px + 2, h - 1); }
+    ctx.font = "11px sans-serif";
+    for (let ms = Math.ceil(t0 / step) * step; ms <= t0 + span; ms += step) {
+      const px = x(ms);
+      ctx.fillRect(px, h - 14, 1, 6);
+      ctx.fillText(label(new Date(ms), span), px + 2, h - 2);
+    }
     ctx.fillStyle = "#36c26b";
-    for (const s of this.data.segments) ctx.fillRect(x(s.start), 6, Math.max(1, x(s.end) - x(s.start)), 22);
+    for (const s of this.data.segments) ctx.fillRect(x(at(s.start)), 8, Math.max(2, x(at(s.end)) - x(at(s.start))), 24);
     ctx.fillStyle = "#e5484d";
-    for (const g of this.data.gaps) ctx.fillRect(x(g.start), 6, Math.max(1, x(g.end) - x(g.start)), 22);
+    for (const g of this.data.gaps) ctx.fillRect(x(at(g.start)), 8, Math.max(1, x(at(g.end)) - x(at(g.start))), 24);
     ctx.fillStyle = "#f0a020";
-    for (const ev of this.data.events) ctx.fillRect(x(ev.start), 30, 2, 12);
+    for (const ev of this.data.events) ctx.fillRect(x(at(ev.start)) - 1, 34, 3, 12);
+    if (this.cursor) { ctx.fillStyle = "#ffffff"; ctx.fillRect(x(this.cursor.getTime()), 2, 2, 46); }
   }
 
   playAt(at, end) {
     const ref = this.camera.value;
     if (!ref) return;
+    // Clicked in a gap: start at the next recorded segment.
     const seg = this.data.segments.find((s) => new Date(s.end) > at) || null;
     const from = seg && new Date(seg.start) > at ? new Date(seg.start) : at;
     const to = end || new Date(from.getTime() + 10 * 60000);
+    this.cursor = from;
     this.video.src = clipUrl(ref, from, to);
+    this.video.play().catch(() => {});
     this.download.href = clipUrl(ref, from, to, true);
+    this.download.hidden = false;
     this.info.textContent = `${fmtTime(from.toISOString())} → ${fmtTime(to.toISOString())}`;
+    this.container.dataset.clip = this.video.src;
+    this.draw();
   }
 
-  // From an alarm: the event with a little before and after.
+  // From an alarm: the event with a little before and after, the timeline zoomed onto it.
   async openEvent(ev) {
     this.refreshCameras();
     this.camera.value = ev.type === "linkage" ? (ev.data?.cameras || [ev.camera])[0] : ev.camera;
@@ -114,6 +186,7 @@ export class Playback {
     const local = new Date(start.getTime() - start.getTimezoneOffset() * 60000);
     this.date.value = local.toISOString().slice(0, 10);
     await this.load();
+    this.setSpan(600000, start);
     this.playAt(start, end);
   }
 }

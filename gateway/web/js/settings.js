@@ -1,80 +1,134 @@
-// Settings (设置): cameras, motion zones/masks drawn on a snapshot, recording policy, children, users.
-import { api, el } from "./api.js";
+// Settings (设置): cameras (discover, add, edit, remove), motion zones/masks drawn on a snapshot,
+// recording policy, children platforms and their tokens, users.
+import { api, el, fmtTime } from "./api.js";
 import { t } from "./i18n.js";
 
 const SECTIONS = ["settings_cameras", "settings_motion", "settings_recording", "settings_children", "settings_users"];
+const enc = encodeURIComponent;
 
 async function attempt(fn, note) {
-  try { await fn(); note.textContent = t("saved"); } catch (err) { note.textContent = `${t("failed")}: ${err.message}`; }
+  note.classList.remove("error");
+  try {
+    const done = await fn();
+    if (done !== false) note.textContent = t("saved");
+  } catch (err) {
+    note.textContent = `${t("failed")}: ${err.message}`;
+    note.classList.add("error");
+  }
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Settings {
   constructor(container, { onChanged }) {
     this.container = container;
     this.onChanged = onChanged;
+    this.section = "settings_cameras";
     this.body = el("div", { class: "settings-body" });
-    this.note = el("span", { class: "notice" });
+    this.note = el("span", { class: "notice", role: "status" });
     this.nav = el("div", { class: "settings-nav" }, ...SECTIONS.map((s) =>
-      el("button", { dataset: { section: s }, onclick: () => this.show(s) }, t(s))));
-    container.replaceChildren(this.nav, this.note, this.body);
+      el("button", { dataset: { section: s }, onclick: () => this.show(s) }, t(s))), this.note);
+    container.replaceChildren(this.nav, this.body);
   }
 
-  show(section = "settings_cameras") {
+  show(section = this.section) {
+    this.section = section;
+    this.container.dataset.section = section;
     this.nav.querySelectorAll("button").forEach((b) => b.classList.toggle("active", b.dataset.section === section));
     this.note.textContent = "";
     const render = {
       settings_cameras: () => this.cameras(), settings_motion: () => this.motion(),
       settings_recording: () => this.recording(), settings_children: () => this.children(), settings_users: () => this.users(),
     }[section];
-    render().catch((err) => { this.body.replaceChildren(el("p", { class: "error" }, err.message)); });
+    render().catch((err) => { this.body.replaceChildren(el("p", { class: "error" }, err.status === 403 ? t("forbidden") : err.message)); });
   }
 
   async cameras() {
     const cams = await api("/api/v1/cameras");
-    const name = el("input", { placeholder: t("name") });
-    const host = el("input", { placeholder: `ONVIF ${t("address")} (host[:port])` });
-    const user = el("input", { placeholder: t("username"), value: "admin" });
-    const pass = el("input", { placeholder: t("password"), type: "password" });
-    const rtsp = el("input", { placeholder: `${t("rtsp_url")} (rtsp://…)`, size: 40 });
-    const results = el("div");
+    const name = el("input", { class: "cam-name", placeholder: t("name") });
+    const location = el("input", { class: "cam-location", placeholder: t("location") });
+    const host = el("input", { class: "cam-host", placeholder: t("onvif_address") });
+    const user = el("input", { class: "cam-user", placeholder: t("username"), value: "admin" });
+    const pass = el("input", { class: "cam-pass", placeholder: t("password"), type: "password", autocomplete: "new-password" });
+    const rtsp = el("input", { class: "cam-rtsp", placeholder: `${t("rtsp_url")} (rtsp://…)`, size: 36 });
+    let endpoint = null; // set when the form was filled from a discovery result
     const add = () => attempt(async () => {
-      const body = { name: name.value };
-      if (rtsp.value) body.rtsp_url = rtsp.value;
-      else {
-        const [h, p] = host.value.split(":");
-        body.onvif = { host: h, port: Number(p || 80), username: user.value, password: pass.value };
+      const tags = { name: name.value || undefined, location: location.value || undefined };
+      if (endpoint && !rtsp.value) {
+        await api("/api/v1/discovery/add", { method: "POST", body: { endpoint, ...tags, username: user.value || undefined, password: pass.value || undefined } });
+      } else if (rtsp.value) {
+        await api("/api/v1/cameras", { method: "POST", body: { ...tags, rtsp_url: rtsp.value.trim() } });
+      } else {
+        const [h, p] = host.value.trim().split(":");
+        await api("/api/v1/cameras", { method: "POST", body: { ...tags, onvif: { host: h, port: Number(p || 80), username: user.value || null, password: pass.value || null } } });
       }
-      await api("/api/v1/cameras", { method: "POST", body });
-      this.onChanged(); this.cameras();
+      pass.value = "";
+      this.onChanged();
+      await this.cameras();
     }, this.note);
+
+    const ranges = el("input", { class: "disc-ranges", placeholder: "192.168.1.0/24", size: 24 });
+    const results = el("div", { class: "disc-results" });
     const discover = () => attempt(async () => {
-      await api("/api/v1/discovery", { method: "POST", body: {} });
-      await new Promise((r) => setTimeout(r, 3000));
-      const found = await api("/api/v1/discovery");
-      const list = found.results || found.devices || [];
+      const body = ranges.value.trim() ? { ranges: ranges.value.split(/[\s,，]+/).filter(Boolean) } : {};
+      results.replaceChildren(el("p", { class: "hint" }, t("discovering")));
+      try { await api("/api/v1/discovery", { method: "POST", body }); } catch (err) { if (err.status !== 409) throw err; }
+      let status;
+      for (let i = 0; i < 120; i++) {
+        status = await api("/api/v1/discovery");
+        if (status.state !== "running") break;
+        await sleep(500);
+      }
+      const list = status.results || [];
+      if (!list.length) { results.replaceChildren(el("p", { class: "hint" }, status.error || t("no_devices"))); return false; }
       results.replaceChildren(el("table", { class: "list" },
-        el("tr", {}, el("th", {}, t("name")), el("th", {}, t("address")), el("th", {}, t("location")), el("th", {})),
-        ...list.map((d) => el("tr", {}, el("td", {}, d.name || ""), el("td", {}, d.address || ""), el("td", {}, d.location || ""),
-          el("td", {}, el("button", { onclick: () => { name.value = d.name || ""; host.value = d.address || ""; } }, t("add")))))));
+        el("tr", {}, ...["name", "address", "location", "status", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+        ...list.map((d) => el("tr", { dataset: { endpoint: d.endpoint } },
+          el("td", {}, d.name || d.hardware || ""), el("td", {}, `${d.host || d.address}:${d.port || 80}`), el("td", {}, d.location || ""),
+          el("td", {}, d.camera ? `${t("added")} (${d.camera})` : ""),
+          el("td", {}, d.camera ? "" : el("button", { class: "use", onclick: () => {
+            endpoint = d.endpoint; name.value = d.name || ""; location.value = d.location || "";
+            host.value = `${d.host || d.address}:${d.port || 80}`; rtsp.value = ""; pass.focus();
+          } }, t("add")))))));
+      return false;
     }, this.note);
+
+    const rows = cams.map((c) => {
+      const nameIn = el("input", { value: c.name || "", size: 12 });
+      const locIn = el("input", { value: c.location || "", size: 16 });
+      return el("tr", { dataset: { camera: c.id } },
+        el("td", {}, c.id), el("td", {}, nameIn), el("td", {}, locIn),
+        el("td", {}, c.onvif ? `ONVIF ${c.onvif.host}:${c.onvif.port}` : "RTSP"),
+        el("td", { class: `st-${c.status}` }, t(c.status || "unknown"), c.reason ? el("span", { class: "hint" }, ` ${c.reason}`) : null),
+        el("td", {},
+          el("button", { class: "save", onclick: () => attempt(async () => {
+            await api(`/api/v1/cameras/${enc(c.id)}`, { method: "PATCH", body: { name: nameIn.value, location: locIn.value } });
+            this.onChanged();
+          }, this.note) }, t("save")), " ",
+          el("button", { class: "remove", onclick: () => attempt(async () => {
+            if (!confirm(`${t("confirm_remove")} ${c.name || c.id}`)) return false;
+            await api(`/api/v1/cameras/${enc(c.id)}`, { method: "DELETE" });
+            this.onChanged();
+            await this.cameras();
+          }, this.note) }, t("remove"))));
+    });
     this.body.replaceChildren(
-      el("table", { class: "list" },
-        el("tr", {}, ...["id", "name", "location", "status", ""].map((k) => el("th", {}, k === "id" ? "ID" : t(k)))),
-        ...cams.map((c) => el("tr", { dataset: { camera: c.id } },
-          el("td", {}, c.id), el("td", {}, c.name || ""), el("td", {}, c.location || ""), el("td", {}, t(c.status || "unknown")),
-          el("td", {}, el("button", { onclick: () => attempt(async () => {
-            if (!confirm(t("confirm_remove"))) return;
-            await api(`/api/v1/cameras/${encodeURIComponent(c.id)}`, { method: "DELETE" });
-            this.onChanged(); this.cameras();
-          }, this.note) }, t("remove")))))),
-      el("h4", {}, t("add")),
-      el("div", { class: "form-row" }, name, host, user, pass, el("span", {}, "/"), rtsp, el("button", { onclick: add }, t("add"))),
-      el("div", { class: "form-row" }, el("button", { onclick: discover }, t("discover"))), results);
+      el("table", { class: "list cameras" },
+        el("tr", {}, ...["ID", "name", "location", "address", "status", ""].map((k) => el("th", {}, k === "ID" ? k : k ? t(k) : ""))),
+        ...rows),
+      el("h4", {}, t("add_camera")),
+      el("div", { class: "form-row" }, name, location),
+      el("div", { class: "form-row" }, host, user, pass, el("span", { class: "hint" }, t("or")), rtsp,
+        el("button", { class: "add", onclick: add }, t("add"))),
+      el("h4", {}, t("discover")),
+      el("div", { class: "form-row" }, ranges, el("button", { class: "discover", onclick: discover }, t("discover")),
+        el("span", { class: "hint" }, t("discover_hint"))),
+      results);
   }
 
   async motion() {
     const cams = await api("/api/v1/cameras");
-    const pick = el("select", {}, ...cams.map((c) => el("option", { value: c.id }, c.name || c.id)));
+    const pick = el("select", { class: "motion-camera" }, ...cams.map((c) => el("option", { value: c.id }, c.name || c.id)));
     const area = el("div");
     const load = () => this.motionEditor(cams.find((c) => c.id === pick.value), area);
     pick.addEventListener("change", load);
@@ -83,48 +137,69 @@ export class Settings {
   }
 
   motionEditor(cam, area) {
+    // The whole settings object goes back in the PATCH: fields not shown here keep their values.
     const m = { enabled: true, sensitivity: 0.5, zones: {}, masks: [], ...(cam.motion || {}) };
+    m.zones = { ...m.zones };
+    m.masks = [...m.masks];
     let mode = "zone", current = [];
-    const img = el("img", { src: `/api/v1/cameras/${encodeURIComponent(cam.id)}/snapshot.jpg?t=${Date.now()}`, alt: "" });
+    const img = el("img", { src: `/api/v1/cameras/${enc(cam.id)}/snapshot.jpg?t=${Date.now()}`, alt: t("snapshot") });
     const canvas = el("canvas", { width: 640, height: 360 });
+    const modeLabel = el("span", { class: "hint" });
     const redraw = () => {
       const ctx = canvas.getContext("2d");
       ctx.clearRect(0, 0, canvas.width, canvas.height);
-      const poly = (pts, color) => {
+      const poly = (pts, color, closed = true, name = "") => {
         if (!pts.length) return;
-        ctx.strokeStyle = color; ctx.fillStyle = color + "33"; ctx.lineWidth = 2; ctx.beginPath();
+        ctx.strokeStyle = color; ctx.fillStyle = color + "44"; ctx.lineWidth = 3; ctx.beginPath();
         pts.forEach(([x, y], i) => (i ? ctx.lineTo(x * canvas.width, y * canvas.height) : ctx.moveTo(x * canvas.width, y * canvas.height)));
-        ctx.closePath(); ctx.fill(); ctx.stroke();
+        if (closed) { ctx.closePath(); ctx.fill(); }
+        ctx.stroke();
+        if (name) { ctx.fillStyle = color; ctx.font = "bold 20px sans-serif"; ctx.fillText(name, pts[0][0] * canvas.width + 4, pts[0][1] * canvas.height + 22); }
       };
-      Object.values(m.zones).forEach((p) => poly(p, "#36c26b"));
+      Object.entries(m.zones).forEach(([name, p]) => poly(p, "#36c26b", true, name));
       m.masks.forEach((p) => poly(p, "#e5484d"));
-      poly(current, mode === "zone" ? "#36c26b" : "#e5484d");
+      poly(current, mode === "zone" ? "#36c26b" : "#e5484d", false);
+      modeLabel.textContent = `${mode === "zone" ? t("draw_zone") : t("draw_mask")}: ${t("zone_hint")}`;
+      area.dataset.zones = String(Object.keys(m.zones).length);
+      area.dataset.masks = String(m.masks.length);
+    };
+    const point = (e) => {
+      const r = canvas.getBoundingClientRect();
+      const clamp = (v) => Math.min(1, Math.max(0, v));
+      return [+clamp((e.clientX - r.left) / r.width).toFixed(4), +clamp((e.clientY - r.top) / r.height).toFixed(4)];
     };
     canvas.addEventListener("click", (e) => {
-      const r = canvas.getBoundingClientRect();
-      current.push([+((e.clientX - r.left) / r.width).toFixed(4), +((e.clientY - r.top) / r.height).toFixed(4)]);
+      if (e.detail > 1) return; // the clicks of a double-click add no points
+      current.push(point(e));
       redraw();
     });
     canvas.addEventListener("dblclick", () => {
       if (current.length >= 3) {
-        if (mode === "zone") m.zones[`zone-${Object.keys(m.zones).length + 1}`] = current;
-        else m.masks.push(current);
+        if (mode === "zone") {
+          let n = Object.keys(m.zones).length + 1;
+          while (m.zones[`${t("zone")}${n}`]) n++;
+          m.zones[`${t("zone")}${n}`] = current;
+        } else m.masks.push(current);
       }
       current = []; redraw();
     });
-    const sens = el("input", { type: "range", min: "0", max: "1", step: "0.05", value: String(m.sensitivity) });
-    const enabled = el("input", { type: "checkbox", checked: m.enabled });
+    const sens = el("input", { type: "range", min: "0", max: "1", step: "0.05", value: String(m.sensitivity), class: "sens" });
+    const sensVal = el("span", {}, String(m.sensitivity));
+    sens.addEventListener("input", () => { sensVal.textContent = sens.value; });
+    const enabled = el("input", { type: "checkbox", checked: m.enabled, class: "motion-enabled" });
     const save = () => attempt(async () => {
       m.sensitivity = Number(sens.value); m.enabled = enabled.checked;
-      await api(`/api/v1/cameras/${encodeURIComponent(cam.id)}`, { method: "PATCH", body: { motion: { enabled: m.enabled, sensitivity: m.sensitivity, zones: m.zones, masks: m.masks } } });
+      const updated = await api(`/api/v1/cameras/${enc(cam.id)}`, { method: "PATCH", body: { motion: m } });
+      cam.motion = updated.motion;
     }, this.note);
     area.replaceChildren(
       el("div", { class: "form-row" },
-        el("label", {}, enabled, t("enabled")), el("label", {}, t("sensitivity"), " ", sens),
-        el("button", { onclick: () => { mode = "zone"; current = []; } }, t("draw_zone")),
-        el("button", { onclick: () => { mode = "mask"; current = []; } }, t("draw_mask")),
-        el("button", { onclick: () => { m.zones = {}; m.masks = []; current = []; redraw(); } }, t("clear")),
-        el("button", { onclick: save }, t("save"))),
+        el("label", {}, enabled, " ", t("enabled")), el("label", {}, t("sensitivity"), " ", sens, " ", sensVal),
+        el("button", { class: "draw-zone", onclick: () => { mode = "zone"; current = []; redraw(); } }, t("draw_zone")),
+        el("button", { class: "draw-mask", onclick: () => { mode = "mask"; current = []; redraw(); } }, t("draw_mask")),
+        el("button", { class: "clear", onclick: () => { m.zones = {}; m.masks = []; current = []; redraw(); } }, t("clear")),
+        el("button", { class: "save", onclick: save }, t("save"))),
+      el("div", { class: "form-row" }, modeLabel),
       el("div", { class: "zone-editor" }, img, canvas));
     img.addEventListener("load", () => { canvas.width = img.naturalWidth || 640; canvas.height = img.naturalHeight || 360; redraw(); });
     redraw();
@@ -133,44 +208,70 @@ export class Settings {
   async recording() {
     const cams = await api("/api/v1/cameras");
     const modes = ["off", "continuous", "events", "both"];
-    this.body.replaceChildren(el("table", { class: "list" },
-      el("tr", {}, el("th", {}, t("camera")), el("th", {}, t("mode")), el("th", {})),
+    const num = (v, min, max) => el("input", { type: "number", value: String(v), min: String(min), max: String(max), step: "1", size: 4, style: "width:5em" });
+    this.body.replaceChildren(el("table", { class: "list recording" },
+      el("tr", {}, ...["camera", "mode", "segment_len", "pre_roll", "post_roll", ""].map((k) => el("th", {}, k ? t(k) : ""))),
       ...cams.map((c) => {
-        const sel = el("select", {}, ...modes.map((mo) => el("option", { value: mo, selected: (c.recording?.mode || "off") === mo }, t(`mode_${mo}`))));
-        return el("tr", {}, el("td", {}, c.name || c.id), el("td", {}, sel),
-          el("td", {}, el("button", { onclick: () => attempt(() => api(`/api/v1/cameras/${encodeURIComponent(c.id)}`, { method: "PATCH", body: { recording: { ...(c.recording || {}), mode: sel.value } } }), this.note) }, t("save"))));
+        const r = c.recording || {};
+        const sel = el("select", { class: "rec-mode" }, ...modes.map((mo) => el("option", { value: mo, selected: (r.mode || "off") === mo }, t(`mode_${mo}`))));
+        const seg = num(r.segment_s ?? 60, 2, 3600), pre = num(r.pre_s ?? 5, 0, 120), post = num(r.post_s ?? 10, 0, 600);
+        return el("tr", { dataset: { camera: c.id } }, el("td", {}, c.name || c.id), el("td", {}, sel),
+          el("td", {}, seg), el("td", {}, pre), el("td", {}, post),
+          el("td", {}, el("button", { class: "save", onclick: () => attempt(async () => {
+            const body = { recording: { ...r, mode: sel.value, segment_s: Number(seg.value), pre_s: Number(pre.value), post_s: Number(post.value) } };
+            const updated = await api(`/api/v1/cameras/${enc(c.id)}`, { method: "PATCH", body });
+            c.recording = updated.recording;
+          }, this.note) }, t("save"))));
       })));
   }
 
   async children() {
     const kids = await api("/api/v1/children");
-    const name = el("input", { placeholder: "village-3" });
-    const shown = el("pre", { class: "token" });
+    const name = el("input", { class: "child-name", placeholder: "village-3", pattern: "[a-z0-9][a-z0-9_-]*" });
+    const shown = el("pre", { class: "token", hidden: true });
     this.body.replaceChildren(
-      el("table", { class: "list" },
-        el("tr", {}, el("th", {}, t("name")), el("th", {}, t("status")), el("th", {})),
-        ...kids.map((k) => el("tr", {}, el("td", {}, k.name || k.id), el("td", {}, t(k.status || (k.online ? "online" : "offline"))),
-          el("td", {}, el("button", { onclick: () => attempt(async () => { await api(`/api/v1/children/${encodeURIComponent(k.name || k.id)}`, { method: "DELETE" }); this.children(); }, this.note) }, t("revoke")))))),
-      el("div", { class: "form-row" }, name, el("button", { onclick: () => attempt(async () => {
-        const r = await api("/api/v1/children", { method: "POST", body: { name: name.value } });
-        shown.textContent = `${t("token_once")}\n${r.token}`;
-      }, this.note) }, t("add"))), shown);
+      el("table", { class: "list children" },
+        el("tr", {}, ...["name", "status", "created", "last_seen", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+        ...kids.map((k) => el("tr", { dataset: { child: k.name } },
+          el("td", {}, k.name),
+          el("td", { class: k.revoked ? "" : k.online ? "st-online" : "st-offline" }, k.revoked ? t("revoked") : t(k.online ? "online" : "offline")),
+          el("td", {}, fmtTime(k.created)), el("td", {}, fmtTime(k.last_seen)),
+          el("td", {}, k.revoked ? "" : el("button", { class: "revoke", onclick: () => attempt(async () => {
+            if (!confirm(`${t("confirm_revoke")} ${k.name}`)) return false;
+            await api(`/api/v1/children/${enc(k.name)}`, { method: "DELETE" });
+            await this.children();
+          }, this.note) }, t("revoke")))))),
+      el("h4", {}, t("add_child")),
+      el("div", { class: "form-row" }, name, el("button", { class: "add", onclick: () => attempt(async () => {
+        const r = await api("/api/v1/children", { method: "POST", body: { name: name.value.trim() } });
+        await this.children();
+        const again = this.body.querySelector("pre.token");
+        again.hidden = false;
+        again.textContent = `${t("token_once")}\n${r.token}`;
+      }, this.note) }, t("add")), el("span", { class: "hint" }, t("tokens_hint"))),
+      shown);
   }
 
   async users() {
     const users = await api("/api/v1/auth/users");
-    const u = el("input", { placeholder: t("username") });
-    const p = el("input", { placeholder: t("password"), type: "password" });
-    const role = el("select", {}, ...["viewer", "operator", "admin"].map((r) => el("option", { value: r }, t(r))));
-    const scope = el("input", { placeholder: "town-a/village-1" });
+    const u = el("input", { class: "user-name", placeholder: t("username") });
+    const p = el("input", { class: "user-pass", placeholder: t("password_min"), type: "password", autocomplete: "new-password" });
+    const role = el("select", { class: "user-role" }, ...["viewer", "operator", "admin"].map((r) => el("option", { value: r }, t(r))));
+    const scope = el("input", { class: "user-scope", placeholder: `${t("scope")}: town-a/village-1` });
     this.body.replaceChildren(
-      el("table", { class: "list" },
-        el("tr", {}, el("th", {}, t("username")), el("th", {}, t("role")), el("th", {}, "scope"), el("th", {})),
-        ...users.map((x) => el("tr", {}, el("td", {}, x.username), el("td", {}, t(x.role)), el("td", {}, x.scope || "*"),
-          el("td", {}, el("button", { onclick: () => attempt(async () => { await api(`/api/v1/auth/users/${encodeURIComponent(x.username)}`, { method: "DELETE" }); this.users(); }, this.note) }, t("remove")))))),
-      el("div", { class: "form-row" }, u, p, role, scope, el("button", { onclick: () => attempt(async () => {
-        await api("/api/v1/auth/users", { method: "POST", body: { username: u.value, password: p.value, role: role.value, scope: scope.value } });
-        this.users();
+      el("table", { class: "list users" },
+        el("tr", {}, el("th", {}, t("username")), el("th", {}, t("role")), el("th", {}, t("scope")), el("th", {})),
+        ...users.map((x) => el("tr", { dataset: { user: x.username } }, el("td", {}, x.username), el("td", {}, t(x.role)),
+          el("td", {}, x.scope || t("all")),
+          el("td", {}, el("button", { class: "remove", onclick: () => attempt(async () => {
+            if (!confirm(`${t("confirm_remove")} ${x.username}`)) return false;
+            await api(`/api/v1/auth/users/${enc(x.username)}`, { method: "DELETE" });
+            await this.users();
+          }, this.note) }, t("remove")))))),
+      el("h4", {}, t("add_user")),
+      el("div", { class: "form-row" }, u, p, role, scope, el("button", { class: "add", onclick: () => attempt(async () => {
+        await api("/api/v1/auth/users", { method: "POST", body: { username: u.value.trim(), password: p.value, role: role.value, scope: scope.value.trim() } });
+        await this.users();
       }, this.note) }, t("add"))));
   }
 }

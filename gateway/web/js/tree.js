@@ -1,6 +1,8 @@
-// Device tree (设备树): the cascade catalog, or this gateway's own cameras.
+// Device tree (设备树): the cascade catalog (市 / 镇 / 村 / cameras), or this gateway's own cameras.
 import { api, el } from "./api.js";
 import { t } from "./i18n.js";
+
+const DRAG_TYPE = "application/x-gw-cameras";
 
 export class DeviceTree {
   constructor(container, search, { onOpen }) {
@@ -8,7 +10,9 @@ export class DeviceTree {
     this.search = search;
     this.onOpen = onOpen;
     this.root = null;
-    this.cameras = new Map(); // ref -> camera
+    this.cameras = new Map(); // ref (path relative to this gateway) -> camera
+    this.collapsed = new Set(); // node paths the operator folded; kept across reloads
+    this.nodeNames = new Map(); // node path -> display name (城关镇, 东村)
     search.addEventListener("input", () => this.render());
   }
 
@@ -17,26 +21,34 @@ export class DeviceTree {
     try {
       tree = await api("/api/v1/tree");
     } catch (err) {
-      if (err.status !== 404) throw err;
+      if (err.status !== 404 && err.status !== 503) throw err;
       const health = await api("/api/v1/health");
       const cams = await api("/api/v1/cameras");
-      tree = { id: health.id, name: health.id, level: health.level, status: "online", cameras: cams, children: [] };
+      tree = { id: health.id, name: health.id, level: health.level, status: "online", path: "", cameras: cams, children: [] };
     }
     this.root = tree;
     this.cameras.clear();
+    this.nodeNames.clear();
     this.index(tree, "");
     this.render();
     return tree;
   }
 
-  // Camera refs are paths relative to this gateway: cam-01, village-1/cam-01.
+  // Camera refs are paths relative to this gateway: cam-01, town-a/village-1/cam-01.
   index(node, prefix) {
-    node._prefix = prefix;
+    node._prefix = node.path ?? prefix;
+    if (node._prefix) this.nodeNames.set(node._prefix, node.name || node.id);
     for (const cam of node.cameras || []) {
-      cam.ref = cam.ref || (prefix ? `${prefix}/${cam.id}` : cam.id);
+      cam.ref = cam.path || (node._prefix ? `${node._prefix}/${cam.id}` : cam.id);
       this.cameras.set(cam.ref, cam);
     }
-    for (const child of node.children || []) this.index(child, prefix ? `${prefix}/${child.id}` : child.id);
+    for (const child of node.children || []) this.index(child, node._prefix ? `${node._prefix}/${child.id}` : child.id);
+  }
+
+  // "城关镇 / 东村" for a camera below children; "" for this gateway's own.
+  placeOf(ref) {
+    const parts = ref.split("/").slice(0, -1);
+    return parts.map((_, i) => this.nodeNames.get(parts.slice(0, i + 1).join("/")) || parts[i]).join(" / ");
   }
 
   camerasUnder(node) {
@@ -52,7 +64,7 @@ export class DeviceTree {
 
   matches(cam, q) {
     if (!q) return true;
-    return [cam.name, cam.id, cam.location, cam.ref].some((s) => (s || "").toLowerCase().includes(q));
+    return [cam.name, cam.id, cam.location, cam.division, cam.ref].some((s) => (s || "").toLowerCase().includes(q));
   }
 
   render() {
@@ -64,25 +76,42 @@ export class DeviceTree {
   renderNode(node, q) {
     const all = this.camerasUnder(node);
     const online = all.filter((c) => c.status === "online").length;
-    const wrap = el("div", { class: "tree-node", role: "treeitem", dataset: { path: node._prefix || "" } });
-    const row = el("div", { class: "row", draggable: "true" },
-      el("span", { class: `dot ${node.status || "unknown"}` }),
-      el("span", { class: "level" }, t(`level_${node.level || "site"}`)),
-      el("span", { class: "name" }, node.name || node.id),
-      el("span", { class: "count" }, `${online}/${all.length}`));
-    row.addEventListener("click", () => wrap.classList.toggle("collapsed"));
-    row.addEventListener("dragstart", (e) => {
-      e.dataTransfer.setData("application/x-gw-cameras", JSON.stringify(all.map((c) => c.ref)));
+    const path = node._prefix || "";
+    const wrap = el("div", {
+      class: `tree-node${this.collapsed.has(path) && !q ? " collapsed" : ""}`,
+      role: "treeitem",
+      dataset: { path, level: node.level || "site" },
     });
-    const children = el("div", { class: "children" });
+    const row = el("div", { class: "row", draggable: "true", title: t("drag_node_hint") },
+      el("span", { class: "caret" }),
+      el("span", { class: `dot ${node.status || "unknown"}`, title: t(node.status || "unknown") }),
+      el("span", { class: `level level-${node.level || "site"}` }, t(`level_${node.level || "site"}`)),
+      el("span", { class: "name" }, node.name || node.id),
+      el("span", { class: "count", title: `${t("online")} / ${t("cameras_total")}` }, `${online}/${all.length}`));
+    row.addEventListener("click", () => {
+      wrap.classList.toggle("collapsed");
+      if (wrap.classList.contains("collapsed")) this.collapsed.add(path); else this.collapsed.delete(path);
+    });
+    row.addEventListener("dblclick", () => this.onOpen(all.map((c) => c.ref)));
+    row.addEventListener("dragstart", (e) => {
+      e.dataTransfer.effectAllowed = "copy";
+      e.dataTransfer.setData(DRAG_TYPE, JSON.stringify(all.map((c) => c.ref)));
+    });
+    const children = el("div", { class: "children", role: "group" });
     for (const cam of node.cameras || []) {
       if (!this.matches(cam, q)) continue;
-      const item = el("div", { class: "tree-cam", draggable: "true", role: "treeitem", title: cam.location || "", dataset: { camera: cam.ref } },
+      const item = el("div", {
+        class: "tree-cam", draggable: "true", role: "treeitem",
+        title: [cam.location, cam.ref].filter(Boolean).join(" · "),
+        dataset: { camera: cam.ref, status: cam.status || "unknown" },
+      },
         el("span", { class: `dot ${cam.status || "unknown"}` }),
-        el("span", {}, cam.name || cam.id),
-        el("span", { class: "count" }, t(cam.status || "unknown")));
+        el("span", { class: "cam-icon" }, cam.ptz ? "◉" : "▣"),
+        el("span", { class: "name" }, cam.name || cam.id),
+        el("span", { class: `count st-${cam.status || "unknown"}` }, t(cam.status || "unknown")));
       item.addEventListener("dragstart", (e) => {
-        e.dataTransfer.setData("application/x-gw-cameras", JSON.stringify([cam.ref]));
+        e.dataTransfer.effectAllowed = "copy";
+        e.dataTransfer.setData(DRAG_TYPE, JSON.stringify([cam.ref]));
       });
       item.addEventListener("dblclick", () => this.onOpen([cam.ref]));
       children.append(item);
@@ -95,3 +124,5 @@ export class DeviceTree {
     return wrap;
   }
 }
+
+export { DRAG_TYPE };
