@@ -105,14 +105,12 @@ REGRESSIONS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "body"), REGRESSIONS)
-def test_requests_that_once_gave_500_are_refused_cleanly(
-    gateway_factory, method: str, url: str, body: Any
-) -> None:
+def test_requests_that_once_gave_500_are_refused_cleanly(gateway_factory) -> None:
     gw = gateway_factory({"discovery": {"interval_s": 0}})
-    r = gw.client.request(method, url, json=body)
-    assert 400 <= r.status_code < 500, f"{r.status_code} {r.text[:300]}"
-    assert "detail" in r.json()
+    for method, url, body in REGRESSIONS:
+        r = gw.client.request(method, url, json=body)
+        assert 400 <= r.status_code < 500, f"{method} {url}: {r.status_code} {r.text[:300]}"
+        assert "detail" in r.json()
 
 
 def test_no_operation_answers_with_a_server_error(gateway: Any) -> None:
