@@ -509,9 +509,10 @@ def mutated_json(draw: st.DrawFn, seeds: list[dict]) -> str:
         if not nested:
             break
         k = draw(st.sampled_from(nested))
-        target = target[k] if isinstance(target[k], dict) else target[k][0]
-        if not isinstance(target, dict):
+        inner = target[k] if isinstance(target[k], dict) else target[k][0]
+        if not isinstance(inner, dict):
             break
+        target = inner
     action = draw(st.sampled_from(["replace", "drop", "add"]))
     if action == "drop" and target:
         target.pop(draw(st.sampled_from(sorted(target))))
