@@ -109,7 +109,8 @@ def test_login_form_in_chinese_then_the_tree_shows_city_town_village(
     ui_login(page, ui_system.city.base_url)
     assert page.inner_text(".tab.active") == "实时预览"
     levels = page.eval_on_selector_all(
-        ".tree-node", "ns => ns.map((n) => [n.dataset.level, n.querySelector('.level').textContent])"
+        ".tree-node",
+        "ns => ns.map((n) => [n.dataset.level, n.querySelector('.level').textContent])",
     )
     assert ["city", "市"] in levels and ["town", "镇"] in levels and ["village", "村"] in levels
     counts = page.eval_on_selector_all(
@@ -239,7 +240,9 @@ def test_switching_to_english_changes_the_labels(city_page: Any) -> None:
     assert page.inner_text('.tab[data-view="playback"]') == "Playback"
     assert page.inner_text(".sidebar h3") == "Device tree"
     assert page.inner_text(".alarms-head h3") == "Alarms"
-    levels = page.eval_on_selector_all(".tree-node > .row .level", "ls => ls.map((l) => l.textContent)")
+    levels = page.eval_on_selector_all(
+        ".tree-node > .row .level", "ls => ls.map((l) => l.textContent)"
+    )
     assert levels[:3] == ["City", "Town", "Village"], levels
     assert page.locator("#lang-toggle").inner_text() == "中文"
     shot(page, "08-english")
@@ -253,7 +256,10 @@ def test_sixteen_tiles_play_and_the_page_stays_responsive(
     page = city_page
     paths = ui_system.city_paths()
     refs = [paths[i % len(paths)] for i in range(16)]
-    page.evaluate("(refs) => { window.gw.wall.setLayout(16, { keep: false }); window.gw.wall.fill(refs); }", refs)
+    page.evaluate(
+        "(refs) => { window.gw.wall.setLayout(16, { keep: false }); window.gw.wall.fill(refs); }",
+        refs,
+    )
     rates = assert_tiles_play(page, refs, timeout=60)
     # Responsiveness while 16 tiles decode: input-to-handler delay of real clicks and
     # the spacing of animation frames.

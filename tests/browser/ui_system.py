@@ -62,6 +62,11 @@ class UiSystem:
     procs: list[Any] = field(default_factory=list)
 
     @property
+    def spare_camera(self) -> dict[str, Any]:
+        """The town sim's camera no gateway has (to discover and add)."""
+        return self.town_sim.cameras[len(TOWN_NAMES)]
+
+    @property
     def city(self) -> GatewayProcess:
         return self.levels.city
 
@@ -121,7 +126,8 @@ def start_ui_system(tmp: Path) -> UiSystem:
     try:
         vsim = _sim(tmp, len(VILLAGE_NAMES), "village-sim")
         procs.append(vsim)
-        tsim = _sim(tmp, len(TOWN_NAMES), "town-sim")
+        # One more than the town configures: the settings test discovers and adds it.
+        tsim = _sim(tmp, len(TOWN_NAMES) + 1, "town-sim")
         procs.append(tsim)
 
         village_cams = [

@@ -31,6 +31,8 @@ async function login(e) {
     return;
   }
   $("#login-pass").value = "";
+  // A session that expired under a running page: start clean rather than wire everything twice.
+  if (state.tree) { location.reload(); return; }
   await boot();
 }
 

@@ -50,9 +50,9 @@ class Tile {
       this.variantBtn, this.ptzBtn,
       el("button", { class: "fs-btn", onclick: () => this.fullscreen() }, t("fullscreen")),
       el("button", { class: "close-btn", onclick: () => this.clear() }, t("close")));
+    this.overlay = el("div", { class: "overlay", hidden: true }, this.statusEl, this.nameEl, this.variantEl, this.statsEl);
     this.node = el("div", { class: "tile", dataset: { index: String(index) } },
-      this.video, this.empty,
-      el("div", { class: "overlay" }, this.statusEl, this.nameEl, this.variantEl, this.statsEl),
+      this.video, this.empty, this.overlay,
       this.stateEl, this.tools);
     this.tools.hidden = true;
     this.node.addEventListener("dblclick", (e) => { if (!e.target.closest("button")) this.fullscreen(); });
@@ -88,6 +88,7 @@ class Tile {
     this.variantBtn.textContent = this.variant === "low" ? t("main_stream") : t("low_stream");
     this.ptzBtn.hidden = !cam.ptz;
     this.tools.hidden = false;
+    this.overlay.hidden = false;
     this.empty.hidden = true;
     this.stateEl.textContent = t("connecting");
     this.statsEl.textContent = "";
@@ -187,7 +188,10 @@ class Tile {
         for (const p of list || []) presets.append(el("option", { value: p.token }, p.name || p.token));
       }).catch(() => {});
     } else {
-      for (let i = 1; i <= 8; i++) presets.append(el("option", { value: String(i) }, `${t("preset")} ${i}`));
+      // The tree has no preset list for remote cameras: the operator types the preset token.
+      const token = el("input", { class: "ptz-preset-token", placeholder: t("preset"), size: 6 });
+      const go = el("button", { class: "ptz-goto", onclick: () => token.value.trim() && send({ action: "goto_preset", preset: token.value.trim() }) }, t("goto"));
+      presets.replaceWith(el("div", { class: "ptz-zoom" }, token, go));
     }
   }
 
@@ -229,6 +233,7 @@ class Tile {
     this.statusEl.className = "dot unknown";
     this.ptzBtn.hidden = true;
     this.tools.hidden = true;
+    this.overlay.hidden = true;
     this.empty.hidden = false;
     this.node.removeAttribute("title");
     for (const k of ["camera", "framesDecoded", "state", "variant"]) delete this.node.dataset[k];
