@@ -144,8 +144,9 @@ def recorded_frames(index: RecordingIndex, start: float, end: float) -> int:
     for seg in index.segments("cam-01", start, end):
         with av.open(str(index.abs(seg["path"]))) as c:
             stream = c.streams.video[0]
+            tb = float(stream.time_base)
             dts = [p.dts for p in c.demux(stream) if p.dts is not None]
-        walls = [seg["start"] + float((d - dts[0]) * stream.time_base) for d in dts]
+        walls = [seg["start"] + (d - dts[0]) * tb for d in dts]
         count += sum(start <= w < end for w in walls)
     return count
 
