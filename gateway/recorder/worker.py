@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_ONGOING_EVENT_S = 300.0  # an event that never gets its end stops triggering after this
 RING_MAX_BYTES = 64 * 1024 * 1024
+RING_SLACK_S = 3.0  # ring kept beyond pre_s, for the delay between an event and its trigger
 OFFSET_LEAK = 1e-3  # s per s: far above any camera clock drift, far below a delay burst
 CLOCK_STEP_S = 10.0
 
@@ -115,6 +116,7 @@ class CameraRecorder(threading.Thread):
         self._ring_bytes = 0
         self._active: dict[str, float] = {}  # ongoing event id -> start
         self._armed_until = 0.0
+        self._want_from: float | None = None  # wall time a triggered recording starts from
         self._windows: list[tuple[float, float]] = []  # event windows, for has_event
         self._epoch: int | None = None
         self._offset: float | None = None  # wall clock minus media time, this run
@@ -252,8 +254,8 @@ class CameraRecorder(threading.Thread):
                 if self.policy.continuous:
                     self._open(au, wall, [au])
                 else:
-                    first_wall = wall - (media - _media(self._ring[0]))
-                    self._open(self._ring[0], first_wall, list(self._ring))
+                    units = self._preroll(wall, media)
+                    self._open(units[0], wall - (media - _media(units[0])), units)
             return
         if not wanted:
             self._close("post-roll over")
@@ -294,7 +296,8 @@ class CameraRecorder(threading.Thread):
             return
         self._ring.append(au)
         self._ring_bytes += len(au.data)
-        horizon = _media(au) - self.policy.pre_s
+        # Keep more than pre_s: an event reaches us a moment after it started.
+        horizon = _media(au) - self.policy.pre_s - RING_SLACK_S
         # Drop whole GOPs from the front while the next GOP still starts before the horizon.
         while True:
             nxt = next((i for i, x in enumerate(self._ring) if i and x.keyframe), None)
@@ -304,6 +307,19 @@ class CameraRecorder(threading.Thread):
                 break
             for _ in range(nxt):
                 self._ring_bytes -= len(self._ring.popleft().data)
+
+    def _preroll(self, wall: float, media: float) -> list[AccessUnit]:
+        """The ring from the last keyframe at or before the earliest wanted time."""
+        units = list(self._ring)
+        want_media = media - (wall - self._want_from) if self._want_from is not None else None
+        self._want_from = None
+        if want_media is None:
+            return units
+        first = 0
+        for i, unit in enumerate(units):
+            if unit.keyframe and _media(unit) <= want_media:
+                first = i
+        return units[first:]
 
     def _wanted(self, wall: float) -> bool:
         if self.policy.continuous:
@@ -327,6 +343,8 @@ class CameraRecorder(threading.Thread):
                 self._armed_until = max(self._armed_until, stop_at)
                 window = (start - self.policy.pre_s, stop_at)
             self._windows.append(window)
+            if self._seg is None:
+                self._want_from = min(self._want_from or window[0], window[0])
             if not self.transient or self.policy.continuous:
                 self._safe(lambda w=window: self.rec.mark_event(self.camera, *w))
         for event_id, start in list(self._active.items()):
