@@ -155,7 +155,7 @@ def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -
     saved = [r for r, _, _ in frames(page)]
     assert len(saved) == 9 and saved[:2] == [OTHER_CAM, PTZ_CAM]
     page.reload()
-    page.wait_for_selector("#app-view:not([hidden]) .tree-node")
+    page.wait_for_selector("body[data-ready] #app-view:not([hidden]) .tree-node")
     page.wait_for_function("() => window.gw.wall && window.gw.wall.layout === 9")
     assert [r for r, _, _ in frames(page)] == saved
     assert_tiles_play(page, saved[:2])

@@ -59,7 +59,13 @@ def test_cameras_discover_add_rename_remove(page: Any, ui_system: UiSystem) -> N
     page.fill(".disc-ranges", f"{spare['address']}/32")
     page.click("button.discover")
     row = page.locator(f'.disc-results tr[data-endpoint="{spare["endpoint"]}"]')
-    row.wait_for(timeout=20_000)
+    wait_for(
+        lambda: row.count() or "失败" in page.inner_text(".settings-nav .notice"),
+        30,
+        "the spare camera among the discovery results",
+        every=0.3,
+    )
+    assert row.count(), (page.inner_text(".settings-nav .notice"), page.inner_text(".disc-results"))
     row.locator("button.use").click()
     assert page.input_value(".cam-host") == f"{spare['address']}:{spare['http_port']}"
     page.fill(".cam-name", "镇卫生院")
@@ -92,7 +98,8 @@ def test_motion_zone_and_mask_drawn_on_the_snapshot_are_saved(
     section(page, "settings_motion")
     page.select_option(".motion-camera", "cam-02")
     page.wait_for_function(
-        "() => { const i = document.querySelector('.zone-editor img'); return i && i.naturalWidth > 0; }",
+        "() => { const i = document.querySelector('.zone-editor img');"
+        " return i && i.naturalWidth > 0; }",
         timeout=20_000,
     )
     canvas = page.locator(".zone-editor canvas")

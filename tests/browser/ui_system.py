@@ -228,7 +228,7 @@ def ui_login(page: Any, base_url: str, user: str = "admin", password: str = ADMI
     page.fill("#login-user", user)
     page.fill("#login-pass", password)
     page.click("#login-submit")
-    page.wait_for_selector("#app-view:not([hidden]) .tree-node", timeout=15_000)
+    page.wait_for_selector("body[data-ready] #app-view:not([hidden]) .tree-node", timeout=15_000)
 
 
 def shot(page: Any, name: str) -> Path:

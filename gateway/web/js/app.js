@@ -86,6 +86,7 @@ async function boot() {
     onStatus: (ref, status) => state.tree.setStatus(ref, status),
   });
   await state.alarms.load();
+  document.body.dataset.ready = "1"; // everything is wired (the browser tests wait for this)
   setInterval(() => state.tree.load().catch(() => {}), 15000);
 }
 

@@ -72,7 +72,13 @@ export class Settings {
     const discover = () => attempt(async () => {
       const body = ranges.value.trim() ? { ranges: ranges.value.split(/[\s,，]+/).filter(Boolean) } : {};
       results.replaceChildren(el("p", { class: "hint" }, t("discovering")));
-      try { await api("/api/v1/discovery", { method: "POST", body }); } catch (err) { if (err.status !== 409) throw err; }
+      // A periodic scan may be running (409): wait for it, then start ours.
+      for (let i = 0; ; i++) {
+        try { await api("/api/v1/discovery", { method: "POST", body }); break; } catch (err) {
+          if (err.status !== 409 || i >= 60) throw err;
+          await sleep(500);
+        }
+      }
       let status;
       for (let i = 0; i < 120; i++) {
         status = await api("/api/v1/discovery");
