@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.config import RecordingSettings
 from gateway.events.model import Event
 from gateway.recorder.index import RecordingIndex
 from gateway.recorder.playback import Clip, ClipCache
+from gateway.recorder.policy import Policy, policy_from
 from gateway.recorder.recovery import recover
 from gateway.recorder.retention import Retention, disk_state
-from gateway.recorder.worker import CameraRecorder, Policy
+from gateway.recorder.worker import CameraRecorder
 from gateway.store import events as event_store
 from gateway.store import recordings as store
 
@@ -39,14 +39,6 @@ def is_trigger(event: Event) -> bool:
     """Whether an event means 'something happened in front of this camera'."""
     return bool(event.camera) and not (
         event.type in _STATUS_TYPES or event.type.startswith(_STATUS_PREFIXES)
-    )
-
-
-def policy_from(settings: RecordingSettings) -> Policy | None:
-    if settings.mode == "off":
-        return None
-    return Policy(
-        settings.mode, settings.stream, settings.segment_s, settings.pre_s, settings.post_s
     )
 
 

@@ -4,27 +4,27 @@ The thread owns everything about the camera's recording (writer, ring, timers), 
 nothing here needs a lock except the hand-off queue that events and ``record_for``
 feed (:meth:`CameraRecorder.trigger`).
 
-Times: each access unit gets a wall-clock time from its media time, anchored to the
-wall clock of the first unit of its epoch (re-anchored if they drift apart by more
-than 2 s). Consecutive segments of one run therefore join exactly, and a gap appears
-only where the stream really broke: epoch change (camera reconnect), stall, a jump in
-timestamps (dropped GOPs), a full disk or a gateway restart.
+Times: each access unit gets a wall-clock time from its media time plus the smallest
+arrival delay seen in its run (see :meth:`CameraRecorder._wall`). Consecutive
+segments of one run therefore join exactly, and a gap appears only where the stream
+really broke: epoch change (camera reconnect), stall, a jump in timestamps (dropped
+GOPs), a full disk or a gateway restart.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from gateway.recorder.index import segment_path
+from gateway.recorder.policy import Policy
 from gateway.recorder.recovery import probe, trim_to_fragments
-from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, is_disk_full
+from gateway.recorder.triggers import GopRing, Triggers
+from gateway.recorder.triggers import media_time as _media
+from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, codec_facts, is_disk_full
 from gateway.streams.hub import HubClosed
 from gateway.streams.packet import AccessUnit
 
@@ -33,49 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_ONGOING_EVENT_S = 300.0  # an event that never gets its end stops triggering after this
-RING_MAX_BYTES = 64 * 1024 * 1024
-RING_SLACK_S = 3.0  # ring kept beyond pre_s, for the delay between an event and its trigger
 OFFSET_LEAK = 1e-3  # s per s: far above any camera clock drift, far below a delay burst
 CLOCK_STEP_S = 10.0
-
-
-@functools.lru_cache(maxsize=64)
-def _seconds_per_tick(time_base: Fraction) -> float:
-    return float(time_base)
-
-
-def _media(au: AccessUnit) -> float:
-    """Decode-order media time in seconds (float maths: this runs for every frame)."""
-    return (au.dts if au.dts is not None else au.pts) * _seconds_per_tick(au.time_base)
-
-
-def _codec_facts(hub: Any, first: AccessUnit) -> tuple[str, bytes]:
-    """(codec, Annex B parameter sets from the SDP) of the stream ``first`` came from."""
-    info = getattr(hub, "info", None)
-    extradata = bytes(info.extradata) if info is not None and info.extradata else b""
-    if not extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
-        extradata = b""  # avcC/hvcC form: the keyframes carry their own parameter sets
-    if info is not None and info.codec:
-        return info.codec, extradata
-    # No facts yet: an H.265 VPS/SPS NAL header (40 01 / 42 01) after a start code.
-    hevc = b"\x00\x00\x01\x40\x01" in first.data or b"\x00\x00\x01\x42\x01" in first.data
-    return ("hevc" if hevc else "h264"), extradata
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What to record for one camera (from RecordingSettings)."""
-
-    mode: str  # continuous | events | both
-    stream: str = "main"
-    segment_s: float = 60.0
-    pre_s: float = 5.0
-    post_s: float = 10.0
-
-    @property
-    def continuous(self) -> bool:
-        return self.mode in ("continuous", "both")
 
 
 @dataclass
@@ -110,14 +69,9 @@ class CameraRecorder(threading.Thread):
         self.errors = 0
         self.dropped = 0
         self._halt = threading.Event()
-        self._triggers: deque[tuple[str | None, float, float | None, float]] = deque(maxlen=1000)
+        self._triggers = Triggers()
         self._seg: _Open | None = None
-        self._ring: deque[AccessUnit] = deque()
-        self._ring_bytes = 0
-        self._active: dict[str, float] = {}  # ongoing event id -> start
-        self._armed_until = 0.0
-        self._want_from: float | None = None  # wall time a triggered recording starts from
-        self._windows: list[tuple[float, float]] = []  # event windows, for has_event
+        self._ring = GopRing()
         self._epoch: int | None = None
         self._offset: float | None = None  # wall clock minus media time, this run
         self._offset_media = 0.0
@@ -137,7 +91,7 @@ class CameraRecorder(threading.Thread):
     ) -> None:
         """Hand an event window over (quick; any thread)."""
         post = self.policy.post_s if post_s is None else post_s
-        self._triggers.append((event_id, start, end, post))
+        self._triggers.push(event_id, start, end, post)
 
     def stop(self) -> None:
         self._halt.set()
@@ -244,7 +198,7 @@ class CameraRecorder(threading.Thread):
         self._last_media = media
         wall = self._wall(au.wallclock, media)
         if not self.policy.continuous:
-            self._remember(au)
+            self._ring.add(au, self.policy.pre_s)
         if self._paused_since is not None and not self._space_back(wall):
             return
         wanted = self._wanted(wall)
@@ -254,7 +208,7 @@ class CameraRecorder(threading.Thread):
                 if self.policy.continuous:
                     self._open(au, wall, [au])
                 else:
-                    units = self._preroll(wall, media)
+                    units = self._ring.since(wall, media, self._triggers.take_want_from())
                     self._open(units[0], wall - (media - _media(units[0])), units)
             return
         if not wanted:
@@ -290,67 +244,20 @@ class CameraRecorder(threading.Thread):
         self._offset_media = media
         return media + self._offset
 
-    def _remember(self, au: AccessUnit) -> None:
-        """Keep the GOPs that cover the pre-roll (events mode)."""
-        if not self._ring and not au.keyframe:
-            return
-        self._ring.append(au)
-        self._ring_bytes += len(au.data)
-        # Keep more than pre_s: an event reaches us a moment after it started.
-        horizon = _media(au) - self.policy.pre_s - RING_SLACK_S
-        # Drop whole GOPs from the front while the next GOP still starts before the horizon.
-        while True:
-            nxt = next((i for i, x in enumerate(self._ring) if i and x.keyframe), None)
-            if nxt is None:
-                break
-            if _media(self._ring[nxt]) > horizon and self._ring_bytes < RING_MAX_BYTES:
-                break
-            for _ in range(nxt):
-                self._ring_bytes -= len(self._ring.popleft().data)
-
-    def _preroll(self, wall: float, media: float) -> list[AccessUnit]:
-        """The ring from the last keyframe at or before the earliest wanted time."""
-        units = list(self._ring)
-        want_media = media - (wall - self._want_from) if self._want_from is not None else None
-        self._want_from = None
-        if want_media is None:
-            return units
-        first = 0
-        for i, unit in enumerate(units):
-            if unit.keyframe and _media(unit) <= want_media:
-                first = i
-        return units[first:]
-
     def _wanted(self, wall: float) -> bool:
         if self.policy.continuous:
             return True
-        return bool(self._active) or wall <= self._armed_until
+        return self._triggers.wanted(wall)
 
     def _done(self, now: float) -> bool:
-        return self._seg is None and not self._active and now > self._armed_until + 1
+        return self._seg is None and self._triggers.over(now)
 
     # -- triggers -------------------------------------------------------------------------
     def _handle_triggers(self, now: float) -> None:
-        while self._triggers:
-            event_id, start, end, post = self._triggers.popleft()
-            if end is None and event_id is not None:
-                self._active[event_id] = start
-                window = (start - self.policy.pre_s, start + MAX_ONGOING_EVENT_S)
-            else:
-                if event_id is not None:
-                    self._active.pop(event_id, None)
-                stop_at = (end if end is not None else start) + post
-                self._armed_until = max(self._armed_until, stop_at)
-                window = (start - self.policy.pre_s, stop_at)
-            self._windows.append(window)
-            if self._seg is None:
-                self._want_from = min(self._want_from or window[0], window[0])
-            if not self.transient or self.policy.continuous:
+        new = self._triggers.drain(now, self.policy.pre_s, idle=self._seg is None)
+        if not self.transient or self.policy.continuous:
+            for window in new:
                 self._safe(lambda w=window: self.rec.mark_event(self.camera, *w))
-        for event_id, start in list(self._active.items()):
-            if now - start > MAX_ONGOING_EVENT_S:
-                del self._active[event_id]
-        self._windows = [w for w in self._windows if w[1] > now - 3600]
 
     # -- segments -------------------------------------------------------------------------
     def _open(
@@ -363,7 +270,7 @@ class CameraRecorder(threading.Thread):
             self._safe(lambda: rec.retention.make_room(expected))
         path = segment_path(rec.root, self.camera, start)
         kind = "continuous" if self.policy.continuous else "event"
-        codec, parameter_sets = _codec_facts(self._hub, first)
+        codec, parameter_sets = codec_facts(self._hub, first)
         try:
             writer = SegmentWriter(path, first, codec, parameter_sets)
         except UnsupportedCodec as err:
@@ -454,7 +361,7 @@ class CameraRecorder(threading.Thread):
                 seg.start = better
                 if seg.gap_id is not None:
                     self._safe(lambda: self.rec.index.end_gap(seg.gap_id, better))
-        has_event = any(w[0] < seg.start + duration and w[1] > seg.start for w in self._windows)
+        has_event = self._triggers.overlaps(seg.start, seg.start + duration)
         self._safe(
             lambda: self.rec.index.close_segment(
                 seg.id,
@@ -491,7 +398,6 @@ class CameraRecorder(threading.Thread):
         self._last_media = None
         self._epoch = None
         self._ring.clear()
-        self._ring_bytes = 0
 
     # -- disk full ------------------------------------------------------------------------
     def _disk_full(self, err: BaseException, at: float) -> None:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -116,6 +117,19 @@ class _Templates:
 
 
 TEMPLATES = _Templates()
+
+
+def codec_facts(hub: Any, first: AccessUnit) -> tuple[str, bytes]:
+    """(codec, Annex B parameter sets from the SDP) of the stream ``first`` came from."""
+    info = getattr(hub, "info", None)
+    extradata = bytes(info.extradata) if info is not None and info.extradata else b""
+    if not extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+        extradata = b""  # avcC/hvcC form: the keyframes carry their own parameter sets
+    if info is not None and info.codec:
+        return info.codec, extradata
+    # No facts yet: an H.265 VPS/SPS NAL header (40 01 / 42 01) after a start code.
+    hevc = b"\x00\x00\x01\x40\x01" in first.data or b"\x00\x00\x01\x42\x01" in first.data
+    return ("hevc" if hevc else "h264"), extradata
 
 
 @dataclass
