@@ -168,7 +168,9 @@ class Receivers:
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self.ask(quit=True)
+            assert self.proc.stdin
+            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+            self.proc.stdin.close()  # EOF ends the receiver's loop too
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
@@ -52,11 +53,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; say so in one line rather than a stack trace.
+        raise HTTPException(400, "the client went away before sending its offer") from None
     return b"".join(chunks)
 
 

@@ -9,8 +9,10 @@
 //
 // It reconnects by itself, with capped backoff, when the connection fails, the track
 // ends, or no frame is decoded for `stallMs` — so a camera that goes offline and
-// comes back resumes in the same page. It gathers ICE before POSTing (non-trickle),
-// which suits servers that answer with all their candidates (ours does).
+// comes back resumes in the same page. It POSTs the offer once ICE gathering is
+// complete, or after `gatherTimeoutMs` with the candidates it has by then; later
+// candidates follow by PATCH (trickle ICE). Servers that answer with all their own
+// candidates (ours does) connect at once either way: the viewer's checks reach them.
 
 const SDP = "application/sdp";
 
@@ -69,7 +71,9 @@ export class WhepPlayer {
       firstFrameMs: 8000, // connected but nothing decoded yet
       minBackoffMs: 250,
       maxBackoffMs: 2000,
-      gatherTimeoutMs: 1500,
+      // Chromium takes ~200 ms to finish gathering on a box with a few interfaces;
+      // waiting for all of it would be most of the time to first frame.
+      gatherTimeoutMs: 250,
       ...opts,
     };
     this.iceServers = opts.iceServers || [];
@@ -121,6 +125,12 @@ export class WhepPlayer {
     this.timing = timing;
     this._progress = { frames: 0, at: performance.now(), connectedAt: 0, playing: false };
     pc.addTransceiver("video", { direction: "recvonly" });
+    const late = { posted: false, queue: [], url: null };
+    pc.onicecandidate = (ev) => {
+      if (!late.posted) return; // still going into the offer
+      late.queue.push(ev.candidate ? `a=${ev.candidate.candidate}` : "a=end-of-candidates");
+      this._trickle(gen, pc, late);
+    };
     pc.ontrack = (ev) => {
       const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
       this.video.muted = true;
@@ -154,6 +164,7 @@ export class WhepPlayer {
       await gatheringComplete(pc, this.opts.gatherTimeoutMs);
       timing.gathered = performance.now();
       if (gen !== this._gen) return;
+      late.posted = pc.iceGatheringState !== "complete";
       const r = await fetch(this.url, {
         method: "POST",
         headers: this._headers({ "Content-Type": SDP }),
@@ -183,11 +194,36 @@ export class WhepPlayer {
       if (links.length) this.iceServers = links;
       const loc = r.headers.get("Location");
       this.location = loc ? new URL(loc, new URL(this.url, location.href)).href : null;
+      late.url = this.location;
+      late.etag = r.headers.get("ETag");
       await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+      this._trickle(gen, pc, late);
       this._watch(gen);
     } catch (err) {
       this._fail(gen, String((err && err.message) || err));
     }
+  }
+
+  // Send candidates found after the offer went out (RFC 9725 §4.3.1).
+  async _trickle(gen, pc, late) {
+    if (!late.url || !late.queue.length || late.sending) return;
+    late.sending = true;
+    const sdp = pc.localDescription.sdp;
+    const ufrag = (sdp.match(/a=ice-ufrag:(\S+)/) || [])[1];
+    const pwd = (sdp.match(/a=ice-pwd:(\S+)/) || [])[1];
+    const mid = (sdp.match(/a=mid:(\S+)/) || [])[1];
+    while (late.queue.length && gen === this._gen) {
+      const lines = late.queue.splice(0);
+      const frag = [`a=ice-ufrag:${ufrag}`, `a=ice-pwd:${pwd}`, `a=mid:${mid}`, ...lines].join("\r\n") + "\r\n";
+      const headers = this._headers({ "Content-Type": "application/trickle-ice-sdpfrag" });
+      if (late.etag) headers["If-Match"] = late.etag;
+      try {
+        await fetch(late.url, { method: "PATCH", headers, body: frag, credentials: "same-origin" });
+      } catch {
+        break; // the offer's candidates and peer-reflexive ones still work
+      }
+    }
+    late.sending = false;
   }
 
   async _watch(gen) {
