@@ -45,6 +45,8 @@ class Triggers:
 
     def drain(self, now: float, pre_s: float, idle: bool) -> list[tuple[float, float]]:
         """Apply what arrived; returns the new windows. ``idle``: no segment is open."""
+        if not self._inbox and not self.active and not self.windows:
+            return []  # the common case, once per frame: nothing to do
         new: list[tuple[float, float]] = []
         while self._inbox:
             event_id, start, end, post = self._inbox.popleft()
