@@ -41,7 +41,7 @@ class Routing:
 
     async def _fetch_snapshot(self, session: ChildSession, event_id: str) -> None:
         # The child may itself still be fetching it from its own child: try a few times.
-        for delay in (0.5, 1.5, 3.0, 6.0):
+        for delay in (0.3, 0.4, 0.5, 1.0, 2.0, 4.0):  # soon: the alarm list waits for it
             await asyncio.sleep(delay)
             if session.closed or event_store.get_snapshot(self.db, event_id):
                 return
