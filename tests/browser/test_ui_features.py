@@ -146,6 +146,14 @@ def test_an_alarm_is_acknowledged(page: Any, ui_system: UiSystem) -> None:
     stored = ui_system.city.client.get(f"/api/v1/events/{event_id}").json()
     assert stored["acknowledged"] is True
     assert stored["data"]["acknowledged_by"] == "admin"
+    # The "unacknowledged only" filter hides it; the type filter narrows to alarms.
+    page.check("#alarm-unacked")
+    row.wait_for(state="detached")
+    page.uncheck("#alarm-unacked")
+    page.select_option("#alarm-type", "camera_online")
+    row.wait_for(state="detached")
+    page.select_option("#alarm-type", "")
+    row.wait_for()
 
 
 def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -> None:
@@ -167,6 +175,7 @@ def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -
     )
     assert r.status_code in (201, 409), r.text
     page.click("#logout")
+    page.wait_for_selector("#login-form", state="visible")
     ui_login(page, ui_system.city.base_url, "op-li", "op-li-password")
     assert page.inner_text("#user-name") == "op-li (操作员)"
     assert page.evaluate("() => window.gw.wall.layout") == 4
@@ -174,6 +183,7 @@ def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -
     page.click('.layout-btn[data-layout="1"]')
     page.click("#wall-save")
     page.click("#logout")
+    page.wait_for_selector("#login-form", state="visible")
     ui_login(page, ui_system.city.base_url)
     page.wait_for_function("() => window.gw.wall.layout === 9")
     assert [r for r, _, _ in frames(page)] == saved

@@ -7,6 +7,7 @@ policy; a child platform's token shown once, then revoked; users added and remov
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,13 +60,19 @@ def test_cameras_discover_add_rename_remove(page: Any, ui_system: UiSystem) -> N
     page.fill(".disc-ranges", f"{spare['address']}/32")
     page.click("button.discover")
     row = page.locator(f'.disc-results tr[data-endpoint="{spare["endpoint"]}"]')
-    wait_for(
-        lambda: row.count() or "失败" in page.inner_text(".settings-nav .notice"),
-        30,
-        "the spare camera among the discovery results",
-        every=0.3,
-    )
-    assert row.count(), (page.inner_text(".settings-nav .notice"), page.inner_text(".disc-results"))
+    deadline = time.monotonic() + 30
+    while not row.count() and time.monotonic() < deadline:
+        if "失败" in page.inner_text(".settings-nav .notice"):
+            break
+        time.sleep(0.3)
+    if not row.count():
+        shot(page, "12-settings-discovery-failed")
+        status = town.get("/api/v1/discovery").json()
+        raise AssertionError(
+            f"spare camera {spare['address']} not discovered: page says "
+            f"{page.inner_text('.settings-nav .notice')!r} / {page.inner_text('.disc-results')!r}; "
+            f"API: {status}"
+        )
     row.locator("button.use").click()
     assert page.input_value(".cam-host") == f"{spare['address']}:{spare['http_port']}"
     page.fill(".cam-name", "镇卫生院")

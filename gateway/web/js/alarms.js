@@ -20,8 +20,11 @@ export class AlarmList {
     this.events = new Map();
     this.images = new Map(); // event id -> <img>, kept across renders
     this.source = null;
+    this.unacked = document.getElementById("alarm-unacked");
+    this.count = document.getElementById("alarm-count");
     typeFilter.addEventListener("change", () => this.render());
     cameraFilter.addEventListener("input", () => this.render());
+    this.unacked?.addEventListener("change", () => this.render());
   }
 
   async load() {
@@ -68,8 +71,12 @@ export class AlarmList {
   render() {
     const type = this.typeFilter.value;
     const q = this.cameraFilter.value.trim().toLowerCase();
+    const unackedOnly = this.unacked?.checked;
     const rows = [...this.events.values()].reverse().filter((ev) =>
-      (!type || ev.type === type) && (!q || ev.camera.toLowerCase().includes(q) || this.name(ev.camera).toLowerCase().includes(q)));
+      (!type || ev.type === type) && (!unackedOnly || !ev.acknowledged) &&
+      (!q || ev.camera.toLowerCase().includes(q) || this.name(ev.camera).toLowerCase().includes(q)));
+    const open = [...this.events.values()].filter((ev) => !ev.acknowledged && ev.type !== "camera_online").length;
+    if (this.count) this.count.textContent = open ? `${t("unacked")} ${open}` : "";
     this.list.replaceChildren(...rows.slice(0, 200).map((ev) => this.row(ev)));
   }
 
@@ -101,8 +108,8 @@ export class AlarmList {
     const img = el("img", { alt: "", title: t("snapshot"), dataset: { src: ev.snapshot_url } });
     let tries = 0;
     img.addEventListener("error", () => {
-      if (++tries > 12) return;
-      setTimeout(() => { img.src = `${ev.snapshot_url}?retry=${tries}`; }, Math.min(150 * tries, 1000));
+      if (++tries > 40) return;
+      setTimeout(() => { img.src = `${ev.snapshot_url}?retry=${tries}`; }, tries < 20 ? 150 : 1000);
     });
     img.addEventListener("click", () => window.open(ev.snapshot_url, "_blank"));
     img.src = ev.snapshot_url;

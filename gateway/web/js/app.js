@@ -77,6 +77,10 @@ async function boot() {
   $("#gw-name").textContent = `${t(`level_${root.level || "site"}`)} · ${root.name || root.id}`;
   state.wall = new VideoWall($("#wall"), state.tree, me.username);
   state.wall.restore();
+  // Whether a linkage switches the wall or only highlights: the operator's own choice, kept.
+  const autoKey = `gw_auto_switch_${me.username}`;
+  $("#auto-switch").checked = localStorage.getItem(autoKey) !== "0";
+  $("#auto-switch").onchange = () => localStorage.setItem(autoKey, $("#auto-switch").checked ? "1" : "0");
   state.playback = new Playback($("#view-playback"), state.tree);
   state.settings = new Settings($("#view-settings"), { onChanged: () => state.tree.load() });
   state.alarms = new AlarmList($("#alarm-list"), $("#alarm-type"), $("#alarm-camera"), {

@@ -44,7 +44,7 @@ export const STRINGS = {
     discover_hint: "留空则按配置的网段搜索；可填 IP 或网段，如 192.168.1.0/24",
     segment_len: "分段时长(秒)", pre_roll: "预录(秒)", post_roll: "延录(秒)", created: "创建时间",
     confirm_revoke: "确定吊销该下级平台的令牌？", add_child: "添加下级平台", password_min: "密码（至少 8 位）",
-    all: "全部", add_user: "添加用户", fps_unit: "帧/秒",
+    all: "全部", add_user: "添加用户", fps_unit: "帧/秒", unacked: "未确认",
   },
   en: {
     app_title: "Edge video gateway",
@@ -90,7 +90,7 @@ export const STRINGS = {
     discover_hint: "Empty: the configured ranges; or addresses / ranges such as 192.168.1.0/24",
     segment_len: "Segment (s)", pre_roll: "Pre-roll (s)", post_roll: "Post-roll (s)", created: "Created",
     confirm_revoke: "Revoke this child platform's token?", add_child: "Add a child platform", password_min: "Password (8+ characters)",
-    all: "All", add_user: "Add a user", fps_unit: "fps",
+    all: "All", add_user: "Add a user", fps_unit: "fps", unacked: "Unacknowledged",
   },
 };
 
