@@ -192,7 +192,7 @@ def test_aiortc_client_plays_from_the_simulator_and_a_killed_viewer_is_torn_down
     import subprocess
     import sys
 
-    sim = sim_factory("--cameras", "1", "--base", "127.0.44.1", "--size", "640x360")
+    sim = sim_factory("--cameras", "1", "--base", "127.0.44.1", "--size", "960x540")
     cam = sim.cameras[0]
     gw = gateway_factory(
         {
@@ -202,21 +202,26 @@ def test_aiortc_client_plays_from_the_simulator_and_a_killed_viewer_is_torn_down
         }
     )
 
-    async def play() -> WhepClient:
+    async def play(url: str) -> WhepClient:
         async with httpx.AsyncClient(
             base_url=gw.base_url, headers={"Authorization": f"Bearer {gw.token}"}
         ) as http:
-            client = WhepClient(http, URL)
+            client = WhepClient(http, url)
             r = await client.start()
             assert r.status_code == 201, r.text
             await client.wait_frames(30, timeout=20)
             await client.stop()
             return client
 
-    client = asyncio.run(play())
+    client = asyncio.run(play(URL))
     assert client.received.frames >= 30
     assert client.received.indexes == {cam["index"]}
-    assert client.received.sizes == {(640, 360)}
+    assert client.received.sizes == {(960, 540)}
+    # The low-bitrate variant: the shared 640×360 transcode, same camera.
+    low = asyncio.run(play(URL + "?variant=low"))
+    assert low.received.frames >= 30
+    assert low.received.sizes == {(640, 360)}
+    assert low.received.indexes == {cam["index"]}
 
     viewer = subprocess.Popen(
         [sys.executable, "-c", VIEWER_SCRIPT, gw.base_url, gw.token or ""],

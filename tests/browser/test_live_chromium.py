@@ -171,6 +171,20 @@ def test_second_viewer_joining_late_sees_a_frame_within_a_second(
         first.close()
 
 
+def test_grid_page_plays_every_camera(h264_rig: dict[str, Any], browser: Any) -> None:
+    gw: GatewayProcess = h264_rig["gw"]
+    page = browser.new_page()
+    try:
+        if gw.token:
+            page.add_init_script(f"localStorage.setItem('gw_token', {json.dumps(gw.token)})")
+        page.goto(f"{gw.base_url}/grid.html")
+        _wait(page, "() => document.querySelector('.tile[data-state=\"playing\"]')", 20)
+        cams = page.evaluate("() => window.players.map((p) => p.camera)")
+        assert cams == ["cam-01"]
+    finally:
+        page.close()
+
+
 def test_camera_offline_and_back_resumes_without_reload(
     h264_rig: dict[str, Any], browser: Any
 ) -> None:
