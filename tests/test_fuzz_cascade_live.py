@@ -17,14 +17,14 @@ import struct
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from gateway.events.model import Event
 from tests.cascade_support import all_cameras, issue_token_api, wait_for
-from tests.test_fuzz_parsers import VALID_CHILD, _known_bug, json_values, mutated_json
+from tests.test_fuzz_parsers import VALID_CHILD, json_values, mutated_json
 
 CHILD = "village-1"
 
@@ -163,8 +163,6 @@ def _fuzz_session(child: Child) -> None:
         )
     )
     def fuzz(data: str | bytes) -> None:
-        if isinstance(data, str):
-            assume(not _known_bug(data))  # reported: see test_fuzz_parsers xfails
         try:
             child.ws.send(data)
             child.alive()

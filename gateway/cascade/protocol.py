@@ -258,13 +258,17 @@ def _parse(text: str | bytes, adapter: TypeAdapter, known: set[str]) -> Any:
         raw = json.loads(text)
     except (ValueError, UnicodeDecodeError) as err:
         raise ProtocolError(f"not JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError("message is not a JSON object")
     kind = raw.get("type")
-    if kind not in known:
+    if not isinstance(kind, str) or kind not in known:
         raise ProtocolError(f"unknown message type {str(kind)[:40]!r}")
     try:
         return adapter.validate_python(raw)
+    except RecursionError:
+        raise ProtocolError(f"invalid {kind} message: nested too deeply") from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
