@@ -29,9 +29,11 @@ export async function api(path, { method = "GET", body, raw = false } = {}) {
   return type.includes("json") ? r.json() : r.text();
 }
 
-export function fmtTime(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
+// An ISO time, or epoch seconds (some APIs, e.g. children), as local "YYYY-MM-DD HH:MM:SS".
+export function fmtTime(value) {
+  if (value === null || value === undefined || value === "") return "";
+  const d = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value) : new Date(value);
+  if (Number.isNaN(d.getTime())) return String(value);
   const p = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }

@@ -108,7 +108,7 @@ class Tile {
 
   onState(state, detail = "") {
     const label = {
-      connecting: t("connecting"), connected: t("connecting"), playing: "", reconnecting: t("reconnecting"),
+      connecting: t("connecting"), connected: "", playing: "", reconnecting: t("reconnecting"),
       offline: t("offline"), error: t("error"), stopped: "",
     }[state];
     this.stateEl.textContent = label === undefined ? state : label;
