@@ -315,7 +315,8 @@ export class VideoWall {
     try { state = JSON.parse(localStorage.getItem(this.storageKey()) || "null"); } catch { state = null; }
     this.setLayout(Number(state?.layout) || 4, { keep: false });
     (Array.isArray(state?.tiles) ? state.tiles : []).forEach((k, i) => {
-      if (k && typeof k.ref === "string" && this.tiles[i]) this.tiles[i].play(k.ref, k.variant);
+      // A camera removed since the layout was saved leaves its tile empty.
+      if (k && typeof k.ref === "string" && this.tiles[i] && this.tree.cameras.has(k.ref)) this.tiles[i].play(k.ref, k.variant);
     });
   }
 
