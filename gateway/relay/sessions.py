@@ -276,7 +276,9 @@ class Relay:
         if session.track.hub.closed:
             self._close_soon(session, "stream ended")
         else:
-            self._close_soon(session, f"connection {session.pc.connectionState}")
+            # The sender stopped: the viewer's DTLS went away (closed its page, say)
+            # before the connection state caught up.
+            self._close_soon(session, "viewer disconnected")
 
     def _close_soon(self, session: Session, reason: str) -> None:
         if not session.closed:
