@@ -156,6 +156,26 @@ def test_an_alarm_is_acknowledged(page: Any, ui_system: UiSystem) -> None:
     row.wait_for()
 
 
+def test_a_linkage_only_highlights_when_the_operator_says_so(page: Any) -> None:
+    before = [r for r, _, _ in frames(page)]
+    page.uncheck("#auto-switch")
+    # A linkage instruction as the SSE stream delivers it (the real one is in test_ui_operator).
+    page.evaluate(
+        """(cams) => window.gw.alarms.receive({ id: "ui-test-linkage", type: "linkage",
+        camera: cams[0], start: new Date().toISOString(), acknowledged: false,
+        data: { rule: "测试预案", cameras: cams, wall: true } })""",
+        [PTZ_CAM, "town-a/village-1/cam-04"],
+    )
+    assert [r for r, _, _ in frames(page)] == before  # not switched
+    assert "highlight" in page.get_attribute(tile(1), "class")
+    assert "highlight" not in page.get_attribute(tile(0), "class")
+    assert page.inner_text("#wall-notice") == "联动：已高亮预案画面：测试预案"
+    # The choice is the operator's own, kept for the next login.
+    assert page.evaluate("() => localStorage.getItem('gw_auto_switch_admin')") == "0"
+    page.check("#auto-switch")
+    assert page.evaluate("() => localStorage.getItem('gw_auto_switch_admin')") == "1"
+
+
 def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -> None:
     page.click('.layout-btn[data-layout="9"]')
     page.click("#wall-save")
