@@ -201,3 +201,4 @@ def test_users_added_and_removed(page: Any, ui_system: UiSystem) -> None:
     page.fill(".user-pass", "short")
     page.click(".settings-body button.add")
     wait_for(lambda: "失败" in page.inner_text(".settings-nav .notice"), 5, "the refusal")
+    assert "password" in page.inner_text(".settings-nav .notice")  # names the field

@@ -20,7 +20,12 @@ export async function api(path, { method = "GET", body, raw = false } = {}) {
   if (r.status === 401) { onUnauthorised(); throw new ApiError(401, "unauthorised"); }
   if (!r.ok) {
     let detail = "";
-    try { const j = await r.json(); detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail || j); } catch { /* not JSON */ }
+    try {
+      const j = await r.json();
+      detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail || j);
+      // A 422 names the fields: say which, so the operator can fix the form.
+      if (Array.isArray(j.errors) && j.errors.length) detail += `: ${j.errors.map((e) => `${e.loc} ${e.msg}`).join("; ")}`;
+    } catch { /* not JSON */ }
     throw new ApiError(r.status, detail);
   }
   if (raw) return r;
