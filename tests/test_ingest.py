@@ -231,6 +231,26 @@ async def test_reconnects_after_offline_then_online_first_retry_within_half_a_se
         server.close()
 
 
+async def test_long_outage_resumes_within_seconds_of_return_despite_a_long_backoff() -> None:
+    # Backoff grown to 30 s: without the port probe the return would wait up to 30 s.
+    server = RtspTestServer(make_clip("h264"))
+    try:
+        async with Ingest(server.url, fast(backoff_max_s=30, backoff_initial_s=4)) as ing:
+            await until(lambda: len(ing.units) >= 5, 15, "first units")
+            server.fault("offline")
+            await until(lambda: ing.source.sessions >= 2, 10, "a failed retry")
+            attempts = ing.source.sessions
+            await asyncio.sleep(2.0)  # well inside the 4-8 s backoff now running
+            # Probing the port costs no RTSP session attempts while the camera is down.
+            assert ing.source.sessions == attempts
+            server.fault("online")
+            t_back = time.monotonic()
+            await until(lambda: ing.epoch_units(ing.source.epoch), 10, "units again")
+            assert time.monotonic() - t_back < 3.0
+    finally:
+        server.close()
+
+
 async def test_camera_absent_at_start_up_is_picked_up_when_it_appears() -> None:
     server = RtspTestServer(make_clip("h264"))
     server.fault("offline")

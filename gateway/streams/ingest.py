@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
 
@@ -95,10 +96,29 @@ class RtspSource(StreamSource):
                 if delivered:
                     delay = s.backoff_initial_s
                 # Jitter only downwards: the first retry stays within backoff_initial_s.
-                await asyncio.sleep(delay * random.uniform(0.8, 1.0))
+                await self._backoff(url, delay * random.uniform(0.8, 1.0))
                 delay = min(delay * 2, s.backoff_max_s)
         finally:
             self.state = STOPPED
+
+    async def _backoff(self, url: str | None, delay: float) -> None:
+        """Wait ``delay`` before the next attempt, cut short when a down camera returns.
+
+        A camera that refuses or ignores TCP is probed with a bare connect once a
+        second (one SYN, no RTSP session), and the wait ends as soon as its RTSP port
+        answers: viewers see it again within about a second of its return, however
+        long the backoff has grown. A camera whose port answers but whose RTSP fails
+        (wrong path, auth) keeps the plain backoff, so it is not hammered.
+        """
+        target = _rtsp_address(url) if url else None
+        if target is None or delay <= PROBE_EVERY_S or await _port_open(*target):
+            await asyncio.sleep(delay)
+            return
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(PROBE_EVERY_S, left))
+            if time.monotonic() < deadline and await _port_open(*target):
+                return
 
     async def _resolve_url(self) -> str | None:
         if isinstance(self._url, str):
@@ -185,6 +205,29 @@ class RtspSource(StreamSource):
             skipped_before_keyframe=self.skipped,
         )
         return out
+
+
+PROBE_EVERY_S = 1.0
+
+
+def _rtsp_address(url: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or 554
+    except ValueError:
+        return None
+    return (host, port) if host and parts.scheme.lower() in ("rtsp", "rtsps") else None
+
+
+async def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _describe(err: BaseException) -> str:
