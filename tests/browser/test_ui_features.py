@@ -207,3 +207,27 @@ def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -
     ui_login(page, ui_system.city.base_url)
     page.wait_for_function("() => window.gw.wall.layout === 9")
     assert [r for r, _, _ in frames(page)] == saved
+
+
+def test_a_tile_reconnects_by_itself_when_its_camera_comes_back(
+    page: Any, ui_system: UiSystem
+) -> None:
+    page.click('.layout-btn[data-layout="4"]')
+    page.evaluate("(ref) => window.gw.wall.tiles[0].play(ref)", OTHER_CAM)
+    assert_tiles_play(page, [OTHER_CAM])
+    sim_cam = ui_system.town_sim.cameras[1]["id"]
+    ui_system.town_sim.fault(sim_cam, "offline")
+    try:
+        wait_for(
+            lambda: page.get_attribute(tile(0), "data-state") in ("reconnecting", "offline"),
+            30,
+            "the tile noticing the camera is gone",
+            every=0.2,
+        )
+        state = page.inner_text(f"{tile(0)} .state")
+        assert state in ("重连中", "离线"), state
+        shot(page, "17-tile-reconnecting")
+    finally:
+        ui_system.town_sim.fault(sim_cam, "online")
+    assert_tiles_play(page, [OTHER_CAM], timeout=60)
+    assert page.inner_text(f"{tile(0)} .state") == ""

@@ -45,6 +45,7 @@ export const STRINGS = {
     segment_len: "分段时长(秒)", pre_roll: "预录(秒)", post_roll: "延录(秒)", created: "创建时间",
     confirm_revoke: "确定吊销该下级平台的令牌？", add_child: "添加下级平台", password_min: "密码（至少 8 位）",
     all: "全部", add_user: "添加用户", fps_unit: "帧/秒", unacked: "未确认",
+    alarm: "报警", custom: "自定义", recording_paused: "录像暂停", recording_resumed: "录像恢复",
   },
   en: {
     app_title: "Edge video gateway",
@@ -91,6 +92,7 @@ export const STRINGS = {
     segment_len: "Segment (s)", pre_roll: "Pre-roll (s)", post_roll: "Post-roll (s)", created: "Created",
     confirm_revoke: "Revoke this child platform's token?", add_child: "Add a child platform", password_min: "Password (8+ characters)",
     all: "All", add_user: "Add a user", fps_unit: "fps", unacked: "Unacknowledged",
+    alarm: "Alarm", custom: "Custom", recording_paused: "Recording paused", recording_resumed: "Recording resumed",
   },
 };
 

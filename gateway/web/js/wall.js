@@ -114,6 +114,10 @@ class Tile {
     this.stateEl.textContent = label === undefined ? state : label;
     this.stateEl.title = detail || "";
     this.node.dataset.state = state;
+    if (!["playing", "connected"].includes(state)) {
+      this.statsEl.textContent = ""; // old figures would look live
+      this.stats = { ...this.stats, fps: 0, kbps: 0, latencyMs: null };
+    }
     const cam = this.wall.tree.cameras.get(this.ref);
     const status = state === "playing" ? "online" : state === "offline" ? "offline" : cam?.status || "unknown";
     this.statusEl.className = `dot ${status}`;
