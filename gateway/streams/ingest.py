@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from typing import Any
-from urllib.parse import urlsplit
 
 import av
 
@@ -36,6 +35,7 @@ from gateway.streams import sockets
 from gateway.streams.assembler import AccessUnitAssembler, Unit
 from gateway.streams.hub import Hub
 from gateway.streams.packet import AccessUnit, StreamInfo
+from gateway.streams.reach import port_open, rtsp_address
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, STOPPED, StreamSource
 
 log = logging.getLogger(__name__)
@@ -110,14 +110,14 @@ class RtspSource(StreamSource):
         long the backoff has grown. A camera whose port answers but whose RTSP fails
         (wrong path, auth) keeps the plain backoff, so it is not hammered.
         """
-        target = _rtsp_address(url) if url else None
-        if target is None or delay <= PROBE_EVERY_S or await _port_open(*target):
+        target = rtsp_address(url) if url else None
+        if target is None or delay <= PROBE_EVERY_S or await port_open(*target):
             await asyncio.sleep(delay)
             return
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(PROBE_EVERY_S, left))
-            if time.monotonic() < deadline and await _port_open(*target):
+            if time.monotonic() < deadline and await port_open(*target):
                 return
 
     async def _resolve_url(self) -> str | None:
@@ -208,26 +208,6 @@ class RtspSource(StreamSource):
 
 
 PROBE_EVERY_S = 1.0
-
-
-def _rtsp_address(url: str) -> tuple[str, int] | None:
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port or 554
-    except ValueError:
-        return None
-    return (host, port) if host and parts.scheme.lower() in ("rtsp", "rtsps") else None
-
-
-async def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 def _describe(err: BaseException) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Settings
+from gateway.streams import reach
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource
@@ -31,6 +32,7 @@ from gateway.streams.transcode import VARIANTS, TranscodeSource
 
 log = logging.getLogger(__name__)
 
+IDLE_CHECK_S = 15.0
 PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 Resolver = Callable[[str, str], "StreamSource | None"]
 
@@ -118,15 +120,26 @@ class StreamManager:
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self._idle: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._sampler = asyncio.create_task(self._sample_rates(), name="streams rates")
+        self._idle = asyncio.create_task(
+            reach.watch_idle(
+                self._idle_cameras,
+                lambda cid: self.cameras.url_for(cid, "main"),
+                self._idle_status,
+                IDLE_CHECK_S,
+            ),
+            name="streams idle check",
+        )
 
     async def stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
+        for task in (self._sampler, self._idle):
+            if task is not None:
+                task.cancel()
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
@@ -308,6 +321,25 @@ class StreamManager:
         if reason and reconnects:
             reason = f"{reason} (reconnects: {reconnects})"
         self.cameras.report(camera_id, status, reason)
+
+    def _idle_cameras(self) -> list[str]:
+        """RTSP-only cameras nobody streams (ONVIF ones are checked by the registry):
+        without a check they would read offline until first viewed."""
+        registry = self.cameras.registry()
+        if registry is None:
+            return []
+        return [
+            c.id for c in registry.list() if c.enabled and not c.onvif and not self._streamed(c.id)
+        ]
+
+    def _streamed(self, camera_id: str) -> bool:
+        """Whether any stream of the camera is being ingested (it reports the status)."""
+        prefix = f"{camera_id}/"
+        return any(key.startswith(prefix) for key in list(self._entries))
+
+    def _idle_status(self, camera_id: str, status: str, reason: str) -> None:
+        if not self._streamed(camera_id):  # an ingest that started meanwhile speaks for it
+            self._status(camera_id, "main", status, reason)
 
     # -- observability -----------------------------------------------------------------
     async def _sample_rates(self) -> None:

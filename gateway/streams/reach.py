@@ -1,0 +1,79 @@
+"""Is a camera's RTSP port answering? A bare TCP connect: no RTSP session is opened.
+
+Used by the ingest to cut a long backoff short when a down camera returns, and by
+the idle check that keeps the status of cameras nobody is streaming up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+
+def rtsp_address(url: str) -> tuple[str, int] | None:
+    """(host, port) of an rtsp:// URL, or None."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or 554
+    except ValueError:
+        return None
+    return (host, port) if host and parts.scheme.lower() in ("rtsp", "rtsps") else None
+
+
+async def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def check_idle(
+    camera_ids: Iterable[str],
+    url_for: Callable[[str], Awaitable[str | None]],
+    report: Callable[[str, str, str], None],
+    concurrency: int = 32,
+) -> None:
+    """Report online/offline for each camera from whether its RTSP port answers."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(camera_id: str) -> None:
+        async with gate:
+            try:
+                url = await url_for(camera_id)
+            except Exception as err:
+                log.debug("%s: no URL for the idle check: %s", camera_id, err)
+                return
+            target = rtsp_address(url) if url else None
+            if target is None:
+                return
+            if await port_open(*target, timeout=2.0):
+                report(camera_id, "online", "RTSP port answers (not streaming now)")
+            else:
+                report(camera_id, "offline", "RTSP port does not answer")
+
+    await asyncio.gather(*(one(c) for c in camera_ids))
+
+
+async def watch_idle(
+    list_idle: Callable[[], list[str]],
+    url_for: Callable[[str], Awaitable[str | None]],
+    report: Callable[[str, str, str], None],
+    every: float,
+) -> None:
+    """Run :func:`check_idle` over ``list_idle()`` every ``every`` seconds, forever."""
+    await asyncio.sleep(1.0)
+    while True:
+        try:
+            await check_idle(list_idle(), url_for, report)
+        except Exception:
+            log.exception("idle camera check failed")
+        await asyncio.sleep(every)
