@@ -15,49 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT, GatewayProcess, SimProcess
+from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS, INBOUND, READ_BARCODE
+from tests.support import GatewayProcess, SimProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-BARCODE_JS = ROOT / "gateway" / "web" / "js" / "barcode.js"
 # Unusual loopback addresses so other suites' simulators do not collide with ours.
 H264_BASE, HEVC_BASE = "127.0.42.1", "127.0.43.1"
-
-# Reads the barcode of the frame being shown, with the wall-clock time of reading.
-READ_BARCODE = """() => {
-  const v = document.getElementById("video");
-  if (!v || !v.videoWidth) return null;
-  const c = document.createElement("canvas");
-  c.width = v.videoWidth; c.height = v.videoHeight;
-  const ctx = c.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(v, 0, 0);
-  const r = decodeBarcode(ctx.getImageData(0, 0, c.width, c.height));
-  return r ? { ms: r.ms, index: r.index, now: Date.now() } : null;
-}"""
-
-INBOUND = """async () => {
-  const pc = window.player && window.player.pc;
-  if (!pc) return null;
-  let out = null;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video")
-      out = { framesDecoded: s.framesDecoded || 0, fps: s.framesPerSecond || 0 };
-  });
-  const v = document.getElementById("video");
-  return out && { ...out, readyState: v.readyState, currentTime: v.currentTime };
-}"""
 
 
 def _gateway(tmp: Path, name: str, cameras: list[dict[str, Any]]) -> GatewayProcess:

@@ -15,24 +15,13 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS
 from tests.recorder_media import random_base
-from tests.support import ROOT, GatewayProcess, SimProcess
+from tests.support import GatewayProcess, SimProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-BARCODE_JS = ROOT / "gateway" / "web" / "js" / "barcode.js"
 
 SHOWN = """() => {
   const v = document.getElementById("video");

@@ -18,20 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS
 from tests.cascade_support import Levels, all_cameras, start_levels, wait_for
 from tests.support import ADMIN_PASSWORD, ROOT, GatewayProcess, SimProcess
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 
 VILLAGE_NAMES = ["村口路口", "小学门口", "卫生室", "村委会"]
