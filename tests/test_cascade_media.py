@@ -183,6 +183,10 @@ def test_ptz_of_a_village_camera_from_the_city(gateway_factory, sim_factory):
     # after an ONVIF ContinuousMove to the simulated camera.
     assert r.json()["ok"] is True and r.json()["camera"] == "cam-01"
 
+    presets = lv.city.client.get(f"/api/v1/tree/cameras/{CAM}/presets")
+    assert presets.status_code == 200, presets.text
+    local = lv.village.client.get("/api/v1/cameras/cam-01/presets").json()
+    assert presets.json() == local and local, local
     bad = lv.city.client.post(f"/api/v1/tree/cameras/{CAM}/ptz", json={"action": "jump"})
     assert bad.status_code == 400, bad.text
     r = lv.city.client.post(f"/api/v1/tree/cameras/{CAM}/ptz", json={"action": "stop"})

@@ -91,6 +91,17 @@ async def tree_snapshot(
     return Response(body, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
+@router.get("/api/v1/tree/cameras/{path:path}/presets")
+async def tree_presets(
+    path: str, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> list[dict[str, Any]]:
+    """PTZ presets of a camera here or below (预置位)."""
+    try:
+        return await access.presets(gw, _path(caller, path))
+    except AccessError as err:
+        raise _http(err) from None
+
+
 @router.post("/api/v1/tree/cameras/{path:path}/ptz")
 async def tree_ptz(
     path: str,

@@ -112,6 +112,24 @@ async def ptz(gw: Any, path: str, command: dict[str, Any]) -> dict[str, Any]:
     return result if isinstance(result, dict) else {"ok": True}
 
 
+async def presets(gw: Any, path: str) -> list[dict[str, Any]]:
+    """The PTZ presets of a camera."""
+    down = _remote(gw, path)
+    if down is not None:
+        resp = await _call_remote(down.request(path, "presets", {}))
+        return list(resp.data.get("presets", []))
+    _local_camera(gw, path)
+    fn = getattr(gw.part("registry"), "presets", None)
+    if fn is None:
+        raise AccessError(501, "PTZ is not available on this gateway")
+    try:
+        return list(await _maybe(fn(path)))
+    except ValueError as err:
+        raise AccessError(400, f"{path}: {err}") from None
+    except Exception as err:
+        raise AccessError(502, f"presets of {path} failed: {err}") from None
+
+
 def _recorder(gw: Any) -> Any:
     rec = gw.part("recorder")
     if rec is None:

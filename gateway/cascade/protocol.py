@@ -223,6 +223,7 @@ Op = Literal[
     "close_stream",
     "snapshot",
     "ptz",
+    "presets",
     "recordings",
     "clip",
     "record",

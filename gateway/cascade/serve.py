@@ -104,6 +104,8 @@ class RequestServer:
             await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
         elif req.op == "ptz":
             await self._respond(req, data=await access.ptz(gw, req.path, params))
+        elif req.op == "presets":
+            await self._respond(req, data={"presets": await access.presets(gw, req.path)})
         elif req.op == "recordings":
             items = await access.recordings(gw, req.path, params)
             await self._respond(req, data={"recordings": items})

@@ -120,10 +120,10 @@ def test_ptz_pad_moves_a_remote_ptz_camera(page: Any, ui_system: UiSystem) -> No
     assert status == "IDLE"
     time.sleep(0.5)
     assert ptz_status(cam)[0] == pytest.approx(pan, abs=1e-3)
-    # A preset by its token (the tree cannot list a remote camera's presets): Home, pan 0.
-    page.fill(f"{tile(1)} .ptz-preset-token", "preset_1")
+    # The remote camera's presets are listed through the tree: pick Home (pan 0).
+    page.wait_for_selector(f'{tile(1)} .ptz-presets option[value="preset_1"]', state="attached")
     with page.expect_response(lambda r: r.url.endswith("/ptz")) as went:
-        page.click(f"{tile(1)} .ptz-goto")
+        page.select_option(f"{tile(1)} .ptz-presets", "preset_1")
     assert went.value.status == 200, went.value.text()
     assert went.value.request.post_data_json == {"action": "goto_preset", "preset": "preset_1"}
     wait_for(lambda: abs(ptz_status(cam)[0]) < 0.01, 10, "the camera back at its Home preset")

@@ -186,17 +186,11 @@ class Tile {
       el("div", { class: "ptz-zoom" }, mv(0, 0, 0.5, "+", t("zoom_in")), mv(0, 0, -0.5, "−", t("zoom_out"))),
       presets, note);
     this.node.append(pad);
-    // Presets: the camera's own list where this gateway can read it (local cameras).
-    if (!ref.includes("/")) {
-      api(`/api/v1/cameras/${enc(ref)}/presets`).then((list) => {
-        for (const p of list || []) presets.append(el("option", { value: p.token }, p.name || p.token));
-      }).catch(() => {});
-    } else {
-      // The tree has no preset list for remote cameras: the operator types the preset token.
-      const token = el("input", { class: "ptz-preset-token", placeholder: t("preset"), size: 6 });
-      const go = el("button", { class: "ptz-goto", onclick: () => token.value.trim() && send({ action: "goto_preset", preset: token.value.trim() }) }, t("goto"));
-      presets.replaceWith(el("div", { class: "ptz-zoom" }, token, go));
-    }
+    // Presets (预置位): the camera's own list, read through the tree for remote cameras.
+    const url = ref.includes("/") ? `/api/v1/tree/cameras/${enc(ref)}/presets` : `/api/v1/cameras/${enc(ref)}/presets`;
+    api(url).then((list) => {
+      for (const p of list || []) presets.append(el("option", { value: p.token }, p.name || p.token));
+    }).catch(() => {});
   }
 
   fullscreen() {
