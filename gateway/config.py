@@ -39,6 +39,11 @@ class ServerSettings(_Model):
     )
     tls_cert: Path | None = Field(None, title="TLS certificate (PEM)")
     tls_key: Path | None = Field(None, title="TLS private key (PEM)")
+    tls_self_signed: bool = Field(
+        False,
+        title="Serve HTTPS with a generated self-signed certificate",
+        description="Used when tls_cert/tls_key are not set; children pin its fingerprint",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, title="CORS origins", description="Allowed cross-origin callers"
     )

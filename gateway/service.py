@@ -8,6 +8,7 @@ import uvicorn
 
 from gateway.config import Settings
 from gateway.logs import setup_logging
+from gateway.tlscert import ensure_self_signed, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,14 @@ def serve(settings: Settings) -> int:
     gw = Gateway(settings)
     app = create_app(gw)
     ssl = {}
-    if settings.server.tls_cert and settings.server.tls_key:
-        ssl = {
-            "ssl_certfile": str(settings.server.tls_cert),
-            "ssl_keyfile": str(settings.server.tls_key),
-        }
+    cert, key = settings.server.tls_cert, settings.server.tls_key
+    if not (cert and key) and settings.server.tls_self_signed:
+        cert, key = ensure_self_signed(
+            settings.data_dir, settings.cascade.id, [settings.server.host]
+        )
+    if cert and key:
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        log.info("HTTPS certificate %s, SHA-256 fingerprint %s", cert, fingerprint(cert))
     log.info(
         "gateway %s (%s) listening on %s:%s",
         settings.cascade.id,

@@ -29,9 +29,15 @@ def gateway_factory(tmp_path: Path) -> Iterator:
     started: list[GatewayProcess] = []
 
     def start(
-        config: dict | None = None, name: str = "gw", login_as_admin: bool = True, **env: str
+        config: dict | None = None,
+        name: str = "gw",
+        login_as_admin: bool = True,
+        tls: bool = False,
+        **env: str,
     ) -> GatewayProcess:
-        proc = GatewayProcess(tmp_path, config, name=name, login_as_admin=login_as_admin, **env)
+        proc = GatewayProcess(
+            tmp_path, config, name=name, login_as_admin=login_as_admin, tls=tls, **env
+        )
         started.append(proc)
         return proc
 

@@ -114,6 +114,7 @@ class GatewayProcess(Proc):
         config: dict[str, Any] | None = None,
         name: str = "gw",
         login_as_admin: bool = True,
+        tls: bool = False,
         **env: str,
     ) -> None:
         self.port = free_port()
@@ -123,7 +124,8 @@ class GatewayProcess(Proc):
         cfg["server"] = {"host": "127.0.0.1", "port": self.port, **cfg["server"]}
         cfg_path = tmp / f"{name}.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        verify = not tls  # a self-signed certificate: tests pin it where it matters
         super().__init__(
             [sys.executable, "-m", "gateway", "run", "--config", str(cfg_path)],
             tmp / f"{name}.log",
@@ -138,17 +140,18 @@ class GatewayProcess(Proc):
             if self.popen.poll() is not None:
                 raise RuntimeError(f"gateway exited {self.popen.returncode}: {self.tail()}")
             try:
-                httpx.get(self.base_url + "/api/v1/health", timeout=1)
+                httpx.get(self.base_url + "/api/v1/health", timeout=1, verify=verify)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"gateway did not start: {self.tail()}") from None
                 time.sleep(0.1)
-        self.token = login(self.base_url) if login_as_admin else None
+        self.token = login(self.base_url, verify=verify) if login_as_admin else None
         self.client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
             timeout=30,
+            verify=verify,
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
@@ -158,12 +161,15 @@ class GatewayProcess(Proc):
         return super().stop(sig, timeout)
 
 
-def login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> str | None:
+def login(
+    base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD, verify: bool = True
+) -> str | None:
     """A bearer token for the admin, or None when the gateway has no auth yet."""
     r = httpx.post(
         base_url + "/api/v1/auth/token",
         json={"username": username, "password": password},
         timeout=10,
+        verify=verify,
     )
     if r.status_code == 404:
         return None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from gateway import __version__
 from gateway.api.deps import get_gateway
 from gateway.app import Gateway
+from gateway.tlscert import served_fingerprint
 
 router = APIRouter()
 
@@ -21,4 +22,8 @@ def health(gw: Gateway = Depends(get_gateway)) -> dict[str, Any]:
         "id": gw.settings.cascade.id,
         "level": gw.settings.cascade.level,
         "parts": sorted(gw.parts),
+        # Public by nature (any TLS client sees the certificate); children pin it.
+        "tls_fingerprint": served_fingerprint(
+            gw.settings.server.tls_cert, gw.settings.server.tls_self_signed, gw.data_dir
+        ),
     }

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.config import ID_PATTERN, ConfigError, load_settings
+from gateway.tlscert import served_fingerprint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,13 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            # Run without the parent's config (only GATEWAY_DATA_DIR), the flag is unknown:
+            # a certificate the parent generated in its data dir is the one it serves.
+            pin = served_fingerprint(settings.server.tls_cert, True, settings.data_dir)
             if args.json:
-                print(json.dumps({"name": args.name, "token": token}))
+                print(json.dumps({"name": args.name, "token": token, "tls_fingerprint": pin}))
             else:
                 print(
                     f"token for child {args.name} (shown once; put it in its cascade.parent.token):"
                 )
                 print(token)
+                if pin:
+                    print(f"this parent's certificate (cascade.parent.tls_fingerprint): {pin}")
             return 0
         if args.action == "list":
             rows = children.list_all(db)
