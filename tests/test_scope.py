@@ -248,3 +248,18 @@ def test_path_traversal_never_reaches_files_outside(gateway_factory) -> None:
             assert b"SQLite format" not in body and b'"password"' not in body
     # The gateway is still healthy afterwards.
     assert gw.client.get("/api/v1/health").status_code == 200
+
+
+def test_scoped_user_sees_only_linkage_rules_inside_their_subtree(town: Any) -> None:
+    rules = [
+        {"name": "inside", "match": {"camera": "village-1/*"}, "cameras": ["village-1/cam-01"]},
+        {"name": "crosses", "match": {"camera": "village-1/*"}, "cameras": ["village-2/cam-02"]},
+        {"name": "elsewhere", "match": {"camera": "village-2/*"}, "cameras": ["village-2/cam-02"]},
+        {"name": "anywhere", "match": {"camera": "*"}, "cameras": ["village-1/cam-01"]},
+    ]
+    r = town.client.put("/api/v1/linkage", json=rules)
+    assert r.status_code == 200, r.text
+    assert [x["name"] for x in r.json()["rules"]] == [x["name"] for x in rules]
+    seen = _scoped(town).get("/api/v1/linkage").json()
+    assert [x["name"] for x in seen["rules"]] == ["inside"]
+    assert seen["stats"] == {}

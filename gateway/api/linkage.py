@@ -25,10 +25,24 @@ def get_rules(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
 ) -> dict[str, Any]:
     part = _part(gw)
+    # A user scoped to a subtree sees the rules that stay inside it: a rule naming
+    # cameras elsewhere would reveal them.
+    rules = [r for r in part.rules if _inside(caller, r)]
     return {
-        "rules": [r.model_dump(mode="json") for r in part.rules],
-        "stats": part.stats(),
+        "rules": [r.model_dump(mode="json") for r in rules],
+        "stats": part.stats() if not caller.scope else {},
     }
+
+
+def _inside(caller: Caller, rule: LinkageRule) -> bool:
+    if not caller.scope:
+        return True
+    trigger = rule.match.camera.removesuffix("/*")
+    return (
+        trigger not in ("", "*")
+        and caller.sees(trigger)
+        and all(caller.sees(c) for c in rule.cameras)
+    )
 
 
 @router.put("/api/v1/linkage")
