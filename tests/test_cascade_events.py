@@ -220,3 +220,19 @@ def test_a_parent_restart_loses_no_event_and_repeats_none(gateway_factory, monke
     assert [e["data"]["n"] for e in events] == list(range(120))
     # The restarted city published only what it had not had before the restart.
     assert metric(city, "gateway_events_published_total") == 80
+
+
+def test_a_child_is_back_within_seconds_of_a_long_parent_outage(gateway_factory, monkeypatch):
+    lv = start_levels(gateway_factory)
+    wait_for(lambda: child_stats(lv.city, "town-a").get("online"), 20, "town at the city")
+    port = lv.city.port
+    lv.city.stop()
+    time.sleep(16)  # the town's redial backoff has grown to its cap by now
+    monkeypatch.setattr(support, "free_port", lambda host="127.0.0.1": port)
+    city = gateway_factory(
+        {"cascade": {"level": "city", "id": "city", "heartbeat_s": 1.0, "offline_after_s": 3.0}},
+        name="city",
+    )
+    t0 = time.monotonic()
+    wait_for(lambda: child_stats(city, "town-a").get("online"), 20, "town back at the city")
+    assert time.monotonic() - t0 < 4.0

@@ -16,6 +16,7 @@ import random
 import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -26,10 +27,14 @@ from gateway.cascade.tree import build, camera_node, join, rebase
 from gateway.events.model import Event
 from gateway.logs import redact
 from gateway.store.outbox import Outbox
+from gateway.streams.reach import port_open
 
 log = logging.getLogger(__name__)
 BATCH = 100
 WINDOW = 1000  # events sent but not yet acknowledged
+BACKOFF_MAX_S = 10.0
+RESET_AFTER_S = 5.0  # a session welcomed this long ago counts as "was up"
+PROBE_EVERY_S = 1.0
 
 
 class Uplink:
@@ -43,6 +48,7 @@ class Uplink:
         self.outbox = Outbox(gw.db)
         self.enabled = True
         self.connected = False
+        self._welcomed_at = 0.0
         self.connects = 0
         self.last_error = ""
         self.bytes_out = 0
@@ -142,7 +148,7 @@ class Uplink:
                 self._kick.clear()
                 await self._kick.wait()
                 continue
-            started = time.monotonic()
+            self._welcomed_at = 0.0
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -153,13 +159,27 @@ class Uplink:
             finally:
                 self.connected = False
                 self._ws = None
-            if time.monotonic() - started > 30:
-                delay = 0.5  # it had been up a while: start the backoff again
-            wait = min(delay, 30.0) * (0.8 + 0.4 * random.random())
-            self._kick.clear()
+            if self._welcomed_at and time.monotonic() - self._welcomed_at > RESET_AFTER_S:
+                delay = 0.5  # it was really up: start the backoff again
+            await self._wait_retry(min(delay, BACKOFF_MAX_S) * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _wait_retry(self, wait: float) -> None:
+        """Wait before redialling; end early on a kick, or as soon as the parent's port
+        answers again (a bare TCP connect once a second), so a restarted parent sees
+        its children back within about a second, not after the grown backoff."""
+        self._kick.clear()
+        target = _address(self.parent.url)
+        # Only a parent that is down is probed: one whose port answers but refuses the
+        # session (a revoked token, say) keeps the plain backoff.
+        probe = bool(target) and wait > PROBE_EVERY_S and not await port_open(*target)
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), wait)
-            delay = min(delay * 2, 30.0)
+                await asyncio.wait_for(self._kick.wait(), min(left, PROBE_EVERY_S))
+                return
+            if probe and await port_open(*target):
+                return
 
     async def _session(self) -> None:
         headers = {"Authorization": f"Bearer {self.parent.token.get_secret_value()}"}
@@ -191,6 +211,7 @@ class Uplink:
             if not isinstance(welcome, p.Welcome):
                 raise p.ProtocolError(f"expected welcome, got {welcome.type}")
             self._ws = ws
+            self._welcomed_at = time.monotonic()
             self.connected = True
             self.connects += 1
             self.last_error = ""
@@ -328,6 +349,15 @@ class Uplink:
             "outbox_pending": self.outbox.pending(),
             "streams": self.server.stats(),
         }
+
+
+def _address(url: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
 
 
 def _pinned(pin: str | None) -> type[ClientConnection]:
