@@ -44,6 +44,9 @@ def _routers() -> list:
     from gateway.api import recordings
 
     routers.append(recordings.router)
+    from gateway.api import prefs
+
+    routers.append(prefs.router)
     return routers
 
 

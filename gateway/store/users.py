@@ -27,6 +27,15 @@ MIGRATIONS = [
     );
     CREATE INDEX tokens_username ON tokens(username)
     """,
+    """
+    CREATE TABLE ui_prefs (
+        username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (username, name)
+    )
+    """,
 ]
 
 
@@ -110,3 +119,19 @@ def delete_user_sessions(db: Database, username: str) -> int:
 
 def purge_expired(db: Database, now: float) -> int:
     return db.execute("DELETE FROM tokens WHERE expires IS NOT NULL AND expires <= ?", (now,))
+
+
+def get_pref(db: Database, username: str, name: str) -> str | None:
+    row = db.query_one(
+        "SELECT value FROM ui_prefs WHERE username = ? AND name = ?", (username, name)
+    )
+    return row["value"] if row else None
+
+
+def put_pref(db: Database, username: str, name: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO ui_prefs(username, name, value, updated) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(username, name) DO UPDATE SET value = excluded.value,"
+        " updated = excluded.updated",
+        (username, name, value, time.time()),
+    )

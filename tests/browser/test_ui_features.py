@@ -179,7 +179,9 @@ def test_a_linkage_only_highlights_when_the_operator_says_so(page: Any) -> None:
 def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -> None:
     page.click('.layout-btn[data-layout="9"]')
     page.click("#wall-save")
-    assert page.inner_text("#wall-notice") == "布局已保存"
+    page.wait_for_function(
+        "() => document.querySelector('#wall-notice').textContent === '布局已保存'"
+    )
     saved = [r for r, _, _ in frames(page)]
     assert len(saved) == 9 and saved[:2] == [OTHER_CAM, PTZ_CAM]
     page.reload()
@@ -202,10 +204,21 @@ def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -
     assert all(r is None for r, _, _ in frames(page))
     page.click('.layout-btn[data-layout="1"]')
     page.click("#wall-save")
+    page.wait_for_function(
+        "() => document.querySelector('#wall-notice').textContent === '布局已保存'"
+    )
     page.click("#logout")
     page.wait_for_selector("#login-form", state="visible")
     ui_login(page, ui_system.city.base_url)
     page.wait_for_function("() => window.gw.wall.layout === 9")
+    assert [r for r, _, _ in frames(page)] == saved
+    # Kept on the gateway, not only in this browser: another workstation (no local
+    # storage) gets the same wall.
+    assert ui_system.city.client.get("/api/v1/ui/layout").json()["layout"] == 9
+    page.evaluate("() => localStorage.clear()")
+    page.reload()
+    page.wait_for_selector("body[data-ready] #app-view:not([hidden]) .tree-node")
+    page.wait_for_function("() => window.gw.wall && window.gw.wall.layout === 9")
     assert [r for r, _, _ in frames(page)] == saved
 
 

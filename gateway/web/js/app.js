@@ -76,10 +76,12 @@ async function boot() {
   const root = state.tree.root;
   $("#gw-name").textContent = `${t(`level_${root.level || "site"}`)} · ${root.name || root.id}`;
   state.wall = new VideoWall($("#wall"), state.tree, me.username);
-  state.wall.restore();
-  // Whether a linkage switches the wall or only highlights: the operator's own choice, kept.
+  const saved = await state.wall.restore();
+  // Whether a linkage switches the wall or only highlights: the operator's own choice, kept
+  // with the layout on the gateway.
   const autoKey = `gw_auto_switch_${me.username}`;
-  $("#auto-switch").checked = localStorage.getItem(autoKey) !== "0";
+  const localAuto = localStorage.getItem(autoKey);
+  $("#auto-switch").checked = localAuto !== null ? localAuto !== "0" : saved?.auto_switch !== false;
   $("#auto-switch").onchange = () => localStorage.setItem(autoKey, $("#auto-switch").checked ? "1" : "0");
   state.playback = new Playback($("#view-playback"), state.tree);
   state.settings = new Settings($("#view-settings"), { onChanged: () => state.tree.load() });
@@ -127,7 +129,14 @@ function wireStatic() {
   });
   document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => switchView(b.dataset.view)));
   document.querySelectorAll(".layout-btn").forEach((b) => b.addEventListener("click", () => state.wall.setLayout(Number(b.dataset.layout))));
-  $("#wall-save").addEventListener("click", () => { state.wall.save(); $("#wall-notice").textContent = t("layout_saved"); });
+  $("#wall-save").addEventListener("click", async () => {
+    try {
+      await state.wall.save($("#auto-switch").checked);
+      $("#wall-notice").textContent = t("layout_saved");
+    } catch (err) {
+      $("#wall-notice").textContent = `${t("failed")}: ${err.message}`;
+    }
+  });
   $("#wall-clear").addEventListener("click", () => state.wall.clearAll());
   setUnauthorisedHandler(showLogin);
 }

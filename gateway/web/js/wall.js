@@ -306,11 +306,26 @@ export class VideoWall {
     return { layout: this.layout, tiles: this.tiles.map((tile) => tile.ref && { ref: tile.ref, variant: tile.variant }) };
   }
 
-  save() { localStorage.setItem(this.storageKey(), JSON.stringify(this.snapshot())); }
+  // The layout is kept on the gateway, so it follows the operator to any workstation;
+  // the browser's copy is the fallback when the gateway cannot be reached.
+  async save(autoSwitch) {
+    const state = { ...this.snapshot(), auto_switch: autoSwitch };
+    localStorage.setItem(this.storageKey(), JSON.stringify(state));
+    await api("/api/v1/ui/layout", { method: "PUT", body: state });
+  }
 
-  restore() {
+  async restore() {
     let state = null;
-    try { state = JSON.parse(localStorage.getItem(this.storageKey()) || "null"); } catch { state = null; }
+    try {
+      state = await api("/api/v1/ui/layout");
+    } catch {
+      try { state = JSON.parse(localStorage.getItem(this.storageKey()) || "null"); } catch { state = null; }
+    }
+    this.apply(state);
+    return state;
+  }
+
+  apply(state) {
     this.setLayout(Number(state?.layout) || 4, { keep: false });
     (Array.isArray(state?.tiles) ? state.tiles : []).forEach((k, i) => {
       // A camera removed since the layout was saved leaves its tile empty.
