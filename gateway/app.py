@@ -75,41 +75,31 @@ class Gateway:
 
 
 def _factories() -> list[tuple[str, Any]]:
-    """(name, factory(gateway) -> part | None) in start order.
+    """(name, factory(gateway) -> part | None) in start order (stopped in reverse).
 
-    Kept as a list of imports inside a function so each part registers in one line.
+    Imported here, not at the top, so that parts import this module and never the
+    reverse. A factory returns None when configuration turns its part off.
     """
     from gateway.auth.service import build as build_auth
-
-    factories: list[tuple[str, Any]] = [("auth", build_auth)]
+    from gateway.cameras.rediscovery import create as build_discovery
     from gateway.cameras.registry import create as build_registry
-
-    factories.append(("registry", build_registry))  # before streams; they read its URLs
-    # Parts add themselves here, in dependency order:
-    #   auth, registry, streams, relay, motion, recorder, linkage, cascade, discovery, mqtt
+    from gateway.cascade.part import build as build_cascade
+    from gateway.events.linkage import build as build_linkage
+    from gateway.events.mqtt import build as build_mqtt
+    from gateway.motion.service import build as build_motion
+    from gateway.recorder.service import create as build_recorder
+    from gateway.relay.sessions import build as build_relay
     from gateway.streams.manager import build as build_streams
 
-    # After "registry" (keep it so when registry is added above): streams reads it lazily.
-    factories.append(("streams", build_streams))
-    from gateway.relay.sessions import build as build_relay
-
-    factories.append(("relay", build_relay))  # after streams; it leases hubs per viewer
-    from gateway.motion.service import build as build_motion
-
-    factories.append(("motion", build_motion))  # after streams; leases each camera's sub-stream
-    from gateway.recorder.service import create as build_recorder
-
-    factories.append(("recorder", build_recorder))  # after streams; before linkage
-    from gateway.events.linkage import build as build_linkage
-
-    factories.append(("linkage", build_linkage))  # after recorder; it asks it to record
-    from gateway.cascade.part import build as build_cascade
-
-    factories.append(("cascade", build_cascade))  # after streams; registers a resolver
-    from gateway.cameras.rediscovery import create as build_discovery
-
-    factories.append(("discovery", build_discovery))  # after registry; marks cameras seen
-    from gateway.events.mqtt import build as build_mqtt
-
-    factories.append(("mqtt", build_mqtt))  # last: it only listens to the bus
-    return factories
+    return [
+        ("auth", build_auth),
+        ("registry", build_registry),  # before streams: they read its URLs
+        ("streams", build_streams),
+        ("relay", build_relay),  # leases hubs per viewer
+        ("motion", build_motion),  # leases each camera's sub-stream
+        ("recorder", build_recorder),  # before linkage, which asks it to record
+        ("linkage", build_linkage),
+        ("cascade", build_cascade),  # registers a resolver with streams
+        ("discovery", build_discovery),  # after registry: marks cameras seen
+        ("mqtt", build_mqtt),  # last: it only listens to the bus
+    ]

@@ -22,32 +22,25 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def _routers() -> list:
-    """Every router, one line each."""
-    from gateway.api import auth, health, metrics
+    """Every router; the static UI is mounted after them."""
+    from gateway.api import (
+        auth,
+        cameras,
+        cascade,
+        discovery,
+        events,
+        health,
+        linkage,
+        metrics,
+        prefs,
+        recordings,
+        streams,
+        whep,
+    )
 
-    routers = [health.router, auth.router, metrics.router]
-    from gateway.api import cameras, discovery
-
-    routers += [cameras.router, discovery.router]
-    from gateway.api import whep
-
-    routers.append(whep.router)
-    from gateway.api import streams
-
-    routers.append(streams.router)
-    from gateway.api import cascade, linkage
-
-    routers += [cascade.router, linkage.router]
-    from gateway.api import events
-
-    routers.append(events.router)
-    from gateway.api import recordings
-
-    routers.append(recordings.router)
-    from gateway.api import prefs
-
-    routers.append(prefs.router)
-    return routers
+    modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
+    modules += [events, recordings, prefs]
+    return [m.router for m in modules]
 
 
 def create_app(gw: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
