@@ -175,3 +175,15 @@ def login(
         return None
     r.raise_for_status()
     return r.json()["access_token"]
+
+
+def small_sim_args(
+    base: str, *, cameras: int = 1, fps: int = 10, gop: int | None = None, wsd: bool = False
+) -> list[str]:
+    """``gateway sim`` arguments for cheap 320x180 cameras on free ports of ``base``."""
+    args = ["--cameras", str(cameras), "--base", base]
+    args += ["--http-port", str(free_port(base)), "--rtsp-port", str(free_port(base))]
+    args += ["--size", "320x180", "--sub-size", "320x180", "--fps", str(fps)]
+    if gop is not None:
+        args += ["--gop", str(gop)]
+    return args if wsd else [*args, "--no-wsd"]

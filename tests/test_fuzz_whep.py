@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.relay.ice import host_addresses
-from tests.support import free_port
+from tests.support import small_sim_args
 
 BASE = "127.0.160.1"
 URL = "/api/v1/streams/cam-01/whep"
@@ -125,25 +125,7 @@ def mutated_offers(draw: st.DrawFn) -> bytes:
 
 @pytest.fixture
 def live(sim_factory, gateway_factory) -> Any:
-    sim = sim_factory(
-        "--cameras",
-        "1",
-        "--base",
-        BASE,
-        "--http-port",
-        str(free_port(BASE)),
-        "--rtsp-port",
-        str(free_port(BASE)),
-        "--size",
-        "320x180",
-        "--sub-size",
-        "320x180",
-        "--fps",
-        "10",
-        "--gop",
-        "10",
-        "--no-wsd",
-    )
+    sim = sim_factory(*small_sim_args(BASE, fps=10, gop=10))
     cam = sim.cameras[0]
     gw = gateway_factory(
         {

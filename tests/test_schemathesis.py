@@ -25,7 +25,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.support import free_port, login
+from tests.support import login, small_sim_args
 
 BASE = "127.0.161.1"
 NOWHERE = "127.0.161.250"  # nothing listens there
@@ -65,23 +65,7 @@ def _pin(value: Any) -> Any:
 
 @pytest.fixture
 def gateway(sim_factory, gateway_factory) -> Any:
-    sim = sim_factory(
-        "--cameras",
-        "1",
-        "--base",
-        BASE,
-        "--http-port",
-        str(free_port(BASE)),
-        "--rtsp-port",
-        str(free_port(BASE)),
-        "--size",
-        "320x180",
-        "--sub-size",
-        "320x180",
-        "--fps",
-        "10",
-        "--no-wsd",
-    )
+    sim = sim_factory(*small_sim_args(BASE, fps=10))
     cam = sim.cameras[0]
     return gateway_factory(
         {

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support import ADMIN_PASSWORD, free_port
+from tests.support import ADMIN_PASSWORD, small_sim_args
 from tests.test_fuzz_whep import offer
 
 BASE_ONVIF = "127.0.162.1"
@@ -56,21 +56,7 @@ class Recorder:
 
 def _sim(sim_factory, base: str, password: str, name: str) -> Any:
     return sim_factory(
-        "--cameras",
-        "1",
-        "--base",
-        base,
-        "--http-port",
-        str(free_port(base)),
-        "--rtsp-port",
-        str(free_port(base)),
-        "--size",
-        "320x180",
-        "--sub-size",
-        "320x180",
-        "--fps",
-        "10",
-        "--no-wsd",
+        *small_sim_args(base, fps=10),
         "--username",
         "admin",
         "--password",

@@ -19,7 +19,7 @@ from gateway.recorder.index import RecordingIndex
 from gateway.recorder.recovery import probe
 from gateway.store.db import Database
 from tests.cascade_support import all_cameras, child_stats, issue_token_api, wait_for
-from tests.support import free_port
+from tests.support import small_sim_args
 
 BASE = "127.0.164.1"
 OFFLINE_AFTER_S = 30.0  # the heartbeat timeout the prompt notice must beat by far
@@ -27,25 +27,7 @@ OFFLINE_AFTER_S = 30.0  # the heartbeat timeout the prompt notice must beat by f
 
 @pytest.fixture
 def camera(sim_factory) -> dict[str, Any]:
-    sim = sim_factory(
-        "--cameras",
-        "1",
-        "--base",
-        BASE,
-        "--http-port",
-        str(free_port(BASE)),
-        "--rtsp-port",
-        str(free_port(BASE)),
-        "--size",
-        "320x180",
-        "--sub-size",
-        "320x180",
-        "--fps",
-        "15",
-        "--gop",
-        "15",
-        "--no-wsd",
-    )
+    sim = sim_factory(*small_sim_args(BASE, fps=15, gop=15))
     return sim.cameras[0]
 
 

@@ -35,7 +35,7 @@ import yaml
 
 from tests.cascade_support import child_stats, issue_token_api, wait_for
 from tests.relay_helpers import WhepClient
-from tests.support import ADMIN_PASSWORD, Proc, free_port, login
+from tests.support import ADMIN_PASSWORD, Proc, free_port, login, small_sim_args
 from tests.test_fuzz_whep import offer
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
@@ -193,25 +193,7 @@ async def sampler(pid: int, stop: float, samples: list[Sample]) -> None:
 
 
 def test_soak_resources_stay_flat(tmp_path: Path, sim_factory, gateway_factory) -> None:
-    sim = sim_factory(
-        "--cameras",
-        str(CAMERAS),
-        "--base",
-        BASE,
-        "--http-port",
-        str(free_port(BASE)),
-        "--rtsp-port",
-        str(free_port(BASE)),
-        "--size",
-        "320x180",
-        "--sub-size",
-        "320x180",
-        "--fps",
-        "10",
-        "--gop",
-        "10",
-        "--no-wsd",
-    )
+    sim = sim_factory(*small_sim_args(BASE, cameras=CAMERAS, fps=10, gop=10))
     holder: dict[str, Any] = {"port": free_port()}
     holder["town"] = Parent(tmp_path, holder["port"], 1)
     token = issue_token_api(holder["town"], "village-1")
