@@ -37,18 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 FPS = 25
 TICK = os.sysconf("SC_CLK_TCK")
-BARCODE_JS = ROOT / "gateway" / "web" / "js" / "barcode.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 # -- receiver process ----------------------------------------------------------------------
