@@ -241,7 +241,7 @@ class _Session:
         self.unauthorised = False
         self.delivered = 0
         self.assembler: AccessUnitAssembler | None = None
-        self.inodes: set[int] = set()
+        self.connection: sockets.CameraConnection | None = None
         self._thread = threading.Thread(
             target=self._main, name=f"ingest {source.name}", daemon=True
         )
@@ -260,7 +260,8 @@ class _Session:
     def abort(self) -> None:
         """Stop the worker: flag it and shut its sockets so a blocked read returns."""
         self.stop.set()
-        sockets.shutdown(self.inodes)
+        if (connection := self.connection) is not None:
+            connection.shutdown()
 
     # -- worker thread --------------------------------------------------------------
     def _main(self) -> None:
@@ -292,43 +293,52 @@ class _Session:
             "analyzeduration": "300000",
             "probesize": "262144",
         }
-        target = sockets.remote_of(self.url)
-        before = sockets.socket_inodes()
+        self.connection = connection = sockets.CameraConnection(self.url)
         log.info("%s: connecting to %s (%s)", name, redact(self.url), s.transport)
-        container = av.open(self.url, options=options, timeout=(s.open_timeout_s, s.read_timeout_s))
         try:
-            if target is not None:
-                self.inodes = sockets.new_inodes_to(before, *target)
+            with connection.opening(self.stop) as turn:
+                if not turn:
+                    return  # stopped while another stream of this camera was connecting
+                container = av.open(
+                    self.url, options=options, timeout=(s.open_timeout_s, s.read_timeout_s)
+                )
+            try:
+                self._demux(container)
+            finally:
+                container.close()
+        finally:
+            connection.close()
+
+    def _demux(self, container: Any) -> None:
+        name = self.source.name
+        if self.stop.is_set():
+            return
+        if not container.streams.video:
+            self.error = "the stream has no video track"
+            return
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        codec = ctx.name
+        self._time_base = stream.time_base or Fraction(1, 90000)
+        self.assembler = AccessUnitAssembler(
+            codec, bytes(ctx.extradata or b""), merge=self.source.merge_hint
+        )
+        self.opened = True
+        self.last_packet = time.monotonic()
+        log.info("%s: connected, %s %dx%d", name, codec, ctx.width, ctx.height)
+        for packet in container.demux(stream):
             if self.stop.is_set():
                 return
-            if not container.streams.video:
-                self.error = "the stream has no video track"
-                return
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            codec = ctx.name
-            self._time_base = stream.time_base or Fraction(1, 90000)
-            self.assembler = AccessUnitAssembler(
-                codec, bytes(ctx.extradata or b""), merge=self.source.merge_hint
-            )
-            self.opened = True
+            if packet.size == 0:
+                continue  # the flush packet at the end of the stream
             self.last_packet = time.monotonic()
-            log.info("%s: connected, %s %dx%d", name, codec, ctx.width, ctx.height)
-            for packet in container.demux(stream):
-                if self.stop.is_set():
-                    return
-                if packet.size == 0:
-                    continue  # the flush packet at the end of the stream
-                self.last_packet = time.monotonic()
-                pts = packet.pts if packet.pts is not None else packet.dts
-                if pts is None:
-                    pts = (self._last_pts or 0) + 1
-                for unit in self.assembler.push(bytes(packet), pts, packet.dts, packet.is_keyframe):
-                    self._emit(unit, stream)
-            if not self.stop.is_set():
-                self.error = "the camera ended the stream"
-        finally:
-            container.close()
+            pts = packet.pts if packet.pts is not None else packet.dts
+            if pts is None:
+                pts = (self._last_pts or 0) + 1
+            for unit in self.assembler.push(bytes(packet), pts, packet.dts, packet.is_keyframe):
+                self._emit(unit, stream)
+        if not self.stop.is_set():
+            self.error = "the camera ended the stream"
 
     def _emit(self, unit: Unit, stream: Any) -> None:
         if self.stop.is_set():

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
+
+from gateway.streams import sockets
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +29,22 @@ def rtsp_address(url: str) -> tuple[str, int] | None:
 
 
 async def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP connect to ``host:port`` succeeds within ``timeout`` (any address)."""
+    loop = asyncio.get_running_loop()
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            for family, kind, proto, _, addr in infos:
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                # Marked, so that a stream opening to this camera now never takes the
+                # probe's socket for its own (see gateway.streams.sockets); closed first.
+                with sockets.probe_socket(sock), sock, contextlib.suppress(OSError):
+                    await loop.sock_connect(sock, addr)
+                    return True
     except (OSError, TimeoutError):
         return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    return False
 
 
 async def check_idle(
