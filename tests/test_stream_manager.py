@@ -303,14 +303,23 @@ async def test_sim_camera_one_session_each_stream_and_every_fault_survived(sim_f
         await asyncio.to_thread(time.sleep, 0.5)
         assert await asyncio.to_thread(_rtsp_sessions, sim, cam["id"]) == 2  # main + sub
         source = mgr._entries[f"{cam['id']}/main"].source
+        # Each fault hits the whole camera, so both streams must come back; they do so
+        # independently (each its own backoff and open timeout: a connection opened
+        # during "garbage" waits out the open timeout), so wait for each.
+        streams = [(source, hub), (mgr._entries[f"{cam['id']}/sub"].source, sub.hub)]
 
         async def flowing_again(what: str) -> float:
-            epoch = source.epoch
-            start = hub.published
-            took = await until(
-                lambda: source.epoch > epoch and hub.published > start + 5 and hub.gop, 15, what
-            )
-            assert hub.gop[0].keyframe and hub.gop[0].epoch == source.epoch
+            before = [(src.epoch, h.published) for src, h in streams]
+
+            def flowing() -> bool:
+                return all(
+                    src.epoch > epoch and h.published > start + 5 and h.gop
+                    for (src, h), (epoch, start) in zip(streams, before, strict=True)
+                )
+
+            took = await until(flowing, 15, what)
+            for src, h in streams:
+                assert h.gop[0].keyframe and h.gop[0].epoch == src.epoch
             return took
 
         for mode in ("offline", "stall", "garbage"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import logging
 import random
@@ -35,7 +36,7 @@ from gateway.streams import sockets
 from gateway.streams.assembler import AccessUnitAssembler, Unit
 from gateway.streams.hub import Hub
 from gateway.streams.packet import AccessUnit, StreamInfo
-from gateway.streams.reach import port_open, rtsp_address
+from gateway.streams.reach import backoff
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, STOPPED, StreamSource
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class RtspSource(StreamSource):
         self.merge_hint = False  # learned: this camera splits pictures
         self._reported: str | None = None
         self._session: _Session | None = None
+        self._unreachable = False  # the last attempt found the camera's port shut
 
     async def run(self, hub: Hub) -> None:
         loop = asyncio.get_running_loop()
@@ -86,7 +88,7 @@ class RtspSource(StreamSource):
                 if url is None:
                     self.set_error("no stream URL (camera unknown, or its ONVIF unreachable)")
                     self._report(OFFLINE, self.last_error)
-                    delivered = False
+                    delivered = self._unreachable = False
                 else:
                     if self.sessions:
                         self.reconnects += 1
@@ -96,29 +98,10 @@ class RtspSource(StreamSource):
                 if delivered:
                     delay = s.backoff_initial_s
                 # Jitter only downwards: the first retry stays within backoff_initial_s.
-                await self._backoff(url, delay * random.uniform(0.8, 1.0))
+                await backoff(url, delay * random.uniform(0.8, 1.0), self._unreachable)
                 delay = min(delay * 2, s.backoff_max_s)
         finally:
             self.state = STOPPED
-
-    async def _backoff(self, url: str | None, delay: float) -> None:
-        """Wait ``delay`` before the next attempt, cut short when a down camera returns.
-
-        A camera that refuses or ignores TCP is probed with a bare connect once a
-        second (one SYN, no RTSP session), and the wait ends as soon as its RTSP port
-        answers: viewers see it again within about a second of its return, however
-        long the backoff has grown. A camera whose port answers but whose RTSP fails
-        (wrong path, auth) keeps the plain backoff, so it is not hammered.
-        """
-        target = rtsp_address(url) if url else None
-        if target is None or delay <= PROBE_EVERY_S or await port_open(*target):
-            await asyncio.sleep(delay)
-            return
-        deadline = time.monotonic() + delay
-        while (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(PROBE_EVERY_S, left))
-            if time.monotonic() < deadline and await port_open(*target):
-                return
 
     async def _resolve_url(self) -> str | None:
         if isinstance(self._url, str):
@@ -160,6 +143,7 @@ class RtspSource(StreamSource):
             self._session = None
         reason = session.error or "stream ended"
         self.set_error(reason)
+        self._unreachable = session.unreachable
         status = "unauthorised" if session.unauthorised else OFFLINE
         log.info("%s: disconnected: %s", self.name, reason)
         self._report(status, reason)
@@ -207,7 +191,8 @@ class RtspSource(StreamSource):
         return out
 
 
-PROBE_EVERY_S = 1.0
+# Errors that mean the camera's port took no connection at all (it is down, not broken).
+_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
 
 
 def _describe(err: BaseException) -> str:
@@ -239,9 +224,10 @@ class _Session:
         self.last_packet = time.monotonic()
         self.error = ""
         self.unauthorised = False
+        self.unreachable = False  # no TCP connection could be made (refused, no route)
         self.delivered = 0
         self.assembler: AccessUnitAssembler | None = None
-        self.inodes: set[int] = set()
+        self.connection: sockets.CameraConnection | None = None
         self._thread = threading.Thread(
             target=self._main, name=f"ingest {source.name}", daemon=True
         )
@@ -260,7 +246,8 @@ class _Session:
     def abort(self) -> None:
         """Stop the worker: flag it and shut its sockets so a blocked read returns."""
         self.stop.set()
-        sockets.shutdown(self.inodes)
+        if (connection := self.connection) is not None:
+            connection.shutdown()
 
     # -- worker thread --------------------------------------------------------------
     def _main(self) -> None:
@@ -274,6 +261,7 @@ class _Session:
                 "401" in str(err)
             ):
                 self.unauthorised = True
+            self.unreachable = isinstance(err, OSError) and err.errno in _UNREACHABLE
             if not self.stop.is_set():
                 log.info("%s: ingest error: %s", name, self.error)
         finally:
@@ -292,43 +280,52 @@ class _Session:
             "analyzeduration": "300000",
             "probesize": "262144",
         }
-        target = sockets.remote_of(self.url)
-        before = sockets.socket_inodes()
+        self.connection = connection = sockets.CameraConnection(self.url)
         log.info("%s: connecting to %s (%s)", name, redact(self.url), s.transport)
-        container = av.open(self.url, options=options, timeout=(s.open_timeout_s, s.read_timeout_s))
         try:
-            if target is not None:
-                self.inodes = sockets.new_inodes_to(before, *target)
+            with connection.opening(self.stop) as turn:
+                if not turn:
+                    return  # stopped while another stream of this camera was connecting
+                container = av.open(
+                    self.url, options=options, timeout=(s.open_timeout_s, s.read_timeout_s)
+                )
+            try:
+                self._demux(container)
+            finally:
+                container.close()
+        finally:
+            connection.close()
+
+    def _demux(self, container: Any) -> None:
+        name = self.source.name
+        if self.stop.is_set():
+            return
+        if not container.streams.video:
+            self.error = "the stream has no video track"
+            return
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        codec = ctx.name
+        self._time_base = stream.time_base or Fraction(1, 90000)
+        self.assembler = AccessUnitAssembler(
+            codec, bytes(ctx.extradata or b""), merge=self.source.merge_hint
+        )
+        self.opened = True
+        self.last_packet = time.monotonic()
+        log.info("%s: connected, %s %dx%d", name, codec, ctx.width, ctx.height)
+        for packet in container.demux(stream):
             if self.stop.is_set():
                 return
-            if not container.streams.video:
-                self.error = "the stream has no video track"
-                return
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            codec = ctx.name
-            self._time_base = stream.time_base or Fraction(1, 90000)
-            self.assembler = AccessUnitAssembler(
-                codec, bytes(ctx.extradata or b""), merge=self.source.merge_hint
-            )
-            self.opened = True
+            if packet.size == 0:
+                continue  # the flush packet at the end of the stream
             self.last_packet = time.monotonic()
-            log.info("%s: connected, %s %dx%d", name, codec, ctx.width, ctx.height)
-            for packet in container.demux(stream):
-                if self.stop.is_set():
-                    return
-                if packet.size == 0:
-                    continue  # the flush packet at the end of the stream
-                self.last_packet = time.monotonic()
-                pts = packet.pts if packet.pts is not None else packet.dts
-                if pts is None:
-                    pts = (self._last_pts or 0) + 1
-                for unit in self.assembler.push(bytes(packet), pts, packet.dts, packet.is_keyframe):
-                    self._emit(unit, stream)
-            if not self.stop.is_set():
-                self.error = "the camera ended the stream"
-        finally:
-            container.close()
+            pts = packet.pts if packet.pts is not None else packet.dts
+            if pts is None:
+                pts = (self._last_pts or 0) + 1
+            for unit in self.assembler.push(bytes(packet), pts, packet.dts, packet.is_keyframe):
+                self._emit(unit, stream)
+        if not self.stop.is_set():
+            self.error = "the camera ended the stream"
 
     def _emit(self, unit: Unit, stream: Any) -> None:
         if self.stop.is_set():

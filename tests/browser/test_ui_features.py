@@ -62,6 +62,27 @@ def tile(i: int) -> str:
     return f'.tile[data-index="{i}"]'
 
 
+def show_both(page: Any) -> None:
+    """Four tiles, OTHER_CAM (main stream) in tile 0 and PTZ_CAM in tile 1.
+
+    What the tests below assert on, set up by each itself: any of them may run alone,
+    or after any other (the module's page is shared).
+    """
+    if page.evaluate("() => window.gw.wall.layout") != 4:
+        page.click('.layout-btn[data-layout="4"]')
+    for i, ref in enumerate([OTHER_CAM, PTZ_CAM]):
+        placed = (
+            page.get_attribute(tile(i), "data-camera"),
+            page.get_attribute(tile(i), "data-variant"),
+        )
+        if placed != (ref, "main"):
+            page.evaluate("([i, ref]) => window.gw.wall.tiles[i].play(ref)", [i, ref])
+    page.wait_for_function(
+        "(refs) => refs.every((ref, i) => window.gw.wall.tiles[i].ref === ref)",
+        arg=[OTHER_CAM, PTZ_CAM],
+    )
+
+
 def test_drag_a_camera_onto_a_tile_and_double_click_for_full_screen(page: Any) -> None:
     page.click('.layout-btn[data-layout="4"]')
     page.drag_and_drop(f'.tree-cam[data-camera="{PTZ_CAM}"]', tile(1))
@@ -78,6 +99,7 @@ def test_drag_a_camera_onto_a_tile_and_double_click_for_full_screen(page: Any) -
 
 
 def test_a_tile_switches_to_the_low_bitrate_variant(page: Any) -> None:
+    show_both(page)
     with page.expect_request(lambda r: "whep?variant=low" in r.url and r.method == "POST") as req:
         page.hover(tile(0))
         page.click(f"{tile(0)} .variant-btn")
@@ -95,6 +117,7 @@ def test_a_tile_switches_to_the_low_bitrate_variant(page: Any) -> None:
 
 
 def test_ptz_pad_moves_a_remote_ptz_camera(page: Any, ui_system: UiSystem) -> None:
+    show_both(page)
     assert page.is_hidden(f"{tile(0)} .ptz-btn")  # cam-02 is RTSP only: no PTZ
     page.hover(tile(1))
     page.click(f"{tile(1)} .ptz-btn")
@@ -157,6 +180,7 @@ def test_an_alarm_is_acknowledged(page: Any, ui_system: UiSystem) -> None:
 
 
 def test_a_linkage_only_highlights_when_the_operator_says_so(page: Any) -> None:
+    show_both(page)
     before = [r for r, _, _ in frames(page)]
     page.uncheck("#auto-switch")
     # A linkage instruction as the SSE stream delivers it (the real one is in test_ui_operator).
@@ -177,6 +201,7 @@ def test_a_linkage_only_highlights_when_the_operator_says_so(page: Any) -> None:
 
 
 def test_the_wall_layout_is_saved_per_operator(page: Any, ui_system: UiSystem) -> None:
+    show_both(page)
     page.click('.layout-btn[data-layout="9"]')
     page.click("#wall-save")
     page.wait_for_function(
