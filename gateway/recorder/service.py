@@ -251,6 +251,28 @@ class Recorder:
         return (await self.make_clip(camera, _seconds(start), _seconds(end))).path
 
     # -- status ---------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """The disk guard's state for ``/api/v1/health`` (no database call: cheap).
+
+        ``paused``: a camera's recording stopped for lack of space (the gateway is not
+        doing its job); ``evicting``: over the limits, the oldest footage is going;
+        ``ok``: within the limits.
+        """
+        with self._lock:
+            paused = sorted(w.camera for w in self.workers.values() if w.state == "paused")
+        out: dict[str, Any] = {"state": "ok", "paused_cameras": paused}
+        try:
+            disk = disk_state(self.root)
+            out["free_bytes"] = disk.free
+            out["used_percent"] = round(disk.used_percent, 1)
+        except OSError:
+            out["error"] = "cannot read the recordings filesystem"
+        if paused:
+            out["state"] = "paused"
+        elif self.retention.over_limit():
+            out["state"] = "evicting"
+        return out
+
     def status(self) -> dict[str, Any]:
         try:
             disk = disk_state(self.root)
