@@ -109,9 +109,21 @@ class Retention:
             "camera %s: evicted segment %s (%s, %d bytes)", seg["camera"], seg["path"], why, freed
         )
 
+    def retry_deletes(self) -> int:
+        """Delete again the files that could not be removed before; returns how many went."""
+        removed = 0
+        with self._lock:
+            for seg in store.deleting(self.index.db):
+                freed = self.index.delete(seg)
+                if self.index.get(seg["id"]) is None:
+                    removed += 1
+                    self.evicted_bytes += freed
+        return removed
+
     def run_once(self) -> None:
-        """One pass (age, then disk); errors are logged, never raised."""
+        """One pass (earlier failed deletes, age, then disk); errors are logged, never raised."""
         try:
+            self.retry_deletes()
             self.expire()
             self.make_room()
         except (OSError, sqlite3.Error) as err:
