@@ -153,7 +153,7 @@ async def clip(
     caller: Caller = Depends(require("viewer")),
 ) -> FileResponse:
     """An MP4 of the range, starting at the keyframe at or before ``start`` (Range-able)."""
-    from gateway.recorder.playback import MAX_CLIP_S, NothingRecorded
+    from gateway.recorder.playback import MAX_CLIP_S, ClipRefused, NothingRecorded
 
     _visible(caller, camera_id)
     rec = _recorder(gw)
@@ -173,6 +173,8 @@ async def clip(
         made = await rec.make_clip(camera_id, t0, min(t1, t0 + MAX_CLIP_S))
     except NothingRecorded:
         raise HTTPException(404, "nothing recorded in this range / 该时段无录像") from None
+    except ClipRefused as err:
+        raise HTTPException(503, f"{err} / 剪辑空间不足") from None
     headers = {
         "X-Clip-Start": _iso(made.start),
         "X-Clip-End": _iso(made.end),

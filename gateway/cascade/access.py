@@ -189,6 +189,8 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
         raise AccessError(404, f"no recording of {path} in that span: {err}") from None
     except ValueError as err:
         raise AccessError(400, f"clip of {path}: {err}") from None
+    except RuntimeError as err:  # ClipRefused: a bound of the clip cache or of the disk
+        raise AccessError(503, f"clip of {path}: {err}") from None
     async for chunk in _chunks(result):
         yield chunk
 
