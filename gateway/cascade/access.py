@@ -168,8 +168,10 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
         task = asyncio.create_task(down.request_on(session, "clip", rest, params, ch, 600))
         try:
             # Chunks stream through as they come; the response (after them) ends the body.
-            while (chunk := await ch.chunks.get()) is not None:
+            while (chunk := await ch.get()) is not None:
                 yield chunk
+            if ch.overflowed:  # never end a cut-short body as if it were whole
+                raise AccessError(503, f"clip of {path}: {ch.ended.result()}")
             await _call_remote(task)
         finally:
             task.cancel()

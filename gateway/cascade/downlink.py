@@ -42,6 +42,7 @@ class Downlink(Routing):
         self._listeners: list[ChangeListener] = []
         self._monitor: asyncio.Task[None] | None = None
         self._snap_tasks: set[asyncio.Task[None]] = set()
+        self.transfers_dropped = 0  # bodies ended because their reader fell behind
         for row in child_store.list_all(self.db):
             if row.revoked is not None:
                 continue
@@ -231,8 +232,10 @@ class Downlink(Routing):
                 ch.on_au(frame.au)
         elif ch.bytes > MAX_TRANSFER_BYTES:
             ch.end(f"transfer larger than {MAX_TRANSFER_BYTES} bytes")
-        else:
-            ch.chunks.put_nowait(frame.payload)
+        elif not ch.overflowed and not ch.put(frame.payload):
+            session.transfers_dropped += 1
+            self.transfers_dropped += 1
+            log.warning("child %s: channel %d: %s", session.name, ch.number, ch.ended.result())
 
     def _check_path(self, link: ChildLink, path: str, what: str) -> None:
         if not p.valid_path(path):

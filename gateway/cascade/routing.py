@@ -50,12 +50,7 @@ class Routing:
                 resp = await session.request(
                     "event_snapshot", "events", {"event_id": event_id}, channel=ch, timeout=30
                 )
-                parts = []
-                while not ch.chunks.empty():
-                    chunk = ch.chunks.get_nowait()
-                    if chunk:
-                        parts.append(chunk)
-                body = b"".join(parts)
+                body = ch.drain()
                 if resp.ok and body[:2] == b"\xff\xd8" and len(body) <= 8 * 1024 * 1024:
                     event_store.put_snapshot(self.db, event_id, body)
                     return
@@ -98,12 +93,7 @@ class Routing:
             resp = await session.request(op, rest, params, channel=ch, timeout=timeout)
             if not resp.ok:
                 raise RemoteError(resp.status, resp.error)
-            parts = []
-            while not ch.chunks.empty():
-                chunk = ch.chunks.get_nowait()
-                if chunk is not None:
-                    parts.append(chunk)
-            return b"".join(parts), resp
+            return ch.drain(), resp
         finally:
             session.channels.pop(ch.number, None)
 
