@@ -118,12 +118,14 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cascade.part import build as build_cascade
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
+    from gateway.looplag import build as build_looplag
     from gateway.motion.service import build as build_motion
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
     from gateway.streams.manager import build as build_streams
 
     return [
+        ("looplag", build_looplag),  # first: it watches the loop the others share
         ("auth", build_auth),
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),
