@@ -6,6 +6,7 @@ from the client, so nothing here can reach outside the recordings directory.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -158,7 +159,7 @@ async def clip(
     _visible(caller, camera_id)
     rec = _recorder(gw)
     if event is not None:
-        ev = event_store.get(gw.db, event)
+        ev = await asyncio.to_thread(event_store.get, gw.db, event)
         if ev is None or ev.camera != camera_id:
             raise HTTPException(404, "no such event for this camera / 无此事件")
         pol = rec.settings.recording

@@ -452,7 +452,7 @@ class Registry(OnvifControl):
         with self._lock:
             self._cams.pop(camera_id, None)
         await self._drop_client(camera_id)
-        store.delete(self.db, camera_id)
+        await asyncio.to_thread(store.delete, self.db, camera_id)
         self.secrets.delete(camera_id)
         log.info("camera %s removed", camera_id)
         cam.status, cam.reason = "offline", "removed"

@@ -33,8 +33,8 @@ class Routing:
         and the parent of this gateway can fetch it from us in turn. Bounded: when many
         are in flight (an alarm storm on a thin link) the extra ones are skipped.
         """
-        if len(self._snap_tasks) >= 8 or event_store.get_snapshot(self.db, event_id):
-            return
+        if len(self._snap_tasks) >= 8:
+            return  # (one we already have is seen by the task, off the loop)
         task = asyncio.get_running_loop().create_task(self._fetch_snapshot(session, event_id))
         self._snap_tasks.add(task)
         task.add_done_callback(self._snap_tasks.discard)
@@ -43,7 +43,9 @@ class Routing:
         # The child may itself still be fetching it from its own child: try a few times.
         for delay in (0.3, 0.4, 0.5, 1.0, 2.0, 4.0):  # soon: the alarm list waits for it
             await asyncio.sleep(delay)
-            if session.closed or event_store.get_snapshot(self.db, event_id):
+            if session.closed or await asyncio.to_thread(
+                event_store.get_snapshot, self.db, event_id
+            ):
                 return
             ch = session.open_channel()
             try:
@@ -52,7 +54,7 @@ class Routing:
                 )
                 body = ch.drain()
                 if resp.ok and body[:2] == b"\xff\xd8" and len(body) <= 8 * 1024 * 1024:
-                    event_store.put_snapshot(self.db, event_id, body)
+                    await asyncio.to_thread(event_store.put_snapshot, self.db, event_id, body)
                     return
             except (ChildGone, RemoteError) as err:
                 log.info("child %s: snapshot of event %s: %s", session.name, event_id, err)
