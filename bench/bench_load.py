@@ -18,10 +18,12 @@ request was due, so a stalled server shows as latency rather than a lower rate
 (no coordinated omission). Errors: transport failures and non-2xx answers.
 
 Reported: WHEP session set-up time (POST → 201, viewer-side), API p50/p99/max
-latency and errors, the achieved request rate, each viewer's frame rate over the
-window (min/median against the source), gateway CPU and RSS. The load generator
-shares the 2-core box with the gateway and the receivers; figures are a lower
-bound for a dedicated box and vary with other work on the machine.
+latency and errors, the gateway's event-loop lag over the load minute (its
+``looplag`` part, read from ``/metrics``), the achieved request rate, each
+viewer's frame rate over the window (min/median against the source), gateway CPU
+and RSS. The load generator shares the 2-core box with the gateway and the
+receivers; figures are a lower bound for a dedicated box and vary with other work
+on the machine.
 """
 
 from __future__ import annotations
@@ -229,6 +231,9 @@ def main(argv: list[str]) -> int:
             gw.base_url, gw.token or "", args.rate, args.duration, len(sim.cameras), args.workers
         )
         c1, t1 = cpu_seconds(gw.popen.pid), time.monotonic()
+        # The gateway's own loop-lag figures cover its last minute: the load window
+        # when --duration is 60 (the default).
+        results["loop_lag_ms"] = _loop_lag_ms(gw.client.get("/metrics").text)
         print("API load done; reading the viewers' counters …", flush=True)
         after = [r.counts() for r in receivers]
         rates = []
@@ -262,8 +267,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _loop_lag_ms(text: str) -> dict[str, float]:
+    """p50/p99/max event-loop lag (ms) from the gateway's /metrics."""
+    out = {}
+    for line in text.splitlines():
+        for key, prefix in (
+            ("p50", 'gateway_event_loop_lag_seconds{quantile="0.5"}'),
+            ("p99", 'gateway_event_loop_lag_seconds{quantile="0.99"}'),
+            ("max", "gateway_event_loop_lag_max_seconds"),
+        ):
+            if line.startswith(prefix + " "):
+                out[key] = round(float(line.split()[-1]) * 1000, 1)
+    return out
+
+
 def report(r: dict[str, Any]) -> str:
     a, v, g, s = r["api"], r["viewers"], r["gateway"], r["whep_setup_ms"]
+    lag = r.get("loop_lag_ms", {})
     return "\n".join(
         [
             f"| {r['args']['viewers']} WHEP viewers on {r['args']['cameras']} cameras "
@@ -279,6 +299,8 @@ def report(r: dict[str, Any]) -> str:
             f"| Viewer frame rate min / median (source {FPS}) | {v['fps_min']} / "
             f"{v['fps_median']} fps, {v['rtp_lost']} RTP packets lost |",
             f"| Gateway CPU / RSS | {g['cores']} cores / {g['rss_mb']:.0f} MB |",
+            f"| Event-loop lag p50 / p99 / max (last minute) | {lag.get('p50')} / "
+            f"{lag.get('p99')} / {lag.get('max')} ms |",
         ]
     )
 

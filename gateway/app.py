@@ -23,6 +23,10 @@ class Part(Protocol):
     async def stop(self) -> None: ...
 
 
+class StartupFailed(RuntimeError):
+    """A part failed to start; the parts started before it have been stopped again."""
+
+
 class Gateway:
     """One gateway process: settings, storage, the event bus and every part."""
 
@@ -37,6 +41,9 @@ class Gateway:
         # while it is being developed or when configuration turns it off.
         self.parts: dict[str, Part] = {}
         self.extras: dict[str, Any] = {}
+        # Part name -> built | starting | running | failed | stopping | stopped (for health).
+        self.states: dict[str, str] = {}
+        self.failure: str | None = None
         self._build()
 
     @property
@@ -54,24 +61,49 @@ class Gateway:
                 raise
             if part is not None:
                 self.parts[name] = part
+                self.states[name] = "built"
                 setattr(self, name, part)
 
     def part(self, name: str) -> Any:
         return self.parts.get(name)
 
     async def start(self) -> None:
+        """Start the parts in order; if one fails, stop those already started and raise.
+
+        A half-started gateway (say recording without its database, or streams without
+        the registry) would report itself healthy while unable to do its job, so a
+        failure is all or nothing: :class:`StartupFailed` names the part and the reason.
+        """
         self.loop = asyncio.get_running_loop()
         for name, part in self.parts.items():
             log.info("starting %s", name)
-            await part.start()
+            self.states[name] = "starting"
+            try:
+                await part.start()
+            except Exception as err:
+                self.states[name] = "failed"
+                self.failure = f"part {name!r} failed to start: {type(err).__name__}: {err}"
+                log.exception("part %s failed to start; stopping the parts already started", name)
+                await self._stop_parts()
+                raise StartupFailed(self.failure) from err
+            self.states[name] = "running"
 
     async def stop(self) -> None:
+        await self._stop_parts()
+        self.db.close()
+
+    async def _stop_parts(self) -> None:
+        """Stop, in reverse order, every part that started (or was starting)."""
         for name, part in reversed(list(self.parts.items())):
+            if self.states.get(name) not in ("starting", "running"):
+                continue
+            self.states[name] = "stopping"
             try:
                 await part.stop()
+                self.states[name] = "stopped"
             except Exception:
+                self.states[name] = "failed"
                 log.exception("stopping %s failed", name)
-        self.db.close()
 
 
 def _factories() -> list[tuple[str, Any]]:
@@ -86,12 +118,14 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cascade.part import build as build_cascade
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
+    from gateway.looplag import build as build_looplag
     from gateway.motion.service import build as build_motion
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
     from gateway.streams.manager import build as build_streams
 
     return [
+        ("looplag", build_looplag),  # first: it watches the loop the others share
         ("auth", build_auth),
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),

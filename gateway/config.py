@@ -214,6 +214,13 @@ class RetentionSettings(_Model):
     max_usage_percent: float = Field(90, gt=0, le=100, title="Disk usage that triggers eviction")
     min_free_mb: float = Field(1024, ge=0, le=10_000_000, title="Free space kept (MB)")
     check_interval_s: float = Field(30, gt=0, le=3600, title="Retention check period (s)")
+    clip_cache_mb: float = Field(
+        2048,
+        ge=16,
+        le=10_000_000,
+        title="Clip cache (MB)",
+        description="Playback clips kept for players; dropped before any footage is evicted",
+    )
 
 
 class ParentSettings(_Model):

@@ -5,12 +5,14 @@ run`` process, with simulated cameras under the town and both villages. Villages
 their cameras by a unicast WS-Discovery sweep of their loopback range (nothing
 multicasts); children dial out to their parents with tokens issued by ``gateway
 children add``; a linkage rule (预案) at the town brings up a group of feeds when a
-village camera sees motion. Ctrl-C stops everything.
+village camera sees motion. Ctrl-C, SIGTERM or SIGHUP stops everything; a second demo
+on the same directory or ports refuses to start (see :mod:`gateway.demo_guard`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +26,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from gateway import demo_guard
 
 DEMO_PASSWORD = "demo-admin-123"
 
@@ -77,14 +81,17 @@ class Demo:
         self, name: str, args: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", *args],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env={**self.env, **(env or {})},
-            start_new_session=True,
-        )
-        self.procs.append((name, proc))
+        # A stop signal waits until the child is on the list (and in the pid file).
+        with demo_guard.signals_held():
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", *args],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
+            )
+            self.procs.append((name, proc))
+            demo_guard.record(self.root, [p.pid for _, p in self.procs])
         return proc
 
     def start_sims(self) -> dict[str, list[dict[str, Any]]]:
@@ -179,15 +186,20 @@ class Demo:
             _wait_http(node.url + "/api/v1/health", node.id, self.root)
 
     def stop(self) -> None:
+        demo_guard.ignore_stop_signals()
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for _, proc in reversed(self.procs):
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        demo_guard.release(self.root)
 
     def watch(self) -> int:
         """Wait for Ctrl-C; report a child that dies."""
@@ -235,7 +247,18 @@ def main(argv: list[str]) -> int:
         "--check", action="store_true", help="start, verify the city sees cameras, then stop"
     )
     args = parser.parse_args(argv)
-    demo = Demo(Path(args.dir), args.port, fresh=not args.keep)
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        orphans = demo_guard.claim(root, [n.port for n in _tree(args.port)])
+    except demo_guard.DemoRunning as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
+    if orphans:
+        print(f"demo: stopped processes a killed demo left behind: {orphans}", file=sys.stderr)
+    demo_guard.install_stop_handlers()
+    demo = Demo(root, args.port, fresh=not args.keep)
+    demo_guard.record(demo.root, [])
     t0 = time.monotonic()
     try:
         cameras = demo.start_sims()
@@ -246,13 +269,16 @@ def main(argv: list[str]) -> int:
             f"  指挥中心 / command centre:  {city.url}/\n"
             f"  登录 / login:               admin / {DEMO_PASSWORD}\n"
             f"  town {demo.nodes[1].url}/  villages {demo.nodes[2].url}/ {demo.nodes[3].url}/\n"
-            f"  logs: {demo.root}/   Ctrl-C to stop\n",
+            f"  logs: {demo.root}/   Ctrl-C (or kill) to stop\n",
             flush=True,
         )
         if args.check:
             return _check(city, sum(len(c) for c in cameras.values()))
         return demo.watch()
     except KeyboardInterrupt:
+        return 0
+    except demo_guard.Stopped as stop:
+        print(f"demo: {stop} received; stopping every process", file=sys.stderr, flush=True)
         return 0
     except RuntimeError as err:
         print(f"demo: {err}", file=sys.stderr)

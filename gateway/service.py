@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
@@ -14,7 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings) -> int:
-    """Build the gateway and its HTTP app, and serve until SIGINT/SIGTERM."""
+    """Build the gateway and its HTTP app, and serve until SIGINT/SIGTERM.
+
+    Returns non-zero, with the reason on stderr, when the gateway could not start (a
+    part failed, or the port could not be bound): a supervisor must see the failure.
+    """
     import onvif  # noqa: F401  - it reconfigures root logging on import; ours comes after
 
     setup_logging(settings.logging.level, settings.logging.json_format)
@@ -48,5 +53,14 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
         **ssl,
     )
-    uvicorn.Server(config).run()
-    return 0
+    server = uvicorn.Server(config)
+    code = 0
+    try:
+        server.run()
+    except SystemExit as stop:  # uvicorn exits 3 when startup (our parts) or binding fails
+        code = stop.code if isinstance(stop.code, int) and stop.code else 1
+    if not server.started:
+        reason = gw.failure or "the HTTP server did not start (see the log above)"
+        print(f"gateway: could not start: {reason}", file=sys.stderr, flush=True)
+        return code or 1
+    return code

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import time
 from fractions import Fraction
@@ -85,7 +84,6 @@ def test_survives_h264_and_scaling(w: int, h: int, kbps: int) -> None:
         assert barcode.decode(scaled) == want, f"{w}x{h} scaled to {sw}x{sh}"
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
 def test_js_decoder_matches_python_on_rgba(tmp_path) -> None:
     """barcode.js decodes the RGBA of a real H.264-decoded frame like the Python decoder."""
     scene = Scene(12, "cam-12")
@@ -151,9 +149,9 @@ def _mp4(path, index: int, t0: float, n: int = 25) -> list[int]:
 @pytest.mark.browser
 def test_js_decoder_in_chromium_reads_a_real_h264_video(tmp_path) -> None:
     """Chromium decodes H.264, draws it to a canvas, and barcode.js reads the right code."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no {CHROMIUM}")
+    from playwright import sync_api as playwright
+
+    assert Path(CHROMIUM).exists(), f"no {CHROMIUM}: run scripts/setup --system"
     stamps = _mp4(tmp_path / "v.mp4", 9, 1_795_000_000.0)
     src = "data:video/mp4;base64," + base64.b64encode((tmp_path / "v.mp4").read_bytes()).decode()
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

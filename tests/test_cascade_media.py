@@ -140,8 +140,6 @@ def test_snapshot_of_a_village_camera_through_the_tree(gateway_factory, sim_fact
 
 def test_a_village_camera_going_offline_shows_at_the_city_within_5_s(gateway_factory, sim_factory):
     sim, lv = _village_with_camera(gateway_factory, sim_factory, "127.0.70.1")
-    if "registry" not in lv.village.client.get("/api/v1/health").json()["parts"]:
-        pytest.skip("no camera registry part yet: camera status is not tracked")
 
     def status_at_city() -> str:
         return all_cameras(lv.city.client.get("/api/v1/tree").json())[CAM]["status"]
@@ -195,8 +193,6 @@ def test_ptz_of_a_village_camera_from_the_city(gateway_factory, sim_factory):
 
 def test_a_village_motion_event_reaches_the_city_with_its_snapshot(gateway_factory, sim_factory):
     sim, lv = _village_with_camera(gateway_factory, sim_factory, "127.0.74.1")
-    if "motion" not in lv.village.client.get("/api/v1/health").json()["parts"]:
-        pytest.skip("no motion part")
     time.sleep(2)  # let the detector learn the background
     sim.motion("cam-01", True)
 

@@ -257,7 +257,11 @@ def test_full_disk_evicts_oldest_keeps_locked_and_recording_continues(
                     f.write(b"\0" * 1_048_576)
             state = lambda: gw.client.get("/api/v1/recordings/status").json()["cameras"][0]["state"]  # noqa: E731
             wait_until(lambda: state() == "paused", 30, "recording did not pause")
-            assert gw.client.get("/api/v1/health").status_code == 200
+            # The gateway is not doing its job: health says so (503) and why.
+            health = gw.client.get("/api/v1/health")
+            assert health.status_code == 503, health.text
+            assert health.json()["disk"]["state"] == "paused"
+            assert health.json()["disk"]["paused_cameras"] == ["cam-01"]
             # Live video goes on: the ingest still delivers frames while recording is paused.
             streams = gw.client.get("/api/v1/streams").json()
             hubs = streams if isinstance(streams, list) else streams.get("streams", [])
@@ -271,6 +275,7 @@ def test_full_disk_evicts_oldest_keeps_locked_and_recording_continues(
             )
             filler.unlink()
             wait_until(lambda: state() == "recording", 30, "recording did not resume")
+            assert gw.client.get("/api/v1/health").status_code == 200
             wait_until(
                 lambda: any(g["reason"] == "disk_full" for g in listing(gw)["gaps"]),
                 30,

@@ -32,7 +32,10 @@ def iso(ts: float) -> str:
 @pytest.fixture
 def recorded(tmp_path: Path):
     """cam-01: segments [T, T+4), [T+4, T+8), gap, [T+12, T+16); T an hour ago."""
-    settings = parse_settings({"data_dir": str(tmp_path)})
+    # No disk limits: this machine's disk usage must not decide whether a clip is made.
+    settings = parse_settings(
+        {"data_dir": str(tmp_path), "retention": {"max_usage_percent": 100, "min_free_mb": 0}}
+    )
     db = Database(tmp_path / "gateway.db")
     gw = SimpleNamespace(
         settings=settings,

@@ -293,6 +293,7 @@ async def test_status_changes_publish_events_and_call_listeners(env) -> None:
     gw.registry.set_status("a", "online")
     gw.registry.set_status("a", "online")  # no change, no event
     gw.registry.set_status("a", "offline", "RTSP timeout")
+    await gw.registry.flush()  # events are stored and published off the event loop
     assert [(e.type, e.camera) for e in events] == [("camera_online", "a"), ("camera_offline", "a")]
     assert events[1].data["reason"] == "RTSP timeout" and events[1].source == "gw"
     assert changes[-1] == ("a", "offline")

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 import random
-import shutil
 import socket
 import struct
 import subprocess
@@ -241,7 +240,6 @@ def test_digest_auth_rejects_without_credentials(sim_factory) -> None:
         client.close()
 
 
-@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe not installed")
 @pytest.mark.parametrize("codec", ["hevc", "mjpeg"])
 def test_other_codecs_play_in_ffprobe_and_pyav(sim_factory, codec: str) -> None:
     sim = sim_factory("--base", _base(), *SMALL, "--no-onvif", "--codec", codec)

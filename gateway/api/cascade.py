@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -57,7 +58,11 @@ async def cascade_ws(ws: WebSocket) -> None:
     part = gw.part("cascade")
     header = ws.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    name = child_store.verify(gw.db, token) if token and part is not None else None
+    name = (
+        await asyncio.to_thread(child_store.verify, gw.db, token)
+        if token and part is not None
+        else None
+    )
     if name is None:
         log.warning(
             "cascade connection from %s refused: bad or revoked token",
@@ -231,7 +236,7 @@ async def add_child(
 ) -> dict[str, str]:
     """Issue a token for a child; it is shown in this answer only."""
     try:
-        token = child_store.add(gw.db, body.name)
+        token = await asyncio.to_thread(child_store.add, gw.db, body.name)
     except child_store.ChildExists:
         raise HTTPException(409, f"child {body.name} exists; revoke it first") from None
     log.info("child %s token issued by %s", body.name, caller.name)
@@ -245,7 +250,7 @@ async def add_child(
 async def revoke_child(
     name: str, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
 ) -> dict[str, Any]:
-    if not child_store.revoke(gw.db, name):
+    if not await asyncio.to_thread(child_store.revoke, gw.db, name):
         raise HTTPException(404, f"no active child named {name!r}")
     part = gw.part("cascade")
     if part is not None:

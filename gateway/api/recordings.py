@@ -6,6 +6,7 @@ from the client, so nothing here can reach outside the recordings directory.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -153,12 +154,12 @@ async def clip(
     caller: Caller = Depends(require("viewer")),
 ) -> FileResponse:
     """An MP4 of the range, starting at the keyframe at or before ``start`` (Range-able)."""
-    from gateway.recorder.playback import MAX_CLIP_S, NothingRecorded
+    from gateway.recorder.playback import MAX_CLIP_S, ClipRefused, NothingRecorded
 
     _visible(caller, camera_id)
     rec = _recorder(gw)
     if event is not None:
-        ev = event_store.get(gw.db, event)
+        ev = await asyncio.to_thread(event_store.get, gw.db, event)
         if ev is None or ev.camera != camera_id:
             raise HTTPException(404, "no such event for this camera / 无此事件")
         pol = rec.settings.recording
@@ -173,6 +174,8 @@ async def clip(
         made = await rec.make_clip(camera_id, t0, min(t1, t0 + MAX_CLIP_S))
     except NothingRecorded:
         raise HTTPException(404, "nothing recorded in this range / 该时段无录像") from None
+    except ClipRefused as err:
+        raise HTTPException(503, f"{err} / 剪辑空间不足") from None
     headers = {
         "X-Clip-Start": _iso(made.start),
         "X-Clip-End": _iso(made.end),

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gateway.cameras import onvif
@@ -75,6 +76,9 @@ class Registry(OnvifControl):
         self._clients: dict[str, onvif.OnvifClient] = {}
         self._tasks: set[asyncio.Task] = set()
         self._saved_at: dict[str, float] = {}
+        # Status writes come from the ingest on the event loop: one ordered writer thread
+        # takes them (and the events they publish) off the loop.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-db")
         self._probe_failed: set[str] = set()
         store.init(self.db)
         for record in store.load_all(self.db):
@@ -127,6 +131,7 @@ class Registry(OnvifControl):
         for client in list(self._clients.values()):
             await client.close()
         self._clients.clear()
+        await asyncio.to_thread(self._writer.shutdown, True)  # pending status writes land
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -222,10 +227,11 @@ class Registry(OnvifControl):
             now = time.monotonic()
             if now - self._saved_at.get(camera_id, 0.0) > 60:
                 self._saved_at[camera_id] = now
-                store.upsert(self.db, cam.record())
+                self._off_loop(store.upsert, self.db, cam.record())
             return
         self._saved_at[camera_id] = time.monotonic()
-        self._changed(cam)
+        self._changed(cam, save=False)
+        self._off_loop(store.upsert, self.db, cam.record())
         if status != before and (status == "online" or before == "online"):
             self._publish(cam, "camera_online" if status == "online" else "camera_offline")
         elif status != before and status != "online":
@@ -239,10 +245,24 @@ class Registry(OnvifControl):
             source=self.gw.path,
             data={"status": cam.status, "reason": cam.reason, "name": cam.name},
         )
+        self._off_loop(self.bus.publish, event)  # stores the event: not on the loop
+
+    async def flush(self) -> None:
+        """Wait until the status writes (and their events) queued so far are done."""
+        with contextlib.suppress(RuntimeError):  # shut down: nothing is queued
+            await asyncio.wrap_future(self._writer.submit(lambda: None))
+
+    def _off_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a database write in order; in the writer thread when called on the loop."""
         try:
-            self.bus.publish(event)
-        except Exception:
-            log.exception("could not publish %s for %s", kind, cam.id)
+            asyncio.get_running_loop()
+        except RuntimeError:
+            _logged(fn, *args)  # a worker thread already: write here
+            return
+        try:
+            self._writer.submit(_logged, fn, *args)
+        except RuntimeError:  # the writer was shut down (stopping): write here
+            _logged(fn, *args)
 
     def mark_seen(self, camera_id: str, seen: bool) -> None:
         """Discovery saw (or missed) this camera in its last sweep."""
@@ -452,7 +472,7 @@ class Registry(OnvifControl):
         with self._lock:
             self._cams.pop(camera_id, None)
         await self._drop_client(camera_id)
-        store.delete(self.db, camera_id)
+        await asyncio.to_thread(store.delete, self.db, camera_id)
         self.secrets.delete(camera_id)
         log.info("camera %s removed", camera_id)
         cam.status, cam.reason = "offline", "removed"
@@ -471,3 +491,10 @@ class Registry(OnvifControl):
 def create(gw: Any) -> Registry:
     """The part factory for ``gateway.app._factories()``."""
     return Registry(gw)
+
+
+def _logged(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("camera registry: %s failed", getattr(fn, "__name__", fn))

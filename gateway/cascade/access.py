@@ -168,8 +168,10 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
         task = asyncio.create_task(down.request_on(session, "clip", rest, params, ch, 600))
         try:
             # Chunks stream through as they come; the response (after them) ends the body.
-            while (chunk := await ch.chunks.get()) is not None:
+            while (chunk := await ch.get()) is not None:
                 yield chunk
+            if ch.overflowed:  # never end a cut-short body as if it were whole
+                raise AccessError(503, f"clip of {path}: {ch.ended.result()}")
             await _call_remote(task)
         finally:
             task.cancel()
@@ -189,6 +191,8 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
         raise AccessError(404, f"no recording of {path} in that span: {err}") from None
     except ValueError as err:
         raise AccessError(400, f"clip of {path}: {err}") from None
+    except RuntimeError as err:  # ClipRefused: a bound of the clip cache or of the disk
+        raise AccessError(503, f"clip of {path}: {err}") from None
     async for chunk in _chunks(result):
         yield chunk
 

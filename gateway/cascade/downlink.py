@@ -42,6 +42,7 @@ class Downlink(Routing):
         self._listeners: list[ChangeListener] = []
         self._monitor: asyncio.Task[None] | None = None
         self._snap_tasks: set[asyncio.Task[None]] = set()
+        self.transfers_dropped = 0  # bodies ended because their reader fell behind
         for row in child_store.list_all(self.db):
             if row.revoked is not None:
                 continue
@@ -93,7 +94,8 @@ class Downlink(Routing):
         A newly issued child shows in the tree (offline until it connects); a revoked
         one is disconnected and leaves the tree.
         """
-        active = {c.name for c in child_store.list_all(self.db) if c.revoked is None}
+        rows = await asyncio.to_thread(child_store.list_all, self.db)
+        active = {c.name for c in rows if c.revoked is None}
         for name in active - set(self.links):
             self._link(name)
             self._changed("node", name)
@@ -179,7 +181,7 @@ class Downlink(Routing):
         if msg.outbox_epoch != link.epoch:
             # A new outbox (first contact or a wiped child): its seq starts again.
             link.epoch, link.last_seq = msg.outbox_epoch, 0
-            child_store.mark_delivered(self.db, link.name, link.epoch, 0)
+            await asyncio.to_thread(child_store.mark_delivered, self.db, link.name, link.epoch, 0)
         await session.send(
             p.Welcome(
                 type="welcome",
@@ -231,8 +233,10 @@ class Downlink(Routing):
                 ch.on_au(frame.au)
         elif ch.bytes > MAX_TRANSFER_BYTES:
             ch.end(f"transfer larger than {MAX_TRANSFER_BYTES} bytes")
-        else:
-            ch.chunks.put_nowait(frame.payload)
+        elif not ch.overflowed and not ch.put(frame.payload):
+            session.transfers_dropped += 1
+            self.transfers_dropped += 1
+            log.warning("child %s: channel %d: %s", session.name, ch.number, ch.ended.result())
 
     def _check_path(self, link: ChildLink, path: str, what: str) -> None:
         if not p.valid_path(path):
@@ -250,7 +254,8 @@ class Downlink(Routing):
                 raise p.ProtocolError(f"catalog root {msg.tree.id!r} is not {link.name!r}")
             p.check_tree(msg.tree, link.name)
             link.tree = msg.tree
-            child_store.save_catalog(self.db, link.name, msg.tree.model_dump_json())
+            catalog = msg.tree.model_dump_json()
+            await asyncio.to_thread(child_store.save_catalog, self.db, link.name, catalog)
             self._changed("node", link.name)
         elif isinstance(msg, p.CameraDelta):
             self._on_camera(link, msg.camera)
@@ -307,7 +312,17 @@ class Downlink(Routing):
         self._changed("node", link.name)
 
     async def _on_events(self, session: ChildSession, link: ChildLink, msg: p.Events) -> None:
+        # The database work (dedupe, store, delivery mark) runs in a thread, off the
+        # loop every stream and request shares; bus listeners take any thread.
+        wanted = await asyncio.to_thread(self._apply_events, link, msg)
+        for event_id in wanted:
+            self._want_snapshot(session, event_id)
+        await session.send(p.Ack(type="ack", seq=link.last_seq))
+
+    def _apply_events(self, link: ChildLink, msg: p.Events) -> list[str]:
+        """Store and publish a batch of a child's events; the ids whose snapshot to fetch."""
         bus = self.gw.bus
+        wanted: list[str] = []
         for item in msg.items:
             if item.seq <= link.last_seq:
                 link.duplicates += 1
@@ -327,12 +342,12 @@ class Downlink(Routing):
                 bus.publish(ev)
                 link.events_in += 1
                 if has_snapshot:
-                    self._want_snapshot(session, ev.id)
+                    wanted.append(ev.id)
             else:
                 link.duplicates += 1
             link.last_seq = item.seq
         child_store.mark_delivered(self.db, link.name, link.epoch, link.last_seq)
-        await session.send(p.Ack(type="ack", seq=link.last_seq))
+        return wanted
 
     def stats(self) -> list[dict[str, Any]]:
         out = []

@@ -68,6 +68,12 @@ class Cascade:
                 help="Child messages rejected",
                 type="counter",
             )
+        yield Sample(
+            "cascade_transfers_dropped_total",
+            self.downlink.transfers_dropped,
+            help="Child bodies (clips, snapshots) ended because their reader fell behind",
+            type="counter",
+        )
         up = self.uplink
         if up is not None:
             yield Sample("cascade_uplink_up", int(up.connected), help="Connected to the parent")

@@ -33,8 +33,8 @@ class Routing:
         and the parent of this gateway can fetch it from us in turn. Bounded: when many
         are in flight (an alarm storm on a thin link) the extra ones are skipped.
         """
-        if len(self._snap_tasks) >= 8 or event_store.get_snapshot(self.db, event_id):
-            return
+        if len(self._snap_tasks) >= 8:
+            return  # (one we already have is seen by the task, off the loop)
         task = asyncio.get_running_loop().create_task(self._fetch_snapshot(session, event_id))
         self._snap_tasks.add(task)
         task.add_done_callback(self._snap_tasks.discard)
@@ -43,21 +43,18 @@ class Routing:
         # The child may itself still be fetching it from its own child: try a few times.
         for delay in (0.3, 0.4, 0.5, 1.0, 2.0, 4.0):  # soon: the alarm list waits for it
             await asyncio.sleep(delay)
-            if session.closed or event_store.get_snapshot(self.db, event_id):
+            if session.closed or await asyncio.to_thread(
+                event_store.get_snapshot, self.db, event_id
+            ):
                 return
             ch = session.open_channel()
             try:
                 resp = await session.request(
                     "event_snapshot", "events", {"event_id": event_id}, channel=ch, timeout=30
                 )
-                parts = []
-                while not ch.chunks.empty():
-                    chunk = ch.chunks.get_nowait()
-                    if chunk:
-                        parts.append(chunk)
-                body = b"".join(parts)
+                body = ch.drain()
                 if resp.ok and body[:2] == b"\xff\xd8" and len(body) <= 8 * 1024 * 1024:
-                    event_store.put_snapshot(self.db, event_id, body)
+                    await asyncio.to_thread(event_store.put_snapshot, self.db, event_id, body)
                     return
             except (ChildGone, RemoteError) as err:
                 log.info("child %s: snapshot of event %s: %s", session.name, event_id, err)
@@ -98,12 +95,7 @@ class Routing:
             resp = await session.request(op, rest, params, channel=ch, timeout=timeout)
             if not resp.ok:
                 raise RemoteError(resp.status, resp.error)
-            parts = []
-            while not ch.chunks.empty():
-                chunk = ch.chunks.get_nowait()
-                if chunk is not None:
-                    parts.append(chunk)
-            return b"".join(parts), resp
+            return ch.drain(), resp
         finally:
             session.channels.pop(ch.number, None)
 

@@ -117,7 +117,11 @@ class RequestServer:
             await self._respond(req, data={"bytes": total, "content_type": "video/mp4"})
         elif req.op == "event_snapshot":
             event_id = str(params.get("event_id", ""))[:64]
-            body = event_store.get_snapshot(gw.db, event_id) if event_id else None
+            body = (
+                await asyncio.to_thread(event_store.get_snapshot, gw.db, event_id)
+                if event_id
+                else None
+            )
             if body is None:
                 raise AccessError(404, f"no snapshot for event {event_id!r}")
             await self._send_body(req, [body])

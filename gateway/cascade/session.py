@@ -17,6 +17,11 @@ from gateway.cascade import protocol as p
 from gateway.cascade.tree import offline
 
 MAX_TRANSFER_BYTES = 512 * 1024 * 1024
+# Body bytes a channel holds for a reader that has not taken them yet. The child's
+# frames share one WebSocket with live video and heartbeats, so reading cannot pause
+# for one slow reader (that would stall every stream and look like a dead child): a
+# transfer whose reader falls this far behind is ended, and counted.
+MAX_BUFFERED_BYTES = 32 * 1024 * 1024
 
 
 class ChildGone(Exception):
@@ -34,18 +39,55 @@ class RemoteError(Exception):
 class Channel:
     """One open remote stream or body transfer on a child session."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, max_buffered: int = MAX_BUFFERED_BYTES) -> None:
         self.number = number
         self.on_au: Callable[[Any], None] | None = None
         self.on_info: Callable[[p.StreamInfoMsg], None] | None = None
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # Body chunks; None ends the body. Bounded in bytes by ``put``.
         self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.bytes = 0
         self.frames = 0
+        self.max_buffered = max_buffered
+        self.buffered = 0
+        self.overflowed = False
+
+    def put(self, chunk: bytes) -> bool:
+        """Queue a body chunk; False (and the body ends) when the reader is too far behind."""
+        if self.overflowed:
+            return False
+        if self.buffered + len(chunk) > self.max_buffered:
+            self.overflowed = True
+            self.end(
+                f"the reader fell more than {self.max_buffered // (1024 * 1024)} MB behind;"
+                " transfer dropped"
+            )
+            return False
+        self.buffered += len(chunk)
+        self.chunks.put_nowait(chunk)
+        return True
+
+    async def get(self) -> bytes | None:
+        """The next body chunk, or None at the end of the body."""
+        chunk = await self.chunks.get()
+        if chunk is not None:
+            self.buffered -= len(chunk)
+        return chunk
+
+    def drain(self) -> bytes:
+        """Every chunk received so far, joined (a body complete before its response)."""
+        parts = []
+        while not self.chunks.empty():
+            chunk = self.chunks.get_nowait()
+            if chunk:
+                self.buffered -= len(chunk)
+                parts.append(chunk)
+        return b"".join(parts)
 
     def end(self, reason: str) -> None:
-        if not self.ended.done():
-            self.ended.set_result(reason)
+        if self.ended.done():
+            return  # the body's end marker is queued once
+        self.ended.set_result(reason)
         self.chunks.put_nowait(None)
 
 
@@ -61,6 +103,7 @@ class ChildSession:
         self.closed = False
         self.rejected = 0
         self.bytes_in = 0
+        self.transfers_dropped = 0  # bodies ended because their reader fell behind
         self._send_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self.pending: dict[str, asyncio.Future[p.Response]] = {}

@@ -215,7 +215,7 @@ class Uplink:
             self.connected = True
             self.connects += 1
             self.last_error = ""
-            self.outbox.ack(welcome.last_seq)
+            await asyncio.to_thread(self.outbox.ack, welcome.last_seq)
             self._sent_seq = self.acked_seq = welcome.last_seq
             self._deltas.clear()
             await self.send_text(p.Catalog(type="catalog", tree=build(self.gw, self.settings.id)))
@@ -287,7 +287,7 @@ class Uplink:
             if isinstance(msg, p.Ack):
                 if msg.seq > self.acked_seq:
                     self.acked_seq = msg.seq
-                    self.outbox.ack(msg.seq)
+                    await asyncio.to_thread(self.outbox.ack, msg.seq)
                     self._wake.set()
             elif isinstance(msg, p.Request):
                 self.server.handle(msg)
@@ -295,7 +295,7 @@ class Uplink:
     async def _pump_events(self) -> None:
         while True:
             if self._sent_seq - self.acked_seq < WINDOW:
-                batch = self.outbox.read(self._sent_seq, BATCH)
+                batch = await asyncio.to_thread(self.outbox.read, self._sent_seq, BATCH)
                 if batch:
                     items = [p.OutboxItem(seq=seq, event=self._upward(ev)) for seq, ev in batch]
                     await self.send_text(p.Events(type="events", items=items))

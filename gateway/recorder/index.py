@@ -159,18 +159,32 @@ class RecordingIndex:
         return store.get_segment(self.db, segment_id)
 
     def delete(self, segment: dict[str, Any]) -> int:
-        """Remove a segment's file and row; returns the bytes freed."""
-        freed = 0
+        """Remove a segment's file, then its row; returns the bytes freed.
+
+        A file that cannot be removed (read-only or failing filesystem) keeps its row,
+        marked ``deleting``: retention tries again later instead of forgetting a file
+        that still takes space, and playback no longer offers it.
+        """
         try:
             path = self.abs(segment["path"])
+        except ValueError as err:  # a hand-edited row pointing outside: drop the row only
+            log.warning("not deleting %s: %s", segment["path"], err)
+            store.delete_segment(self.db, segment["id"])
+            return 0
+        freed = 0
+        try:
             freed = path.stat().st_size
             path.unlink()
         except FileNotFoundError:
             pass
-        except (OSError, ValueError) as err:
-            log.warning("could not delete segment %s: %s", segment["path"], err)
+        except OSError as err:
+            log.warning(
+                "could not delete segment %s (%s); retention will try again", segment["path"], err
+            )
+            store.update_segment(self.db, segment["id"], status="deleting")
+            return 0
         store.delete_segment(self.db, segment["id"])
-        _prune_empty_dirs(self.root, (self.root / segment["path"]).parent)
+        _prune_empty_dirs(self.root, path.parent)
         return freed
 
 

@@ -10,11 +10,14 @@ mid-range) ends the clip there; ``truncated`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -154,12 +157,40 @@ def build_clip(
     return Clip(out_path, t0, last_wall + 0.04, frames, truncated)
 
 
-class ClipCache:
-    """Clips made recently, kept a while so a player's Range requests hit one file."""
+class ClipRefused(RuntimeError):
+    """A clip that would break a bound: bigger than the cache, or footage would be evicted."""
 
-    def __init__(self, index: RecordingIndex, directory: Path) -> None:
+
+# A clip returned this recently may still be streaming to its player: not evicted.
+CLIP_IN_USE_S = 30.0
+
+
+class ClipCache:
+    """Clips made recently, kept a while so a player's Range requests hit one file.
+
+    Bounded in bytes (``max_bytes``, least recently used go first). Clips live on the
+    recordings filesystem, so the disk guard counts them; it drops idle clips
+    (:meth:`reclaim`) before it evicts any footage, and a clip the disk has no room for
+    within the retention limits is refused (:class:`ClipRefused`) rather than letting
+    the guard evict recordings to make room for it. Concurrent requests for the same
+    clip wait for one build and share its file.
+    """
+
+    def __init__(
+        self,
+        index: RecordingIndex,
+        directory: Path,
+        max_bytes: int = 2 * 1024**3,
+        over_limit: Callable[[int], bool] | None = None,
+    ) -> None:
         self.index = index
         self.dir = directory
+        self.max_bytes = max_bytes
+        self._over_limit = over_limit or (lambda _extra: False)
+        self.builds = 0
+        self.refused = 0
+        self._guard = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
 
     def get(self, camera: str, start: float, end: float) -> Clip:
         """Build (or reuse) the clip of [start, end]; blocking."""
@@ -172,23 +203,105 @@ class ClipCache:
         key = repr(
             (camera, round(start, 3), round(end, 3), [(s["id"], s["end"]) for s in segments])
         )
-        path = self.dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.mp4"
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        path = self.dir / f"{name}.mp4"
+        with self._guard:
+            lock = self._building.setdefault(name, threading.Lock())
+        with lock:  # one build per clip; the others wait and take its result
+            try:
+                if (clip := self._cached(path)) is not None:
+                    return clip
+                self._make_room(sum(int(s["bytes"]) for s in segments), keep=path)
+                clip = build_clip(self.index, camera, start, end, path)
+                self.builds += 1
+                path.with_suffix(".json").write_text(
+                    json.dumps(
+                        {
+                            "start": clip.start,
+                            "end": clip.end,
+                            "frames": clip.frames,
+                            "truncated": clip.truncated,
+                        }
+                    )
+                )
+                return clip
+            finally:
+                with self._guard:
+                    self._building.pop(name, None)
+
+    def _cached(self, path: Path) -> Clip | None:
         meta = path.with_suffix(".json")
-        if path.exists() and meta.exists():
+        try:
             data = json.loads(meta.read_text())
-            return Clip(path, data["start"], data["end"], data["frames"], data["truncated"])
-        clip = build_clip(self.index, camera, start, end, path)
-        meta.write_text(
-            json.dumps(
-                {
-                    "start": clip.start,
-                    "end": clip.end,
-                    "frames": clip.frames,
-                    "truncated": clip.truncated,
-                }
+            os.utime(path)  # recently used: evicted last
+            os.utime(meta)
+        except (OSError, ValueError):
+            return None
+        return Clip(path, data["start"], data["end"], data["frames"], data["truncated"])
+
+    def _make_room(self, needed: int, keep: Path) -> None:
+        """Make ``needed`` bytes of room in the cache and on the disk, or refuse."""
+        if needed > self.max_bytes:
+            self.refused += 1
+            raise ClipRefused(
+                f"the clip would take about {needed / 1e6:.0f} MB, more than the clip cache"
+                f" ({self.max_bytes / 1e6:.0f} MB, retention.clip_cache_mb): ask for a shorter span"
             )
-        )
-        return clip
+        clips = self._clips()
+        used = sum(size for _, size, _ in clips)
+        now = time.time()
+        for entry, size, mtime in clips:  # oldest first
+            if used + needed <= self.max_bytes and not self._over_limit(needed):
+                break
+            if entry == keep or now - mtime < CLIP_IN_USE_S:
+                continue
+            self._remove(entry)
+            used -= size
+        if used + needed > self.max_bytes or self._over_limit(needed):
+            self.refused += 1
+            raise ClipRefused(
+                "no room for this clip without evicting recordings (the recordings disk is at"
+                " its retention limits, or other clips are being played); try again shortly"
+            )
+
+    def reclaim(self) -> int:
+        """Drop every idle clip (the disk guard calls this before evicting footage)."""
+        freed = 0
+        now = time.time()
+        for entry, size, mtime in self._clips():
+            if now - mtime >= CLIP_IN_USE_S:
+                self._remove(entry)
+                freed += size
+        return freed
+
+    def usage(self) -> dict[str, int]:
+        clips = self._clips()
+        return {
+            "count": len(clips),
+            "bytes": sum(size for _, size, _ in clips),
+            "max_bytes": self.max_bytes,
+            "builds": self.builds,
+            "refused": self.refused,
+        }
+
+    def _clips(self) -> list[tuple[Path, int, float]]:
+        """(path, bytes, last use) of every finished clip, least recently used first."""
+        out: list[tuple[Path, int, float]] = []
+        if not self.dir.is_dir():
+            return out
+        for entry in self.dir.glob("*.mp4"):
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            out.append((entry, st.st_size, st.st_mtime))
+        return sorted(out, key=lambda c: c[2])
+
+    @staticmethod
+    def _remove(entry: Path) -> None:
+        for p in (entry.with_suffix(".json"), entry):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
     def _sweep(self) -> None:
         if not self.dir.is_dir():

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,12 @@ class Retention:
         self.evicted = 0
         self.evicted_bytes = 0
         self._lock = threading.Lock()
+        # Space that is not footage (the clip cache): given back before any footage goes.
+        self._reclaimers: list[Callable[[], int]] = []
+
+    def add_reclaimer(self, reclaim: Callable[[], int]) -> None:
+        """``reclaim()`` frees what it can and returns the bytes freed."""
+        self._reclaimers.append(reclaim)
 
     def over_limit(self, extra_bytes: int = 0) -> bool:
         """Whether the disk is beyond the limits (with ``extra_bytes`` more written)."""
@@ -86,6 +93,13 @@ class Retention:
         """Evict the oldest unlocked segments until the disk is within its limits."""
         removed = 0
         with self._lock:
+            for reclaim in self._reclaimers:
+                if not self.over_limit(extra_bytes):
+                    break
+                try:
+                    reclaim()
+                except OSError as err:
+                    log.warning("could not reclaim space: %s", err)
             while self.over_limit(extra_bytes):
                 batch = store.evictable(self.index.db, limit=20)
                 if not batch:
@@ -109,9 +123,21 @@ class Retention:
             "camera %s: evicted segment %s (%s, %d bytes)", seg["camera"], seg["path"], why, freed
         )
 
+    def retry_deletes(self) -> int:
+        """Delete again the files that could not be removed before; returns how many went."""
+        removed = 0
+        with self._lock:
+            for seg in store.deleting(self.index.db):
+                freed = self.index.delete(seg)
+                if self.index.get(seg["id"]) is None:
+                    removed += 1
+                    self.evicted_bytes += freed
+        return removed
+
     def run_once(self) -> None:
-        """One pass (age, then disk); errors are logged, never raised."""
+        """One pass (earlier failed deletes, age, then disk); errors are logged, never raised."""
         try:
+            self.retry_deletes()
             self.expire()
             self.make_room()
         except (OSError, sqlite3.Error) as err:

@@ -52,7 +52,13 @@ class Recorder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = RecordingIndex(gw.db, self.root)
         self.retention = Retention(self.index, gw.settings.retention)
-        self.clips = ClipCache(self.index, Path(gw.data_dir) / "clips")
+        self.clips = ClipCache(
+            self.index,
+            Path(gw.data_dir) / "clips",
+            max_bytes=int(gw.settings.retention.clip_cache_mb * 1024 * 1024),
+            over_limit=self.retention.over_limit,
+        )
+        self.retention.add_reclaimer(self.clips.reclaim)
         self.workers: dict[str, CameraRecorder] = {}
         self.recovered: dict[str, int] = {}
         self._lock = threading.RLock()
@@ -251,6 +257,32 @@ class Recorder:
         return (await self.make_clip(camera, _seconds(start), _seconds(end))).path
 
     # -- status ---------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """The disk guard's state for ``/api/v1/health`` (no database call: cheap).
+
+        ``paused``: a camera's recording stopped for lack of space (the gateway is not
+        doing its job); ``evicting``: over the limits, the oldest footage is going;
+        ``ok``: within the limits.
+        """
+        with self._lock:
+            paused = sorted(w.camera for w in self.workers.values() if w.state == "paused")
+        out: dict[str, Any] = {
+            "state": "ok",
+            "paused_cameras": paused,
+            "clip_cache_bytes": self.clips.usage()["bytes"],
+        }
+        try:
+            disk = disk_state(self.root)
+            out["free_bytes"] = disk.free
+            out["used_percent"] = round(disk.used_percent, 1)
+        except OSError:
+            out["error"] = "cannot read the recordings filesystem"
+        if paused:
+            out["state"] = "paused"
+        elif self.retention.over_limit():
+            out["state"] = "evicting"
+        return out
+
     def status(self) -> dict[str, Any]:
         try:
             disk = disk_state(self.root)
@@ -270,6 +302,7 @@ class Recorder:
             "evicted": self.retention.evicted,
             "evicted_bytes": self.retention.evicted_bytes,
             "recovered": self.recovered,
+            "clips": self.clips.usage(),
         }
 
 

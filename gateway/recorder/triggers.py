@@ -89,6 +89,7 @@ class GopRing:
     def __init__(self) -> None:
         self._units: deque[AccessUnit] = deque()
         self._bytes = 0
+        self.overflows = 0
 
     def __len__(self) -> int:
         return len(self._units)
@@ -107,6 +108,11 @@ class GopRing:
         while True:
             nxt = next((i for i, x in enumerate(self._units) if i and x.keyframe), None)
             if nxt is None:
+                if self._bytes > RING_MAX_BYTES:
+                    # One GOP longer than the bound (a camera with a very long GOP):
+                    # no pre-roll rather than memory without end.
+                    self.overflows += 1
+                    self.clear()
                 break
             if media_time(self._units[nxt]) > horizon and self._bytes < RING_MAX_BYTES:
                 break

@@ -80,6 +80,7 @@ class CameraRecorder(threading.Thread):
         self._last_arrival = 0.0
         self._run_end: float | None = None  # end of the last segment of a continuous run
         self._gap_reason = "restart"
+        self._pending_gaps: list[tuple[float, float, str]] = []  # not indexed yet (db error)
         self._paused_since: float | None = None
         self._next_space_check = 0.0
         self._bitrate = 4e6 / 8  # bytes per second, learnt from finished segments
@@ -291,11 +292,20 @@ class CameraRecorder(threading.Thread):
             writer.abort()
             path.unlink(missing_ok=True)
             return
-        gap_id = None
-        if self._run_end is not None and start - self._run_end > 0.5:
-            gap_id = rec.index.gap(self.camera, self._run_end, start, self._gap_reason)
-        self._run_end = None
-        self._seg = _Open(writer, seg_id, start, kind, start, _media(first), not joined, gap_id)
+        try:
+            # A database that fails here must neither lose the hole (it is stored again
+            # later) nor leave this segment half-open.
+            gap_id = None
+            if self._run_end is not None and start - self._run_end > 0.5:
+                gap_id = self._store_gap(self._run_end, start, self._gap_reason)
+            self._run_end = None
+            self._seg = _Open(writer, seg_id, start, kind, start, _media(first), not joined, gap_id)
+        except BaseException:
+            # All or nothing: no open file, no 'open' row retention could never evict.
+            writer.abort()
+            path.unlink(missing_ok=True)
+            self._safe(lambda: rec.index.delete({"id": seg_id, "path": rec.index.rel(path)}))
+            raise
         self.state = "recording"
         for au in units:
             self._write(au)
@@ -361,6 +371,7 @@ class CameraRecorder(threading.Thread):
                 seg.start = better
                 if seg.gap_id is not None:
                     self._safe(lambda: self.rec.index.end_gap(seg.gap_id, better))
+        self._retry_gaps()
         has_event = self._triggers.overlaps(seg.start, seg.start + duration)
         self._safe(
             lambda: self.rec.index.close_segment(
@@ -389,6 +400,20 @@ class CameraRecorder(threading.Thread):
         )
         if not self.policy.continuous:
             self.state = "armed"
+
+    def _store_gap(self, start: float, end: float, reason: str) -> int | None:
+        """Index a hole; one the database refuses is kept and stored later."""
+        gap_id = self.rec.index.gap(self.camera, start, end, reason)
+        if gap_id is None:
+            self._pending_gaps.append((start, end, reason))
+            del self._pending_gaps[:-1000]  # bounded, should the database stay down for days
+        return gap_id
+
+    def _retry_gaps(self) -> None:
+        pending, self._pending_gaps = self._pending_gaps, []
+        for start, end, reason in pending:
+            if self.rec.index.gap(self.camera, start, end, reason) is None:
+                self._pending_gaps.append((start, end, reason))
 
     def _interrupt(self, reason: str) -> None:
         """The stream broke (or we stop): close the segment; the next one starts a gap."""

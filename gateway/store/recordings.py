@@ -2,9 +2,10 @@
 
 Times are Unix seconds (REAL, UTC); paths are relative to the recordings directory,
 so the directory can move. A segment's ``status`` is ``open`` while it is being
-written, ``closed`` when finished and ``recovered`` when recovery indexed it after a
-crash. ``kind`` is ``continuous`` or ``event``; ``has_event`` marks footage around an
-event (kept for ``retention.event_days``); ``locked`` footage is never evicted.
+written, ``closed`` when finished, ``recovered`` when recovery indexed it after a
+crash and ``deleting`` when its file could not be removed yet (retention retries).
+``kind`` is ``continuous`` or ``event``; ``has_event`` marks footage around an event
+(kept for ``retention.event_days``); ``locked`` footage is never evicted.
 """
 
 from __future__ import annotations
@@ -104,10 +105,10 @@ def get_segment(db: Database, segment_id: int) -> dict[str, Any] | None:
 def segments(
     db: Database, camera: str, start: float, end: float, limit: int = 100_000
 ) -> list[dict[str, Any]]:
-    """Segments of ``camera`` overlapping [start, end], oldest first."""
+    """Segments of ``camera`` overlapping [start, end], oldest first (none being deleted)."""
     rows = db.query(
         'SELECT * FROM rec_segments WHERE camera = ? AND "end" > ? AND start < ?'
-        " ORDER BY start LIMIT ?",
+        " AND status != 'deleting' ORDER BY start LIMIT ?",
         (camera, start, end, limit),
     )
     return [dict(r) for r in rows]
@@ -115,6 +116,14 @@ def segments(
 
 def segments_by_status(db: Database, status: str) -> list[dict[str, Any]]:
     return [dict(r) for r in db.query("SELECT * FROM rec_segments WHERE status = ?", (status,))]
+
+
+def deleting(db: Database, limit: int = 500) -> list[dict[str, Any]]:
+    """Segments whose file could not be removed yet, oldest first."""
+    rows = db.query(
+        "SELECT * FROM rec_segments WHERE status = 'deleting' ORDER BY start LIMIT ?", (limit,)
+    )
+    return [dict(r) for r in rows]
 
 
 def all_paths(db: Database) -> set[str]:
@@ -133,7 +142,8 @@ def delete_segment(db: Database, segment_id: int) -> None:
 def evictable(db: Database, limit: int = 50) -> list[dict[str, Any]]:
     """The oldest finished, unlocked segments (all cameras), oldest first."""
     rows = db.query(
-        "SELECT * FROM rec_segments WHERE locked = 0 AND status != 'open' ORDER BY start LIMIT ?",
+        "SELECT * FROM rec_segments WHERE locked = 0 AND status IN ('closed', 'recovered')"
+        " ORDER BY start LIMIT ?",
         (limit,),
     )
     return [dict(r) for r in rows]
@@ -144,7 +154,7 @@ def expired(
 ) -> list[dict[str, Any]]:
     """Unlocked finished segments older than their retention."""
     rows = db.query(
-        "SELECT * FROM rec_segments WHERE locked = 0 AND status != 'open' AND ("
+        "SELECT * FROM rec_segments WHERE locked = 0 AND status IN ('closed', 'recovered') AND ("
         ' (has_event = 0 AND "end" < ?) OR (has_event = 1 AND "end" < ?))'
         " ORDER BY start LIMIT ?",
         (continuous_before, event_before, limit),

@@ -12,6 +12,11 @@ packet with picture data arrives with the timestamp just emitted (a picture spli
 into slices), the assembler switches to *merge* mode for good: it holds the picture
 until a packet with another timestamp arrives. The fragment that revealed the split
 is dropped (counted in ``split_dropped``); this costs one picture once per camera.
+
+Bounded: a camera that sends only non-picture data, or the same timestamp on every
+packet, would otherwise grow the held bytes without end. Beyond :data:`MAX_PREFIX_BYTES`
+of held non-picture data or :data:`MAX_UNIT_BYTES` in one picture, what is held is
+dropped (counted in ``oversize_dropped``) and output resumes at the next keyframe.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from gateway.streams.nal import (
     nal_type,
     split_annexb,
 )
+
+# Parameter sets and SEI before one picture: a few KB in practice.
+MAX_PREFIX_BYTES = 1024 * 1024
+# One picture: an 8K intra frame at high quality stays well under this.
+MAX_UNIT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -49,9 +59,12 @@ class AccessUnitAssembler:
         self.merge = merge
         self.params = ParameterSets(codec, extradata)
         self.split_dropped = 0
+        self.oversize_dropped = 0
         self.merged = 0
         self.converted = 0
         self._prefix: list[bytes] = []  # non-picture data waiting for its picture
+        self._prefix_bytes = 0
+        self._need_key = False  # after a drop: nothing until the next keyframe
         self._pending: Unit | None = None  # merge mode: picture waiting for its end
         self._last_ts: tuple[int, int | None] | None = None
 
@@ -67,20 +80,26 @@ class AccessUnitAssembler:
         has_vcl, irap = self._scan(data)
         keyframe = keyframe or irap
         if self.merge:
-            return self._push_merge(data, pts, dts, keyframe)
+            return self._gate(self._push_merge(data, pts, dts, keyframe))
         if not has_vcl:
+            if self._prefix_bytes + len(data) > MAX_PREFIX_BYTES:
+                # SEI/AUD floods: dropping them costs no picture (parameter sets are
+                # put back before keyframes anyway).
+                self.oversize_dropped += 1
+                self._clear_prefix()
             self._prefix.append(data)
+            self._prefix_bytes += len(data)
             return []
         if self._last_ts == (pts, dts):
             self.merge = True
             self.split_dropped += 1
-            self._prefix.clear()
+            self._clear_prefix()
             return []
         self._last_ts = (pts, dts)
         if self._prefix:
             data = b"".join([*self._prefix, data])
-            self._prefix.clear()
-        return [self._finish(Unit(data, pts, dts, keyframe))]
+            self._clear_prefix()
+        return self._gate([self._finish(Unit(data, pts, dts, keyframe))])
 
     def flush(self) -> list[Unit]:
         """The held picture at the end of a session (merge mode), if any."""
@@ -88,18 +107,44 @@ class AccessUnitAssembler:
         if self._pending is not None:
             out.append(self._finish(self._pending))
             self._pending = None
-        self._prefix.clear()
-        return out
+        self._clear_prefix()
+        return self._gate(out)
 
     def _push_merge(self, data: bytes, pts: int, dts: int | None, keyframe: bool) -> list[Unit]:
         pending = self._pending
         if pending is not None and (pending.pts, pending.dts) == (pts, dts):
+            if len(pending.data) + len(data) > MAX_UNIT_BYTES:
+                self._pending = None
+                self._drop()
+                return []
             pending.data += data
             pending.keyframe = pending.keyframe or keyframe
             self.merged += 1
             return []
         self._pending = Unit(data, pts, dts, keyframe)
         return [self._finish(pending)] if pending is not None else []
+
+    def _drop(self) -> None:
+        """Held bytes beyond the bounds: let them go, and wait for a keyframe."""
+        self.oversize_dropped += 1
+        self._clear_prefix()
+        self._need_key = True
+
+    def _clear_prefix(self) -> None:
+        self._prefix.clear()
+        self._prefix_bytes = 0
+
+    def _gate(self, units: list[Unit]) -> list[Unit]:
+        """After a drop, pictures that depend on what was dropped are not emitted."""
+        if not self._need_key:
+            return units
+        out = []
+        for unit in units:
+            if unit.keyframe:
+                self._need_key = False
+            if not self._need_key:
+                out.append(unit)
+        return out
 
     def _scan(self, data: bytes) -> tuple[bool, bool]:
         has_vcl = irap = False

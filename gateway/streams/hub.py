@@ -20,6 +20,12 @@ from collections.abc import Callable
 
 from gateway.streams.packet import AccessUnit, StreamInfo
 
+# Bytes one subscriber may have queued (besides its count bound): a 4K camera's GOPs
+# at 240 units can be hundreds of MB. Beyond it the subscriber sheds like a slow one.
+SUB_MAX_BYTES = 64 * 1024 * 1024
+# Bytes of the cached GOP: a camera with a very long GOP must not grow it without end.
+GOP_MAX_BYTES = 64 * 1024 * 1024
+
 
 class HubClosed(Exception):
     """The hub (or this subscription) was closed; no more access units will come."""
@@ -28,10 +34,12 @@ class HubClosed(Exception):
 class Subscription:
     """One consumer's bounded view of a hub."""
 
-    def __init__(self, hub: Hub, name: str, maxsize: int) -> None:
+    def __init__(self, hub: Hub, name: str, maxsize: int, max_bytes: int = SUB_MAX_BYTES) -> None:
         self.hub = hub
         self.name = name
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.bytes = 0  # queued
         self.dropped = 0
         self.delivered = 0
         self.closed = False
@@ -50,12 +58,19 @@ class Subscription:
                     self.dropped += 1
                     return
                 self._need_key = False
-            if len(self._queue) >= self.maxsize:
+            size = len(au.data)
+            if len(self._queue) >= self.maxsize or self.bytes + size > self.max_bytes:
                 self._shed_locked(au)
+                if not self._need_key and self.bytes + size > self.max_bytes:
+                    # Even the newest GOP alone is too big: start again at a keyframe.
+                    self.dropped += len(self._queue)
+                    self._clear_locked()
+                    self._need_key = not au.keyframe
                 if self._need_key:
                     self.dropped += 1
                     return
             self._queue.append(au)
+            self.bytes += size
             self._wake_locked()
 
     def _shed_locked(self, incoming: AccessUnit) -> None:
@@ -66,19 +81,28 @@ class Subscription:
         """
         if incoming.keyframe:
             self.dropped += len(self._queue)
-            self._queue.clear()
+            self._clear_locked()
             return
         last_key = next(
             (i for i in range(len(self._queue) - 1, 0, -1) if self._queue[i].keyframe), 0
         )
         if last_key:
             for _ in range(last_key):
-                self._queue.popleft()
+                self._pop_locked()
             self.dropped += last_key
         else:
             self.dropped += len(self._queue)
-            self._queue.clear()
+            self._clear_locked()
             self._need_key = True
+
+    def _pop_locked(self) -> AccessUnit:
+        au = self._queue.popleft()
+        self.bytes -= len(au.data)
+        return au
+
+    def _clear_locked(self) -> None:
+        self._queue.clear()
+        self.bytes = 0
 
     def _wake_locked(self) -> None:
         self._cond.notify_all()
@@ -92,7 +116,7 @@ class Subscription:
         with self._cond:
             if self._queue:
                 self.delivered += 1
-                return self._queue.popleft()
+                return self._pop_locked()
             if self.closed:
                 raise HubClosed(self.hub.key)
             return None
@@ -104,7 +128,7 @@ class Subscription:
             with self._cond:
                 if self._queue:
                     self.delivered += 1
-                    return self._queue.popleft()
+                    return self._pop_locked()
                 if self.closed:
                     raise HubClosed(self.hub.key)
                 fut: asyncio.Future[None] = loop.create_future()
@@ -128,7 +152,7 @@ class Subscription:
                     return None
                 self._cond.wait(remaining)
             self.delivered += 1
-            return self._queue.popleft()
+            return self._pop_locked()
 
     @property
     def qsize(self) -> int:
@@ -142,7 +166,7 @@ class Subscription:
     def _close(self) -> None:
         with self._cond:
             self.closed = True
-            self._queue.clear()
+            self._clear_locked()
             self._wake_locked()
 
 
@@ -162,7 +186,9 @@ class Hub:
         self.bytes_in = 0
         self.last_wallclock = 0.0
         self._gop: list[AccessUnit] = []
+        self._gop_bytes = 0
         self._gop_limit = gop_limit
+        self.gop_overflows = 0
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
         self._info_listeners: list[Callable[[StreamInfo], None]] = []
@@ -185,8 +211,16 @@ class Hub:
             self.last_wallclock = au.wallclock
             if au.keyframe:
                 self._gop = [au]
-            elif self._gop and len(self._gop) < self._gop_limit:
-                self._gop.append(au)
+                self._gop_bytes = len(au.data)
+            elif self._gop:
+                self._gop_bytes += len(au.data)
+                if len(self._gop) < self._gop_limit and self._gop_bytes <= GOP_MAX_BYTES:
+                    self._gop.append(au)
+                else:
+                    # A truncated GOP would hand a late subscriber a hole: none at all,
+                    # and it waits for the next keyframe instead.
+                    self._gop = []
+                    self.gop_overflows += 1
             subs = list(self._subs)
         for sub in subs:
             sub._offer(au)

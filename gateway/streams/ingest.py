@@ -74,6 +74,7 @@ class RtspSource(StreamSource):
         self.abandoned = 0  # worker threads left to FFmpeg's own timeout
         self.skipped = 0  # packets before the first keyframe of a connection
         self.merge_hint = False  # learned: this camera splits pictures
+        self.assembler_dropped = 0  # held bytes over the assembler's bounds, ended sessions
         self._reported: str | None = None
         self._session: _Session | None = None
         self._unreachable = False  # the last attempt found the camera's port shut
@@ -149,6 +150,8 @@ class RtspSource(StreamSource):
         self._report(status, reason)
         if session.assembler is not None and session.assembler.merge:
             self.merge_hint = True
+        if session.assembler is not None:
+            self.assembler_dropped += session.assembler.oversize_dropped
         return session.delivered > 0
 
     async def _await_end(self, session: _Session) -> None:
@@ -187,12 +190,18 @@ class RtspSource(StreamSource):
             stalls=self.stalls,
             abandoned=self.abandoned,
             skipped_before_keyframe=self.skipped,
+            assembler_dropped=self.assembler_dropped + _live_dropped(self._session),
         )
         return out
 
 
 # Errors that mean the camera's port took no connection at all (it is down, not broken).
 _UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
+
+
+def _live_dropped(session: _Session | None) -> int:
+    asm = session.assembler if session is not None else None
+    return asm.oversize_dropped if asm is not None else 0
 
 
 def _describe(err: BaseException) -> str:

@@ -408,6 +408,13 @@ class StreamManager:
                 "stream_dropped", s["dropped"], labels, "Access units dropped for slow readers"
             )
             yield Sample(
+                "stream_assembler_dropped_total",
+                s["source"].get("assembler_dropped", 0),
+                labels,
+                "Held data dropped beyond the access-unit assembler's byte bounds",
+                "counter",
+            )
+            yield Sample(
                 "stream_online",
                 1 if s["state"] == "online" else 0,
                 labels,

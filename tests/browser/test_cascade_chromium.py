@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright
 
 from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS, INBOUND, READ_BARCODE
 from tests.cascade_support import all_cameras, start_levels, wait_for
 from tests.support import GatewayProcess, SimProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
-playwright = pytest.importorskip("playwright.sync_api")
 
 CAM = "town-a/village-1/cam-01"
 

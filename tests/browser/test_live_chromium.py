@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api as playwright
 
 from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS, INBOUND, READ_BARCODE
 from tests.support import GatewayProcess, SimProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
-playwright = pytest.importorskip("playwright.sync_api")
 
 # Unusual loopback addresses so other suites' simulators do not collide with ours.
 H264_BASE, HEVC_BASE = "127.0.42.1", "127.0.43.1"

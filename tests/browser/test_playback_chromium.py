@@ -14,13 +14,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from playwright import sync_api as playwright
 
 from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS
 from tests.recorder_media import random_base
 from tests.support import GatewayProcess, SimProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
-playwright = pytest.importorskip("playwright.sync_api")
 
 
 SHOWN = """() => {

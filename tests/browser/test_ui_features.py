@@ -20,7 +20,6 @@ from tests.browser.ui_system import UiSystem, chromium, new_page, shot, ui_login
 from tests.cascade_support import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-pytest.importorskip("playwright.sync_api")
 
 PTZ_CAM = "town-a/cam-01"  # ONVIF, PTZ; one hop below the city
 OTHER_CAM = "town-a/cam-02"

@@ -29,7 +29,6 @@ from tests.browser.ui_system import (
 from tests.cascade_support import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-pytest.importorskip("playwright.sync_api")
 
 CITY_MOTION_CAM = f"town-a/{MOTION_CAM}"
 TILE_FRAMES = "() => window.gw.wall.tileStats().map((s) => [s.ref, s.framesDecoded, s.state])"

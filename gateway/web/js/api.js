@@ -34,6 +34,12 @@ export async function api(path, { method = "GET", body, raw = false } = {}) {
   return type.includes("json") ? r.json() : r.text();
 }
 
+// The gateway's health report: read whatever the status (a 503 still names the gateway and says why).
+export async function health() {
+  const r = await fetch("/api/v1/health", { credentials: "same-origin" });
+  return r.json();
+}
+
 // An ISO time, or epoch seconds (some APIs, e.g. children), as local "YYYY-MM-DD HH:MM:SS".
 export function fmtTime(value) {
   if (value === null || value === undefined || value === "") return "";

@@ -1,6 +1,6 @@
 // The operators' page: login, device tree, video wall, alarms, playback, settings.
 import { AlarmList } from "./alarms.js";
-import { api, setUnauthorisedHandler } from "./api.js";
+import { api, health as readHealth, setUnauthorisedHandler } from "./api.js";
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
 import { Playback } from "./playback.js";
 import { Settings } from "./settings.js";
@@ -67,7 +67,7 @@ async function boot() {
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
   $("#user-name").textContent = `${me.username} (${t(me.role)})`;
-  const health = await api("/api/v1/health");
+  const health = await readHealth();
   $("#gw-name").textContent = health.id;
   document.body.dataset.level = health.level || "";
 

@@ -1,5 +1,5 @@
 // Device tree (设备树): the cascade catalog (市 / 镇 / 村 / cameras), or this gateway's own cameras.
-import { api, el } from "./api.js";
+import { api, el, health as readHealth } from "./api.js";
 import { t } from "./i18n.js";
 
 const DRAG_TYPE = "application/x-gw-cameras";
@@ -22,7 +22,7 @@ export class DeviceTree {
       tree = await api("/api/v1/tree");
     } catch (err) {
       if (err.status !== 404 && err.status !== 503) throw err;
-      const health = await api("/api/v1/health");
+      const health = await readHealth();
       const cams = await api("/api/v1/cameras");
       tree = { id: health.id, name: health.id, level: health.level, status: "online", path: "", cameras: cams, children: [] };
     }
