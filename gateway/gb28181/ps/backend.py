@@ -48,7 +48,7 @@ class _Stream:
     params: ParameterSets
     opened: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
-    first_packet_s: float | None = None  # seconds from open() to the first RTP packet
+    first_packet_s: float | None = None  # seconds from the open() call to the first packet
     frames_sent: int = 0
     frames_dropped: int = 0  # dropped here because the platform did not keep up
     end_reason: str = ""
@@ -113,10 +113,12 @@ class PsMediaBackend:
 
     # -- MediaBackend ----------------------------------------------------------------------
     async def open(self, request: MediaRequest) -> MediaSession:
+        started = time.monotonic()
         self._check(request)
         self._opening.add(request.call_id)
         try:
             stream = await self._open(request)
+            stream.opened = started
         except MediaError as err:
             log.warning("%s: GB/T 28181 stream %s refused: %s", request.camera_id,
                         request.call_id, err)  # fmt: skip

@@ -217,7 +217,9 @@ async def open_sink(
                     return _Refuse()
                 taken = True
                 if listening.server is not None:
-                    listening.server.close()  # one platform connection per stream
+                    # One platform connection per stream. Not closed right here: asyncio
+                    # attaches the new transport to the server after this returns.
+                    loop.call_soon(listening.server.close)
                 return listening
 
             listening.server = await loop.create_server(factory, local_host, 0)
