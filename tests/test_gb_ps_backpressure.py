@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 from fractions import Fraction
 from typing import Any
 
+import pytest
+
 from gateway.config import Settings
-from gateway.gb28181.media_api import MediaRequest
+from gateway.gb28181.media_api import MediaError, MediaRequest
 from gateway.gb28181.ps.backend import PsMediaBackend
 from gateway.streams.hub import Hub
 from gateway.streams.manager import StreamManager
@@ -30,6 +32,7 @@ CAMERA = "remote/cam"  # a path: served by the resolver below, like a child's ca
 FRAME_BYTES = 60_000
 FPS, GOP = 50, 10
 SSRC = 1_100_000_001
+PARAMS = b"\x00\x00\x00\x01\x67\x42\x00\x1f\x00\x00\x00\x01\x68\xce"  # SPS, PPS
 
 
 class SyntheticSource(StreamSource):
@@ -37,20 +40,21 @@ class SyntheticSource(StreamSource):
 
     kind = "synthetic"
 
-    def __init__(self) -> None:
+    def __init__(self, inband: bool = True, frame_bytes: int = FRAME_BYTES) -> None:
         super().__init__(CAMERA)
         self.publishing = True
         self.published = 0
-        self._body = os.urandom(FRAME_BYTES)
+        self.inband = inband  # parameter sets in the keyframes, else only in extradata
+        self._body = os.urandom(frame_bytes)
 
     async def run(self, hub: Hub) -> None:
-        hub.set_info(StreamInfo("h264", 320, 180, FPS))
+        hub.set_info(StreamInfo("h264", 320, 180, FPS, extradata=PARAMS))
         self.state = ONLINE
         while True:
             if self.publishing:
                 i = self.published
                 key = i % GOP == 0
-                head = b"\x00\x00\x00\x01\x67\x42\x00\x1f\x00\x00\x00\x01\x68\xce" if key else b""
+                head = PARAMS if key and self.inband else b""
                 nal = b"\x00\x00\x00\x01" + (b"\x65" if key else b"\x41")
                 data = head + nal + self._body
                 hub.publish(
@@ -61,8 +65,10 @@ class SyntheticSource(StreamSource):
 
 
 @contextlib.asynccontextmanager
-async def backend_for(**kwargs: Any) -> AsyncIterator[tuple[PsMediaBackend, SyntheticSource]]:
-    source = SyntheticSource()
+async def backend_for(
+    inband: bool = True, frame_bytes: int = FRAME_BYTES, **kwargs: Any
+) -> AsyncIterator[tuple[PsMediaBackend, SyntheticSource]]:
+    source = SyntheticSource(inband, frame_bytes)
     streams = StreamManager(Settings(streams={"linger_s": 0}))
     streams.add_resolver(lambda cid, profile: source if cid == CAMERA else None)
     await streams.start()
@@ -81,6 +87,11 @@ async def connect_slow(host: str, port: int) -> tuple[asyncio.StreamReader, asyn
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (host, port))
     return await asyncio.open_connection(sock=sock, limit=16 * 1024)
+
+
+async def recv(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    return await asyncio.get_running_loop().sock_recv(sock, 2048)
 
 
 def listen_request(call_id: str = "slow-1") -> MediaRequest:
@@ -169,8 +180,8 @@ async def test_camera_that_stops_or_goes_away_ends_the_stream_with_a_reason() ->
             req = MediaRequest("gone-1", CAMERA, "main", HOST, port, SSRC, "udp")
             await backend.open(req)
             await backend.open(MediaRequest("gone-2", CAMERA, "main", HOST, port, SSRC, "udp"))
-            receiver.settimeout(5)
-            assert receiver.recv(2048)[12:16] == b"\x00\x00\x01\xba"  # a pack on the wire
+            first = await asyncio.wait_for(recv(receiver), 10)
+            assert first[12:16] == b"\x00\x00\x01\xba"  # a pack on the wire
             source.publishing = False
             await until(lambda: len(ended) == 2, 10, "both streams to end")
             assert {r for _, r in ended} == {"no video from the camera for 1 s"}
@@ -184,3 +195,50 @@ async def test_camera_that_stops_or_goes_away_ends_the_stream_with_a_reason() ->
             assert backend.playing() == 0
         finally:
             receiver.close()
+
+
+async def test_keyframes_carry_parameter_sets_even_when_the_camera_sent_them_only_once() -> None:
+    # Small frames: UDP on a busy machine must not lose any (the reader checks sequence).
+    async with backend_for(inband=False, frame_bytes=2000) as (backend, _):
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        receiver.bind((HOST, 0))
+        try:
+            req = MediaRequest("params-1", CAMERA, "main", HOST, receiver.getsockname()[1],
+                               SSRC, "udp")  # fmt: skip
+            await backend.open(req)
+            packets = []
+            while sum(p[1] >> 7 for p in packets) < 2 * GOP:
+                packets.append(await asyncio.wait_for(recv(receiver), 10))
+        finally:
+            receiver.close()
+    frames = parse_ps(rtp_to_ps(packets, SSRC))
+    keys = [f for f in frames if f.stream_type is not None]
+    assert len(keys) >= 2
+    for frame in frames:
+        assert frame.payload.startswith(PARAMS) is (frame.stream_type is not None)
+
+
+async def test_platform_that_never_connects_or_a_close_during_open_leaks_nothing() -> None:
+    ended: list[tuple[str, str]] = []
+    async with backend_for(accept_timeout_s=0.5, on_ended=lambda *a: ended.append(a)) as (
+        backend,
+        source,
+    ):
+        await backend.open(listen_request("nobody-1"))
+        await until(lambda: bool(ended), 10, "the accept timeout")
+        assert ended[0][0] == "nobody-1" and "did not connect" in ended[0][1]
+        # A BYE that arrives while the stream is still being opened (no video yet).
+        source.publishing = False
+        hub = backend.streams.hub(CAMERA)  # None when the ingest stopped with the last lease
+        if hub is not None:
+            hub.clear_gop()
+        opening = asyncio.create_task(backend.open(listen_request("bye-early")))
+        await asyncio.sleep(0.2)
+        await backend.close("bye-early")
+        source.publishing = True
+        with pytest.raises(MediaError, match="call ended"):
+            await opening
+        assert backend.playing() == 0
+        consumers = [c for row in backend.streams.stats() for c in row["consumers"]]
+        assert not any(c.startswith("gb28181:") for c in consumers), consumers

@@ -11,6 +11,7 @@ Bounded everywhere (ARCHITECTURE decision 4): the hub subscription drops whole G
 when the sender falls behind, and when a platform stops reading (the transport's
 buffer passes ``max_buffered_bytes``) frames are dropped up to the next keyframe and
 counted; a platform that reads nothing for ``stall_timeout_s`` loses its stream.
+Over UDP the start-up burst (the cached GOP) is paced at ``udp_burst_bytes_per_s``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class PsMediaBackend:
         max_buffered_bytes: int = 2 * 1024 * 1024,
         queue_size: int = 240,
         mtu: int = DEFAULT_MTU,
+        udp_burst_bytes_per_s: float = 4_000_000,
     ) -> None:
         self.streams = streams
         self.on_ended = on_ended
@@ -104,6 +106,7 @@ class PsMediaBackend:
         self.max_buffered_bytes = max_buffered_bytes
         self.queue_size = queue_size
         self.mtu = mtu
+        self.udp_burst_bytes_per_s = udp_burst_bytes_per_s
         self._streams: dict[str, _Stream] = {}
         self._opening: set[str] = set()
         self._cancelled: set[str] = set()  # closed while still opening
@@ -325,6 +328,10 @@ class PsMediaBackend:
             s.frames_sent += 1
             if s.first_packet_s is None:
                 s.first_packet_s = time.monotonic() - s.opened
+            if s.request.transport == "udp" and s.sub.qsize:
+                # Catching up (the cached GOP at start): pace by bytes so the burst does
+                # not overflow the platform's socket buffer; TCP paces itself.
+                await asyncio.sleep(len(frame.data) / self.udp_burst_bytes_per_s)
 
     def _finish(self, s: _Stream, reason: str) -> None:
         s.sub.close()
