@@ -127,7 +127,7 @@ async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stre
         await until(gone, 20, "the stream to end")
         assert ended == [(session.call_id, "the platform stopped reading for 2 s")]
         assert peak <= limit + 2 * FRAME_BYTES, f"our buffer grew to {peak} bytes"
-        assert backend.playing() == 0 and backend.ended["the platform stopped reading for 2 s"]
+        assert backend.playing() == 0 and backend.ended["platform-stalled"] == 1
         assert viewer.dropped == 0 and viewer.qsize + viewer.delivered >= source.published - 2
         assert not viewer.closed
         consumers = [c for row in backend.streams.stats() for c in row["consumers"]]
@@ -192,6 +192,7 @@ async def test_camera_that_stops_or_goes_away_ends_the_stream_with_a_reason() ->
             hub.close()  # the camera's stream ends for everyone
             await until(lambda: len(ended) == 3, 10, "the third stream to end")
             assert ended[2] == ("gone-3", "the camera stream ended")
+            assert dict(backend.ended) == {"camera-stalled": 2, "camera-ended": 1}
             assert backend.playing() == 0
         finally:
             receiver.close()

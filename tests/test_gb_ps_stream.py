@@ -222,6 +222,7 @@ async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
             await until(lambda: _frames(received) >= 2 * FPS, 20, "two seconds of video")
             await backend.close("call-1")
             assert ended == []  # closed by the platform: no callback to send a BYE
+            assert dict(backend.ended) == {"closed": 1}
     finally:
         server.close()
     packets, rest = split_rfc4571(bytes(received))

@@ -179,6 +179,8 @@ class PsMediaBackend:
         yield Sample("gb28181_ps_streams_opened_total", self.opened, type="counter")
         for reason, n in self.rejected.items():
             yield Sample("gb28181_ps_rejected_total", n, {"reason": reason}, type="counter")
+        for kind, n in self.ended.items():
+            yield Sample("gb28181_ps_ended_total", n, {"reason": kind}, type="counter")
         for s in self._streams.values():
             labels = {"camera": s.request.camera_id, "call_id": s.request.call_id}
             yield Sample("gb28181_ps_frames_sent", s.frames_sent, labels)
@@ -279,23 +281,23 @@ class PsMediaBackend:
     # -- sending ---------------------------------------------------------------------------
     async def _run(self, s: _Stream) -> None:
         cam = s.request.camera_id
-        reason = ""
+        kind, reason = "error", ""
         try:
             await s.sink.ready(self.accept_timeout_s)
-            reason = await self._send_loop(s)
+            kind, reason = await self._send_loop(s)
         except SinkError as err:
-            reason = str(err)
+            kind, reason = "platform-absent", str(err)
         except asyncio.CancelledError:
-            reason = s.end_reason or "cancelled"
+            kind, reason = "closed", s.end_reason or "cancelled"
             raise
         except Exception as err:  # a bug here must end this stream only, loudly
             reason = f"sender failed: {err}"
             log.exception("%s: GB/T 28181 stream %s failed", cam, s.request.call_id)
         finally:
-            self._finish(s, reason)
+            self._finish(s, kind, reason)
 
-    async def _send_loop(self, s: _Stream) -> str:
-        """Send until the camera, the platform or the stall timeout ends it; the reason."""
+    async def _send_loop(self, s: _Stream) -> tuple[str, str]:
+        """Send until the camera, the platform or a timeout ends it: (kind, reason)."""
         need_key = False
         stalled_since: float | None = None
         while True:
@@ -303,17 +305,18 @@ class PsMediaBackend:
                 async with asyncio.timeout(self.stall_timeout_s):
                     au = await s.sub.get()
             except TimeoutError:
-                return f"no video from the camera for {self.stall_timeout_s:g} s"
+                return "camera-stalled", f"no video from the camera for {self.stall_timeout_s:g} s"
             except HubClosed:
-                return "the camera stream ended"
+                return "camera-ended", "the camera stream ended"
             if s.sink.lost is not None:
-                return s.sink.lost
+                return "platform-gone", s.sink.lost
             if s.sink.buffered() > self.max_buffered_bytes:
                 # The platform is not reading: drop up to the next keyframe.
                 now = time.monotonic()
                 stalled_since = stalled_since or now
                 if now - stalled_since > self.stall_timeout_s:
-                    return f"the platform stopped reading for {self.stall_timeout_s:g} s"
+                    reason = f"the platform stopped reading for {self.stall_timeout_s:g} s"
+                    return "platform-stalled", reason
                 need_key = True
             else:
                 stalled_since = None
@@ -333,18 +336,17 @@ class PsMediaBackend:
                 # not overflow the platform's socket buffer; TCP paces itself.
                 await asyncio.sleep(len(frame.data) / self.udp_burst_bytes_per_s)
 
-    def _finish(self, s: _Stream, reason: str) -> None:
+    def _finish(self, s: _Stream, kind: str, reason: str) -> None:
         s.sub.close()
         s.lease.release()
         s.sink.close()
         self._streams.pop(s.request.call_id, None)
-        by_us = reason == s.end_reason and bool(s.end_reason)
         s.end_reason = reason
-        self.ended[reason.split(":")[0]] += 1
+        self.ended[kind] += 1
         log.info("%s: GB/T 28181 stream %s ended (%s) after %.1f s, %d frames sent, %d dropped",
                  s.request.camera_id, s.request.call_id, reason, time.monotonic() - s.opened,
                  s.frames_sent, s.frames_dropped + s.sub.dropped)  # fmt: skip
-        if not by_us and self.on_ended is not None:
+        if kind != "closed" and self.on_ended is not None:
             try:
                 self.on_ended(s.request.call_id, reason)
             except Exception:

@@ -112,8 +112,11 @@ class RtpSink(asyncio.Protocol, asyncio.DatagramProtocol):
         return t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        t = self._transport
+        if t is not None:
+            # close() would keep unsent bytes (and the socket) until a platform that
+            # stopped reading reads them, possibly never.
+            t.abort() if self.buffered() else t.close()
         if not self._connected.done():
             self._connected.cancel()
 
