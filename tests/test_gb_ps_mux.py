@@ -152,3 +152,24 @@ def test_muxed_clip_reads_in_ffprobe_with_every_frame(codec: str, tmp_path: Path
     assert sorted(pts) == [p for _, p, _, _ in sorted(clip.units, key=lambda u: u[1])]
     assert pts != sorted(pts) if bframes else pts == sorted(pts)
     assert packets[0]["flags"].startswith("K")
+
+
+@FUZZ
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(-(1 << 34), 1 << 34), st.integers(0, 9000), st.integers(0, 3)),
+        min_size=1,
+        max_size=60,
+    ),
+    tb=st.sampled_from([Fraction(1, 90000), Fraction(1, 1000), Fraction(1, 25)]),
+)
+def test_timeline_never_goes_backwards_whatever_the_source_does(
+    steps: list[tuple[int, int, int]], tb: Fraction
+) -> None:
+    tl = Timeline()
+    last = None
+    for dts, delay, epoch in steps:
+        pts, out = tl.convert(dts + delay, dts, tb, epoch)
+        assert pts >= out
+        assert last is None or out >= last
+        last = out

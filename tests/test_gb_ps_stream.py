@@ -30,7 +30,7 @@ from tests.rtsp_support import until
 from tests.support import SimProcess, free_port, small_sim_args
 
 PLATFORM = "127.0.183.1"  # where the "upper platform" listens
-SIM_BASE = {"h264": "127.0.181.1", "hevc": "127.0.182.1"}
+SIM_BASE = {"h264": "127.0.181.1", "hevc": "127.0.182.1", "mjpeg": "127.0.185.1"}
 FPS, GOP = 10, 10
 CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=MP1S,payload=96"
 SSRC = 123456789  # a 10-digit y= SSRC would be e.g. 0123456789
@@ -38,7 +38,7 @@ SSRC = 123456789  # a 10-digit y= SSRC would be e.g. 0123456789
 
 @pytest.fixture(scope="module")
 def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One H.264 and one H.265 simulated camera: codec → RTSP URL of the main stream."""
+    """An H.264, an H.265 and an MJPEG simulated camera: codec → RTSP URL (main stream)."""
     tmp = tmp_path_factory.mktemp("gbps-sim")
     procs = []
     try:
@@ -116,13 +116,15 @@ class Gst:
         return self.proc.returncode
 
 
-def check_ps_file(path: Path, codec: str, min_frames: int) -> dict[str, Any]:
+def check_ps_file(
+    path: Path, codec: str, min_frames: int, size: tuple[int, int] = (320, 180)
+) -> dict[str, Any]:
     """ffprobe agrees on codec, size and frame count; timestamps rise."""
     frames = parse_ps(path.read_bytes())
     probe = ffprobe(path)
     (stream,) = probe["streams"]
     assert stream["codec_name"] == codec
-    assert (stream["width"], stream["height"]) == (320, 180)
+    assert (stream["width"], stream["height"]) == size
     assert int(stream["nb_read_frames"]) >= min_frames
     dts = [int(p["dts"]) for p in probe["packets"]]
     assert dts == sorted(dts) and len(set(dts)) == len(dts), "monotonic timestamps"
@@ -197,10 +199,13 @@ async def test_tcp_listen_platform_connects_and_gstreamer_decodes(
     check_ps_file(out, "h264", 2 * FPS)
 
 
-@pytest.mark.parametrize("codec", ["h264", "hevc"])
+@pytest.mark.parametrize(
+    ("camera", "codec"), [("h264", "h264"), ("hevc", "hevc"), ("mjpeg", "h264")]
+)
 async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
-    codec: str, sims: dict[str, str], tmp_path: Path
+    camera: str, codec: str, sims: dict[str, str], tmp_path: Path
 ) -> None:
+    """H.264/H.265 pass through; an MJPEG camera goes out as the shared H.264 transcode."""
     received = bytearray()
     got_conn = asyncio.Event()
 
@@ -216,7 +221,7 @@ async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
     ended: list[tuple[str, str]] = []
     try:
         async with backend_for(sims, on_ended=lambda c, r: ended.append((c, r))) as (backend, _):
-            await backend.open(request(f"cam-{codec}", "tcp-connect", port))
+            await backend.open(request(f"cam-{camera}", "tcp-connect", port))
             await until(got_conn.is_set, 5, "our connection")
             await until(lambda: len(split_rfc4571(bytes(received))[0]) > 50, 20, "RTP packets")
             await until(lambda: _frames(received) >= 2 * FPS, 20, "two seconds of video")
@@ -231,7 +236,8 @@ async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
     assert packets[-1][1] & 0x80, "the last packet ends a frame"
     out = tmp_path / "tcp.ps"
     out.write_bytes(ps)
-    check_ps_file(out, codec, 2 * FPS)
+    # RTP/JPEG carries sizes in units of 8 pixels: the MJPEG camera sends 320x176.
+    check_ps_file(out, codec, 2 * FPS, (320, 176) if camera == "mjpeg" else (320, 180))
 
 
 def _first_packet_ms(backend: PsMediaBackend, call_id: str) -> float | None:
