@@ -16,6 +16,8 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.gb28181.media_api import MediaError, MediaRequest
@@ -243,3 +245,50 @@ async def test_platform_that_never_connects_or_a_close_during_open_leaks_nothing
         assert backend.playing() == 0
         consumers = [c for row in backend.streams.stats() for c in row["consumers"]]
         assert not any(c.startswith("gb28181:") for c in consumers), consumers
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    fields=st.fixed_dictionaries(
+        {
+            "call_id": st.one_of(st.just("c1"), st.text(max_size=40)),
+            "camera_id": st.sampled_from([CAMERA, "nope", "", "../etc", "a/b/c", "cam\x00"]),
+            "profile": st.sampled_from(["main", "sub", "", "x" * 100, "ma in"]),
+            "remote_host": st.sampled_from([HOST, "", "999.1.1.1", "example.com", "::1"]),
+            "remote_port": st.sampled_from(["udp", "tcp", 0, -1, 65536, 70000]),
+            "ssrc": st.integers(-1, (1 << 32) + 1),
+            "transport": st.sampled_from(["udp", "tcp-listen", "tcp-connect", "UDP", "rtsp"]),
+            "payload_type": st.integers(-1, 130),
+            "local_host": st.sampled_from(["0.0.0.0", HOST, "", "host.invalid", "8.8.8.8"]),
+        }
+    )
+)
+def test_any_request_gets_a_stream_or_a_media_error_and_leaks_nothing(
+    fields: dict[str, Any],
+) -> None:
+    asyncio.run(_open_and_close(fields))
+
+
+async def _open_and_close(fields: dict[str, Any]) -> None:
+    # The platform's ports are ours, so a valid request reaches nobody else's socket.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((HOST, 0))
+    tcp = await asyncio.start_server(lambda r, w: w.close(), HOST, 0)
+    ports = {"udp": udp.getsockname()[1], "tcp": tcp.sockets[0].getsockname()[1]}
+    fields = {**fields, "remote_port": ports.get(fields["remote_port"], fields["remote_port"])}
+    try:
+        async with backend_for(keyframe_wait_s=0.5, accept_timeout_s=0.2) as (backend, _):
+            try:
+                session = await backend.open(MediaRequest(**fields))
+            except MediaError as err:
+                assert str(err)
+            else:
+                assert session.call_id == fields["call_id"] and session.local_port > 0
+                assert backend.playing() == 1
+                await backend.close(session.call_id)
+            assert backend.playing() == 0
+            consumers = [c for row in backend.streams.stats() for c in row["consumers"]]
+            assert not any(c.startswith("gb28181:") for c in consumers), consumers
+    finally:
+        udp.close()
+        tcp.close()

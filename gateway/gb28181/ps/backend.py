@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -53,6 +54,7 @@ class _Stream:
     frames_sent: int = 0
     frames_dropped: int = 0  # dropped here because the platform did not keep up
     end_reason: str = ""
+    finished: bool = False
 
     def public(self) -> dict[str, Any]:
         r = self.request
@@ -155,6 +157,8 @@ class PsMediaBackend:
         stream.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stream.task
+        # A task cancelled before its first step never ran its own cleanup.
+        self._finish(stream, "closed", stream.end_reason)
 
     def playing(self) -> int:
         return len(self._streams)
@@ -193,8 +197,13 @@ class PsMediaBackend:
             problem = f"call id {r.call_id!r} is empty or already streaming"
         elif r.transport not in TRANSPORTS:
             problem = f"unsupported media transport {r.transport!r}"
-        elif r.transport != "tcp-listen" and not (r.remote_host and 0 < r.remote_port < 65536):
-            problem = f"bad media address {r.remote_host}:{r.remote_port}"
+        elif r.transport != "tcp-listen" and not (
+            _is_ip(r.remote_host) and 0 < r.remote_port < 65536
+        ):
+            problem = f"bad media address {r.remote_host!r}:{r.remote_port} (an IP and a port)"
+        elif not _is_ip(r.local_host) or (r.remote_host and not _is_ip(r.remote_host)):
+            # IP literals only: no name lookups on the media path (SDP c= lines carry IPs).
+            problem = f"bad media address {r.local_host!r} / {r.remote_host!r}"
         elif not 0 <= r.ssrc <= 0xFFFFFFFF:
             problem = f"SSRC {r.ssrc} does not fit 32 bits"
         elif not 0 <= r.payload_type <= 127:
@@ -337,6 +346,9 @@ class PsMediaBackend:
                 await asyncio.sleep(len(frame.data) / self.udp_burst_bytes_per_s)
 
     def _finish(self, s: _Stream, kind: str, reason: str) -> None:
+        if s.finished:
+            return
+        s.finished = True
         s.sub.close()
         s.lease.release()
         s.sink.close()
@@ -351,6 +363,14 @@ class PsMediaBackend:
                 self.on_ended(s.request.call_id, reason)
             except Exception:
                 log.exception("%s: on_ended callback failed", s.request.camera_id)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _with_data(au: AccessUnit, data: bytes) -> AccessUnit:

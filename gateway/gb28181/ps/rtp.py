@@ -233,8 +233,12 @@ async def open_sink(
             return listening
         else:
             raise SinkError(f"unknown media transport {transport!r}")
-    except (OSError, TimeoutError) as err:
-        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+    except (OSError, TimeoutError, ValueError) as err:  # ValueError: IPv4 and IPv6 mixed
+        reason = "timed out" if isinstance(err, TimeoutError) else str(err)
+        if isinstance(err, OSError) and err.strerror:
+            reason = err.strerror
+        if transport == "tcp-listen":
+            raise SinkError(f"cannot listen on {local_host} for the platform: {reason}") from None
         raise SinkError(
             f"cannot reach the platform's media port {remote_host}:{remote_port} over "
             f"{transport}: {reason}"
