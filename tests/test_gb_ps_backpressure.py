@@ -224,7 +224,9 @@ async def test_keyframes_carry_parameter_sets_even_when_the_camera_sent_them_onl
 
 async def test_platform_that_never_connects_or_a_close_during_open_leaks_nothing() -> None:
     ended: list[tuple[str, str]] = []
-    async with backend_for(accept_timeout_s=0.5, on_ended=lambda *a: ended.append(a)) as (
+    async with backend_for(
+        accept_timeout_s=0.5, keyframe_wait_s=1.0, on_ended=lambda *a: ended.append(a)
+    ) as (
         backend,
         source,
     ):
@@ -242,6 +244,20 @@ async def test_platform_that_never_connects_or_a_close_during_open_leaks_nothing
         source.publishing = True
         with pytest.raises(MediaError, match="call ended"):
             await opening
+        assert backend.playing() == 0
+        # The same while the camera is offline: the open fails on its own, and the call
+        # id is not left marked as closed.
+        source.publishing = False
+        await until(lambda: backend.streams.hub(CAMERA) is None, 5, "the ingest to stop")
+        opening = asyncio.create_task(backend.open(listen_request("bye-offline")))
+        await asyncio.sleep(0.2)
+        await backend.close("bye-offline")
+        with pytest.raises(MediaError, match="offline"):
+            await opening
+        source.publishing = True
+        again = await backend.open(listen_request("bye-offline"))
+        assert backend.playing() == 1
+        await backend.close(again.call_id)
         assert backend.playing() == 0
         consumers = [c for row in backend.streams.stats() for c in row["consumers"]]
         assert not any(c.startswith("gb28181:") for c in consumers), consumers

@@ -130,8 +130,9 @@ class PsMediaBackend:
             raise
         finally:
             self._opening.discard(request.call_id)
-        if request.call_id in self._cancelled:
+            cancelled = request.call_id in self._cancelled
             self._cancelled.discard(request.call_id)
+        if cancelled:
             stream.sub.close()
             stream.lease.release()
             stream.sink.close()
