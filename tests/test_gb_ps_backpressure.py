@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from gateway.config import Settings
 from gateway.gb28181.media_api import MediaError, MediaRequest
 from gateway.gb28181.ps.backend import PsMediaBackend
-from gateway.streams.hub import Hub
+from gateway.streams.hub import Hub, Subscription
 from gateway.streams.manager import StreamManager
 from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.source import ONLINE, StreamSource
@@ -91,6 +91,12 @@ async def connect_slow(host: str, port: int) -> tuple[asyncio.StreamReader, asyn
     return await asyncio.open_connection(sock=sock, limit=16 * 1024)
 
 
+async def _watch(viewer: Subscription) -> None:
+    """A consumer that keeps up (a WHEP viewer, the recorder)."""
+    while True:
+        await viewer.get()
+
+
 async def recv(sock: socket.socket) -> bytes:
     sock.setblocking(False)
     return await asyncio.get_running_loop().sock_recv(sock, 2048)
@@ -110,7 +116,8 @@ async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stre
         assert session.local_host == HOST
         # Another consumer of the same camera, to show the stalled platform slows nobody.
         lease = backend.streams.acquire(CAMERA, consumer="viewer")
-        viewer = lease.hub.subscribe("viewer", maxsize=1000)
+        viewer = lease.hub.subscribe("viewer", maxsize=100)
+        watching = asyncio.create_task(_watch(viewer))
         _reader, writer = await connect_slow(HOST, session.local_port)
         stream = backend._streams[session.call_id]
         peak = 0
@@ -132,6 +139,7 @@ async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stre
         assert backend.playing() == 0 and backend.ended["platform-stalled"] == 1
         assert viewer.dropped == 0 and viewer.qsize + viewer.delivered >= source.published - 2
         assert not viewer.closed
+        watching.cancel()
         consumers = [c for row in backend.streams.stats() for c in row["consumers"]]
         assert not any(c.startswith("gb28181:") for c in consumers), consumers
         viewer.close()

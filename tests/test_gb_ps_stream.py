@@ -207,7 +207,7 @@ async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
 ) -> None:
     """H.264/H.265 pass through; an MJPEG camera goes out as the shared H.264 transcode."""
     received = bytearray()
-    got_conn = asyncio.Event()
+    got_conn, eof = asyncio.Event(), asyncio.Event()
 
     async def platform(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         got_conn.set()
@@ -215,6 +215,7 @@ async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
             while chunk := await reader.read(65536):
                 received.extend(chunk)
         writer.close()
+        eof.set()
 
     server = await asyncio.start_server(platform, PLATFORM, 0)
     port = server.sockets[0].getsockname()[1]
@@ -226,6 +227,7 @@ async def test_tcp_connect_stream_is_rfc4571_framed_rtp_that_ffprobe_reads(
             await until(lambda: len(split_rfc4571(bytes(received))[0]) > 50, 20, "RTP packets")
             await until(lambda: _frames(received) >= 2 * FPS, 20, "two seconds of video")
             await backend.close("call-1")
+            await asyncio.wait_for(eof.wait(), 10)  # all we sent has been read
             assert ended == []  # closed by the platform: no callback to send a BYE
             assert dict(backend.ended) == {"closed": 1}
     finally:

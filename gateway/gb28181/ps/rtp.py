@@ -28,6 +28,7 @@ DEFAULT_MTU = 1400
 # The kernel's share of a TCP send queue: small enough that a platform that stops
 # reading shows up in our own (bounded, counted) buffer within seconds.
 TCP_SNDBUF = 256 * 1024
+CLOSE_GRACE_S = 5.0  # how long unsent bytes may keep a closed connection open
 
 
 class RtpPacketizer:
@@ -114,9 +115,12 @@ class RtpSink(asyncio.Protocol, asyncio.DatagramProtocol):
     def close(self) -> None:
         t = self._transport
         if t is not None:
-            # close() would keep unsent bytes (and the socket) until a platform that
-            # stopped reading reads them, possibly never.
-            t.abort() if self.buffered() else t.close()
+            pending = self.buffered()
+            t.close()
+            if pending:
+                # close() flushes what is queued first; a platform that stopped reading
+                # would keep those bytes and the socket forever. Give it a moment.
+                asyncio.get_running_loop().call_later(CLOSE_GRACE_S, t.abort)
         if not self._connected.done():
             self._connected.cancel()
 
