@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.gb28181.media_api import MediaError, MediaRequest
+from gateway.gb28181.ps import rtp
 from gateway.gb28181.ps.backend import PsMediaBackend
 from gateway.streams.hub import Hub, Subscription
 from gateway.streams.manager import StreamManager
@@ -106,7 +107,10 @@ def listen_request(call_id: str = "slow-1") -> MediaRequest:
     return MediaRequest(call_id, CAMERA, "main", HOST, 0, SSRC, "tcp-listen", local_host=HOST)
 
 
-async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stream() -> None:
+async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rtp, "CLOSE_GRACE_S", 0.5)
     limit = 256 * 1024
     ended: list[tuple[str, str]] = []
     async with backend_for(
@@ -118,7 +122,7 @@ async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stre
         lease = backend.streams.acquire(CAMERA, consumer="viewer")
         viewer = lease.hub.subscribe("viewer", maxsize=100)
         watching = asyncio.create_task(_watch(viewer))
-        _reader, writer = await connect_slow(HOST, session.local_port)
+        reader, writer = await connect_slow(HOST, session.local_port)
         stream = backend._streams[session.call_id]
         peak = 0
 
@@ -144,6 +148,13 @@ async def test_platform_that_stops_reading_drops_to_keyframes_and_loses_its_stre
         assert not any(c.startswith("gb28181:") for c in consumers), consumers
         viewer.close()
         lease.release()
+        # Our side of the connection goes away though the platform still reads nothing:
+        # its unsent bytes are not kept for it.
+        await until(lambda: stream.sink.lost is not None, 10, "our socket to close")
+        async with asyncio.timeout(20):
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(1 << 16):
+                    pass
         writer.close()
 
 
