@@ -24,6 +24,7 @@ import pytest
 from gateway.config import Settings
 from gateway.gb28181.media_api import MediaBackend, MediaError, MediaRequest
 from gateway.gb28181.ps.backend import PsMediaBackend
+from gateway.metrics import render
 from gateway.streams.manager import StreamManager
 from tests.ps_support import ffprobe, parse_ps, rtp_to_ps, split_rfc4571
 from tests.rtsp_support import until
@@ -160,6 +161,12 @@ async def test_udp_stream_decodes_in_gstreamer(
             assert backend.playing() == 1
             await until(lambda: gst.decoded_frames() >= 2 * FPS, 20, "GStreamer decoding")
             status = backend.status()["streams"][0]
+            text = render(backend.metrics())
+            assert "gateway_gb28181_ps_streams 1" in text
+            assert 'gateway_gb28181_ps_ended_total{reason="closed"} 1' in text
+            assert (
+                f'gateway_gb28181_ps_frames_sent{{call_id="call-1",camera="cam-{codec}"}}' in text
+            )
             await backend.close(session.call_id)
             assert backend.playing() == 0
             assert not any(

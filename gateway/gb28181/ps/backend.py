@@ -165,6 +165,9 @@ class PsMediaBackend:
         return len(self._streams)
 
     # -- lifecycle, status -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Nothing to start: streams begin with ``open()`` (a part of ``gateway.app``)."""
+
     async def stop(self) -> None:
         """Stop every stream (gateway shutdown)."""
         await asyncio.gather(*(self.close(cid) for cid in list(self._streams)))
@@ -364,6 +367,12 @@ class PsMediaBackend:
                 self.on_ended(s.request.call_id, reason)
             except Exception:
                 log.exception("%s: on_ended callback failed", s.request.camera_id)
+
+
+def build(gw: Any) -> PsMediaBackend | None:
+    """Factory for ``gateway.app._factories``: needs the stream manager part."""
+    streams = gw.part("streams")
+    return None if streams is None else PsMediaBackend(streams)
 
 
 def _is_ip(text: str) -> bool:
