@@ -275,8 +275,9 @@ async def test_bad_requests_unknown_and_offline_cameras_are_media_errors(
         checked: MediaBackend = backend  # the protocol the signalling side holds
         with pytest.raises(MediaError, match="unknown camera"):
             await checked.open(request("no-such-cam", "udp", 5000))
-        with pytest.raises(MediaError, match="offline"):
+        with pytest.raises(MediaError, match="offline") as offline:
             await checked.open(request("cam-dead", "udp", 5000))
+        print(f"\noffline camera: {offline.value}")
         with pytest.raises(MediaError, match="address"):
             await checked.open(request("cam-h264", "udp", 0))
         with pytest.raises(MediaError, match="transport"):

@@ -219,7 +219,7 @@ class PsMediaBackend:
     async def _open(self, r: MediaRequest) -> _Stream:
         lease = self._acquire(r, None)
         try:
-            first = await self._wait_keyframe(r, lease.hub)
+            first = await self._wait_keyframe(r, lease)
             codec = _codec_of(lease.hub, first)
             if codec not in STREAM_TYPES:
                 # PS carries H.264/H.265 here; other codecs get the shared transcode.
@@ -227,7 +227,7 @@ class PsMediaBackend:
                          r.camera_id, codec)  # fmt: skip
                 main, lease = lease, self._acquire(r, "h264")
                 main.release()
-                first = await self._wait_keyframe(r, lease.hub)
+                first = await self._wait_keyframe(r, lease)
                 codec = "h264"
             sub = lease.hub.subscribe(f"gb28181:{r.call_id}", self.queue_size)
         except BaseException:
@@ -269,8 +269,9 @@ class PsMediaBackend:
             self.rejected["unavailable"] += 1
             raise MediaError(f"camera {r.camera_id}: {err}") from None
 
-    async def _wait_keyframe(self, r: MediaRequest, hub: Hub) -> bytes:
+    async def _wait_keyframe(self, r: MediaRequest, lease: Lease) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else MediaError."""
+        hub = lease.hub
         deadline = time.monotonic() + self.keyframe_wait_s
         published = None
         while True:
@@ -286,8 +287,13 @@ class PsMediaBackend:
                     return gop[0].data
             if hub.closed or time.monotonic() >= deadline:
                 self.rejected["offline"] += 1
+                error = next(
+                    (row["last_error"] for row in self.streams.stats() if row["key"] == lease.key),
+                    "",
+                )  # already redacted by the ingest
                 raise MediaError(
                     f"camera {r.camera_id} is offline: no video within {self.keyframe_wait_s:g} s"
+                    + (f" ({error})" if error else "")
                 )
             await asyncio.sleep(0.02)
 
