@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ from gateway.metrics import render
 from gateway.streams.manager import StreamManager
 from tests.ps_support import ffprobe, parse_ps, rtp_to_ps, split_rfc4571
 from tests.rtsp_support import until
-from tests.support import SimProcess, free_port, small_sim_args
+from tests.support import ROOT, SimProcess, free_port, small_sim_args
 
 PLATFORM = "127.0.183.1"  # where the "upper platform" listens
 SIM_BASE = {"h264": "127.0.181.1", "hevc": "127.0.182.1", "mjpeg": "127.0.185.1"}
@@ -289,3 +291,51 @@ async def test_bad_requests_unknown_and_offline_cameras_are_media_errors(
         await until(lambda: not any(s["consumers"] for s in streams.stats()), 5, "no leases")
         await checked.close("never-opened")  # ignored
         assert backend.rejected["unknown"] == backend.rejected["offline"] == 1
+
+
+def test_command_line_sender_streams_a_camera_without_sip(
+    sims: dict[str, str], tmp_path: Path
+) -> None:
+    """``python -m gateway.gb28181.ps``: the field check against a media server's RTP port."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind((PLATFORM, 0))
+    receiver.settimeout(0.5)
+    port = receiver.getsockname()[1]
+    args = ["--rtsp", sims["h264"], "--to", f"{PLATFORM}:{port}", "--seconds", "3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.gb28181.ps", *args, "--ssrc", "0100000001"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    packets: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                packets.append(receiver.recv(2048))
+            except TimeoutError:
+                if proc.poll() is not None:
+                    break
+        out, err = proc.communicate(timeout=30)
+    finally:
+        receiver.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    start, end = (json.loads(line) for line in out.splitlines())
+    assert start["sending"] and start["ssrc"] == 100000001
+    assert not end["sending"] and end["reason"] == "3 s elapsed"
+    frames = parse_ps(rtp_to_ps(packets, 100000001))
+    assert len(frames) == end["frames_sent"] >= 2 * FPS
+    assert frames[0].stream_type == 0x1B
+    out_file = tmp_path / "cli.ps"
+    out_file.write_bytes(b"".join(p[12:] for p in packets))
+    check_ps_file(out_file, "h264", 2 * FPS)
+    bad = subprocess.run(
+        [sys.executable, "-m", "gateway.gb28181.ps", "--rtsp", sims["h264"], "--to", "host:1"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "bad media address 'host':1" in bad.stderr
