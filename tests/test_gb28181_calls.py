@@ -1,0 +1,238 @@
+"""The platform asks (SIPp as UAC): a paged Catalog of a three-level tree with ParentIDs,
+then INVITE/ACK/BYE for a village camera through a real UDP media backend; and error
+answers (404 unknown channel, 488 from the backend, 481, hostile bodies) over raw UDP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.cascade.protocol import CameraNode, GatewayNode
+from gateway.gb28181.part import Gb28181Part
+from gateway.gb28181.sip.message import SipMessage, parse_datagram
+from gateway.store.db import Database
+from tests.gb28181_support import (
+    DEVICE_ID,
+    HOST,
+    SERVER_ID,
+    Sipp,
+    UdpMediaBackend,
+    free_port,
+    settings,
+    upstream,
+    wait_for,
+)
+
+
+def _tree() -> GatewayNode:
+    villages = [
+        GatewayNode(
+            id=f"village-{v}",
+            path=f"village-{v}",
+            name=f"{v}村",
+            status="online",
+            cameras=[
+                CameraNode(
+                    id=f"cam-{c}",
+                    path=f"village-{v}/cam-{c}",
+                    name=f"{v}村 摄像机{c}",
+                    status="online" if c == 1 else "offline",
+                )
+                for c in (1, 2)
+            ],
+        )
+        for v in (1, 2, 3)
+    ]
+    return GatewayNode(
+        id="town",
+        name="城关镇",
+        status="online",
+        cameras=[CameraNode(id="cam-01", path="cam-01", name="镇政府", status="online")],
+        children=villages,
+    )
+
+
+@pytest.fixture
+def receiver() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    sock.settimeout(10)
+    yield sock
+    sock.close()
+
+
+def _catalog_items(trace: bytes) -> tuple[set[int], list[ET.Element]]:
+    sums: set[int] = set()
+    items: list[ET.Element] = []
+    for raw in re.findall(rb"<Response>.*?</Response>", trace, re.S):
+        root = ET.fromstring(raw.decode("gb18030"))
+        if root.findtext("CmdType") != "Catalog":
+            continue
+        assert root.findtext("SN") == "17"
+        sums.add(int(root.findtext("SumNum") or -1))
+        items += root.findall("DeviceList/Item")
+    return sums, items
+
+
+async def test_platform_gets_the_whole_paged_catalog_and_plays_a_village_camera(
+    tmp_path: Path, receiver: socket.socket
+) -> None:
+    media = UdpMediaBackend()
+    platform_port = free_port()
+    part = Gb28181Part(
+        settings(upstream(platform_port, catalog_page=2)),
+        db=Database(tmp_path / "gw.db"),
+        tree=_tree,
+        media=media,
+    )
+    await part.start()
+    client = part.clients["county"]
+    channels = client.directory.channels()
+    by_path = {c.camera_path: c for c in channels if c.kind == "camera"}
+    target = by_path["village-2/cam-1"]
+    trace = tmp_path / "uac.log"
+    sipp = Sipp(
+        "gb_platform_uac.xml",
+        tmp_path,
+        *("-oocsf", str(Path(__file__).parent / "sipp" / "gb_platform_ooc.xml")),
+        *("-key", "device", DEVICE_ID, "-key", "server", SERVER_ID),
+        *("-key", "channel", target.gb_id, "-key", "mport", str(receiver.getsockname()[1])),
+        *("-m", "1", "-trace_msg", "-message_file", str(trace)),
+        f"{HOST}:{client.agent.local_port}",
+        port=platform_port,
+    )
+    try:
+        rc = await asyncio.to_thread(sipp.wait, 40)
+        assert rc == 0, sipp.errors()[-2000:]
+        await wait_for(lambda: client.queries.channels_pushed == len(channels), 10, "catalog")
+        data, _ = await asyncio.to_thread(receiver.recvfrom, 2048)
+        await wait_for(lambda: media.closed != [], 10, "the BYE closing the stream")
+    finally:
+        sipp.stop()
+        await part.stop()
+    # Media: opened for the right camera with the platform's port and SSRC, closed by BYE.
+    assert int.from_bytes(data[8:12], "big") == 100000001
+    (req,) = media.open_calls
+    assert (req.camera_id, req.transport, req.remote_host) == ("village-2/cam-1", "udp", HOST)
+    assert req.remote_port == receiver.getsockname()[1]
+    assert media.closed == [req.call_id] and client.calls.playing() == 0
+    # Catalog: every channel once, SumNum on every page, folders with the right parents.
+    sums, items = _catalog_items(trace.read_bytes())
+    assert sums == {len(channels)} == {11}  # 1 group + 3 villages + 7 cameras
+    got = {i.findtext("DeviceID"): i for i in items}
+    assert len(items) == len(got) == len(channels)
+    assert all(len(gid or "") == 20 for gid in got)
+    group = next(c for c in channels if c.kind == "group")
+    village2 = next(c for c in channels if c.kind == "org" and c.name == "2村")
+    assert got[village2.gb_id].findtext("ParentID") == group.gb_id
+    assert got[target.gb_id].findtext("ParentID") == village2.gb_id
+    assert got[target.gb_id].findtext("Name") == "2村 摄像机1"
+    assert got[target.gb_id].findtext("Status") == "ON"
+    assert got[by_path["village-2/cam-2"].gb_id].findtext("Status") == "OFF"
+    assert got[by_path["cam-01"].gb_id].findtext("ParentID") == group.gb_id
+    assert target.gb_id[10:13] == "132" and village2.gb_id[10:13] == "216"
+
+
+def test_channel_ids_are_stable_and_never_reused(tmp_path: Path) -> None:
+    from gateway.gb28181.channels import ChannelDirectory
+
+    db = Database(tmp_path / "gw.db")
+    first = {c.camera_path: c.gb_id for c in ChannelDirectory(db, _tree, "34020000").channels()}
+    smaller = _tree()
+    smaller.cameras = []
+    ChannelDirectory(db, lambda: smaller, "34020000").channels()
+    again = {c.camera_path: c.gb_id for c in ChannelDirectory(db, _tree, "34020000").channels()}
+    assert first == again
+    grown = _tree()
+    grown.cameras.append(CameraNode(id="cam-02", path="cam-02"))
+    ids = [c.gb_id for c in ChannelDirectory(db, lambda: grown, "34020000").channels()]
+    assert len(set(ids)) == len(ids) == 12
+
+
+class RawPlatform:
+    """A platform made of one UDP socket: sends requests, returns the final response."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(10)
+        self.n = 0
+
+    def request(self, method: str, uri_user: str, body: bytes = b"", ctype: str = "") -> SipMessage:
+        self.n += 1
+        port = self.sock.getsockname()[1]
+        msg = SipMessage(method=method, uri=f"sip:{uri_user}@3402000000")
+        msg.add("Via", f"SIP/2.0/UDP {HOST}:{port};branch=z9hG4bKraw{self.n}")
+        msg.add("From", f"<sip:{SERVER_ID}@3402000000>;tag=raw")
+        msg.add("To", f"<sip:{uri_user}@3402000000>")
+        msg.add("Call-ID", f"raw-{self.n}")
+        msg.add("CSeq", f"{self.n} {method}")
+        if ctype:
+            msg.add("Content-Type", ctype)
+        msg.body = body
+        return self.send(msg.to_bytes())
+
+    def send(self, data: bytes) -> SipMessage:
+        self.sock.sendto(data, self.target)
+        while True:
+            resp = parse_datagram(self.sock.recvfrom(65535)[0])
+            if not resp.is_request and resp.status >= 200:
+                return resp
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+SDP = (
+    b"v=0\r\no=x 0 0 IN IP4 127.0.28.1\r\ns=Play\r\nc=IN IP4 127.0.28.1\r\nt=0 0\r\n"
+    b"m=video 9 RTP/AVP 96\r\na=rtpmap:96 PS/90000\r\ny=0100000002\r\n"
+)
+
+
+async def test_bad_requests_get_sip_errors_and_leak_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    media = UdpMediaBackend(fail="camera cam-01 is offline")
+    part = Gb28181Part(
+        settings(upstream(free_port())), db=Database(tmp_path / "gw.db"), tree=_tree, media=media
+    )
+    await part.start()
+    client = part.clients["county"]
+    cam = next(c for c in client.directory.channels() if c.camera_path == "cam-01")
+    raw = RawPlatform((HOST, client.agent.local_port))
+    sdp_type = "application/sdp"
+    xml = "Application/MANSCDP+xml"
+    try:
+        unknown = await asyncio.to_thread(
+            raw.request, "INVITE", "34020000001329999999", SDP, sdp_type
+        )
+        assert unknown.status == 404
+        refused = await asyncio.to_thread(raw.request, "INVITE", cam.gb_id, SDP, sdp_type)
+        assert refused.status == 488 and "offline" in refused.reason
+        bad_sdp = await asyncio.to_thread(
+            raw.request, "INVITE", cam.gb_id, SDP.replace(b"s=Play", b"s=Talk"), sdp_type
+        )
+        assert bad_sdp.status == 488 and "Talk" in bad_sdp.reason
+        bye = await asyncio.to_thread(raw.request, "BYE", cam.gb_id)
+        assert bye.status == 481
+        bomb = b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><Query>&b;</Query>'
+        hostile = await asyncio.to_thread(raw.request, "MESSAGE", DEVICE_ID, bomb, xml)
+        assert hostile.status == 400
+        # Garbage datagrams are dropped with a log line; the agent keeps answering.
+        raw.sock.sendto(b"\x00garbage\r\n\r\n", raw.target)
+        raw.sock.sendto(b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n", raw.target)
+        options = await asyncio.to_thread(raw.request, "OPTIONS", DEVICE_ID)
+        assert options.status == 200
+    finally:
+        raw.close()
+        await part.stop()
+    assert client.calls.playing() == 0 and media.playing() == 0
+    assert "malformed SIP datagram" in caplog.text
+    assert "forbidden XML construct" in caplog.text
