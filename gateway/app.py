@@ -86,6 +86,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cascade.part import build as build_cascade
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
+    from gateway.gb28181.part import build as build_gb28181
     from gateway.motion.service import build as build_motion
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
@@ -101,5 +102,6 @@ def _factories() -> list[tuple[str, Any]]:
         ("linkage", build_linkage),
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen
+        ("gb28181", build_gb28181),  # after cascade: its catalog is the merged tree
         ("mqtt", build_mqtt),  # last: it only listens to the bus
     ]

@@ -110,7 +110,7 @@ class Gb28181Part:
         public["status"] = client.status() if client else {"id": uid, "state": "disabled"}
         return public
 
-    def list(self) -> list[dict[str, Any]]:
+    def list_all(self) -> list[dict[str, Any]]:
         return [self.describe(uid) for uid in self.configs]
 
     async def add(self, raw: dict[str, Any]) -> dict[str, Any]:
