@@ -298,6 +298,12 @@ class GbUpstream(_Model):
         "", pattern=r"^(\d{2}|\d{4}|\d{6}|\d{8})?$", title="本级行政区划 (civil code)"
     )
     catalog_page: int = Field(1, ge=1, le=50, title="Catalog items per MESSAGE")
+    share: list[Annotated[str, Field(min_length=1, max_length=640)]] = Field(
+        default_factory=lambda: ["*"],
+        max_length=1000,
+        title="Shared cameras",
+        description="Camera paths, or subtrees as village-1/*; * shares the whole tree",
+    )
 
     @field_validator("device_id")
     @classmethod

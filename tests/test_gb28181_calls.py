@@ -137,6 +137,12 @@ async def test_platform_gets_the_whole_paged_catalog_and_plays_a_village_camera(
     assert got[by_path["village-2/cam-2"].gb_id].findtext("Status") == "OFF"
     assert got[by_path["cam-01"].gb_id].findtext("ParentID") == group.gb_id
     assert target.gb_id[10:13] == "132" and village2.gb_id[10:13] == "216"
+    # DeviceInfo and DeviceStatus answers, with the query's SN, in GB2312.
+    text = trace.read_bytes().decode("gb18030", "replace")
+    info = re.search(r"<Response>\s*<CmdType>DeviceInfo</CmdType>.*?</Response>", text, re.S)
+    assert info and "<SN>18</SN>" in info.group(0) and "<Channel>7</Channel>" in info.group(0)
+    status = re.search(r"<Response>\s*<CmdType>DeviceStatus</CmdType>.*?</Response>", text, re.S)
+    assert status and "<SN>19</SN>" in status.group(0) and "<Online>ONLINE</Online>" in text
 
 
 def test_channel_ids_are_stable_and_never_reused(tmp_path: Path) -> None:
@@ -153,6 +159,21 @@ def test_channel_ids_are_stable_and_never_reused(tmp_path: Path) -> None:
     grown.cameras.append(CameraNode(id="cam-02", path="cam-02"))
     ids = [c.gb_id for c in ChannelDirectory(db, lambda: grown, "34020000").channels()]
     assert len(set(ids)) == len(ids) == 12
+
+
+def test_only_shared_cameras_and_their_folders_are_listed(tmp_path: Path) -> None:
+    from gateway.gb28181.channels import ChannelDirectory
+
+    db = Database(tmp_path / "gw.db")
+    everything = ChannelDirectory(db, _tree, "34020000").channels()
+    some = ChannelDirectory(db, _tree, "34020000", share=["village-1/*", "cam-01"])
+    listed = some.channels()
+    cams = sorted(c.camera_path for c in listed if c.kind == "camera")
+    assert cams == ["cam-01", "village-1/cam-1", "village-1/cam-2"]
+    assert [c.name for c in listed if c.kind == "org"] == ["1村"]
+    hidden = next(c for c in everything if c.camera_path == "village-2/cam-1")
+    assert some.camera_for(hidden.gb_id) is None  # an INVITE for it gets 404
+    assert {c.gb_id for c in listed} <= {c.gb_id for c in everything}
 
 
 class RawPlatform:

@@ -5,7 +5,7 @@ levels appear as folders in the upper platform at any depth."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.cascade.protocol import GatewayNode
@@ -62,20 +62,46 @@ class Channel:
 class ChannelDirectory:
     """Builds the channel list from ``tree()`` with ids from the store under ``prefix``."""
 
-    def __init__(self, db: Database, tree: Callable[[], GatewayNode], prefix: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tree: Callable[[], GatewayNode],
+        prefix: str,
+        share: Sequence[str] = ("*",),
+    ) -> None:
         if len(prefix) != 8 or not prefix.isdigit():
             raise ValueError(f"GB id prefix must be 8 digits, not {prefix!r}")
         ids.init(db)
         self.db = db
         self.tree = tree
         self.prefix = prefix
+        self.share = tuple(share)
+        self._known: dict[str, str] = {}
+
+    def shared(self, path: str) -> bool:
+        """Whether the camera at ``path`` is shared with this platform."""
+        for rule in self.share:
+            if rule == "*" or rule == path:
+                return True
+            if rule.endswith("/*") and path.startswith(rule[:-1]):
+                return True
+        return False
+
+    def _id(self, key: str, type_code: str) -> str:
+        found = self._known.get(key)
+        if found is None:
+            found = ids.gb_id(self.db, self.prefix, key, type_code)
+            self._known[key] = found
+        return found
 
     def channels(self) -> list[Channel]:
         """Folders first (a parent before its children), then cameras."""
         root = self.tree()
         folders: list[Channel] = []
         cameras: list[Channel] = []
-        group_id = ids.gb_id(self.db, self.prefix, "node:", GROUP_TYPE)
+        if not self._known:
+            self._known = ids.all_ids(self.db, self.prefix)
+        group_id = self._id("node:", GROUP_TYPE)
         folders.append(Channel(group_id, root.name or root.id, "group"))
         self._walk(root, group_id, group_id, folders, cameras)
         return folders + cameras
@@ -89,7 +115,9 @@ class ChannelDirectory:
         cameras: list[Channel],
     ) -> None:
         for cam in node.cameras:
-            cam_id = ids.gb_id(self.db, self.prefix, f"camera:{cam.path}", CAMERA_TYPE)
+            if not self.shared(cam.path):
+                continue
+            cam_id = self._id(f"camera:{cam.path}", CAMERA_TYPE)
             cameras.append(
                 Channel(
                     cam_id,
@@ -104,10 +132,16 @@ class ChannelDirectory:
                 )
             )
         for child in node.children:
-            child_id = ids.gb_id(self.db, self.prefix, f"node:{child.path}", ORG_TYPE)
+            below_folders: list[Channel] = []
+            below_cameras: list[Channel] = []
+            child_id = self._id(f"node:{child.path}", ORG_TYPE)
+            self._walk(child, child_id, group_id, below_folders, below_cameras)
+            if not below_cameras:
+                continue  # a folder with nothing shared in it would only reveal the tree
             name = child.name or child.id
             folders.append(Channel(child_id, name, "org", parent_id=node_id, group_id=group_id))
-            self._walk(child, child_id, group_id, folders, cameras)
+            folders += below_folders
+            cameras += below_cameras
 
     def camera_for(self, gb_id: str) -> Channel | None:
         """The camera channel with ``gb_id`` in the current tree, or None."""

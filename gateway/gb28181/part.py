@@ -71,7 +71,7 @@ class Gb28181Part:
         self._started = False
 
     def _client(self, cfg: GbUpstream) -> UpstreamClient:
-        directory = ChannelDirectory(self.db, self.tree, id_prefix(cfg))
+        directory = ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
         return UpstreamClient(
             cfg,
             directory=directory,

@@ -46,7 +46,8 @@ class Queries:
             if query.cmd == "Catalog":
                 await self._catalog(query.sn)
             elif query.cmd == "DeviceInfo":
-                await self._send("DeviceInfo", query.sn, self._device_info())
+                info = await asyncio.to_thread(self._device_info)
+                await self._send("DeviceInfo", query.sn, info)
             else:
                 await self._send("DeviceStatus", query.sn, _device_status())
         except (SipTimeout, OSError) as err:
