@@ -179,7 +179,7 @@ def test_only_shared_cameras_and_their_folders_are_listed(tmp_path: Path) -> Non
 class RawPlatform:
     """A platform made of one UDP socket: sends requests, returns the final response."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int] = (HOST, 9)) -> None:
         self.target = target
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, 0))
@@ -204,11 +204,23 @@ class RawPlatform:
         self.sock.sendto(data, self.target)
         while True:
             resp = parse_datagram(self.sock.recvfrom(65535)[0])
-            if not resp.is_request and resp.status >= 200:
+            # Skip our REGISTERs and keepalives when this socket is the upstream too.
+            if not resp.is_request and resp.status >= 200 and resp.call_id == msg_id(data):
                 return resp
+
+    def next_request(self, method: str) -> tuple[SipMessage, tuple[str, int]]:
+        while True:
+            data, addr = self.sock.recvfrom(65535)
+            msg = parse_datagram(data)
+            if msg.method == method:
+                return msg, addr
 
     def close(self) -> None:
         self.sock.close()
+
+
+def msg_id(data: bytes) -> str:
+    return parse_datagram(data).call_id
 
 
 SDP = (
@@ -257,3 +269,42 @@ async def test_bad_requests_get_sip_errors_and_leak_nothing(
     assert client.calls.playing() == 0 and media.playing() == 0
     assert "malformed SIP datagram" in caplog.text
     assert "forbidden XML construct" in caplog.text
+
+
+async def test_stopping_hangs_up_playing_dialogs_with_bye(tmp_path: Path) -> None:
+    from gateway.gb28181.sip.agent import make_response
+
+    media = UdpMediaBackend()
+    raw = RawPlatform()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind((HOST, 0))
+    part = Gb28181Part(
+        settings(upstream(raw.sock.getsockname()[1])),
+        db=Database(tmp_path / "gw.db"),
+        tree=_tree,
+        media=media,
+    )
+    await part.start()
+    client = part.clients["county"]
+    raw.target = (HOST, client.agent.local_port)
+    cam = next(c for c in client.directory.channels() if c.camera_path == "village-3/cam-1")
+    offer = SDP.replace(b"m=video 9 ", f"m=video {sink.getsockname()[1]} ".encode())
+    try:
+        ok = await asyncio.to_thread(raw.request, "INVITE", cam.gb_id, offer, "application/sdp")
+        assert ok.status == 200 and b"y=0100000002" in ok.body
+        ack = SipMessage(method="ACK", uri=f"sip:{cam.gb_id}@3402000000")
+        for name in ("Via", "From", "To", "Call-ID"):
+            ack.add(name, ok.get(name))
+        ack.add("CSeq", f"{ok.cseq[0]} ACK")
+        raw.sock.sendto(ack.to_bytes(), raw.target)
+        await wait_for(lambda: all(d.acked for d in client.calls.dialogs.values()), 10, "ACK")
+        stopping = asyncio.create_task(part.stop())
+        bye, addr = await asyncio.to_thread(raw.next_request, "BYE")
+        raw.sock.sendto(make_response(bye, 200, "OK").to_bytes(), addr)
+        await asyncio.wait_for(stopping, 20)
+    finally:
+        raw.close()
+        sink.close()
+        await part.stop()
+    assert bye.call_id == ok.call_id
+    assert media.closed == [ok.call_id] and media.playing() == 0

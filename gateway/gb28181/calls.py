@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from gateway.gb28181 import sdp
 from gateway.gb28181.media_api import MediaBackend, MediaError, MediaRequest, MediaSession
-from gateway.gb28181.sip.agent import Addr, make_response, new_tag
-from gateway.gb28181.sip.message import SipMessage, addr_params, uri_user
+from gateway.gb28181.sip.agent import Addr, SipTimeout, make_response, new_tag
+from gateway.gb28181.sip.message import SipMessage, addr_params, addr_uri, uri_user
 
 if TYPE_CHECKING:
     from gateway.gb28181.upstream import UpstreamClient
@@ -28,6 +28,9 @@ class Dialog:
     to_tag: str
     answer: bytes
     session: MediaSession
+    local: str = ""  # our side of the dialog (the INVITE's To, with our tag)
+    remote: str = ""  # the platform's side (the INVITE's From, with its tag)
+    remote_target: str = ""  # where a BYE of ours goes (the INVITE's Contact)
     acked: bool = False
 
 
@@ -104,7 +107,18 @@ class Calls:
         if host in ("0.0.0.0", ""):
             host = self.client.agent.via_host
         body = sdp.answer(offer, device_id=channel.gb_id, host=host, port=session.local_port)
-        dialog = Dialog(req.call_id, channel.camera_path, new_tag(), body, session)
+        to_tag = new_tag()
+        contact = req.get("Contact")
+        dialog = Dialog(
+            req.call_id,
+            channel.camera_path,
+            to_tag,
+            body,
+            session,
+            local=f"<{addr_uri(req.get('To'))}>;tag={to_tag}",
+            remote=req.get("From"),
+            remote_target=addr_uri(contact) if contact else self.client.server_uri,
+        )
         self.dialogs[req.call_id] = dialog
         log.info(
             "gb28181 %s: playing %s to %s:%s (%s, ssrc %s)",
@@ -144,5 +158,20 @@ class Calls:
             log.exception("gb28181: closing the stream of %s failed", dialog.camera)
 
     async def close_all(self) -> None:
-        for call_id in list(self.dialogs):
-            await self._close(call_id, "stopping")
+        """Stop every stream and hang up each dialog with a BYE (best effort)."""
+        dialogs = list(self.dialogs.values())
+        for dialog in dialogs:
+            await self._close(dialog.call_id, "stopping")
+        await asyncio.gather(*(self._bye(d) for d in dialogs if d.acked))
+
+    async def _bye(self, dialog: Dialog) -> None:
+        bye = SipMessage(method="BYE", uri=dialog.remote_target)
+        bye.add("From", dialog.local)
+        bye.add("To", dialog.remote)
+        bye.add("Call-ID", dialog.call_id)
+        bye.add("CSeq", "1 BYE")
+        try:
+            await self.client.agent.request(bye, timeout=min(2.0, self.client.agent.timers.b))
+        except (SipTimeout, OSError) as err:
+            cfg_id = self.client.cfg.id
+            log.info("gb28181 %s: BYE for %s unanswered: %s", cfg_id, dialog.camera, err)
