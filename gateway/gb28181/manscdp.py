@@ -98,7 +98,7 @@ def _fields(out: list[str], fields: list[tuple[str, object]], depth: int) -> Non
     pad = "  " * depth
     for name, value in fields:
         if isinstance(value, list):
-            if name.endswith("List"):
+            if name.endswith("List") or name == "Alarmstatus":
                 out.append(f'{pad}<{name} Num="{len(value)}">')
                 for item in value:
                     out.append(f"{pad}  <Item>")
