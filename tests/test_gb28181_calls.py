@@ -308,3 +308,62 @@ async def test_stopping_hangs_up_playing_dialogs_with_bye(tmp_path: Path) -> Non
         await part.stop()
     assert bye.call_id == ok.call_id
     assert media.closed == [ok.call_id] and media.playing() == 0
+
+
+async def test_a_2000_camera_three_level_catalog_arrives_whole(tmp_path: Path) -> None:
+    towns = [
+        GatewayNode(
+            id=f"t{t}",
+            path=f"t{t}",
+            status="online",
+            children=[
+                GatewayNode(
+                    id=f"v{v}",
+                    path=f"t{t}/v{v}",
+                    status="online",
+                    cameras=[
+                        CameraNode(id=f"c{c}", path=f"t{t}/v{v}/c{c}", status="online")
+                        for c in range(20)
+                    ],
+                )
+                for v in range(10)
+            ],
+        )
+        for t in range(10)
+    ]
+    city = GatewayNode(id="city", status="online", children=towns)
+    port = free_port()
+    part = Gb28181Part(
+        settings(upstream(port, catalog_page=5, keepalive_s=60)),
+        db=Database(tmp_path / "gw.db"),
+        tree=lambda: city,
+        media=None,
+    )
+    await part.start()
+    client = part.clients["county"]
+    trace = tmp_path / "catalog.log"
+    sipp = Sipp(
+        "gb_platform_catalog.xml",
+        tmp_path,
+        *("-oocsf", str(Path(__file__).parent / "sipp" / "gb_platform_ooc.xml")),
+        *("-key", "device", DEVICE_ID, "-key", "server", SERVER_ID, "-key", "sn", "17"),
+        *("-d", "600000", "-m", "1", "-trace_msg", "-message_file", str(trace)),
+        f"{HOST}:{client.agent.local_port}",
+        port=port,
+    )
+    try:
+        await wait_for(lambda: client.queries.channels_pushed == 2111, 60, "2,111 channels")
+    finally:
+        sipp.stop()
+        await part.stop()
+    sums, items = _catalog_items(trace.read_bytes())
+    assert sums == {2111}
+    ids = {i.findtext("DeviceID") for i in items}
+    assert len(items) == len(ids) == 2111
+    cameras = [i for i in items if (i.findtext("DeviceID") or "")[10:13] == "132"]
+    assert len(cameras) == 2000
+    # Every ParentID names a folder that was sent: the tree is whole at the third level.
+    folders = {i.findtext("DeviceID") for i in items if i not in cameras}
+    assert all(i.findtext("ParentID") in folders for i in items if i.findtext("ParentID"))
+    villages = {i.findtext("ParentID") for i in cameras}
+    assert len(villages) == 100
