@@ -171,3 +171,73 @@ def test_manscdp_round_trip_in_gb2312() -> None:
     assert "城关镇".encode("gb2312") in body
     q = manscdp.parse(body, "gb2312")
     assert (q.root, q.cmd, q.sn, q.device_id) == ("Query", "Catalog", "7", "城关镇")
+
+
+HEADER_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=40
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["Via", "CSeq", "l", "From", "To", "i", "Content-Length"]), HEADER_TEXT)
+def test_fuzz_header_values_only_raise_parse_errors(name: str, value: str) -> None:
+    lines = INVITE.decode("latin-1").split("\r\n")
+    lines = [ln for ln in lines if not ln.lower().startswith(name.lower() + ":")]
+    lines.insert(1, f"{name}: {value}")
+    data = "\r\n".join(lines).encode("utf-8")
+    try:
+        msg = parse_datagram(data)
+    except SipParseError:
+        return
+    assert msg.cseq[0] >= 0 and isinstance(msg.branch, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HEADER_TEXT, max_size=12))
+def test_fuzz_sdp_offers_only_raise_sdp_errors(lines: list[str]) -> None:
+    from gateway.gb28181 import sdp
+
+    body = "\r\n".join(["v=0", "s=Play", *lines]).encode("utf-8", "replace")
+    with contextlib.suppress(sdp.SdpError):
+        sdp.parse_offer(body)
+
+
+def test_unicode_digits_are_not_numbers() -> None:
+    with pytest.raises(SipParseError, match="CSeq"):
+        parse_datagram(INVITE.replace(b"cseq: 20 INVITE", "cseq: ²0 INVITE".encode()))
+    with pytest.raises(SipParseError, match="Content-Length"):
+        parse_datagram(INVITE.replace(b"l: 4", "l: ٤".encode()))
+
+
+@pytest.mark.parametrize(
+    ("proto", "setup", "transport", "our_setup"),
+    [
+        ("RTP/AVP", "", "udp", ""),
+        ("TCP/RTP/AVP", "a=setup:passive\r\n", "tcp-connect", "a=setup:active"),
+        ("TCP/RTP/AVP", "a=setup:active\r\n", "tcp-listen", "a=setup:passive"),
+        ("TCP/RTP/AVP", "", "tcp-connect", "a=setup:active"),
+    ],
+)
+def test_sdp_offer_transport_and_answer(
+    proto: str, setup: str, transport: str, our_setup: str
+) -> None:
+    from gateway.gb28181 import sdp
+
+    offer = sdp.parse_offer(
+        (
+            "v=0\r\no=34020000002000000001 0 0 IN IP4 10.0.0.9\r\ns=Play\r\n"
+            f"c=IN IP4 10.0.0.9\r\nt=0 0\r\nm=video 30000 {proto} 96 97 98\r\n"
+            f"a=recvonly\r\na=rtpmap:96 PS/90000\r\n{setup}"
+            "y=0200000123\r\nf=v/2/5/25/1/4096a///\r\n"
+        ).encode()
+    )
+    assert (offer.host, offer.port, offer.transport, offer.ssrc) == (
+        "10.0.0.9",
+        30000,
+        transport,
+        200000123,
+    )
+    text = sdp.answer(offer, device_id="34020000001320000001", host="10.0.0.2", port=4000).decode()
+    assert f"m=video 4000 {proto} 96" in text and "y=0200000123" in text
+    assert "f=v/2/5/25/1/4096a///" in text and "a=sendonly" in text
+    assert (our_setup in text) if our_setup else ("setup" not in text)

@@ -49,7 +49,7 @@ def parse(body: bytes, charset: str) -> Query:
     if not cmd:
         raise ManscdpError(f"<{root.tag[:32]}> without CmdType")
     sn = (root.findtext("SN") or "").strip()
-    if not sn.isdigit() or len(sn) > 20:
+    if not (sn.isascii() and sn.isdigit()) or len(sn) > 20:
         raise ManscdpError(f"bad SN {sn[:24]!r}")
     return Query(
         root=root.tag[:32],

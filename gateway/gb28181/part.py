@@ -194,7 +194,9 @@ def _validate(raw: dict[str, Any]) -> GbUpstream:
 def build(gw: Any) -> Gb28181Part | None:
     """The part, or None when ``gb28181`` is not configured.
 
-    The media backend is whatever ``app.py`` put in ``gw.extras["gb28181_media"]``.
+    The media backend is the part named ``gb28181_media`` (built before this one in
+    ``app._factories``), or else ``gw.extras["gb28181_media"]``; without one, INVITEs
+    are answered 488.
     """
     settings: Gb28181Settings | None = gw.settings.gb28181
     if settings is None:
@@ -205,6 +207,6 @@ def build(gw: Any) -> Gb28181Part | None:
         settings,
         db=gw.db,
         tree=lambda: tree.build(gw),
-        media=gw.extras.get("gb28181_media"),
+        media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
         overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
     )

@@ -254,7 +254,7 @@ class SipAgent:
             event = self._acks.pop(msg.call_id, None)
             if event is not None:
                 event.set()
-        key = (msg.branch, msg.method)
+        key = _server_key(msg)
         if msg.method != "ACK" and key in self._answered:
             cached = self._answered[key]
             if cached is not None:  # a retransmission: repeat our answer
@@ -300,6 +300,15 @@ class SipAgent:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _server_key(msg: SipMessage) -> tuple[str, str]:
+    """The server transaction of a request: its RFC 3261 branch, or for an old-style peer
+    without one (RFC 2543), Call-ID and CSeq."""
+    branch = msg.branch
+    if branch.startswith("z9hG4bK"):
+        return branch, msg.method
+    return f"{msg.call_id} {msg.get('CSeq')}", msg.method
 
 
 class _Udp(asyncio.DatagramProtocol):

@@ -57,6 +57,7 @@ _CANONICAL = {
         "Subscription-State",
     )
 }
+_DIGITS = re.compile(r"^[0-9]+$")
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _STATUS = re.compile(r"^SIP/2\.0 ([1-6]\d\d) ?(.*)$")
 _REQUEST = re.compile(r"^([A-Za-z]{1,32}) (\S{1,1024}) SIP/2\.0$")
@@ -99,19 +100,6 @@ class SipMessage:
         want = canonical(name).lower()
         return [v for n, v in self.headers if n.lower() == want]
 
-    def set(self, name: str, value: str) -> None:
-        """Replace every header ``name`` by one with ``value`` (appended if absent)."""
-        name = canonical(name)
-        want = name.lower()
-        for i, (n, _) in enumerate(self.headers):
-            if n.lower() == want:
-                self.headers[i] = (name, value)
-                self.headers = [
-                    h for j, h in enumerate(self.headers) if j <= i or h[0].lower() != want
-                ]
-                return
-        self.headers.append((name, value))
-
     def add(self, name: str, value: str) -> None:
         self.headers.append((canonical(name), value))
 
@@ -152,7 +140,7 @@ class SipMessage:
 
 def parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+    if len(parts) != 2 or not _DIGITS.match(parts[0]) or len(parts[0]) > 10:
         raise SipParseError(f"bad CSeq {value[:40]!r}")
     return int(parts[0]), parts[1].upper()
 
@@ -267,7 +255,7 @@ def content_length(msg: SipMessage) -> int | None:
     raw = msg.get("Content-Length")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 7:
+    if not _DIGITS.match(raw) or len(raw) > 7:
         raise SipParseError(f"bad Content-Length {raw[:20]!r}")
     length = int(raw)
     if length > MAX_BODY:
