@@ -5,6 +5,8 @@ platform restart, TCP."""
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,15 @@ import pytest
 from gateway.cascade.protocol import CameraNode, GatewayNode
 from gateway.gb28181.part import Gb28181Part
 from gateway.store.db import Database
-from tests.gb28181_support import DEVICE_ID, Sipp, settings, upstream, wait_for
+from tests.gb28181_support import (
+    DEVICE_ID,
+    SERVER_ID,
+    Sipp,
+    free_port,
+    settings,
+    upstream,
+    wait_for,
+)
 
 PASSWORD = "s3cret-pw"
 
@@ -135,3 +145,36 @@ async def test_registers_over_tcp(tmp_path: Path, sipps: list[Sipp]) -> None:
         assert client.state == "online"
     finally:
         await part.stop()
+
+
+async def test_platform_queries_come_back_over_our_tcp_connection(
+    tmp_path: Path, sipps: list[Sipp]
+) -> None:
+    trace = tmp_path / "tcp.msgs"
+    sipp = Sipp(
+        "gb_platform_tcp_query.xml",
+        tmp_path,
+        *("-t", "t1", "-key", "device", DEVICE_ID, "-key", "server", SERVER_ID),
+        *("-trace_msg", "-message_file", str(trace)),
+        port=free_port(socket.SOCK_STREAM),
+    )
+    sipps.append(sipp)
+    part = _part(tmp_path, sipp.port, transport="tcp")
+    await part.start()
+    client = part.clients["county"]
+    try:
+        await wait_for(lambda: client.state == "online", 20, "registration over TCP")
+
+        def answered() -> bool:
+            text = trace.read_text(errors="replace") if trace.exists() else ""
+            return (
+                re.search(r"<Response>\s*<CmdType>DeviceInfo</CmdType>\s*<SN>77</SN>", text)
+                is not None
+            )
+
+        await wait_for(answered, 20, "the DeviceInfo answer over TCP")
+    finally:
+        await part.stop()
+    text = trace.read_text(errors="replace")
+    assert "SIP/2.0/TCP" in text and "<Result>OK</Result>" in text
+    assert "Expires: 0" in text
