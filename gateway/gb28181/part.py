@@ -181,6 +181,8 @@ class Gb28181Part:
 
 
 def _validate(raw: dict[str, Any]) -> GbUpstream:
+    # What GET returns may be sent back as it is: the read-only keys are dropped.
+    raw = {k: v for k, v in raw.items() if k not in ("status", "password_set")}
     try:
         return GbUpstream.model_validate(raw)
     except ValidationError as err:
