@@ -143,6 +143,10 @@ async def test_platform_gets_the_whole_paged_catalog_and_plays_a_village_camera(
     assert info and "<SN>18</SN>" in info.group(0) and "<Channel>7</Channel>" in info.group(0)
     status = re.search(r"<Response>\s*<CmdType>DeviceStatus</CmdType>.*?</Response>", text, re.S)
     assert status and "<SN>19</SN>" in status.group(0) and "<Online>ONLINE</Online>" in text
+    config = re.search(r"<Response>\s*<CmdType>ConfigDownload</CmdType>.*?</Response>", text, re.S)
+    assert config and "<SN>20</SN>" in config.group(0)
+    assert f"<SIPServerID>{SERVER_ID}</SIPServerID>" in config.group(0)
+    assert "<HeartBeatCount>2</HeartBeatCount>" in config.group(0)
 
 
 def test_channel_ids_are_stable_and_never_reused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gateway.gb28181.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
-SUPPORTED = ("Catalog", "DeviceInfo", "DeviceStatus")
+SUPPORTED = ("Catalog", "DeviceInfo", "DeviceStatus", "ConfigDownload")
 
 
 class Queries:
@@ -48,6 +48,8 @@ class Queries:
             elif query.cmd == "DeviceInfo":
                 info = await asyncio.to_thread(self._device_info)
                 await self._send("DeviceInfo", query.sn, info)
+            elif query.cmd == "ConfigDownload":
+                await self._send("ConfigDownload", query.sn, self._basic_param(query))
             else:
                 await self._send("DeviceStatus", query.sn, _device_status())
         except (SipTimeout, OSError) as err:
@@ -82,6 +84,30 @@ class Queries:
             sent += len(items)
         self.channels_pushed = sent
         log.info("gb28181 %s: catalog of %d channels sent", cfg.id, sent)
+
+    def _basic_param(self, query: manscdp.Query) -> list[tuple[str, object]]:
+        """ConfigDownload: BasicParam only (what WVP asks after a registration)."""
+        cfg = self.client.cfg
+        wanted = (query.xml.findtext("ConfigType") or "BasicParam").split("/")
+        if "BasicParam" not in wanted:
+            return [("Result", "ERROR")]
+        return [
+            ("Result", "OK"),
+            (
+                "BasicParam",
+                [
+                    ("Name", cfg.id),
+                    ("DeviceID", cfg.device_id),
+                    ("SIPServerID", cfg.server_id),
+                    ("SIPServerIP", cfg.host),
+                    ("SIPServerPort", cfg.port),
+                    ("DomainName", cfg.domain),
+                    ("Expiration", cfg.expires_s),
+                    ("HeartBeatInterval", int(cfg.keepalive_s)),
+                    ("HeartBeatCount", cfg.keepalive_misses),
+                ],
+            ),
+        ]
 
     def _device_info(self) -> list[tuple[str, object]]:
         channels = self.client.directory.channels()
