@@ -118,6 +118,8 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cascade.part import build as build_cascade
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
+    from gateway.gb28181.part import build as build_gb28181
+    from gateway.gb28181.ps.backend import build as build_ps_backend
     from gateway.looplag import build as build_looplag
     from gateway.motion.service import build as build_motion
     from gateway.recorder.service import create as build_recorder
@@ -135,5 +137,8 @@ def _factories() -> list[tuple[str, Any]]:
         ("linkage", build_linkage),
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen
+        # PS/RTP sender for GB/T 28181 platforms, only with gb28181 configured
+        ("gb28181_media", lambda gw: build_ps_backend(gw) if gw.settings.gb28181 else None),
+        ("gb28181", build_gb28181),  # after cascade: its catalog is the merged tree
         ("mqtt", build_mqtt),  # last: it only listens to the bus
     ]

@@ -29,6 +29,7 @@ def _routers() -> list:
         cascade,
         discovery,
         events,
+        gb28181,
         health,
         linkage,
         metrics,
@@ -39,7 +40,7 @@ def _routers() -> list:
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs]
+    modules += [events, recordings, prefs, gb28181]
     return [m.router for m in modules]
 
 
