@@ -25,7 +25,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
-from gateway.relay import ice, whep
+from gateway.relay import dtls, ice, whep
 from gateway.relay.model import (
     CameraNotFound,
     CameraUnavailable,
@@ -59,6 +59,7 @@ class Relay:
             ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
         )
         ice.install()
+        dtls.install()
 
     # -- part lifecycle ------------------------------------------------------------
     async def start(self) -> None:

@@ -23,6 +23,7 @@ from aiortc import codecs as aiortc_codecs
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
+from gateway.relay import dtls
 from gateway.relay.ice import host_addresses
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,12 @@ async def answer(
     """
     if not resolve_mdns:
         offer_sdp = strip_mdns_candidates(offer_sdp)
-    _, offered = parse_offer(offer_sdp)
+    desc, offered = parse_offer(offer_sdp)
     transceiver = pc.addTransceiver(track, direction="sendonly")  # type: ignore[arg-type]
     transceiver.setCodecPreferences(codec_preferences(offered, source_plid, camera_id))
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        dtls.prefer_server_role(pc, desc)
         local = await pc.createAnswer()
     except Exception as err:  # ValueError / OperationError / InvalidStateError from aiortc
         raise OfferError(f"the offer was refused: {err or type(err).__name__}") from None
