@@ -125,7 +125,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     rig = Rig(tmp_path_factory.mktemp("gst"))
     try:
         h264 = rig.sim("127.0.31.1", "h264", "sim-h264")
-        cameras = [{"id": "cam-264", "rtsp_url": f"{h264['url']}/main"}]
+        hevc = rig.sim("127.0.31.2", "hevc", "sim-h265")
+        cameras = [
+            {"id": "cam-264", "rtsp_url": f"{h264['url']}/main"},
+            {"id": "cam-265", "rtsp_url": f"{hevc['url']}/main"},
+        ]
         rig.gw = GatewayProcess(
             rig.tmp,
             {
@@ -163,3 +167,27 @@ def test_webrtcbin_h264_viewer_completes_dtls_and_decodes(rig: Rig) -> None:
         assert play.rc == 0 and play.frames >= 40, (play.done, play.log)
         assert play.done["state"] == "connected", play.done
         _check_picture(play, 1)
+
+
+def test_webrtcbin_offering_h265_gets_the_cameras_h265_untouched(rig: Rig) -> None:
+    # Three viewers of the H.265 camera at once: H.265 only, H.265 or H.264 (H.265
+    # wins: no transcode), and H.264 only (the shared transcode).
+    h265 = rig.start("cam-265", "H265")
+    both = rig.start("cam-265", "H265,H264")
+    h264 = rig.start("cam-265", "H264")
+    plays = {"H265": h265(), "H265,H264": both(), "H264": h264()}
+    for offer, play in plays.items():
+        assert play.answer, (offer, play.log)
+        assert play.rc == 0 and play.frames >= 40, (offer, play.done, play.log)
+        _check_picture(play, 1)
+    assert plays["H265"].answer_codec().upper() == "H265/90000"
+    assert plays["H265"].done["codec"] == "H265"
+    assert plays["H265,H264"].answer_codec().upper() == "H265/90000"
+    assert plays["H264"].answer_codec().upper() == "H264/90000"
+    assert plays["H264"].done["codec"] == "H264"
+
+
+def test_h265_only_offer_for_an_h264_camera_is_refused_with_a_reason(rig: Rig) -> None:
+    play = rig.play("cam-264", "H265", frames=1)
+    assert play.rc == 1 and play.frames == 0
+    assert "400" in play.done["error"] and "H.264" in play.done["error"], play.done

@@ -35,6 +35,7 @@ from gateway.relay.model import (
 )
 from gateway.relay.track import PassthroughTrack
 from gateway.streams.hub import Hub
+from gateway.streams.packet import StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +110,21 @@ class Relay:
                 f"too many viewers ({self.settings.max_sessions}) / 观看人数已满", retry_after=5
             )
         # Check the offer before touching the camera: a bad offer must not start an ingest.
-        whep.parse_offer(offer_sdp)
+        desc, h264 = whep.parse_offer(offer_sdp)
+        accepts = ({"h264"} if h264 else set()) | ({"hevc"} if whep.offered_h265(desc) else set())
         self._opening += 1
         try:
-            return await self._open(camera_id, offer_sdp, variant, caller)
+            return await self._open(camera_id, offer_sdp, variant, caller, accepts)
         finally:
             self._opening -= 1
 
     async def _open(
-        self, camera_id: str, offer_sdp: str, variant: str | None, caller: str
+        self, camera_id: str, offer_sdp: str, variant: str | None, caller: str, accepts: set[str]
     ) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(12)
-        lease, first, variant = await self._source(camera_id, variant, sid)
+        lease, first, variant = await self._source(camera_id, variant, sid, accepts)
         hub: Hub = lease.hub
+        hevc = variant is None and hub.info is not None and hub.info.codec == "hevc"
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         track = PassthroughTrack(
             hub,
@@ -136,6 +139,7 @@ class Relay:
                 track,
                 offer_sdp,
                 source_plid=whep.profile_level_id_from_annexb(first),
+                h265_profile=(whep.h265_profile_from_annexb(first) or 0) if hevc else None,
                 addresses=self._addresses,
                 resolve_mdns=self.settings.resolve_mdns,
                 camera_id=camera_id,
@@ -152,6 +156,7 @@ class Relay:
             id=sid,
             camera_id=camera_id,
             variant=variant,
+            codec="h265" if hevc else "h264",
             pc=pc,
             track=track,
             lease=lease,
@@ -163,14 +168,23 @@ class Relay:
         self.opened += 1
         pc.on("connectionstatechange", lambda: self._on_state(session))
         track.on("ended", lambda: self._on_track_ended(session))
-        log.info("%s: viewer %s opened (%s, %s)", camera_id, sid, session.variant or "main", caller)
+        log.info(
+            "%s: viewer %s opened (%s, %s, %s)",
+            camera_id,
+            sid,
+            session.variant or "main",
+            session.codec,
+            caller,
+        )
         return session, answer
 
     async def _source(
-        self, camera_id: str, variant: str | None, sid: str
+        self, camera_id: str, variant: str | None, sid: str, accepts: set[str]
     ) -> tuple[Any, bytes, str | None]:
         """Lease the hub this viewer gets and wait for its first keyframe.
 
+        ``accepts`` are the codecs the viewer offered (``h264``, ``hevc``): an H.265
+        camera goes through untouched to a viewer that offered H.265.
         Returns the lease, that keyframe, and the variant actually used.
         """
         streams = self.gw.part("streams")
@@ -180,10 +194,17 @@ class Relay:
         try:
             first = await self._wait_keyframe(camera_id, lease.hub)
             info = lease.hub.info
-            if variant is None and info is not None and not info.passthrough_ok:
+            if variant is None and info is not None and not _passes(info, accepts):
                 # H.265, MJPEG or B-frames: browsers get the shared transcode instead.
                 # Take the transcode before letting go of the source, so the ingest
                 # does not stop in between.
+                if "h264" not in accepts:
+                    self.rejected["codec"] += 1
+                    raise whep.OfferError(
+                        f"camera {camera_id} sends {info.codec}"
+                        f"{' with B-frames' if info.has_b_frames else ''}"
+                        " and the offer has no H.264 to transcode it to"
+                    )
                 log.info("%s: %s source, viewer gets the h264 transcode", camera_id, info.codec)
                 main, variant, lease = lease, "h264", None
                 try:
@@ -373,6 +394,13 @@ class Relay:
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
         sent = sum(s.track.bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
+
+
+def _passes(info: StreamInfo, accepts: set[str]) -> bool:
+    """Whether a viewer that offered ``accepts`` can take this stream untouched."""
+    if info.has_b_frames:  # WebRTC decoders stall on reordered frames
+        return False
+    return info.codec in accepts and info.codec in ("h264", "hevc")
 
 
 def build(gw: Any) -> Relay:
