@@ -70,12 +70,15 @@ class Rig:
     def play(self, camera: str, codecs: str, *, frames: int = 40, **opts: str) -> Play:
         return self.start(camera, codecs, frames=frames, **opts)()
 
-    def start(self, camera: str, codecs: str, *, frames: int = 40, **opts: str) -> Any:
+    def start(
+        self, camera: str, codecs: str, *, frames: int = 40, query: str = "", **opts: str
+    ) -> Any:
         """Start a client now; the returned callable waits for it and reads its result."""
         assert self.gw is not None
         out = self.tmp / f"play-{camera}-{codecs}-{time.monotonic_ns()}"
         out.mkdir()
-        args = [SYSTEM_PYTHON, str(CLIENT), f"{self.gw.base_url}/api/v1/streams/{camera}/whep"]
+        url = f"{self.gw.base_url}/api/v1/streams/{camera}/whep{query}"
+        args = [SYSTEM_PYTHON, str(CLIENT), url]
         args += ["--codecs", codecs, "--frames", str(frames), "--timeout", "30"]
         args += ["--token", self.gw.token or "", "--dump", str(out)]
         for key, value in opts.items():
@@ -129,6 +132,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         cameras = [
             {"id": "cam-264", "rtsp_url": f"{h264['url']}/main"},
             {"id": "cam-265", "rtsp_url": f"{hevc['url']}/main"},
+            # H.265 main stream, H.264 sub-stream, as many cameras ship.
+            {
+                "id": "cam-265s",
+                "rtsp_url": f"{hevc['url']}/main",
+                "sub_rtsp_url": f"{h264['url']}/sub",
+            },
         ]
         rig.gw = GatewayProcess(
             rig.tmp,
@@ -191,3 +200,18 @@ def test_h265_only_offer_for_an_h264_camera_is_refused_with_a_reason(rig: Rig) -
     play = rig.play("cam-264", "H265", frames=1)
     assert play.rc == 1 and play.frames == 0
     assert "400" in play.done["error"] and "H.264" in play.done["error"], play.done
+
+
+def test_auto_variant_gives_an_h264_viewer_the_h264_sub_stream_not_a_transcode(rig: Rig) -> None:
+    assert rig.gw is not None
+    h264 = rig.start("cam-265s", "H264", query="?variant=auto")
+    h265 = rig.start("cam-265s", "H265,H264", query="?variant=auto")
+    plays = {"H264": h264(), "H265": h265()}
+    for offer, play in plays.items():
+        assert play.rc == 0 and play.frames >= 40, (offer, play.done, play.log)
+        _check_picture(play, 1)
+    assert plays["H264"].answer_codec().upper() == "H264/90000"
+    assert plays["H265"].answer_codec().upper() == "H265/90000"
+    keys = {s["key"] for s in rig.gw.client.get("/api/v1/streams").json()["streams"]}
+    assert "cam-265s/sub" in keys, keys
+    assert not any(k.startswith("cam-265s/main@") for k in keys), f"a transcode ran: {keys}"

@@ -39,7 +39,8 @@ from gateway.streams.packet import StreamInfo
 
 log = logging.getLogger(__name__)
 
-VARIANTS = (None, "low", "h264")
+VARIANTS = (None, "low", "h264", "auto")
+SUB_WAIT_S = 4.0  # how long ``auto`` waits for a sub-stream's first keyframe
 WATCH_PERIOD_S = 1.0
 
 
@@ -103,7 +104,7 @@ class Relay:
         :class:`CameraUnavailable` / :class:`TooManySessions` (503).
         """
         if variant not in VARIANTS:
-            raise whep.OfferError(f"unknown variant {variant!r}; use low")
+            raise whep.OfferError(f"unknown variant {variant!r}; use low or auto")
         if len(self.sessions) + self._opening >= self.settings.max_sessions:
             self.rejected["limit"] += 1
             raise TooManySessions(
@@ -190,10 +191,19 @@ class Relay:
         streams = self.gw.part("streams")
         if streams is None:
             raise CameraUnavailable("live video is not available: no stream manager")
+        auto = variant == "auto"
+        if auto:
+            variant = None
         lease = self._acquire(streams, camera_id, variant, sid)
         try:
             first = await self._wait_keyframe(camera_id, lease.hub)
             info = lease.hub.info
+            if auto and info is not None and not _passes(info, accepts) and "h264" in accepts:
+                sub = await self._sub_stream(streams, camera_id, sid, accepts)
+                if sub is not None:
+                    lease.release()
+                    log.info("%s: %s source, viewer gets the sub-stream", camera_id, info.codec)
+                    return sub[0], sub[1], "sub"
             if variant is None and info is not None and not _passes(info, accepts):
                 # H.265, MJPEG or B-frames: browsers get the shared transcode instead.
                 # Take the transcode before letting go of the source, so the ingest
@@ -218,6 +228,32 @@ class Relay:
             raise
         return lease, first, variant
 
+    async def _sub_stream(
+        self, streams: Any, camera_id: str, sid: str, accepts: set[str]
+    ) -> tuple[Any, bytes] | None:
+        """The camera's own sub-stream when this viewer can take it untouched, else None.
+
+        Cameras commonly send H.265 on the main stream and H.264 on the sub-stream;
+        ONVIF Media1 often names both H264, so the stream itself is asked.
+        """
+        cameras = getattr(streams, "cameras", None)
+        if cameras is None or cameras.effective_profile(camera_id, "sub") != "sub":
+            return None  # no sub-stream of its own
+        try:
+            lease = streams.acquire(camera_id, "sub", consumer=f"whep:{sid}")
+        except (KeyError, ValueError, RuntimeError):
+            return None
+        try:
+            first = await self._wait_keyframe(camera_id, lease.hub, timeout=SUB_WAIT_S)
+        except CameraUnavailable:
+            lease.release()
+            return None
+        info = lease.hub.info
+        if info is None or not _passes(info, accepts):
+            lease.release()
+            return None
+        return lease, first
+
     def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
         try:
             return streams.acquire(camera_id, "main", variant=variant, consumer=f"whep:{sid}")
@@ -228,9 +264,10 @@ class Relay:
             self.rejected["unavailable"] += 1
             raise CameraUnavailable(f"camera {camera_id}: {err}", retry_after=2) from None
 
-    async def _wait_keyframe(self, camera_id: str, hub: Hub) -> bytes:
+    async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
-        deadline = time.monotonic() + self.settings.source_wait_s
+        wait = self.settings.source_wait_s if timeout is None else timeout
+        deadline = time.monotonic() + wait
         published = None
         while True:
             gop = hub.gop
@@ -244,7 +281,8 @@ class Relay:
                 elif hub.published != published:
                     return gop[0].data
             if hub.closed or time.monotonic() >= deadline:
-                self.rejected["offline"] += 1
+                if timeout is None:  # a probe (``auto``'s sub-stream) is no rejection
+                    self.rejected["offline"] += 1
                 raise CameraUnavailable(
                     f"camera {camera_id} is offline: {self._offline_reason(camera_id)}"
                     " / 摄像机离线",
