@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ class Client:
         self.first_at: float | None = None
         self.started = time.monotonic()
         self.offered = False
+        self.session_url = ""
         self.error = ""
         self.lock = threading.Lock()
         self.dump = Path(args.dump) if args.dump else None
@@ -111,6 +114,9 @@ class Client:
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 status, answer = resp.status, resp.read().decode()
+                location = resp.headers.get("Location")
+                if location:
+                    self.session_url = urllib.parse.urljoin(self.args.url, location)
         except urllib.error.HTTPError as err:
             status, answer = err.code, err.read().decode(errors="replace")
         except OSError as err:
@@ -133,9 +139,13 @@ class Client:
         name = caps.get_structure(0).get_string("encoding-name") or ""
         self.codec = name.upper()
         kind = "h265" if self.codec == "H265" else "h264"
+        # Without decoding (benchmarks) each sample is one access unit.
+        tail = (
+            f"avdec_{kind} ! videoconvert ! video/x-raw,format=GRAY8 ! " if self.args.decode else ""
+        )
         bin_ = Gst.parse_bin_from_description(
-            f"queue ! rtp{kind}depay ! {kind}parse ! avdec_{kind} ! videoconvert ! "
-            "video/x-raw,format=GRAY8 ! appsink name=sink emit-signals=true sync=false",
+            f"queue ! rtp{kind}depay ! {kind}parse ! {tail}"
+            "appsink name=sink emit-signals=true sync=false",
             True,
         )
         self.pipe.add(bin_)
@@ -153,7 +163,12 @@ class Client:
                 self.first_at = time.monotonic()
         a = self.args
         last = a.dump_after + a.dump_every * a.dump_count
-        if self.dump is not None and a.dump_after < n <= last and n % a.dump_every == 0:
+        if (
+            self.dump is not None
+            and a.decode
+            and a.dump_after < n <= last
+            and n % a.dump_every == 0
+        ):
             self._dump(sample, n, now)
         if n >= self.args.frames:
             GLib.idle_add(self.loop.quit)
@@ -182,16 +197,34 @@ class Client:
             self.error = f"{err.message} ({debug})"
             self.loop.quit()
 
+    def _quit(self) -> bool:
+        self.loop.quit()
+        return False
+
+    def _delete_session(self) -> None:
+        """Leave as a WHEP client should: DELETE the session resource."""
+        if not self.session_url:
+            return
+        headers = {"Authorization": f"Bearer {self.args.token}"} if self.args.token else {}
+        req = urllib.request.Request(self.session_url, headers=headers, method="DELETE")
+        try:
+            urllib.request.urlopen(req, timeout=10).close()
+        except OSError as err:
+            say(event="delete", error=str(err))
+
     def run(self) -> int:
         bus = self.pipe.get_bus()
         bus.add_signal_watch()
         bus.connect("message", self._on_bus)
         GLib.timeout_add(int(self.args.timeout * 1000), self.loop.quit)
+        # SIGTERM (a benchmark ending its viewers) still prints the summary.
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, self._quit)
         self.pipe.set_state(Gst.State.PLAYING)
         self.loop.run()
         ice = self.webrtc.get_property("ice-connection-state").value_nick
         state = self.webrtc.get_property("connection-state").value_nick
         self.pipe.set_state(Gst.State.NULL)
+        self._delete_session()
         say(
             event="done",
             frames=self.frames,
@@ -199,6 +232,7 @@ class Client:
             ice=ice,
             state=state,
             first_frame_s=round(self.first_at - self.started, 3) if self.first_at else None,
+            seconds=round(time.monotonic() - self.started, 3),
             error=self.error,
         )
         return 0 if self.frames >= self.args.frames else 1
@@ -212,6 +246,9 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=50, help="stop after this many frames")
     p.add_argument("--timeout", type=float, default=30.0, help="give up after this many s")
     p.add_argument("--local-address", default="127.0.0.1", help="our ICE host address")
+    p.add_argument(
+        "--no-decode", dest="decode", action="store_false", help="count access units only"
+    )
     p.add_argument("--offer-setup", default="", help="rewrite a=setup:actpass to this")
     p.add_argument("--dump", default="", help="directory for a few luma planes")
     p.add_argument("--dump-after", type=int, default=10)
