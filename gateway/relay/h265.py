@@ -72,14 +72,16 @@ def _fragment(nal: bytes, max_size: int) -> list[bytes]:
     kind = nal_type(nal)
     body = memoryview(nal)[NAL_HEADER_SIZE:]
     room = max_size - NAL_HEADER_SIZE - FU_HEADER_SIZE
-    # Even fragments: no tiny last packet.
+    # Even fragments (sizes differ by at most one byte): no tiny last packet.
     count = -(-len(body) // room)
-    size = -(-len(body) // count)
+    base, extra = divmod(len(body), count)
     out = []
+    start = 0
     for k in range(count):
-        chunk = body[k * size : (k + 1) * size]
+        end = start + base + (1 if k < extra else 0)
         flags = (0x80 if k == 0 else 0) | (0x40 if k == count - 1 else 0)
-        out.append(header + bytes((flags | kind,)) + chunk)
+        out.append(header + bytes((flags | kind,)) + body[start:end])
+        start = end
     return out
 
 
