@@ -1,7 +1,9 @@
 """WHEP endpoint: ``/api/v1/streams/{camera_id}/whep`` (draft-ietf-wish-whep).
 
 - ``POST`` (``application/sdp`` offer, ``?variant=low``) → ``201`` with the answer,
-  ``Location`` of the session and an ``ETag``.
+  ``Location`` of the session and an ``ETag``. ``?variant=auto``: when the viewer
+  cannot take the main stream untouched (H.265 to a viewer without H.265), the
+  camera's own sub-stream if it can, before the shared transcode.
 - ``PATCH`` on the session (``application/trickle-ice-sdpfrag``) → ``204``; ICE
   restarts are not supported (``422``, start a new session instead).
 - ``DELETE`` on the session → ``200``.
@@ -132,8 +134,10 @@ async def whep_post(
         raise HTTPException(415, f"Content-Type must be {SDP} (an SDP offer)")
     if variant in ("", "main"):
         variant = None
-    if variant not in (None, "low"):
-        raise HTTPException(400, f"unknown variant {variant!r}; omit it or use variant=low")
+    if variant not in (None, "low", "auto"):
+        raise HTTPException(
+            400, f"unknown variant {variant!r}; omit it or use variant=low or variant=auto"
+        )
     offer = _text(await _read_body(request, MAX_OFFER_BYTES), "the SDP offer")
     try:
         session, answer = await relay.open(camera_id, offer, variant=variant, caller=caller.name)

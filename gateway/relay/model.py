@@ -47,6 +47,7 @@ class Session:
     caller: str
     etag: str
     remote_ufrag: str
+    codec: str = "h264"  # what the viewer gets: h264 or h265 (passthrough)
     created: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
     rx_packets: int | None = None  # from the viewer (RTCP), as last seen
@@ -61,6 +62,7 @@ class Session:
             "id": self.id,
             "camera": self.camera_id,
             "variant": self.variant or "main",
+            "codec": self.codec,
             "state": self.pc.connectionState,
             "age_s": round(time.monotonic() - self.created, 1),
             "units_sent": t.units_sent,

@@ -25,7 +25,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
-from gateway.relay import ice, whep
+from gateway.relay import dtls, ice, whep
 from gateway.relay.model import (
     CameraNotFound,
     CameraUnavailable,
@@ -35,10 +35,12 @@ from gateway.relay.model import (
 )
 from gateway.relay.track import PassthroughTrack
 from gateway.streams.hub import Hub
+from gateway.streams.packet import StreamInfo
 
 log = logging.getLogger(__name__)
 
-VARIANTS = (None, "low", "h264")
+VARIANTS = (None, "low", "h264", "auto")
+SUB_WAIT_S = 4.0  # how long ``auto`` waits for a sub-stream's first keyframe
 WATCH_PERIOD_S = 1.0
 
 
@@ -59,6 +61,7 @@ class Relay:
             ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
         )
         ice.install()
+        dtls.install()
 
     # -- part lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -101,26 +104,28 @@ class Relay:
         :class:`CameraUnavailable` / :class:`TooManySessions` (503).
         """
         if variant not in VARIANTS:
-            raise whep.OfferError(f"unknown variant {variant!r}; use low")
+            raise whep.OfferError(f"unknown variant {variant!r}; use low or auto")
         if len(self.sessions) + self._opening >= self.settings.max_sessions:
             self.rejected["limit"] += 1
             raise TooManySessions(
                 f"too many viewers ({self.settings.max_sessions}) / 观看人数已满", retry_after=5
             )
         # Check the offer before touching the camera: a bad offer must not start an ingest.
-        whep.parse_offer(offer_sdp)
+        desc, h264 = whep.parse_offer(offer_sdp)
+        accepts = ({"h264"} if h264 else set()) | ({"hevc"} if whep.offered_h265(desc) else set())
         self._opening += 1
         try:
-            return await self._open(camera_id, offer_sdp, variant, caller)
+            return await self._open(camera_id, offer_sdp, variant, caller, accepts)
         finally:
             self._opening -= 1
 
     async def _open(
-        self, camera_id: str, offer_sdp: str, variant: str | None, caller: str
+        self, camera_id: str, offer_sdp: str, variant: str | None, caller: str, accepts: set[str]
     ) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(12)
-        lease, first, variant = await self._source(camera_id, variant, sid)
+        lease, first, variant = await self._source(camera_id, variant, sid, accepts)
         hub: Hub = lease.hub
+        hevc = variant is None and hub.info is not None and hub.info.codec == "hevc"
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         track = PassthroughTrack(
             hub,
@@ -135,6 +140,7 @@ class Relay:
                 track,
                 offer_sdp,
                 source_plid=whep.profile_level_id_from_annexb(first),
+                h265_profile=(whep.h265_profile_from_annexb(first) or 0) if hevc else None,
                 addresses=self._addresses,
                 resolve_mdns=self.settings.resolve_mdns,
                 camera_id=camera_id,
@@ -151,6 +157,7 @@ class Relay:
             id=sid,
             camera_id=camera_id,
             variant=variant,
+            codec="h265" if hevc else "h264",
             pc=pc,
             track=track,
             lease=lease,
@@ -162,27 +169,52 @@ class Relay:
         self.opened += 1
         pc.on("connectionstatechange", lambda: self._on_state(session))
         track.on("ended", lambda: self._on_track_ended(session))
-        log.info("%s: viewer %s opened (%s, %s)", camera_id, sid, session.variant or "main", caller)
+        log.info(
+            "%s: viewer %s opened (%s, %s, %s)",
+            camera_id,
+            sid,
+            session.variant or "main",
+            session.codec,
+            caller,
+        )
         return session, answer
 
     async def _source(
-        self, camera_id: str, variant: str | None, sid: str
+        self, camera_id: str, variant: str | None, sid: str, accepts: set[str]
     ) -> tuple[Any, bytes, str | None]:
         """Lease the hub this viewer gets and wait for its first keyframe.
 
+        ``accepts`` are the codecs the viewer offered (``h264``, ``hevc``): an H.265
+        camera goes through untouched to a viewer that offered H.265.
         Returns the lease, that keyframe, and the variant actually used.
         """
         streams = self.gw.part("streams")
         if streams is None:
             raise CameraUnavailable("live video is not available: no stream manager")
+        auto = variant == "auto"
+        if auto:
+            variant = None
         lease = self._acquire(streams, camera_id, variant, sid)
         try:
             first = await self._wait_keyframe(camera_id, lease.hub)
             info = lease.hub.info
-            if variant is None and info is not None and not info.passthrough_ok:
+            if auto and info is not None and not _passes(info, accepts) and "h264" in accepts:
+                sub = await self._sub_stream(streams, camera_id, sid, accepts)
+                if sub is not None:
+                    lease.release()
+                    log.info("%s: %s source, viewer gets the sub-stream", camera_id, info.codec)
+                    return sub[0], sub[1], "sub"
+            if variant is None and info is not None and not _passes(info, accepts):
                 # H.265, MJPEG or B-frames: browsers get the shared transcode instead.
                 # Take the transcode before letting go of the source, so the ingest
                 # does not stop in between.
+                if "h264" not in accepts:
+                    self.rejected["codec"] += 1
+                    raise whep.OfferError(
+                        f"camera {camera_id} sends {info.codec}"
+                        f"{' with B-frames' if info.has_b_frames else ''}"
+                        " and the offer has no H.264 to transcode it to"
+                    )
                 log.info("%s: %s source, viewer gets the h264 transcode", camera_id, info.codec)
                 main, variant, lease = lease, "h264", None
                 try:
@@ -196,6 +228,32 @@ class Relay:
             raise
         return lease, first, variant
 
+    async def _sub_stream(
+        self, streams: Any, camera_id: str, sid: str, accepts: set[str]
+    ) -> tuple[Any, bytes] | None:
+        """The camera's own sub-stream when this viewer can take it untouched, else None.
+
+        Cameras commonly send H.265 on the main stream and H.264 on the sub-stream;
+        ONVIF Media1 often names both H264, so the stream itself is asked.
+        """
+        cameras = getattr(streams, "cameras", None)
+        if cameras is None or cameras.effective_profile(camera_id, "sub") != "sub":
+            return None  # no sub-stream of its own
+        try:
+            lease = streams.acquire(camera_id, "sub", consumer=f"whep:{sid}")
+        except (KeyError, ValueError, RuntimeError):
+            return None
+        try:
+            first = await self._wait_keyframe(camera_id, lease.hub, timeout=SUB_WAIT_S)
+        except CameraUnavailable:
+            lease.release()
+            return None
+        info = lease.hub.info
+        if info is None or not _passes(info, accepts):
+            lease.release()
+            return None
+        return lease, first
+
     def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
         try:
             return streams.acquire(camera_id, "main", variant=variant, consumer=f"whep:{sid}")
@@ -206,9 +264,10 @@ class Relay:
             self.rejected["unavailable"] += 1
             raise CameraUnavailable(f"camera {camera_id}: {err}", retry_after=2) from None
 
-    async def _wait_keyframe(self, camera_id: str, hub: Hub) -> bytes:
+    async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
-        deadline = time.monotonic() + self.settings.source_wait_s
+        wait = self.settings.source_wait_s if timeout is None else timeout
+        deadline = time.monotonic() + wait
         published = None
         while True:
             gop = hub.gop
@@ -222,7 +281,8 @@ class Relay:
                 elif hub.published != published:
                     return gop[0].data
             if hub.closed or time.monotonic() >= deadline:
-                self.rejected["offline"] += 1
+                if timeout is None:  # a probe (``auto``'s sub-stream) is no rejection
+                    self.rejected["offline"] += 1
                 raise CameraUnavailable(
                     f"camera {camera_id} is offline: {self._offline_reason(camera_id)}"
                     " / 摄像机离线",
@@ -372,6 +432,13 @@ class Relay:
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
         sent = sum(s.track.bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
+
+
+def _passes(info: StreamInfo, accepts: set[str]) -> bool:
+    """Whether a viewer that offered ``accepts`` can take this stream untouched."""
+    if info.has_b_frames:  # WebRTC decoders stall on reordered frames
+        return False
+    return info.codec in accepts and info.codec in ("h264", "hevc")
 
 
 def build(gw: Any) -> Relay:

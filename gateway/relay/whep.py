@@ -10,6 +10,11 @@ H.264 entry whose profile matches the source (read from the SPS), so a WHEP play
 that honours ``profile-level-id`` is told what it will get; Chrome decodes any.
 aiortc ships only Baseline and Constrained Baseline entries, so entries for the
 other profiles are added to its codec table on first use.
+
+H.265 (RFC 7798) is answered when the source is H.265 and the offer has it (Chrome
+and Edge with hardware decoding, Safari, GStreamer): the offered entry with the
+source's ``profile-id`` is echoed, and :mod:`gateway.relay.codecs` makes aiortc
+negotiate it for this answer only.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpCodecCapability, RTCSessionDescription
 from aiortc import codecs as aiortc_codecs
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
+from gateway.relay import codecs, dtls
 from gateway.relay.ice import host_addresses
 
 log = logging.getLogger(__name__)
@@ -99,9 +106,39 @@ def parse_offer(text: str) -> tuple[aiortc_sdp.SessionDescription, list[OfferCod
         if c.mimeType.lower() == "video/h264"
         and str(c.parameters.get("packetization-mode", "0")) == "1"
     ]
-    if not h264:
-        raise OfferError("the offer has no H.264 with packetization-mode=1; this relay sends H.264")
+    if not h264 and not offered_h265(desc):
+        raise OfferError(
+            "the offer has neither H.264 with packetization-mode=1 nor H.265;"
+            " this relay sends those"
+        )
     return desc, h264
+
+
+def offered_h265(desc: aiortc_sdp.SessionDescription) -> list[dict[str, Any]]:
+    """The fmtp parameters of each H.265 entry of the offer's video, in its order."""
+    video = next((m for m in desc.media if m.kind == "video"), None)
+    if video is None:
+        return []
+    return [dict(c.parameters) for c in video.rtp.codecs if c.mimeType.lower() == "video/h265"]
+
+
+def h265_profile_from_annexb(data: bytes) -> int | None:
+    """``general_profile_idc`` of the first H.265 SPS in ``data`` (1 Main, 2 Main 10)."""
+    for match in _START_CODE.finditer(data):
+        start = match.end()
+        # header (2 bytes), then vps id / max sub-layers / nesting (1 byte), then
+        # profile_space(2) tier(1) profile_idc(5); too early for emulation prevention.
+        if start + 4 <= len(data) and (data[start] >> 1) & 0x3F == 33:
+            return data[start + 3] & 0x1F
+    return None
+
+
+def choose_h265(offered: list[dict[str, Any]], source_profile: int | None) -> dict[str, Any]:
+    """The offered H.265 entry to answer: the source's profile-id if offered, else the first."""
+    for params in offered:
+        if source_profile is not None and int(params.get("profile-id", 1)) == source_profile:
+            return params
+    return offered[0]
 
 
 def _local_h264() -> list[RTCRtpCodecParameters]:
@@ -175,7 +212,9 @@ def codec_preferences(
             if cap not in prefs:
                 prefs.append(cap)
     if not prefs:
-        raise OfferError("none of the offered H.264 profiles is usable")
+        raise OfferError(
+            "the offer has no usable H.264 (packetization-mode=1) and this stream is H.264"
+        )
     prefs.append(RTCRtpCodecCapability(mimeType="video/rtx", clockRate=90000))
     return prefs
 
@@ -189,19 +228,33 @@ async def answer(
     addresses: list[str] | None,
     resolve_mdns: bool = False,
     camera_id: str = "",
+    h265_profile: int | None = None,
 ) -> str:
     """Attach ``track`` to ``pc``, answer ``offer_sdp`` and return the answer SDP.
 
-    Gathers our candidates before returning, restricted to ``addresses`` when given.
-    Raises :class:`OfferError` for offers aiortc refuses.
+    The answer is H.265 when ``h265_profile`` is given (the source is H.265: its
+    ``general_profile_idc``, 0 when unknown), else H.264. Gathers our candidates before
+    returning, restricted to ``addresses`` when given. Raises :class:`OfferError`
+    for offers aiortc refuses.
     """
     if not resolve_mdns:
         offer_sdp = strip_mdns_candidates(offer_sdp)
-    _, offered = parse_offer(offer_sdp)
+    desc, offered = parse_offer(offer_sdp)
+    extra: list[RTCRtpCodecParameters] = []
+    if h265_profile is not None:
+        h265 = offered_h265(desc)
+        if not h265:
+            raise OfferError("the offer has no H.265 and this stream is H.265")
+        extra = codecs.h265_codecs(choose_h265(h265, h265_profile or None))
+        prefs = [codecs.capability(extra[0]), RTCRtpCodecCapability("video/rtx", 90000)]
+    else:
+        prefs = codec_preferences(offered, source_plid, camera_id)
     transceiver = pc.addTransceiver(track, direction="sendonly")  # type: ignore[arg-type]
-    transceiver.setCodecPreferences(codec_preferences(offered, source_plid, camera_id))
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        with codecs.offering(extra):
+            transceiver.setCodecPreferences(prefs)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        dtls.prefer_server_role(pc, desc)
         local = await pc.createAnswer()
     except Exception as err:  # ValueError / OperationError / InvalidStateError from aiortc
         raise OfferError(f"the offer was refused: {err or type(err).__name__}") from None
