@@ -84,6 +84,12 @@ ZoneName = Annotated[str, Field(pattern=r"^[^\x00-\x1f/]{1,64}$")]
 
 class MotionSettings(_Model):
     enabled: bool = Field(True, title="Motion detection on")
+    source: Literal["gateway", "camera", "both"] = Field(
+        "gateway",
+        title="Who detects motion",
+        description="gateway: decode the stream here; camera: the camera's own ONVIF events "
+        "(camera_motion, tamper, input; nothing decoded here); both",
+    )
     stream: Literal["sub", "main"] = Field("sub", title="Stream analysed")
     fps: float = Field(5.0, gt=0, le=30, title="Analysis frames per second")
     sensitivity: float = Field(0.5, ge=0, le=1, title="Sensitivity (0 low … 1 high)")

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-onvif", action="store_true", help="RTSP only, no ONVIF HTTP side")
     p.add_argument("--no-wsd", action="store_true", help="no WS-Discovery responder")
+    p.add_argument(
+        "--no-events", action="store_true", help="no ONVIF events service (as older cameras)"
+    )
     p.add_argument("--control-port", type=int, default=0, help="control API port (0: any)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -136,6 +139,7 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             profiles=profiles,
             rtsp_auth=args.rtsp_auth,
             max_sessions=args.max_sessions,
+            events=not getattr(args, "no_events", False),
         )
         cams.append(cam)
     return cams
@@ -248,6 +252,11 @@ class Simulator:
             }
             for path, e in self.encoders.get(cam.id, {}).items()
         }
+        onvif = self.onvif.get(cam.id)
+        if onvif is not None and hasattr(onvif, "events"):
+            out["events"] = dict(
+                onvif.events.counters, subscriptions=len(onvif.events.subscriptions)
+            )
         server = self.rtsp.get(cam.id)
         out["rtsp_sessions"] = server.sessions() if server else 0  # set up (SETUP done)
         out["rtsp_connections"] = len(server.connections) if server else 0
