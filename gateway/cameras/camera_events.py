@@ -281,6 +281,25 @@ class CameraEvents:
     def stats(self) -> list[dict[str, Any]]:
         return [s.public() for _, s in sorted(self.states.items())]
 
+    def metrics(self) -> Any:
+        """Prometheus samples, one series per camera."""
+        from gateway.metrics import Sample
+
+        for s in self.stats():
+            labels = {"camera": s["camera"]}
+            up = int(s["state"] == "subscribed")
+            yield Sample("camera_events_subscribed", up, labels, "1 while a PullPoint is held")
+            yield Sample(
+                "camera_events_total", s["events"], labels, "Camera alarm events", "counter"
+            )
+            yield Sample(
+                "camera_events_rebuilds_total",
+                s["rebuilds"],
+                labels,
+                "PullPoint subscriptions rebuilt",
+                "counter",
+            )
+
 
 def build(gw: Any) -> CameraEvents:
     """Factory for ``gateway.app._factories()``."""
