@@ -262,6 +262,7 @@ def probe_main(argv: Sequence[str]) -> int:
                     "gop",
                     "bitrate_kbps",
                     "stream_uri",
+                    "service",
                 )
             }
             for p in result.profiles
@@ -286,10 +287,13 @@ def probe_main(argv: Sequence[str]) -> int:
             p.encoding,
             f"{p.width}x{p.height}",
             f"{p.fps:g}" if p.fps else "-",
+            str(p.bitrate_kbps or "-"),
             str(p.gop or "-"),
+            "Media2" if p.service == "media2" else "Media1",
             p.stream_uri,
         ]
         for p in result.profiles
     ]
-    print(_table(rows, ["TOKEN", "NAME", "CODEC", "SIZE", "FPS", "GOP", "STREAM"]))
+    header = ["TOKEN", "NAME", "CODEC", "SIZE", "FPS", "KBIT/S", "GOP", "VIA", "STREAM"]
+    print(_table(rows, header))
     return 0

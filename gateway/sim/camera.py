@@ -83,6 +83,7 @@ class SimCamera:
     ptz: dict[str, Any] = field(default_factory=dict)
     events: bool = True  # an ONVIF events service (PullPoint); False: none, as old cameras
     alarms: dict[str, bool] = field(default_factory=dict)  # kind (ALARM_KINDS) → raised
+    media2: str = "off"  # ONVIF Media2: "off" | "on" | "h265-only" (H.265 only in Media2)
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)
     # Called with (camera, what) after online/fault/motion change; the runner

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from lxml import etree
 
-from gateway.sim.onvif_soap import TDS, TEV, TPTZ, TRT, SoapFault, text_of, utc_datetime_xml, x
+from gateway.sim import onvif_media2
+from gateway.sim.onvif_soap import TDS, TEV, TPTZ, TR2, TRT, SoapFault, text_of, utc_datetime_xml, x
 
 # The ONVIF version the simulator claims, in GetServices and GetCapabilities.
 VERSION = (2, 60)
@@ -178,6 +179,8 @@ def get_services(camera: Any, op: etree._Element) -> str:
         (TDS, "device_service", device_service_capabilities()),
         (TRT, "media_service", media_service_capabilities()),
     ]
+    if onvif_media2.enabled(camera):
+        services.append((TR2, "media2_service", onvif_media2.service_capabilities()))
     if has_events(camera):
         services.append((TEV, "event_service", events_service_capabilities()))
     if has_ptz(camera):

@@ -31,7 +31,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.sim import onvif_device, onvif_httpauth, onvif_media
+from gateway.sim import onvif_device, onvif_httpauth, onvif_media, onvif_media2
 from gateway.sim.onvif_events import SUBSCRIPTION_PREFIX, EventsService
 from gateway.sim.onvif_http import HttpServer, Request, Response
 from gateway.sim.onvif_ptz import PtzController
@@ -39,6 +39,7 @@ from gateway.sim.onvif_soap import (
     TDS,
     TEV,
     TPTZ,
+    TR2,
     TRT,
     SoapFault,
     WsSecurityChecker,
@@ -58,6 +59,7 @@ SOAP_PATHS = frozenset(
         "/onvif/media_service",
         "/onvif/ptz_service",
         "/onvif/event_service",
+        "/onvif/media2_service",
     }
 )
 SOAP_TYPE = "application/soap+xml; charset=utf-8"
@@ -92,6 +94,7 @@ class OnvifServer(asyncio.AbstractServer):
         for ns, table in (
             (TDS, onvif_device.OPERATIONS),
             (TRT, onvif_media.OPERATIONS),
+            (TR2, onvif_media2.OPERATIONS),
             (TPTZ, self.ptz.operations() if self.ptz else {}),
             (TEV, self.events.operations()),
         ):

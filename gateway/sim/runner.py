@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onvif", action="store_true", help="RTSP only, no ONVIF HTTP side")
     p.add_argument("--no-wsd", action="store_true", help="no WS-Discovery responder")
     p.add_argument(
+        "--media2",
+        choices=["off", "on", "h265-only"],
+        default="off",
+        help="ONVIF Media2 service; h265-only: H.265 profiles only there, not in Media1",
+    )
+    p.add_argument(
         "--no-events", action="store_true", help="no ONVIF events service (as older cameras)"
     )
     p.add_argument("--control-port", type=int, default=0, help="control API port (0: any)")
@@ -140,6 +146,7 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             rtsp_auth=args.rtsp_auth,
             max_sessions=args.max_sessions,
             events=not getattr(args, "no_events", False),
+            media2=getattr(args, "media2", "off"),
         )
         cams.append(cam)
     return cams
