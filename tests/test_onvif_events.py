@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.cameras import onvif
 from gateway.cameras.camera_events import CameraEvents
@@ -259,3 +261,41 @@ async def test_motion_source_decides_who_detects() -> None:
     for cam in cams:
         cam.onvif = {"host": "127.0.0.1", "port": 80, "username": "admin"}
     assert sorted(CameraEvents(gw).desired()) == ["c-both", "c-camera"]
+
+
+def _pull_reply() -> bytes:
+    from gateway.sim.onvif_events import EventsService
+    from gateway.sim.onvif_soap import envelope
+
+    service = EventsService(make_camera())
+    messages = "".join(
+        m
+        for kind in ("motion", "tamper", "input")
+        for m in service._messages(kind, True, "Changed")
+    )
+    return envelope(f"<tev:PullMessagesResponse>{messages}</tev:PullMessagesResponse>")
+
+
+PULL_REPLY = _pull_reply()
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(0, len(PULL_REPLY)), junk=st.binary(max_size=40))
+def test_mutated_pull_replies_are_parsed_or_refused_never_crash(cut: int, junk: bytes) -> None:
+    from gateway.cameras import wsd
+    from gateway.cameras.media2 import parse_profiles
+    from gateway.cameras.pullpoint import parse_notifications
+    from gateway.cameras.soap import find
+
+    data = PULL_REPLY[:cut] + junk + PULL_REPLY[cut:]
+    try:
+        root = wsd.safe_parse(data, 1 << 20)
+    except wsd.WsdRejected:
+        return
+    reply = next(iter(find(root, "Body") or []), None)
+    if reply is None:
+        return
+    for note in parse_notifications(reply):
+        assert len(note.topic) <= 256 and len(note.data) <= 32
+        classify(note)
+    assert parse_profiles(reply) == []

@@ -75,7 +75,9 @@ def parse_notifications(reply: Element) -> list[Notification]:
     for msg in find_all(reply, "NotificationMessage")[:MAX_MESSAGES]:
         topic = strip_topic(text(msg, "Topic"))
         body = find(msg, "Message")
-        inner = next((c for c in body if local(c.tag) == "Message"), None) if body else None
+        inner = (
+            next((c for c in body if local(c.tag) == "Message"), None) if body is not None else None
+        )
         if not topic or inner is None:
             continue
         out.append(

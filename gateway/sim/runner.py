@@ -31,6 +31,7 @@ from gateway.sim.camera import SimCamera, SimProfile
 from gateway.sim.control import ControlServer
 from gateway.sim.rtsp_server import RtspServer
 from gateway.sim.source import ProfileEncoder, Scene
+from gateway.sim.wsd_dialects import DIALECTS
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-onvif", action="store_true", help="RTSP only, no ONVIF HTTP side")
     p.add_argument("--no-wsd", action="store_true", help="no WS-Discovery responder")
+    p.add_argument(
+        "--wsd-dialect",
+        choices=["mixed", *DIALECTS],
+        default="standard",
+        help="how ProbeMatches are worded (vendor forms); mixed: camera i takes the i-th",
+    )
     p.add_argument(
         "--media2",
         choices=["off", "on", "h265-only"],
@@ -197,7 +204,11 @@ class Simulator:
                 log.warning("sim: gateway.sim.wsd_responder missing; no WS-Discovery")
             else:
                 # unicast Probes always; multicast only on an interface given explicitly
-                self.wsd = await wsd_responder.start(self.cameras, self.args.multicast_interface)
+                self.wsd = await wsd_responder.start(
+                    self.cameras,
+                    self.args.multicast_interface,
+                    dialect=getattr(self.args, "wsd_dialect", "standard"),
+                )
         await self.control.start("127.0.0.1", self.args.control_port)
         if self.args.motion_every > 0:
             self._spawn(self._motion_schedule())
