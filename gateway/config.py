@@ -71,6 +71,11 @@ class DiscoverySettings(_Model):
     concurrency: int = Field(256, ge=1, le=4096, title="Probes in flight at once")
     rate_per_s: float = Field(2000, gt=0, le=100000, title="Probes sent per second at most")
     port: int = Field(3702, ge=1, le=65535, title="WS-Discovery port")
+    announcements: bool = Field(
+        True,
+        title="Listen for WS-Discovery Hello and Bye",
+        description="On the multicast interfaces: learn at once of cameras appearing and leaving",
+    )
     auto_add: bool = Field(False, title="Add discovered cameras to the registry automatically")
     username: str | None = Field(None, title="Default ONVIF user for discovered cameras")
     password: SecretStr | None = Field(None, title="Default ONVIF password")

@@ -1,9 +1,10 @@
-"""End to end: the simulated camera's own alarms reach SSE through ONVIF PullPoint.
+"""End to end: the simulated camera's own alarms reach SSE and the city through ONVIF PullPoint.
 
-A real ``gateway sim`` (ONVIF with its events service) and a real ``gateway run``
-whose camera has ``motion.source: camera``: the sim raises motion, tamper and a
-digital input through its control API; the gateway's events arrive on SSE and in
-the API, and no stream is opened or decoded for motion.
+A real ``gateway sim`` (ONVIF with its events service), a town ``gateway run``
+whose camera has ``motion.source: camera``, and its parent, a city gateway: the
+sim raises motion, tamper and a digital input through its control API; the town's
+events arrive on SSE and in its API, and at the city through the cascade; no
+stream is opened or decoded for motion.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 import httpx
 
+from tests.cascade_support import issue_token_api, stored_events, wait_for
 from tests.support import small_sim_args
 from tests.test_motion_e2e import SseReader
 
@@ -27,8 +29,14 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
         "username": cam["username"],
         "password": cam["password"],
     }
+    city = gateway_factory({"cascade": {"level": "city", "id": "city"}}, name="city")
+    parent = {"url": city.base_url, "token": issue_token_api(city, "town-a")}
     gw = gateway_factory(
-        {"cameras": [{"id": "cam-01", "onvif": onvif, "motion": {"source": "camera"}}]}
+        {
+            "cameras": [{"id": "cam-01", "onvif": onvif, "motion": {"source": "camera"}}],
+            "cascade": {"level": "town", "id": "town-a", "parent": parent},
+        },
+        name="town",
     )
     sse = SseReader(gw.base_url + "/api/v1/events/stream", gw.token)
     sse.start()
@@ -52,6 +60,13 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
     assert started["data"]["via"] == "onvif"
     listed = gw.client.get("/api/v1/events", params={"type": "camera_motion"}).json()
     assert [e["id"] for e in listed] == [ident]
+    at_city = wait_for(
+        lambda: [e for e in stored_events(city, "camera_motion") if e["id"] == ident],
+        20,
+        "the camera's motion at the city",
+    )
+    print(f"ONVIF event at the city after {(time.time() - t_on) * 1000:.0f} ms (upper bound)")
+    assert at_city[0]["camera"].endswith("cam-01") and at_city[0]["data"]["via"] == "onvif"
     sim.motion(cam["id"], False)
     _, _, end_id, ended = sse.next(10.0, id=ident)
     assert end_id == ident and ended["end"] is not None

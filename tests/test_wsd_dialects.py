@@ -23,6 +23,7 @@ from gateway.sim import wsd_responder
 from gateway.sim.camera import SimCamera
 from gateway.sim.wsd_dialects import DIALECTS
 from tests.support import free_port
+from tests.test_discovery import netns as netns  # the namespace fixture
 
 SENDER = "192.168.1.64"
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,3 +285,19 @@ def test_cli_finds_a_camera_that_frames_unicast_replies_like_gsoap(sim_factory) 
     )
     found = json.loads(listed.stdout)
     assert sorted(d["endpoint"] for d in found) == sorted(c["endpoint"] for c in sim.cameras)
+
+
+@pytest.mark.netns
+def test_hello_and_bye_are_heard_in_a_network_namespace(netns) -> None:
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.netns_announce", "mixed"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["learnt"] == got["expected"]  # Hello: both cameras, without a scan
+    assert got["left"] == []  # Bye: forgotten
+    assert got["marks"] == [["cam-01", True], ["cam-01", False]]

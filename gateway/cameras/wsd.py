@@ -231,6 +231,28 @@ def _parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
     return out
 
 
+def parse_announcement(data: bytes, sender: str) -> tuple[str, list[ProbeMatch] | str]:
+    """A multicast Hello or Bye: ("hello", [ProbeMatch]) or ("bye", endpoint).
+
+    Raises :class:`WsdRejected` for anything else (Probes of other clients, junk).
+    """
+    try:
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise WsdRejected(f"oversize message ({len(data)} bytes > {MAX_MESSAGE_BYTES})")
+        root = safe_parse(clean_datagram(data), MAX_MESSAGE_BYTES)
+        bye = _any(_any(root, "Body"), "Bye")
+        if _split(root.tag)[1] == "Envelope" and bye is not None:
+            endpoint = _text(_any(_any(bye, "EndpointReference"), "Address"))
+            if not endpoint:
+                raise WsdRejected("Bye without an endpoint")
+            return "bye", endpoint[:512]
+    except WsdRejected:
+        raise
+    except Exception as err:  # hostile input must never escape as a crash
+        raise WsdRejected(f"unparseable message ({type(err).__name__})") from None
+    return "hello", parse_probe_matches(data, sender)
+
+
 def _default_xaddr(sender: str) -> list[str]:
     """The ONVIF device service at the sender, for matches that name no XAddrs."""
     try:
