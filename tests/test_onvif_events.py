@@ -205,7 +205,7 @@ async def test_camera_motion_tamper_and_input_become_bus_events(served, part_fac
 
 async def test_subscription_is_renewed_before_it_expires(served, part_factory) -> None:
     cam = await served()
-    part, gw = await part_factory([camera_record(cam)], cam.password, lifetime_s=3)
+    part, gw = await part_factory([camera_record(cam)], cam.password, lifetime_s=4)
     server = onvif_server._servers[id(cam)]
     await wait_for(lambda: server.events.counters["renewed"] >= 2, 20, "two renewals")
     assert server.events.counters["created"] == 1  # the same subscription all along
@@ -299,3 +299,32 @@ def test_mutated_pull_replies_are_parsed_or_refused_never_crash(cut: int, junk: 
         assert len(note.topic) <= 256 and len(note.data) <= 32
         classify(note)
     assert parse_profiles(reply) == []
+
+
+async def test_onvif_zeep_async_pullpoint_manager_reads_the_sim(served) -> None:
+    """Another client than ours (the library's PullPointManager, zeep and WS-Addressing)."""
+    import datetime as dt
+
+    from onvif import ONVIFCamera
+
+    cam = await served()
+    client = ONVIFCamera(cam.address, cam.http_port, "admin", cam.password, adjust_time=True)
+    try:
+        await client.update_xaddrs()
+        manager = await client.create_pullpoint_manager(dt.timedelta(seconds=60), lambda: None)
+        service = manager.get_service()
+        first = await service.PullMessages(
+            {"MessageLimit": 100, "Timeout": dt.timedelta(seconds=1)}
+        )
+        assert len(first.NotificationMessage) == 5  # every property's Initialized state
+        cam.set_alarm("tamper", True)
+        got = await service.PullMessages({"MessageLimit": 100, "Timeout": dt.timedelta(seconds=5)})
+        topics = [m.Topic._value_1 for m in got.NotificationMessage]
+        assert topics == [
+            "tns1:VideoSource/GlobalSceneChange/ImagingService",
+            "tns1:RuleEngine/TamperDetector/Tamper",
+        ]
+        await manager.shutdown()
+        assert onvif_server._servers[id(cam)].events.subscriptions == {}
+    finally:
+        await client.close()

@@ -2,7 +2,7 @@
 
 For every enabled ONVIF camera whose ``motion.source`` is ``camera`` or ``both``
 one task keeps a PullPoint subscription: it long-polls PullMessages, renews the
-subscription before it expires (at three quarters of its life), retries a failed
+subscription before it expires (with a quarter of its life left), retries a failed
 pull, and rebuilds the subscription after ``max_failures`` failures in a row,
 with a growing pause while the camera stays unreachable. A camera without an
 events service, or one that refuses PullPoint (ActionNotSupported), is marked
@@ -224,7 +224,9 @@ class CameraEvents:
         self, cid: str, pullpoint: PullPoint, state: CameraEventState, channels: ChannelState
     ) -> None:
         failures = 0
-        margin = max(1.0, self.lifetime_s / 4)
+        # Renew with a quarter of the life left, and never closer than 2 s to the end
+        # (a loaded camera or box must not let the subscription lapse).
+        margin = max(2.0, self.lifetime_s / 4)
         while True:
             try:
                 left = pullpoint.expires_at - time.monotonic()
