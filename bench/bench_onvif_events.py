@@ -68,13 +68,19 @@ def delays(tmp: Path, n: int) -> list[float]:
         wait_subscribed(gw)
         time.sleep(0.5)
         out = []
+        seen: set[str] = set()
         for _ in range(n):
             t0 = time.time()
             sim.motion("cam-01", True)
-            arrived, _, ident, _ = sse.next(10.0, camera="cam-01", end=None)
+            while True:  # the first message of a new event (later ones add snapshot, end)
+                arrived, _, ident, _ = sse.next(10.0, camera="cam-01", end=None)
+                if ident not in seen:
+                    break
+            seen.add(ident)
             out.append(arrived - t0)
             sim.motion("cam-01", False)
-            sse.next(10.0, id=ident)
+            while sse.next(10.0, id=ident)[3]["end"] is None:
+                pass
             time.sleep(0.1)
         sse.stop()
         return out

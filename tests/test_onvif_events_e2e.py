@@ -68,8 +68,14 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
     print(f"ONVIF event at the city after {(time.time() - t_on) * 1000:.0f} ms (upper bound)")
     assert at_city[0]["camera"].endswith("cam-01") and at_city[0]["data"]["via"] == "onvif"
     sim.motion(cam["id"], False)
-    _, _, end_id, ended = sse.next(10.0, id=ident)
-    assert end_id == ident and ended["end"] is not None
+    # The same event comes again: with the camera's snapshot, and with its end.
+    versions = [started]
+    while not (versions[-1]["end"] and any(v["snapshot_url"] for v in versions)):
+        versions.append(sse.next(10.0, id=ident)[3])
+    assert versions[-1]["end"] is not None
+    url = next(v["snapshot_url"] for v in versions if v["snapshot_url"])
+    jpeg = gw.client.get(url)
+    assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
 
     for kind, event_type in (("tamper", "tamper"), ("input", "input")):
         httpx.post(

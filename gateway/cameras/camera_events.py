@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SUPERVISE_S = 2.0
 _UNSUPPORTED = {"ActionNotSupported", "PullPointNotSupportedFault", "NoSuchService"}
+_PICTURED = {"camera_motion", "tamper"}  # alarms that get the camera's snapshot
 
 
 class Unsupported(Exception):
@@ -52,6 +53,7 @@ class CameraEventState:
     rebuilds: int = 0
     subscribed_at: float | None = None
     open: dict[tuple[str, str], Event] = field(default_factory=dict, repr=False)
+    latest: dict[str, Event] = field(default_factory=dict, repr=False)  # id → last published
 
     def public(self) -> dict[str, Any]:
         return {
@@ -90,6 +92,7 @@ class CameraEvents:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,6 +111,8 @@ class CameraEvents:
                 await self._supervisor
         for cid in list(self._tasks):
             await self._stop_one(cid)
+        for task in list(self._side_tasks):
+            task.cancel()
 
     def _camera_changed(self, _camera: Any = None) -> None:
         loop = self._loop
@@ -265,15 +270,53 @@ class CameraEvents:
             event = Event(camera=cid, type=kind, source=self.gw.path, data=data)
             state.open[key] = event
             state.events += 1
+            if kind in _PICTURED:
+                self._spawn(self._attach_snapshot(cid, state, event.id))
         else:
             started = state.open.pop(key, None)
             if started is None:
                 return
             event = started.model_copy(update={"end": utcnow()})
+        state.latest[event.id] = event
+        while len(state.latest) > 64:
+            state.latest.pop(next(iter(state.latest)))
+        self._send(cid, event)
+
+    def _send(self, cid: str, event: Event, jpeg: bytes | None = None) -> None:
         try:
-            self.gw.bus.publish(event)
+            self.gw.bus.publish(event, snapshot_jpeg=jpeg)
         except Exception:
-            log.exception("%s: could not publish %s", cid, kind)
+            log.exception("%s: could not publish %s", cid, event.type)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _attach_snapshot(self, cid: str, state: CameraEventState, event_id: str) -> None:
+        """The camera's picture for the alarm list, fetched after the event went out.
+
+        Publishing first keeps the alarm's delay at the network's; the event is then
+        published again, same id, with its snapshot (and its end, if it came since).
+        """
+        registry = self.gw.part("registry")
+        if registry is None or not hasattr(registry, "snapshot"):
+            return
+        try:
+            jpeg = await asyncio.wait_for(registry.snapshot(cid), self.timeout_s)
+        except Exception as err:  # no snapshot is no reason to lose the event
+            log.info("%s: no snapshot for the camera's alarm: %s", cid, err)
+            return
+        latest = state.latest.get(event_id)
+        if not jpeg or latest is None:
+            return
+        url = f"/api/v1/events/{event_id}/snapshot.jpg"
+        updated = latest.model_copy(update={"snapshot_url": url})
+        state.latest[event_id] = updated
+        for key, open_event in state.open.items():
+            if open_event.id == event_id:
+                state.open[key] = updated
+        self._send(cid, updated, jpeg)
 
     # -- figures ------------------------------------------------------------------------
     def status(self, camera_id: str) -> dict[str, Any] | None:

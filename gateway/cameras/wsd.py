@@ -127,7 +127,7 @@ def safe_parse(data: bytes, max_bytes: int) -> Element:
         raise WsdRejected(f"forbidden XML construct ({type(err).__name__})") from None
     except ParseError as err:
         raise WsdRejected(f"malformed XML ({err})") from None
-    except (ValueError, UnicodeError, RecursionError) as err:
+    except (ValueError, LookupError, RecursionError) as err:  # LookupError: unknown encoding
         raise WsdRejected(f"unreadable XML ({type(err).__name__})") from None
 
 
