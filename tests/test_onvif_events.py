@@ -328,3 +328,25 @@ async def test_onvif_zeep_async_pullpoint_manager_reads_the_sim(served) -> None:
         assert onvif_server._servers[id(cam)].events.subscriptions == {}
     finally:
         await client.close()
+
+
+def test_a_camera_inventing_input_tokens_cannot_grow_the_state() -> None:
+    state = ChannelState()
+    for i in range(1000):
+        note = Notification(
+            topic="Device/Trigger/DigitalInput",
+            source={"InputToken": f"DI_{i}"},
+            data={"LogicalState": "true"},
+        )
+        signal = classify(note)
+        assert signal is not None
+        state.apply(signal)
+    assert len(state.active) == 64
+    off = classify(
+        Notification(
+            topic="Device/Trigger/DigitalInput",
+            source={"InputToken": "DI_3"},
+            data={"LogicalState": "false"},
+        )
+    )
+    assert off is not None and state.apply(off) == "end" and len(state.active) == 63

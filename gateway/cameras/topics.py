@@ -70,6 +70,9 @@ def classify(note: Notification) -> Signal | None:
     return None
 
 
+MAX_CHANNELS = 64  # a camera that invents input tokens must not grow our memory
+
+
 @dataclass
 class ChannelState:
     """Active topics per (type, channel), and the id of the open event."""
@@ -79,13 +82,20 @@ class ChannelState:
     def apply(self, signal: Signal) -> str | None:
         """Feed one signal; returns "start", "end" or None (no change of the whole)."""
         key = (signal.type, signal.channel)
-        topics = self.active.setdefault(key, set())
+        topics = self.active.get(key)
+        if topics is None:
+            if not signal.active or len(self.active) >= MAX_CHANNELS:
+                return None
+            topics = self.active[key] = set()
         was = bool(topics)
         if signal.active:
-            topics.add(signal.topic)
+            if len(topics) < 16:
+                topics.add(signal.topic)
         else:
             topics.discard(signal.topic)
         now = bool(topics)
+        if not now:
+            del self.active[key]
         if now and not was:
             return "start"
         if was and not now:
