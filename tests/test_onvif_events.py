@@ -350,3 +350,12 @@ def test_a_camera_inventing_input_tokens_cannot_grow_the_state() -> None:
         )
     )
     assert off is not None and state.apply(off) == "end" and len(state.active) == 63
+
+
+def test_camera_alarms_trigger_event_recording_but_status_events_do_not() -> None:
+    from gateway.recorder.service import is_trigger
+
+    for kind in ("camera_motion", "tamper", "input", "motion"):
+        assert is_trigger(Event(camera="cam-01", type=kind)), kind
+    for kind in ("camera_offline", "camera_online", "linkage"):
+        assert not is_trigger(Event(camera="cam-01", type=kind)), kind

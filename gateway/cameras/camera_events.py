@@ -187,7 +187,9 @@ class CameraEvents:
                 log.info("%s: no ONVIF events from the camera: %s", cid, why)
                 return
             except onvif.OnvifError as err:
-                failures += 1
+                # A subscription that worked for a while starts the count again: a
+                # camera that drops one now and then is rebuilt at once every time.
+                failures = 1 if state.state == "subscribed" else failures + 1
                 state.state, state.reason = "retrying", str(err)[:300]
                 state.rebuilds += 1
                 if failures == 1 or failures % 10 == 0:
