@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -242,10 +243,11 @@ _addresses = itertools.count(1)
 
 
 async def test_every_simulator_dialect_is_found_once_over_udp() -> None:
-    port = free_port("127.0.93.1")
+    net = f"127.93.{random.randint(0, 254)}"  # our own addresses, whatever runs beside
+    port = free_port(f"{net}.1")
     cameras = []
     for i, _ in enumerate(DIALECTS, start=1):
-        address = f"127.0.93.{next(_addresses)}"
+        address = f"{net}.{next(_addresses)}"
         cameras.append(SimCamera(index=i, address=address, http_port=8000 + i, rtsp_port=8554))
     responder = await wsd_responder.start(cameras, None, port=port, dialect="mixed")
     try:
@@ -263,11 +265,13 @@ async def test_every_simulator_dialect_is_found_once_over_udp() -> None:
 
 def test_cli_finds_a_camera_that_frames_unicast_replies_like_gsoap(sim_factory) -> None:
     """The field report: "0 device(s) found; 2 bad replies ignored" for a unicast Probe."""
-    base = "127.0.94.1"
-    args = ["--cameras", "2", "--base", base, "--wsd-dialect", "http-framed", "--no-onvif"]
+    net = f"127.94.{random.randint(0, 254)}"
+    args = ["--cameras", "2", "--base", f"{net}.1", "--wsd-dialect", "http-framed", "--no-onvif"]
     sim = sim_factory(*args, "--size", "160x90", "--sub-size", "160x90", "--fps", "5")
+    # A /30 holds exactly the two cameras: the scan ends when both have answered.
+    target = ["--range", f"{net}.0/30", "--timeout", "5"]
     out = subprocess.run(
-        [sys.executable, "-m", "gateway", "discover", "--range", "127.0.94.0/29", "--timeout", "1"],
+        [sys.executable, "-m", "gateway", "discover", *target],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -277,7 +281,7 @@ def test_cli_finds_a_camera_that_frames_unicast_replies_like_gsoap(sim_factory) 
     assert "2 device(s) found" in out.stderr + out.stdout, out.stderr
     assert "bad replies" not in out.stderr + out.stdout
     listed = subprocess.run(
-        [sys.executable, "-m", "gateway", "discover", "--range", "127.0.94.0/29", "--json"],
+        [sys.executable, "-m", "gateway", "discover", *target, "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,
