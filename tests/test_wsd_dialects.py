@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.cameras import discovery, wsd
+from gateway.cameras.cli import discover_main
 from gateway.sim import wsd_responder
 from gateway.sim.camera import SimCamera
 from gateway.sim.wsd_dialects import DIALECTS
@@ -263,32 +264,20 @@ async def test_every_simulator_dialect_is_found_once_over_udp() -> None:
         assert by_address[cam.address].xaddrs[0] == cam.onvif_url(), cam.index
 
 
-def test_cli_finds_a_camera_that_frames_unicast_replies_like_gsoap(sim_factory) -> None:
+def test_cli_finds_a_camera_that_frames_unicast_replies_like_gsoap(sim_factory, capsys) -> None:
     """The field report: "0 device(s) found; 2 bad replies ignored" for a unicast Probe."""
     net = f"127.94.{random.randint(0, 254)}"
     args = ["--cameras", "2", "--base", f"{net}.1", "--wsd-dialect", "http-framed", "--no-onvif"]
     sim = sim_factory(*args, "--size", "160x90", "--sub-size", "160x90", "--fps", "5")
-    # A /30 holds exactly the two cameras: the scan ends when both have answered.
-    target = ["--range", f"{net}.0/30", "--timeout", "5"]
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway", "discover", *target],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "2 device(s) found" in out.stderr + out.stdout, out.stderr
-    assert "bad replies" not in out.stderr + out.stdout
-    listed = subprocess.run(
-        [sys.executable, "-m", "gateway", "discover", *target, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    found = json.loads(listed.stdout)
-    assert sorted(d["endpoint"] for d in found) == sorted(c["endpoint"] for c in sim.cameras)
+    capsys.readouterr()
+    # `gateway discover`, in this process; a /30 holds exactly the two cameras, so the
+    # scan ends as soon as both have answered.
+    assert discover_main(["--range", f"{net}.0/30", "--timeout", "5", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "2 device(s) found" in out.err, out.err
+    assert "bad replies" not in out.err
+    for cam in sim.cameras:
+        assert cam["endpoint"] in out.out and cam["onvif_url"] in out.out
 
 
 @pytest.mark.netns
