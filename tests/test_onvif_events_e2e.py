@@ -9,7 +9,11 @@ stream is opened or decoded for motion.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
+import socket
+import threading
 import time
 
 import httpx
@@ -17,6 +21,56 @@ import httpx
 from tests.cascade_support import issue_token_api, stored_events, wait_for
 from tests.support import small_sim_args
 from tests.test_motion_e2e import SseReader
+
+
+class ClosableSse(SseReader):
+    """The motion test's SSE reader, with a close() that ends the stream at once.
+
+    An open event stream holds the gateway's shutdown for its 5 s grace period.
+    """
+
+    def __init__(self, url: str, token: str | None) -> None:
+        super().__init__(url, token)
+        self.response: httpx.Response | None = None
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.ended.set()
+
+    def _read(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        with httpx.stream(
+            "GET", self.url, headers=headers, timeout=httpx.Timeout(5.0, read=30.0)
+        ) as r:
+            self.response = r
+            fields: dict[str, str] = {}
+            for line in r.iter_lines():
+                if line.startswith(":"):
+                    self.connected.set()
+                elif not line:
+                    if "data" in fields:
+                        data = json.loads(fields["data"])
+                        self.messages.put(
+                            (time.time(), fields.get("event", ""), fields["id"], data)
+                        )
+                    fields = {}
+                else:
+                    key, _, value = line.partition(":")
+                    fields[key] = value.removeprefix(" ")
+
+    def close(self) -> None:
+        """Shut the connection's socket: a blocked read returns and the thread ends."""
+        if self.response is not None:
+            stream = self.response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        # Not join() nor is_alive(): the parent's ``_stop`` attribute hides Thread._stop.
+        assert self.ended.wait(10), "the SSE reader did not end"
 
 
 def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_factory) -> None:
@@ -38,7 +92,7 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
         },
         name="town",
     )
-    sse = SseReader(gw.base_url + "/api/v1/events/stream", gw.token)
+    sse = ClosableSse(gw.base_url + "/api/v1/events/stream", gw.token)
     sse.start()
     assert sse.connected.wait(10), "SSE stream did not open"
     deadline = time.monotonic() + 30
@@ -91,4 +145,4 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
     described = httpx.get(f"{sim.control}/cameras/{cam['id']}", timeout=5).json()
     assert described["rtsp_sessions"] == 0
     assert described["events"]["subscriptions"] == 1
-    sse.stop()
+    sse.close()
