@@ -108,6 +108,7 @@ def test_probe_cli_and_camera_api_show_codec_size_fps_bitrate(
     assert probe_main([target, *cred]) == 0
     table = capsys.readouterr().out
     assert "KBIT/S" in table and "H265" in table and "Media2" in table
+    assert "events: yes  Media2: yes" in table
 
     onvif_cfg = {"host": cam["address"], "port": cam["http_port"], "username": cam["username"]}
     onvif_cfg["password"] = cam["password"]

@@ -276,9 +276,12 @@ def probe_main(argv: Sequence[str]) -> int:
         return 0
     dev = result.device
     print(f"{dev.manufacturer} {dev.model}  firmware {dev.firmware}  serial {dev.serial}")
+    events = "http://www.onvif.org/ver10/events/wsdl" in result.services
+    media2 = "http://www.onvif.org/ver20/media/wsdl" in result.services
     print(
-        f"ONVIF {label}  PTZ: {'yes' if result.ptz else 'no'}  snapshot: "
-        f"{result.snapshot_uri or '-'}"
+        f"ONVIF {label}  PTZ: {'yes' if result.ptz else 'no'}  "
+        f"events: {'yes' if events else 'no'}  Media2: {'yes' if media2 else 'no'}  "
+        f"snapshot: {result.snapshot_uri or '-'}"
     )
     rows = [
         [
