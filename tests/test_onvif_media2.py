@@ -65,6 +65,7 @@ async def test_h265_profile_only_in_media2_is_found_with_its_codec(served) -> No
     assert sub.stream_uri == f"rtsp://{cam.address}:{cam.rtsp_port}/sub"
     assert got["profile_main"].encoding == "H264"
     assert result.snapshot_uri == f"http://{cam.address}:{cam.http_port}/snapshot.jpg"
+    assert result.ptz and all(p.ptz for p in result.profiles)  # PTZ in Media2's profiles too
 
 
 async def test_without_media2_the_profiles_come_from_media1(served) -> None:

@@ -16,7 +16,7 @@ from gateway.cameras.errors import OnvifError
 from gateway.cameras.soap import SoapClient, SoapFault, find, find_all, text
 
 TR2 = "http://www.onvif.org/ver20/media/wsdl"
-_ACTION = f"{TR2}/Media2"
+_ACTION = TR2  # soapAction of ver20/media operations: the namespace, then the name
 _ENCODINGS = {"H264": "H264", "H265": "H265", "HEVC": "H265", "JPEG": "JPEG", "MJPEG": "JPEG"}
 MAX_PROFILES = 64
 

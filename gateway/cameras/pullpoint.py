@@ -21,7 +21,8 @@ TEV = "http://www.onvif.org/ver10/events/wsdl"
 WSNT = "http://docs.oasis-open.org/wsn/b-2"
 _TEV_ACTION = f"{TEV}/EventPortType"
 _PULL_ACTION = f"{TEV}/PullPointSubscription"
-_MANAGER_ACTION = f"{WSNT}/SubscriptionManager"
+# The WS-BaseNotification WSDL's actions live under bw-2, not the schema's b-2.
+_MANAGER_ACTION = "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager"
 MAX_MESSAGES = 1000
 
 

@@ -14,11 +14,16 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.sim.onvif_ptz import ptz_configuration_xml
 from gateway.sim.onvif_soap import SoapFault, text_of, x, xa
 
 VIDEO_SOURCE = "VideoSource_1"
 VIDEO_SOURCE_CONFIG = "VideoSourceConfig_1"
 MODES = ("off", "on", "h265-only")
+
+
+def has_ptz(camera: Any) -> bool:
+    return bool(getattr(camera, "ptz", None))
 
 
 def enabled(camera: Any) -> bool:
@@ -77,9 +82,10 @@ def get_profiles(camera: Any, op: etree._Element) -> str:
     for p in chosen:
         configs = ""
         if with_configs:
+            ptz = ptz_configuration_xml(camera, "tr2:PTZ") if has_ptz(camera) else ""
             configs = (
                 f"<tr2:Configurations>{_source_xml(camera)}"
-                f"{_encoder_xml(p, 'tr2:VideoEncoder')}</tr2:Configurations>"
+                f"{_encoder_xml(p, 'tr2:VideoEncoder')}{ptz}</tr2:Configurations>"
             )
         body.append(
             f'<tr2:Profiles token={xa(p.token)} fixed="true"><tr2:Name>{x(p.name)}</tr2:Name>'
