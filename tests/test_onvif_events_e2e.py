@@ -3,8 +3,8 @@
 A real ``gateway sim`` (ONVIF with its events service), a town ``gateway run``
 whose camera has ``motion.source: camera``, and its parent, a city gateway: the
 sim raises motion, tamper and a digital input through its control API; the town's
-events arrive on SSE and in its API, and at the city through the cascade; no
-stream is opened or decoded for motion.
+events arrive on SSE and in its API, fire a linkage rule, and reach the city through
+the cascade; no stream is opened or decoded for motion.
 """
 
 from __future__ import annotations
@@ -89,6 +89,14 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
         {
             "cameras": [{"id": "cam-01", "onvif": onvif, "motion": {"source": "camera"}}],
             "cascade": {"level": "town", "id": "town-a", "parent": parent},
+            "linkage": [
+                {
+                    "name": "gate alarm",
+                    "match": {"camera": "cam-01", "type": "camera_motion"},
+                    "cameras": ["cam-01"],
+                    "record_s": 0,
+                }
+            ],
         },
         name="town",
     )
@@ -114,6 +122,8 @@ def test_camera_alarms_reach_sse_and_nothing_is_decoded(sim_factory, gateway_fac
     assert started["data"]["via"] == "onvif"
     listed = gw.client.get("/api/v1/events", params={"type": "camera_motion"}).json()
     assert [e["id"] for e in listed] == [ident]
+    _, _, _, linked = sse.next(10.0, type="linkage")  # a rule on camera_motion fires
+    assert linked["data"]["trigger"] == ident and linked["data"]["rule"] == "gate alarm"
     at_city = wait_for(
         lambda: [e for e in stored_events(city, "camera_motion") if e["id"] == ident],
         20,
