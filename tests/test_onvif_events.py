@@ -359,3 +359,30 @@ def test_camera_alarms_trigger_event_recording_but_status_events_do_not() -> Non
         assert is_trigger(Event(camera="cam-01", type=kind)), kind
     for kind in ("camera_offline", "camera_online", "linkage"):
         assert not is_trigger(Event(camera="cam-01", type=kind)), kind
+
+
+async def test_open_alarms_end_when_the_subscription_is_lost_and_reopen_after(
+    served, part_factory
+) -> None:
+    cam = await served()
+    part, gw = await part_factory([camera_record(cam)], cam.password, pull_timeout_s=2)
+    await wait_for(lambda: part.states["cam-01"].state == "subscribed", 10, "a subscription")
+    await asyncio.sleep(0.3)
+    cam.set_alarm("tamper", True)
+    first = await wait_for(lambda: events_of(gw, "tamper"), 5, "tamper")
+    cam.set_fault("offline")
+    await onvif_server.set_online(cam, False)
+    ended = await wait_for(
+        lambda: [e for e in events_of(gw, "tamper") if e.end is not None], 15, "tamper ended"
+    )
+    assert ended[0].id == first[0].id and ended[0].data["ended_by"] == "subscription lost"
+    cam.set_fault("online")
+    await onvif_server.set_online(cam, True)
+    # The camera still says tamper: the new subscription's Initialized state opens a new one.
+    reopened = await wait_for(
+        lambda: [e for e in events_of(gw, "tamper") if e.id != first[0].id], 20, "tamper again"
+    )
+    assert reopened[0].end is None
+    await part.stop()
+    closed = [e for e in events_of(gw, "tamper") if e.id == reopened[0].id and e.end is not None]
+    assert closed and closed[0].data["ended_by"] == "stopped"

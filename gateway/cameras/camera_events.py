@@ -175,8 +175,27 @@ class CameraEvents:
 
     # -- one camera ---------------------------------------------------------------------
     async def _run(self, cid: str, key: tuple[Any, ...], state: CameraEventState) -> None:
-        failures = 0
         channels = ChannelState()
+        try:
+            await self._follow(cid, key, state, channels)
+        finally:
+            # Stopped, removed, or no longer asked for: no alarm stays open for ever.
+            self._end_open(cid, state, channels, "stopped")
+
+    def _end_open(
+        self, cid: str, state: CameraEventState, channels: ChannelState, why: str
+    ) -> None:
+        """End the open alarms: nobody can tell us any more when they end."""
+        for key in list(state.open):
+            started = state.open.pop(key)
+            data = {**started.data, "ended_by": why}
+            self._send(cid, started.model_copy(update={"end": utcnow(), "data": data}))
+        channels.clear()
+
+    async def _follow(
+        self, cid: str, key: tuple[Any, ...], state: CameraEventState, channels: ChannelState
+    ) -> None:
+        failures = 0
         while True:
             try:
                 await self._session(cid, key, state, channels)
@@ -190,6 +209,9 @@ class CameraEvents:
                 # A subscription that worked for a while starts the count again: a
                 # camera that drops one now and then is rebuilt at once every time.
                 failures = 1 if state.state == "subscribed" else failures + 1
+                if state.state == "subscribed":
+                    # The new subscription's Initialized messages open them again.
+                    self._end_open(cid, state, channels, "subscription lost")
                 state.state, state.reason = "retrying", str(err)[:300]
                 state.rebuilds += 1
                 if failures == 1 or failures % 10 == 0:
