@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -386,3 +387,80 @@ async def test_open_alarms_end_when_the_subscription_is_lost_and_reopen_after(
     await part.stop()
     closed = [e for e in events_of(gw, "tamper") if e.id == reopened[0].id and e.end is not None]
     assert closed and closed[0].data["ended_by"] == "stopped"
+
+
+def events_schema(tmp: Path) -> Any:
+    """The events service's message schema (and WS-BaseNotification's) from the bundled WSDL."""
+    import onvif
+    from lxml import etree
+
+    wsdl_dir = Path(onvif.__file__).parent / "wsdl"
+    xs = "http://www.w3.org/2001/XMLSchema"
+    schema = etree.parse(str(wsdl_dir / "events.wsdl")).find(f".//{{{xs}}}schema")
+    for imp in schema.iter(f"{{{xs}}}import"):
+        location = imp.get("schemaLocation", "")
+        if location.startswith("./"):
+            imp.set("schemaLocation", (wsdl_dir / location[2:]).as_uri())
+    (tmp / "events.xsd").write_bytes(etree.tostring(schema))
+    ns = schema.get("targetNamespace")
+    b2 = (wsdl_dir / "b-2.xsd").as_uri()
+    (tmp / "all.xsd").write_text(
+        f'<xs:schema xmlns:xs="{xs}"><xs:import namespace="{ns}" '
+        f'schemaLocation="{(tmp / "events.xsd").as_uri()}"/>'
+        f'<xs:import namespace="http://docs.oasis-open.org/wsn/b-2" schemaLocation="{b2}"/>'
+        "</xs:schema>"
+    )
+    return etree.XMLSchema(etree.parse(str(tmp / "all.xsd")))
+
+
+async def test_every_events_response_validates_against_the_onvif_schemas(served, tmp_path) -> None:
+    import httpx
+    from lxml import etree
+
+    from tests.test_sim_onvif import ENV, soap, username_token
+
+    schema = events_schema(tmp_path)
+    cam = await served()
+    tev, wsnt = "http://www.onvif.org/ver10/events/wsdl", "http://docs.oasis-open.org/wsn/b-2"
+
+    async def call(http: httpx.AsyncClient, url: str, body: str) -> Any:
+        r = await http.post(url, content=soap(body, username_token("admin", cam.password)))
+        assert r.status_code == 200, r.text
+        response = etree.fromstring(r.content).find(f"{{{ENV}}}Body")[0]
+        assert schema.validate(etree.ElementTree(response)), (body, str(schema.error_log))
+        return response
+
+    events_url = f"http://{cam.address}:{cam.http_port}/onvif/event_service"
+    async with httpx.AsyncClient() as http:
+        await call(http, events_url, f'<GetServiceCapabilities xmlns="{tev}"/>')
+        created = await call(
+            http,
+            events_url,
+            f'<CreatePullPointSubscription xmlns="{tev}"><InitialTerminationTime>PT60S'
+            "</InitialTerminationTime></CreatePullPointSubscription>",
+        )
+        address = created.find(".//{http://www.w3.org/2005/08/addressing}Address").text
+        cam.set_alarm("input", True)
+        pulled = await call(
+            http,
+            address,
+            f'<PullMessages xmlns="{tev}"><Timeout>PT1S</Timeout><MessageLimit>50</MessageLimit>'
+            "</PullMessages>",
+        )
+        assert len(pulled.findall(f"{{{wsnt}}}NotificationMessage")) == 6  # 5 initial + input
+        await call(http, address, f'<SetSynchronizationPoint xmlns="{tev}"/>')
+        await call(
+            http,
+            address,
+            f'<Renew xmlns="{wsnt}"><TerminationTime>PT60S</TerminationTime></Renew>',
+        )
+        await call(http, address, f'<Unsubscribe xmlns="{wsnt}"/>')
+    # The check has teeth: a subscription reply without its required CurrentTime fails.
+    bad = etree.fromstring(
+        f'<tev:CreatePullPointSubscriptionResponse xmlns:tev="{tev}" xmlns:wsnt="{wsnt}" '
+        'xmlns:wsa="http://www.w3.org/2005/08/addressing"><tev:SubscriptionReference>'
+        "<wsa:Address>http://x/</wsa:Address></tev:SubscriptionReference>"
+        "<wsnt:TerminationTime>2030-01-01T00:00:00Z</wsnt:TerminationTime>"
+        "</tev:CreatePullPointSubscriptionResponse>"
+    )
+    assert not schema.validate(etree.ElementTree(bad))
