@@ -126,3 +126,13 @@ def test_probe_cli_and_camera_api_show_codec_size_fps_bitrate(
         ("H265", 10.0, 2000),
         ("H265", 10.0, 300),
     }
+    # Switching the camera to its own motion alarms through the API subscribes at once.
+    assert "camera_events" not in got
+    patched = gw.client.patch("/api/v1/cameras/cam-01", json={"motion": {"source": "camera"}})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["motion"]["source"] == "camera"
+    while (gw.client.get("/api/v1/cameras/cam-01").json().get("camera_events") or {}).get(
+        "state"
+    ) != "subscribed":
+        assert time.monotonic() < deadline + 30, gw.tail()
+        time.sleep(0.2)
