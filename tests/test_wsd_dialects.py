@@ -145,6 +145,19 @@ RECORDED: dict[str, tuple[bytes, str, str]] = {
         "urn:uuid:multi",
         XADDR,
     ),
+    "xaddrs: a NAT address first, the reply's subnet second (its port wins)": (
+        envelope(
+            matches(
+                match(
+                    "urn:uuid:nat",
+                    "http://100.64.3.9:8000/onvif/device_service "
+                    "http://192.168.1.99:8899/onvif/device_service",
+                )
+            )
+        ).encode(),
+        "urn:uuid:nat",
+        f"http://{SENDER}:8899/onvif/device_service",
+    ),
     "no xaddrs at all": (
         envelope(matches(match("urn:uuid:noxaddr", xaddrs=""))).encode(),
         "urn:uuid:noxaddr",

@@ -346,13 +346,25 @@ def _with_host(url: str, host: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _same_subnet(host: str, sender_ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``host`` is an address in the sender's /24 (IPv4) or /64 (IPv6)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.version != sender_ip.version:
+        return False
+    prefix = 24 if ip.version == 4 else 64
+    return ip in ipaddress.ip_network(f"{sender_ip}/{prefix}", strict=False)
+
+
 def fix_xaddrs(xaddrs: list[str], sender: str) -> list[str]:
     """Keep the usable service addresses, patching bad hosts to the sender's address.
 
     A camera may report ``0.0.0.0``, a loopback address, or an old address (DHCP
     moved it); when no XAddr of the sender's IP family names the sender itself,
     the IPv4/IPv6 literal ones are rewritten to the sender's address. DNS names
-    are kept. Sender-matching addresses come first.
+    are kept. Sender-matching addresses come first, then those of the sender's subnet.
     """
     first: list[str] = []
     rest: list[str] = []
@@ -372,6 +384,10 @@ def fix_xaddrs(xaddrs: list[str], sender: str) -> list[str]:
             continue
         parsed.append((raw, host))
     names_sender = any(host == sender for _, host in parsed)
+    if not names_sender and sender_ip is not None:
+        # Several XAddrs, none the sender: the one on the reply's subnet is the likeliest
+        # to carry the right port and path (the others are NAT or other NICs).
+        parsed.sort(key=lambda item: not _same_subnet(item[1], sender_ip))
     for raw, host in parsed:
         if host == sender:
             first.append(raw)
