@@ -113,6 +113,7 @@ def _factories() -> list[tuple[str, Any]]:
     reverse. A factory returns None when configuration turns its part off.
     """
     from gateway.auth.service import build as build_auth
+    from gateway.cameras.camera_events import build as build_camera_events
     from gateway.cameras.rediscovery import create as build_discovery
     from gateway.cameras.registry import create as build_registry
     from gateway.cascade.part import build as build_cascade
@@ -133,6 +134,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("streams", build_streams),
         ("relay", build_relay),  # leases hubs per viewer
         ("motion", build_motion),  # leases each camera's sub-stream
+        ("camera_events", build_camera_events),  # the cameras' own ONVIF alarms (PullPoint)
         ("recorder", build_recorder),  # before linkage, which asks it to record
         ("linkage", build_linkage),
         ("cascade", build_cascade),  # registers a resolver with streams

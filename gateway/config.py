@@ -71,6 +71,11 @@ class DiscoverySettings(_Model):
     concurrency: int = Field(256, ge=1, le=4096, title="Probes in flight at once")
     rate_per_s: float = Field(2000, gt=0, le=100000, title="Probes sent per second at most")
     port: int = Field(3702, ge=1, le=65535, title="WS-Discovery port")
+    announcements: bool = Field(
+        True,
+        title="Listen for WS-Discovery Hello and Bye",
+        description="On the multicast interfaces: learn at once of cameras appearing and leaving",
+    )
     auto_add: bool = Field(False, title="Add discovered cameras to the registry automatically")
     username: str | None = Field(None, title="Default ONVIF user for discovered cameras")
     password: SecretStr | None = Field(None, title="Default ONVIF password")
@@ -84,6 +89,12 @@ ZoneName = Annotated[str, Field(pattern=r"^[^\x00-\x1f/]{1,64}$")]
 
 class MotionSettings(_Model):
     enabled: bool = Field(True, title="Motion detection on")
+    source: Literal["gateway", "camera", "both"] = Field(
+        "gateway",
+        title="Who detects motion",
+        description="gateway: decode the stream here; camera: the camera's own ONVIF events "
+        "(camera_motion, tamper, input; nothing decoded here); both",
+    )
     stream: Literal["sub", "main"] = Field("sub", title="Stream analysed")
     fps: float = Field(5.0, gt=0, le=30, title="Analysis frames per second")
     sensitivity: float = Field(0.5, ge=0, le=1, title="Sensitivity (0 low … 1 high)")

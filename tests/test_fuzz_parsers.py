@@ -208,7 +208,9 @@ def _sim_camera() -> SimCamera:
         SimProfile("profile_main", "MainStream", 1280, 720, 25, 50, "H264", 2048, "/main"),
         SimProfile("profile_sub", "SubStream", 640, 360, 25, 50, "H264", 512, "/sub"),
     ]
-    return SimCamera(index=1, address="127.0.0.1", http_port=1, rtsp_port=2, profiles=profiles)
+    return SimCamera(
+        index=1, address="127.0.0.1", http_port=1, rtsp_port=2, profiles=profiles, media2="on"
+    )
 
 
 def _soap_request(body: bytes, headers: dict[str, str] | None = None) -> Request:
@@ -231,7 +233,7 @@ def _run_sim(bodies: list[bytes]) -> None:
         try:
             for body in bodies:
                 try:
-                    server._soap(_soap_request(body))
+                    await server._soap(_soap_request(body))
                 except onvif_soap.SoapFault as fault:
                     assert_clear(fault)
                     etree.fromstring(fault.envelope())  # the fault itself is well formed
@@ -275,11 +277,29 @@ ARG_NAMES = [
     "Category",
     "IncludeCapability",
     "Token",
+    "InitialTerminationTime",
+    "TerminationTime",
+    "MessageLimit",
+    "Type",
 ]
 ARG_VALUES = st.one_of(
     st.text(max_size=30),
     st.sampled_from(
-        ["nan", "inf", "-inf", "1e309", "-0", "P1D", "PT99999999999S", "PT-1S", "", "profile_main"]
+        [
+            "nan",
+            "inf",
+            "-inf",
+            "1e309",
+            "-0",
+            "P1D",
+            "PT99999999999S",
+            "PT-1S",
+            "",
+            "profile_main",
+            "9999-12-31T23:59:59-14:00",
+            "0001-01-01T00:00:00+14:00",
+            "All",
+        ]
     ),
 )
 args_tree = st.recursive(
@@ -326,6 +346,16 @@ def _render(node: tuple) -> str:
                 "GetStreamUri",
                 "GetSnapshotUri",
                 "GetVideoEncoderConfiguration",
+            )
+        ]
+        + [("tev", "CreatePullPointSubscription"), ("tev", "GetServiceCapabilities")]
+        + [
+            ("tr2", n)
+            for n in (
+                "GetProfiles",
+                "GetStreamUri",
+                "GetSnapshotUri",
+                "GetVideoEncoderConfigurations",
             )
         ]
         + [

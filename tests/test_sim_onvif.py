@@ -112,7 +112,7 @@ async def test_zeep_client_reads_device_profiles_and_stream_uris(served):
         caps = await device.GetCapabilities({"Category": "All"})
         assert caps.PTZ.XAddr.endswith("/onvif/ptz_service")
         services = await device.GetServices({"IncludeCapability": True})
-        assert len(services) == 3 and all(s.Capabilities is not None for s in services)
+        assert len(services) == 4 and all(s.Capabilities is not None for s in services)
         assert (await device.GetHostname()).Name == cam.id
         assert (await device.GetNetworkInterfaces())[0].IPv4.Config.Manual[0].Address == (
             cam.address

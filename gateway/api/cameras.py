@@ -58,11 +58,20 @@ def _camera(registry: Registry, camera_id: str, caller: Caller) -> Any:
     return cam
 
 
+def _with_events(gw: Gateway, out: dict[str, Any]) -> dict[str, Any]:
+    """Add the state of the camera's own ONVIF events (PullPoint), when it is read."""
+    part = gw.part("camera_events")
+    status = part.status(out["id"]) if part is not None else None
+    if status is not None:
+        out["camera_events"] = status
+    return out
+
+
 @router.get("")
 def list_cameras(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
 ) -> list[dict[str, Any]]:
-    return [c.public() for c in registry_of(gw).list() if caller.sees(c.id)]
+    return [_with_events(gw, c.public()) for c in registry_of(gw).list() if caller.sees(c.id)]
 
 
 @router.get("/{camera_id}")
@@ -71,7 +80,7 @@ def get_camera(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
-    return _camera(registry_of(gw), camera_id, caller).public()
+    return _with_events(gw, _camera(registry_of(gw), camera_id, caller).public())
 
 
 @router.post("", status_code=201)

@@ -262,6 +262,7 @@ def probe_main(argv: Sequence[str]) -> int:
                     "gop",
                     "bitrate_kbps",
                     "stream_uri",
+                    "service",
                 )
             }
             for p in result.profiles
@@ -275,9 +276,12 @@ def probe_main(argv: Sequence[str]) -> int:
         return 0
     dev = result.device
     print(f"{dev.manufacturer} {dev.model}  firmware {dev.firmware}  serial {dev.serial}")
+    events = "http://www.onvif.org/ver10/events/wsdl" in result.services
+    media2 = "http://www.onvif.org/ver20/media/wsdl" in result.services
     print(
-        f"ONVIF {label}  PTZ: {'yes' if result.ptz else 'no'}  snapshot: "
-        f"{result.snapshot_uri or '-'}"
+        f"ONVIF {label}  PTZ: {'yes' if result.ptz else 'no'}  "
+        f"events: {'yes' if events else 'no'}  Media2: {'yes' if media2 else 'no'}  "
+        f"snapshot: {result.snapshot_uri or '-'}"
     )
     rows = [
         [
@@ -286,10 +290,13 @@ def probe_main(argv: Sequence[str]) -> int:
             p.encoding,
             f"{p.width}x{p.height}",
             f"{p.fps:g}" if p.fps else "-",
+            str(p.bitrate_kbps or "-"),
             str(p.gop or "-"),
+            "Media2" if p.service == "media2" else "Media1",
             p.stream_uri,
         ]
         for p in result.profiles
     ]
-    print(_table(rows, ["TOKEN", "NAME", "CODEC", "SIZE", "FPS", "GOP", "STREAM"]))
+    header = ["TOKEN", "NAME", "CODEC", "SIZE", "FPS", "KBIT/S", "GOP", "VIA", "STREAM"]
+    print(_table(rows, header))
     return 0

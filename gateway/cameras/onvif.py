@@ -34,8 +34,10 @@ from gateway.cameras.errors import AuthError as AuthError
 from gateway.cameras.errors import OnvifError as OnvifError
 from gateway.cameras.errors import UnreachableError as UnreachableError
 from gateway.cameras.guard import guard_transport
+from gateway.cameras.media2 import TR2, Media2
 from gateway.cameras.snapshot import DEFAULT_TIMEOUT
 from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
+from gateway.cameras.soap import SoapClient
 from gateway.cameras.urls import fix_host as fix_host
 from gateway.cameras.urls import strip_credentials as strip_credentials
 from gateway.cameras.urls import with_credentials as with_credentials
@@ -69,6 +71,7 @@ class Profile:
     bitrate_kbps: int | None = None
     stream_uri: str = ""
     ptz: bool = False
+    service: str = "media"  # where it was read: "media" (ver10) or "media2" (ver20)
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,14 +272,22 @@ class OnvifClient:
         return strip_credentials(fix_host(uri, self.host))[0]
 
     async def probe(self) -> ProbeResult:
-        """Device info, every video profile with its stream URI, the snapshot URI."""
+        """Device info, every video profile with its stream URI, the snapshot URI.
+
+        Through Media2 where the device lists it (H.265 profiles are often only
+        there), else, or when Media2 fails or lists no video, through Media1.
+        """
         await self.connect()
         device = await self.device_info()
-        profiles = await self.profiles()
-        for p in profiles:
-            p.stream_uri = await self.stream_uri(p.token)
-        main = max(profiles, key=lambda p: p.width * p.height, default=None)
-        snapshot = await self.snapshot_uri(main.token) if main else None
+        found = await self._probe_media2() if self.services().get(TR2) else None
+        if found is not None:
+            profiles, snapshot = found
+        else:
+            profiles = await self.profiles()
+            for p in profiles:
+                p.stream_uri = await self.stream_uri(p.token)
+            main = max(profiles, key=lambda p: p.width * p.height, default=None)
+            snapshot = await self.snapshot_uri(main.token) if main else None
         has_ptz = self._has_service("ptz") and any(p.ptz for p in profiles)
         return ProbeResult(
             device=device,
@@ -285,6 +296,46 @@ class OnvifClient:
             ptz=has_ptz,
             services=self.services(),
         )
+
+    async def _probe_media2(self) -> tuple[list[Profile], str | None] | None:
+        """Profiles (with stream URIs) and the snapshot URI by Media2; None to use Media1."""
+        soap = SoapClient(
+            self.label,
+            self.username,
+            self.password,
+            clock_offset_s=self.clock_offset_s or 0.0,
+            timeout=self.timeout,
+        )
+        media = Media2(soap, self.services()[TR2])
+        try:
+            read = await media.profiles()
+            profiles = [Profile(**fields, service="media2") for fields in read]
+            if not profiles:
+                log.info("%s: Media2 lists no video profile; using Media1", self.label)
+                return None
+            for p in profiles:
+                uri = await media.stream_uri(p.token)
+                if not uri.lower().startswith(("rtsp://", "rtsps://")):
+                    raise OnvifError(f"{self.label}: Media2 gave no RTSP URI for {p.token}")
+                p.stream_uri = strip_credentials(fix_host(uri, self.host))[0]
+            main = max(profiles, key=lambda p: p.width * p.height)
+            snapshot: str | None = None
+            try:
+                uri = await media.snapshot_uri(main.token)
+                if uri.lower().startswith(("http://", "https://")):
+                    snapshot = strip_credentials(fix_host(uri, self.host))[0]
+            except (AuthError, UnreachableError):
+                raise
+            except OnvifError as err:
+                log.info("%s: no snapshot URI: %s", self.label, err)
+            return profiles, snapshot
+        except (AuthError, UnreachableError):
+            raise
+        except OnvifError as err:
+            log.info("%s: Media2 failed (%s); using Media1", self.label, err)
+            return None
+        finally:
+            await soap.close()
 
     def services(self) -> dict[str, str]:
         """The device's services (namespace → address), from GetServices or GetCapabilities."""

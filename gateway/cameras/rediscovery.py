@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.cameras import discovery, wsd
+from gateway.cameras.announcements import AnnouncementListener
 from gateway.cameras.model import CameraCreate, FieldError, OnvifIn
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,53 @@ class DiscoveryService:
         self._loop_task: asyncio.Task | None = None
         self.devices: dict[str, wsd.ProbeMatch] = {}
         self.state: dict[str, Any] = {"state": "idle", "scans": 0}
+        self.listener: AnnouncementListener | None = None
+        self._adding: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         if self.settings.interval_s > 0:
             self._loop_task = asyncio.get_running_loop().create_task(self._periodic())
+        if self.settings.announcements and self.settings.interfaces:
+            listener = AnnouncementListener(self._on_hello, self._on_bye)
+            try:
+                await listener.start(list(self.settings.interfaces), self.settings.port)
+            except (discovery.DiscoveryError, OSError) as err:
+                log.warning("discovery: cannot listen for Hello/Bye: %s", err)
+            else:
+                self.listener = listener
+
+    def _on_hello(self, device: wsd.ProbeMatch) -> None:
+        """A camera announced itself: a result at once, seen if known, added if asked."""
+        self.devices[device.endpoint] = device
+        cam = self._match(device)
+        registry = self.gw.part("registry")
+        log.info("discovery: Hello from %s (%s)", device.address, device.name or device.endpoint)
+        if cam is not None and registry is not None:
+            registry.mark_seen(cam.id, True)
+        elif self.settings.auto_add:
+            task = asyncio.get_running_loop().create_task(self._auto_add([device]))
+            self._adding.add(task)
+            task.add_done_callback(self._adding.discard)
+
+    def _on_bye(self, endpoint: str, sender: str) -> None:
+        """A camera said it leaves: known cameras are marked unseen."""
+        log.info("discovery: Bye from %s (%s)", sender, endpoint)
+        device = self.devices.pop(endpoint, None)
+        registry = self.gw.part("registry")
+        if registry is None:
+            return
+        cam = registry.find_duplicate(endpoint=endpoint)
+        if cam is None and device is not None:
+            cam = self._match(device)
+        if cam is not None:
+            registry.mark_seen(cam.id, False)
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        for task in list(self._adding):
+            task.cancel()
         for task in (self._loop_task, self._task):
             if task is not None:
                 task.cancel()

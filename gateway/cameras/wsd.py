@@ -11,6 +11,7 @@ with a :class:`WsdRejected` that says why. It never raises anything else.
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,6 @@ PROBE_TYPES: dict[str, tuple[str, str]] = {
     "tds:Device": ("tds", TDS),
 }
 
-_ENVELOPES = {SOAP12, SOAP11}
-_ADDRESSING = {WSA, WSA10}
-_DISCOVERY = {WSD, WSD11}
 _SCOPE_PREFIX = "onvif://www.onvif.org/"
 
 
@@ -110,16 +108,6 @@ def _split(tag: str) -> tuple[str, str]:
     return "", tag
 
 
-def _child(parent: Element, local: str, namespaces: set[str]) -> Element | None:
-    for el in parent:
-        if not isinstance(el.tag, str):
-            continue
-        ns, name = _split(el.tag)
-        if name == local and ns in namespaces:
-            return el
-    return None
-
-
 def _text(el: Element | None) -> str:
     return (el.text or "").strip() if el is not None else ""
 
@@ -139,7 +127,7 @@ def safe_parse(data: bytes, max_bytes: int) -> Element:
         raise WsdRejected(f"forbidden XML construct ({type(err).__name__})") from None
     except ParseError as err:
         raise WsdRejected(f"malformed XML ({err})") from None
-    except (ValueError, UnicodeError, RecursionError) as err:
+    except (ValueError, LookupError, RecursionError) as err:  # LookupError: unknown encoding
         raise WsdRejected(f"unreadable XML ({type(err).__name__})") from None
 
 
@@ -147,8 +135,8 @@ def parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
     """Parse one datagram from ``sender`` (its IP address) into ProbeMatch records.
 
     Raises :class:`WsdRejected` with the reason for anything else, never another
-    exception. A message that is well formed but not a ProbeMatches (a Hello,
-    another client's Probe) is rejected too, so callers can count and log it.
+    exception. A message that is well formed but describes no device (another
+    client's Probe, a Bye, a fault) is rejected too, so callers can count and log it.
     """
     try:
         return _parse_probe_matches(data, sender)
@@ -158,28 +146,83 @@ def parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
         raise WsdRejected(f"unparseable message ({type(err).__name__})") from None
 
 
+_HTTP_START = (b"HTTP/1.", b"POST ")
+_GB_ENCODING = re.compile(
+    rb"""^(<\?xml[^>]{0,200}?encoding\s*=\s*["'])(gb2312|gbk|gb18030)(["'])""", re.I
+)
+# Answers that are not about a device, rejected with a reason of their own.
+_NOT_A_DEVICE = {
+    "Probe": "not a ProbeMatches (action 'Probe', another client's probe)",
+    "Resolve": "not a ProbeMatches (action 'Resolve')",
+    "Bye": "not a ProbeMatches (action 'Bye')",
+}
+_MATCH_LISTS = ("ProbeMatches", "ResolveMatches")
+_MATCHES = ("ProbeMatch", "ResolveMatch", "Hello")
+
+
+def clean_datagram(data: bytes) -> bytes:
+    """Undo the wrappers vendors put around the SOAP they send over UDP.
+
+    gSOAP-based cameras answer a unicast Probe as an HTTP response (status line and
+    headers before the envelope); others append NUL bytes or start with a BOM; and
+    Chinese firmwares declare GB2312/GBK, which the XML parser does not know.
+    """
+    if data.startswith(_HTTP_START):
+        _head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            _head, sep, body = data.partition(b"\n\n")
+        data = body if sep else data
+    data = data.strip(b"\x00 \t\r\n")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:].lstrip(b" \t\r\n")
+    match = _GB_ENCODING.match(data)
+    if match:
+        text = data[match.end() :].decode("gb18030", errors="replace")
+        data = match.group(1) + b"UTF-8" + match.group(3) + text.encode("utf-8")
+    return data
+
+
+def _any(parent: Element | None, local: str) -> Element | None:
+    """The first child with this local name, whatever its namespace."""
+    if parent is None:
+        return None
+    for el in parent:
+        if isinstance(el.tag, str) and _split(el.tag)[1] == local:
+            return el
+    return None
+
+
 def _parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
-    root = safe_parse(data, MAX_MESSAGE_BYTES)
-    ns, local = _split(root.tag)
-    if local != "Envelope" or ns not in _ENVELOPES:
-        raise WsdRejected(f"not a SOAP envelope (root {local!r})")
-    header = _child(root, "Header", {ns})
-    body = _child(root, "Body", {ns})
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WsdRejected(f"oversize message ({len(data)} bytes > {MAX_MESSAGE_BYTES})")
+    root = safe_parse(clean_datagram(data), MAX_MESSAGE_BYTES)
+    # Namespaces are not checked: they protect nothing and only turn away vendors
+    # (SOAP 1.1 or 1.2, WS-Addressing 2004/08 or 2005/08, any discovery version).
+    if _split(root.tag)[1] != "Envelope":
+        raise WsdRejected(f"not a SOAP envelope (root {_split(root.tag)[1]!r})")
+    header = _any(root, "Header")
+    body = _any(root, "Body")
     if body is None:
         raise WsdRejected("SOAP envelope without Body")
-    relates_to = ""
-    if header is not None:
-        action = _text(_child(header, "Action", _ADDRESSING))
-        if action and not action.endswith("/ProbeMatches"):
-            raise WsdRejected(f"not a ProbeMatches (action {action.rsplit('/', 1)[-1]!r})")
-        relates_to = _text(_child(header, "RelatesTo", _ADDRESSING))
-    matches_el = _child(body, "ProbeMatches", _DISCOVERY)
-    if matches_el is None:
+    action = _text(_any(header, "Action")).rsplit("/", 1)[-1]
+    if action in _NOT_A_DEVICE:
+        raise WsdRejected(_NOT_A_DEVICE[action])
+    relates_to = _text(_any(header, "RelatesTo"))
+    fault = _any(body, "Fault")
+    if fault is not None:
+        reason = _text(_any(_any(fault, "Reason"), "Text")) or _text(_any(fault, "faultstring"))
+        raise WsdRejected(f"the device answered with a SOAP fault ({reason[:120]!r})")
+    candidates: list[Element] = []
+    for el in body:
+        local = _split(el.tag)[1] if isinstance(el.tag, str) else ""
+        if local in _MATCH_LISTS:
+            candidates += [m for m in el if isinstance(m.tag, str) and _split(m.tag)[1] in _MATCHES]
+        elif local in _MATCHES:  # a ProbeMatch (or Hello) straight in the Body
+            candidates.append(el)
+    if not candidates:
         raise WsdRejected("Body holds no ProbeMatches")
     out: list[ProbeMatch] = []
-    for match_el in matches_el:
-        if not isinstance(match_el.tag, str) or _split(match_el.tag)[1] != "ProbeMatch":
-            continue
+    for match_el in candidates[:64]:
         match = _parse_match(match_el, sender, relates_to)
         if match is not None:
             out.append(match)
@@ -188,16 +231,48 @@ def _parse_probe_matches(data: bytes, sender: str) -> list[ProbeMatch]:
     return out
 
 
+def parse_announcement(data: bytes, sender: str) -> tuple[str, list[ProbeMatch] | str]:
+    """A multicast Hello or Bye: ("hello", [ProbeMatch]) or ("bye", endpoint).
+
+    Raises :class:`WsdRejected` for anything else (Probes of other clients, junk).
+    """
+    try:
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise WsdRejected(f"oversize message ({len(data)} bytes > {MAX_MESSAGE_BYTES})")
+        root = safe_parse(clean_datagram(data), MAX_MESSAGE_BYTES)
+        bye = _any(_any(root, "Body"), "Bye")
+        if _split(root.tag)[1] == "Envelope" and bye is not None:
+            endpoint = _text(_any(_any(bye, "EndpointReference"), "Address"))
+            if not endpoint:
+                raise WsdRejected("Bye without an endpoint")
+            return "bye", endpoint[:512]
+    except WsdRejected:
+        raise
+    except Exception as err:  # hostile input must never escape as a crash
+        raise WsdRejected(f"unparseable message ({type(err).__name__})") from None
+    return "hello", parse_probe_matches(data, sender)
+
+
+def _default_xaddr(sender: str) -> list[str]:
+    """The ONVIF device service at the sender, for matches that name no XAddrs."""
+    try:
+        ip = ipaddress.ip_address(sender)
+    except ValueError:
+        return []
+    host = f"[{ip}]" if ip.version == 6 else str(ip)
+    return [f"http://{host}/onvif/device_service"]
+
+
 def _parse_match(el: Element, sender: str, relates_to: str) -> ProbeMatch | None:
-    epr = _child(el, "EndpointReference", _ADDRESSING)
-    endpoint = _text(_child(epr, "Address", _ADDRESSING)) if epr is not None else ""
-    xaddrs_raw = _text(_child(el, "XAddrs", _DISCOVERY)).split()
+    epr = _any(el, "EndpointReference")
+    endpoint = _text(_any(epr, "Address"))
+    xaddrs_raw = _text(_any(el, "XAddrs")).split()
     if not endpoint and not xaddrs_raw:
         return None
-    types = _text(_child(el, "Types", _DISCOVERY)).split()
-    scopes = _text(_child(el, "Scopes", _DISCOVERY)).split()
-    version_text = _text(_child(el, "MetadataVersion", _DISCOVERY))
-    xaddrs = fix_xaddrs(xaddrs_raw, sender)
+    types = _text(_any(el, "Types")).split()
+    scopes = _text(_any(el, "Scopes")).split()
+    version_text = _text(_any(el, "MetadataVersion"))
+    xaddrs = fix_xaddrs(xaddrs_raw, sender) if xaddrs_raw else _default_xaddr(sender)
     info = parse_scopes(scopes)
     return ProbeMatch(
         endpoint=endpoint[:512] or f"xaddr:{xaddrs[0] if xaddrs else sender}",
@@ -271,13 +346,25 @@ def _with_host(url: str, host: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _same_subnet(host: str, sender_ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``host`` is an address in the sender's /24 (IPv4) or /64 (IPv6)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.version != sender_ip.version:
+        return False
+    prefix = 24 if ip.version == 4 else 64
+    return ip in ipaddress.ip_network(f"{sender_ip}/{prefix}", strict=False)
+
+
 def fix_xaddrs(xaddrs: list[str], sender: str) -> list[str]:
     """Keep the usable service addresses, patching bad hosts to the sender's address.
 
     A camera may report ``0.0.0.0``, a loopback address, or an old address (DHCP
     moved it); when no XAddr of the sender's IP family names the sender itself,
     the IPv4/IPv6 literal ones are rewritten to the sender's address. DNS names
-    are kept. Sender-matching addresses come first.
+    are kept. Sender-matching addresses come first, then those of the sender's subnet.
     """
     first: list[str] = []
     rest: list[str] = []
@@ -297,6 +384,10 @@ def fix_xaddrs(xaddrs: list[str], sender: str) -> list[str]:
             continue
         parsed.append((raw, host))
     names_sender = any(host == sender for _, host in parsed)
+    if not names_sender and sender_ip is not None:
+        # Several XAddrs, none the sender: the one on the reply's subnet is the likeliest
+        # to carry the right port and path (the others are NAT or other NICs).
+        parsed.sort(key=lambda item: not _same_subnet(item[1], sender_ip))
     for raw, host in parsed:
         if host == sender:
             first.append(raw)

@@ -82,9 +82,10 @@ class MqttNotifier:
         camera = _topic_part(event.camera) if event.camera else "_gateway"
         self.client.publish(f"{self.base}/events", payload, qos=1)
         self.client.publish(f"{self.base}/{camera}/{_topic_part(event.type)}", payload, qos=1)
-        if event.type == "motion":
+        if event.type in ("motion", "camera_motion", "tamper", "input"):
             state = "OFF" if event.end else "ON"
-            self.client.publish(f"{self.base}/{camera}/motion/state", state, qos=1, retain=True)
+            topic = f"{self.base}/{camera}/{event.type}/state"
+            self.client.publish(topic, state, qos=1, retain=True)
         self.published += 1
 
     def metrics(self) -> list[Sample]:

@@ -75,7 +75,8 @@ class MotionService:
             if not cid or "/" in cid or not getattr(cam, "enabled", True):
                 continue  # remote cameras are analysed by the gateway that owns them
             settings = getattr(cam, "motion", None) or defaults
-            if settings.enabled:
+            # source "camera": the camera's own ONVIF events; nothing is decoded here.
+            if settings.enabled and settings.source != "camera":
                 out[cid] = settings
         return out
 

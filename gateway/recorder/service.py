@@ -33,12 +33,15 @@ log = logging.getLogger(__name__)
 # Events about status, not about something seen: they never trigger a recording.
 _STATUS_PREFIXES = ("camera_", "recording_", "gateway_", "child_", "disk_", "cascade_")
 _STATUS_TYPES = {"linkage"}
+# Alarms a camera raises itself (ONVIF events), despite the "camera_" prefix.
+_CAMERA_ALARMS = {"camera_motion"}
 
 
 def is_trigger(event: Event) -> bool:
     """Whether an event means 'something happened in front of this camera'."""
-    return bool(event.camera) and not (
-        event.type in _STATUS_TYPES or event.type.startswith(_STATUS_PREFIXES)
+    return bool(event.camera) and (
+        event.type in _CAMERA_ALARMS
+        or not (event.type in _STATUS_TYPES or event.type.startswith(_STATUS_PREFIXES))
     )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 # The faults the control API can inject; "online"/"offline" flip ``online``,
 # the others set ``fault`` (see rtsp_server for what each one does on the wire).
 FAULT_MODES = ("offline", "online", "stall", "garbage", "normal")
+# Alarms the camera raises through ONVIF events besides motion (``set_alarm``).
+ALARM_KINDS = ("tamper", "input")
 
 _LOCATIONS = (
     "村口 Village gate",
@@ -79,6 +81,9 @@ class SimCamera:
     rtsp_auth: str = "none"  # "none" | "basic" | "digest"
     max_sessions: int = 0  # RTSP sessions the camera accepts at once (0: no limit)
     ptz: dict[str, Any] = field(default_factory=dict)
+    events: bool = True  # an ONVIF events service (PullPoint); False: none, as old cameras
+    alarms: dict[str, bool] = field(default_factory=dict)  # kind (ALARM_KINDS) → raised
+    media2: str = "off"  # ONVIF Media2: "off" | "on" | "h265-only" (H.265 only in Media2)
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)
     # Called with (camera, what) after online/fault/motion change; the runner
@@ -162,6 +167,14 @@ class SimCamera:
             self.motion = on
             self._notify("motion")
 
+    def set_alarm(self, kind: str, on: bool) -> None:
+        """Raise or clear a tamper or digital-input alarm (sent as ONVIF events)."""
+        if kind not in ALARM_KINDS:
+            raise ValueError(f"unknown alarm {kind!r}; expected one of {ALARM_KINDS}")
+        if self.alarms.get(kind, False) != on:
+            self.alarms[kind] = on
+            self._notify(f"alarm:{kind}")
+
     def _notify(self, what: str) -> None:
         for fn in list(self.listeners):
             fn(self, what)
@@ -187,5 +200,6 @@ class SimCamera:
             "online": self.online,
             "fault": self.fault,
             "motion": self.motion,
+            "alarms": dict(self.alarms),
             "time": time.time(),
         }

@@ -6,6 +6,7 @@
 - ``GET /cameras/{id}`` → one camera
 - ``POST /cameras/{id}/fault`` ``{"mode": "offline"|"online"|"stall"|"garbage"|"normal"}``
 - ``POST /cameras/{id}/motion`` ``{"on": true|false}``
+- ``POST /cameras/{id}/alarm`` ``{"kind": "tamper"|"input", "on": true|false}`` (ONVIF events)
 - ``GET /health`` → ``{"ok": true}``
 
 Plain asyncio rather than a web framework: it starts in milliseconds and has
@@ -21,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.sim.camera import FAULT_MODES, SimCamera
+from gateway.sim.camera import ALARM_KINDS, FAULT_MODES, SimCamera
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,13 @@ class ControlServer:
                 raise HttpError(400, '"on" must be true or false')
             log.info("%s: motion %s", cam.id, "on" if on else "off")
             cam.set_motion(on)
+            return self.describe(cam)
+        if parts[2] == "alarm":
+            kind, on = req.get("kind"), req.get("on")
+            if kind not in ALARM_KINDS or not isinstance(on, bool):
+                raise HttpError(400, f'"kind" must be one of {list(ALARM_KINDS)}, "on" a boolean')
+            log.info("%s: alarm %s %s", cam.id, kind, "on" if on else "off")
+            cam.set_alarm(kind, on)
             return self.describe(cam)
         raise HttpError(404, f"no route {path}")
 

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from lxml import etree
 
-from gateway.sim.onvif_soap import TDS, TPTZ, TRT, SoapFault, text_of, utc_datetime_xml, x
+from gateway.sim import onvif_media2
+from gateway.sim.onvif_soap import TDS, TEV, TPTZ, TR2, TRT, SoapFault, text_of, utc_datetime_xml, x
 
 # The ONVIF version the simulator claims, in GetServices and GetCapabilities.
 VERSION = (2, 60)
@@ -26,6 +27,10 @@ def xaddr(camera: Any, service: str) -> str:
 
 def has_ptz(camera: Any) -> bool:
     return bool(getattr(camera, "ptz", None))
+
+
+def has_events(camera: Any) -> bool:
+    return bool(getattr(camera, "events", True))
 
 
 def scopes(camera: Any) -> list[str]:
@@ -112,6 +117,15 @@ def get_capabilities(camera: Any, op: etree._Element) -> str:
     } or {"All"}
     parts = {
         "Device": _device_caps_xml(camera),
+        "Events": (
+            f"<tt:Events><tt:XAddr>{x(xaddr(camera, 'event_service'))}</tt:XAddr>"
+            "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
+            "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
+            "<tt:WSPausableSubscriptionManagerInterfaceSupport>false"
+            "</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>"
+            if has_events(camera)
+            else ""
+        ),
         "Media": _media_caps_xml(camera),
         "PTZ": (
             f"<tt:PTZ><tt:XAddr>{x(xaddr(camera, 'ptz_service'))}</tt:XAddr></tt:PTZ>"
@@ -148,6 +162,13 @@ def media_service_capabilities() -> str:
     )
 
 
+def events_service_capabilities() -> str:
+    return (
+        '<tev:Capabilities WSSubscriptionPolicySupport="false" WSPullPointSupport="true" '
+        'WSPausableSubscriptionManagerInterfaceSupport="false"/>'
+    )
+
+
 def ptz_service_capabilities() -> str:
     return '<tptz:Capabilities EFlip="false" Reverse="false"/>'
 
@@ -158,6 +179,10 @@ def get_services(camera: Any, op: etree._Element) -> str:
         (TDS, "device_service", device_service_capabilities()),
         (TRT, "media_service", media_service_capabilities()),
     ]
+    if onvif_media2.enabled(camera):
+        services.append((TR2, "media2_service", onvif_media2.service_capabilities()))
+    if has_events(camera):
+        services.append((TEV, "event_service", events_service_capabilities()))
     if has_ptz(camera):
         services.append((TPTZ, "ptz_service", ptz_service_capabilities()))
     body = "".join(

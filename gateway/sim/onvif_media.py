@@ -4,7 +4,8 @@ Media1 has no H.265 in its ``tt:VideoEncoding`` enumeration (JPEG, MPEG4, H264).
 Strict clients (ONVIF Device Manager's .NET serializer) reject anything else, so
 an H.265 profile is reported as ``H264`` without an ``H264`` element, as many
 real cameras do: clients must read the codec from the RTSP stream, as the
-gateway does. Every response here validates against the bundled ONVIF schemas
+gateway does. With ``camera.media2 == "h265-only"`` the H.265 profiles are only in
+Media2 (``onvif_media2``). Every response here validates against the bundled ONVIF schemas
 (see tests/test_sim_onvif.py).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.sim.onvif_device import has_ptz, media_service_capabilities
+from gateway.sim.onvif_media2 import media1_profiles
 from gateway.sim.onvif_ptz import ptz_configuration_xml
 from gateway.sim.onvif_soap import SoapFault, text_of, x, xa
 
@@ -24,7 +26,7 @@ VIDEO_SOURCE_CONFIG = "VideoSourceConfig_1"
 
 
 def _profile(camera: Any, token: str | None) -> Any:
-    for profile in camera.profiles:
+    for profile in media1_profiles(camera):
         if profile.token == token:
             return profile
     raise SoapFault("Sender", "ter:InvalidArgVal ter:NoProfile", f"no profile {token!r}")
@@ -87,7 +89,7 @@ def _profile_xml(camera: Any, profile: Any, tag: str) -> str:
 
 
 def get_profiles(camera: Any, _op: etree._Element) -> str:
-    body = "".join(_profile_xml(camera, p, "trt:Profiles") for p in camera.profiles)
+    body = "".join(_profile_xml(camera, p, "trt:Profiles") for p in media1_profiles(camera))
     return f"<trt:GetProfilesResponse>{body}</trt:GetProfilesResponse>"
 
 
@@ -148,7 +150,7 @@ def get_video_source_configurations(camera: Any, _op: etree._Element) -> str:
 
 
 def get_video_encoder_configurations(camera: Any, _op: etree._Element) -> str:
-    body = "".join(_encoder_config_xml(p, "trt:Configurations") for p in camera.profiles)
+    body = "".join(_encoder_config_xml(p, "trt:Configurations") for p in media1_profiles(camera))
     return (
         f"<trt:GetVideoEncoderConfigurationsResponse>{body}"
         "</trt:GetVideoEncoderConfigurationsResponse>"
@@ -157,7 +159,7 @@ def get_video_encoder_configurations(camera: Any, _op: etree._Element) -> str:
 
 def get_video_encoder_configuration(camera: Any, op: etree._Element) -> str:
     token = text_of(op, "ConfigurationToken")
-    for profile in camera.profiles:
+    for profile in media1_profiles(camera):
         if _encoder_token(profile) == token:
             body = _encoder_config_xml(profile, "trt:Configuration")
             return (

@@ -24,18 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
 
-from gateway.sim import onvif_device, onvif_httpauth, onvif_media
+from gateway.sim import onvif_device, onvif_httpauth, onvif_media, onvif_media2
+from gateway.sim.onvif_events import SUBSCRIPTION_PREFIX, EventsService
 from gateway.sim.onvif_http import HttpServer, Request, Response
 from gateway.sim.onvif_ptz import PtzController
 from gateway.sim.onvif_soap import (
     TDS,
+    TEV,
     TPTZ,
+    TR2,
     TRT,
     SoapFault,
     WsSecurityChecker,
@@ -49,7 +53,15 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
 POLL_S = 0.2
-SOAP_PATHS = frozenset({"/onvif/device_service", "/onvif/media_service", "/onvif/ptz_service"})
+SOAP_PATHS = frozenset(
+    {
+        "/onvif/device_service",
+        "/onvif/media_service",
+        "/onvif/ptz_service",
+        "/onvif/event_service",
+        "/onvif/media2_service",
+    }
+)
 SOAP_TYPE = "application/soap+xml; charset=utf-8"
 # ONVIF Core access class PRE_AUTH: answered without credentials.
 PRE_AUTH = frozenset(
@@ -65,7 +77,7 @@ PRE_AUTH = frozenset(
     )
 )
 
-Operation = Callable[[Any, etree._Element], str]
+Operation = Callable[[Any, etree._Element], Any]  # markup, or an awaitable of it
 _servers: dict[int, OnvifServer] = {}
 
 
@@ -77,11 +89,14 @@ class OnvifServer(asyncio.AbstractServer):
         self.ptz = PtzController(camera) if onvif_device.has_ptz(camera) else None
         self.http = HttpServer(self._handle, MAX_BODY, name=str(camera.id))
         self.auth = WsSecurityChecker()
+        self.events = EventsService(camera)
         self.operations: dict[tuple[str, str], Operation] = {}
         for ns, table in (
             (TDS, onvif_device.OPERATIONS),
             (TRT, onvif_media.OPERATIONS),
+            (TR2, onvif_media2.OPERATIONS),
             (TPTZ, self.ptz.operations() if self.ptz else {}),
+            (TEV, self.events.operations()),
         ):
             self.operations.update({(ns, name): fn for name, fn in table.items()})
         self._loop = asyncio.get_running_loop()
@@ -137,8 +152,10 @@ class OnvifServer(asyncio.AbstractServer):
             return
         self._closed.set()
         _servers.pop(id(self.camera), None)
-        with contextlib.suppress(AttributeError, ValueError):
-            self.camera.listeners.remove(self._on_camera_change)
+        for listener in (self._on_camera_change, self.events.on_camera_change):
+            with contextlib.suppress(AttributeError, ValueError):
+                self.camera.listeners.remove(listener)
+        self.events.close()
         if self._watcher is not None:
             self._watcher.cancel()
         self._shutdown_task = self._loop.create_task(self._shutdown())
@@ -171,12 +188,13 @@ class OnvifServer(asyncio.AbstractServer):
             if request.method != "GET":
                 return Response(405, b"use GET\n", headers={"Allow": "GET"})
             return await self._snapshot(request)
-        if request.path not in SOAP_PATHS:
+        subscription = request.path.startswith(SUBSCRIPTION_PREFIX)
+        if request.path not in SOAP_PATHS and not subscription:
             return Response(404, b"not found\n")
         if request.method != "POST":
             return Response(405, b"use POST\n", headers={"Allow": "POST"})
         try:
-            return self._soap(request)
+            return await self._soap(request)
         except SoapFault as fault:
             log.debug(
                 "sim %s: SOAP fault to %s: %s %s",
@@ -187,11 +205,19 @@ class OnvifServer(asyncio.AbstractServer):
             )
             return Response(fault.http_status, fault.envelope(), SOAP_TYPE)
 
-    def _soap(self, request: Request) -> Response:
+    async def _soap(self, request: Request) -> Response:
         header, op = parse_request(request.body)
         qname = etree.QName(op)
         key = (qname.namespace or "", qname.localname)
         handler = self.operations.get(key)
+        if request.path.startswith(SUBSCRIPTION_PREFIX):
+            # PullMessages, Renew, Unsubscribe: the subscription is named by the address.
+            sid = request.path[len(SUBSCRIPTION_PREFIX) :]
+            name = qname.localname
+
+            def handler(_cam: Any, element: etree._Element) -> Any:
+                return self.events.subscription_call(sid, name, element)
+
         if handler is None:
             raise SoapFault(
                 "Receiver", "ter:ActionNotSupported", f"{qname.localname} is not supported"
@@ -200,7 +226,10 @@ class OnvifServer(asyncio.AbstractServer):
             challenge = self._authenticate(request, header)
             if challenge is not None:
                 return challenge
-        return Response(200, envelope(handler(self.camera, op)), SOAP_TYPE)
+        result = handler(self.camera, op)
+        if inspect.isawaitable(result):
+            result = await result
+        return Response(200, envelope(result), SOAP_TYPE)
 
     def _authenticate(self, request: Request, header: etree._Element | None) -> Response | None:
         """None when authorised; a 401 challenge when no credentials came at all."""
@@ -249,6 +278,7 @@ async def start(camera: Any) -> OnvifServer:
     listeners = getattr(camera, "listeners", None)
     if isinstance(listeners, list):
         listeners.append(server._on_camera_change)
+        listeners.append(server.events.on_camera_change)
     log.info(
         "sim %s: ONVIF on http://%s:%s/onvif/device_service",
         camera.id,

@@ -29,6 +29,10 @@ TER = "http://www.onvif.org/ver10/error"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 WSA = "http://www.w3.org/2005/08/addressing"
+TEV = "http://www.onvif.org/ver10/events/wsdl"
+WSNT = "http://docs.oasis-open.org/wsn/b-2"
+TNS1 = "http://www.onvif.org/ver10/topics"
+TR2 = "http://www.onvif.org/ver20/media/wsdl"
 PASSWORD_DIGEST = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
     "#PasswordDigest"
@@ -36,7 +40,8 @@ PASSWORD_DIGEST = (
 
 NSMAP_DECL = (
     f'xmlns:env="{ENV}" xmlns:tds="{TDS}" xmlns:trt="{TRT}" xmlns:tptz="{TPTZ}" '
-    f'xmlns:tt="{TT}" xmlns:ter="{TER}" xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}" xmlns:wsa="{WSA}"'
+    f'xmlns:tt="{TT}" xmlns:ter="{TER}" xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}" xmlns:wsa="{WSA}" '
+    f'xmlns:tev="{TEV}" xmlns:wsnt="{WSNT}" xmlns:tns1="{TNS1}" xmlns:tr2="{TR2}"'
 )
 
 # Replayed nonces are refused for as long as a Created stamp would be accepted.

@@ -31,6 +31,7 @@ from gateway.sim.camera import SimCamera, SimProfile
 from gateway.sim.control import ControlServer
 from gateway.sim.rtsp_server import RtspServer
 from gateway.sim.source import ProfileEncoder, Scene
+from gateway.sim.wsd_dialects import DIALECTS
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-onvif", action="store_true", help="RTSP only, no ONVIF HTTP side")
     p.add_argument("--no-wsd", action="store_true", help="no WS-Discovery responder")
+    p.add_argument(
+        "--wsd-dialect",
+        choices=["mixed", *DIALECTS],
+        default="standard",
+        help="how ProbeMatches are worded (vendor forms); mixed: camera i takes the i-th",
+    )
+    p.add_argument(
+        "--media2",
+        choices=["off", "on", "h265-only"],
+        default="off",
+        help="ONVIF Media2 service; h265-only: H.265 profiles only there, not in Media1",
+    )
+    p.add_argument(
+        "--no-events", action="store_true", help="no ONVIF events service (as older cameras)"
+    )
     p.add_argument("--control-port", type=int, default=0, help="control API port (0: any)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -136,6 +152,8 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             profiles=profiles,
             rtsp_auth=args.rtsp_auth,
             max_sessions=args.max_sessions,
+            events=not getattr(args, "no_events", False),
+            media2=getattr(args, "media2", "off"),
         )
         cams.append(cam)
     return cams
@@ -186,7 +204,11 @@ class Simulator:
                 log.warning("sim: gateway.sim.wsd_responder missing; no WS-Discovery")
             else:
                 # unicast Probes always; multicast only on an interface given explicitly
-                self.wsd = await wsd_responder.start(self.cameras, self.args.multicast_interface)
+                self.wsd = await wsd_responder.start(
+                    self.cameras,
+                    self.args.multicast_interface,
+                    dialect=getattr(self.args, "wsd_dialect", "standard"),
+                )
         await self.control.start("127.0.0.1", self.args.control_port)
         if self.args.motion_every > 0:
             self._spawn(self._motion_schedule())
@@ -248,6 +270,11 @@ class Simulator:
             }
             for path, e in self.encoders.get(cam.id, {}).items()
         }
+        onvif = self.onvif.get(cam.id)
+        if onvif is not None and hasattr(onvif, "events"):
+            out["events"] = dict(
+                onvif.events.counters, subscriptions=len(onvif.events.subscriptions)
+            )
         server = self.rtsp.get(cam.id)
         out["rtsp_sessions"] = server.sessions() if server else 0  # set up (SETUP done)
         out["rtsp_connections"] = len(server.connections) if server else 0

@@ -11,7 +11,8 @@ and ``tds:Device`` (compared as namespace + local name, whatever the prefixes),
 and its Scopes (if any) match ours by RFC 3986 prefix or exact string. The
 ProbeMatches goes unicast to the Probe's source address and port, from the
 camera's own address, in the WS-Discovery version the Probe used (the 2005/04
-draft ONVIF specifies, or 1.1). Repeated MessageIDs and malformed or oversize
+draft ONVIF specifies, or 1.1), or in a vendor dialect (``gateway.sim.wsd_dialects``,
+``gateway sim --wsd-dialect``). Repeated MessageIDs and malformed or oversize
 datagrams are ignored.
 """
 
@@ -32,6 +33,7 @@ from lxml import etree
 
 from gateway.sim.onvif_device import scopes
 from gateway.sim.onvif_soap import ENV, SoapFault, child, parse_request, x
+from gateway.sim.wsd_dialects import dialect_of, probe_match
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,10 @@ class _CameraEndpoint(asyncio.DatagramProtocol):
             and _scopes_match(child(probe, "Scopes"), scopes(self.camera))
         ):
             return
+        dialect = dialect_of(self.camera, self.responder.dialect)
+        if dialect != "standard":
+            self.transport.sendto(probe_match(self.camera, dialect, message_id), addr)
+            return
         reply_to = _header_text(header, WSA[version], "ReplyTo", "Address") or ANONYMOUS[version]
         head = (
             f"<a:RelatesTo>{x(message_id)}</a:RelatesTo><a:To>{x(reply_to)}</a:To>"
@@ -231,9 +237,12 @@ def _mreqn(interface: str) -> bytes:
 class WsdResponder:
     """The responder for a set of cameras; :meth:`close` sends Bye and frees the sockets."""
 
-    def __init__(self, cameras: list[Any], multicast_interface: str | None) -> None:
+    def __init__(
+        self, cameras: list[Any], multicast_interface: str | None, dialect: str = "standard"
+    ) -> None:
         self.cameras = cameras
         self.multicast = multicast_interface
+        self.dialect = dialect  # see gateway.sim.wsd_dialects
         self.instance_id = int(time.time())
         self.endpoints: list[_CameraEndpoint] = []
         self._transports: list[asyncio.BaseTransport] = []
@@ -304,10 +313,14 @@ class WsdResponder:
 
 
 async def start(
-    cameras: list[Any], multicast_interface: str | None = None, *, port: int = PORT
+    cameras: list[Any],
+    multicast_interface: str | None = None,
+    *,
+    port: int = PORT,
+    dialect: str = "standard",
 ) -> WsdResponder:
     """Answer WS-Discovery Probes for ``cameras``; multicast only on the given interface."""
-    responder = WsdResponder(cameras, multicast_interface)
+    responder = WsdResponder(cameras, multicast_interface, dialect)
     try:
         await responder._start(port)
     except BaseException:

@@ -4,7 +4,8 @@ import { has as hasString, t } from "./i18n.js";
 
 const MAX_ROWS = 300;
 const EVENT_TYPES = [
-  "motion", "camera_offline", "camera_online", "linkage", "alarm", "custom", "event",
+  "motion", "camera_motion", "tamper", "input",
+  "camera_offline", "camera_online", "linkage", "alarm", "custom", "event",
   "recording_paused", "recording_resumed", "child_offline", "child_online",
 ];
 
