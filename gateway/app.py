@@ -84,6 +84,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cameras.rediscovery import create as build_discovery
     from gateway.cameras.registry import create as build_registry
     from gateway.cascade.part import build as build_cascade
+    from gateway.diagnosis.service import build as build_diagnosis
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
     from gateway.motion.service import build as build_motion
@@ -96,6 +97,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),
         ("relay", build_relay),  # leases hubs per viewer
+        ("diagnosis", build_diagnosis),  # before motion: taps its workers' frames
         ("motion", build_motion),  # leases each camera's sub-stream
         ("recorder", build_recorder),  # before linkage, which asks it to record
         ("linkage", build_linkage),
