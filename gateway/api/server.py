@@ -27,6 +27,7 @@ def _routers() -> list:
         auth,
         cameras,
         cascade,
+        diagnosis,
         discovery,
         events,
         health,
@@ -39,7 +40,7 @@ def _routers() -> list:
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs]
+    modules += [events, recordings, prefs, diagnosis]
     return [m.router for m in modules]
 
 

@@ -18,6 +18,8 @@ from typing import Any
 # The faults the control API can inject; "online"/"offline" flip ``online``,
 # the others set ``fault`` (see rtsp_server for what each one does on the wire).
 FAULT_MODES = ("offline", "online", "stall", "garbage", "normal")
+# Picture faults (video-quality diagnosis): the stream runs, the picture is wrong.
+PICTURE_MODES = ("normal", "cover", "freeze", "black", "blue", "dark")
 
 _LOCATIONS = (
     "村口 Village gate",
@@ -79,6 +81,7 @@ class SimCamera:
     rtsp_auth: str = "none"  # "none" | "basic" | "digest"
     max_sessions: int = 0  # RTSP sessions the camera accepts at once (0: no limit)
     ptz: dict[str, Any] = field(default_factory=dict)
+    picture: str = "normal"  # one of PICTURE_MODES
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)
     # Called with (camera, what) after online/fault/motion change; the runner
@@ -162,6 +165,14 @@ class SimCamera:
             self.motion = on
             self._notify("motion")
 
+    def set_picture(self, mode: str) -> None:
+        """Apply a picture fault from :data:`PICTURE_MODES`; raises ValueError otherwise."""
+        if mode not in PICTURE_MODES:
+            raise ValueError(f"unknown picture mode {mode!r}; expected one of {PICTURE_MODES}")
+        if self.picture != mode:
+            self.picture = mode
+            self._notify("picture")
+
     def _notify(self, what: str) -> None:
         for fn in list(self.listeners):
             fn(self, what)
@@ -187,5 +198,6 @@ class SimCamera:
             "online": self.online,
             "fault": self.fault,
             "motion": self.motion,
+            "picture": self.picture,
             "time": time.time(),
         }

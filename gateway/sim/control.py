@@ -6,6 +6,8 @@
 - ``GET /cameras/{id}`` → one camera
 - ``POST /cameras/{id}/fault`` ``{"mode": "offline"|"online"|"stall"|"garbage"|"normal"}``
 - ``POST /cameras/{id}/motion`` ``{"on": true|false}``
+- ``POST /cameras/{id}/picture`` ``{"mode": "normal"|"cover"|"freeze"|"black"|"blue"|"dark"}``
+  (picture faults for the video-quality diagnosis; the stream keeps running)
 - ``GET /health`` → ``{"ok": true}``
 
 Plain asyncio rather than a web framework: it starts in milliseconds and has
@@ -21,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.sim.camera import FAULT_MODES, SimCamera
+from gateway.sim.camera import FAULT_MODES, PICTURE_MODES, SimCamera
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,13 @@ class ControlServer:
                 raise HttpError(400, '"on" must be true or false')
             log.info("%s: motion %s", cam.id, "on" if on else "off")
             cam.set_motion(on)
+            return self.describe(cam)
+        if parts[2] == "picture":
+            mode = req.get("mode")
+            if mode not in PICTURE_MODES:
+                raise HttpError(400, f"mode must be one of {list(PICTURE_MODES)}, got {mode!r}")
+            log.info("%s: picture %s", cam.id, mode)
+            cam.set_picture(mode)
             return self.describe(cam)
         raise HttpError(404, f"no route {path}")
 
