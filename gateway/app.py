@@ -90,6 +90,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.motion.service import build as build_motion
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
+    from gateway.reports.service import build as build_reports
     from gateway.streams.manager import build as build_streams
 
     return [
@@ -100,6 +101,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("diagnosis", build_diagnosis),  # before motion: taps its workers' frames
         ("motion", build_motion),  # leases each camera's sub-stream
         ("recorder", build_recorder),  # before linkage, which asks it to record
+        ("reports", build_reports),  # reads the recorder's index and the status events
         ("linkage", build_linkage),
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen

@@ -196,6 +196,38 @@ class DiagnosisSettings(_Model):
         return DiagnosisThresholds.model_validate(merged), cam
 
 
+class ReportSettings(_Model):
+    """Daily inspection reports (设备巡检): online rate, recording completeness, faults."""
+
+    enabled: bool = Field(True, title="Inspection reports on")
+    timezone: str = Field(
+        "Asia/Shanghai", title="Time zone of the report day", description="IANA name"
+    )
+    run_at: str = Field(
+        "00:10",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        title="Daily run (HH:MM, local)",
+        description="When yesterday's report is made",
+    )
+    keep_days: int = Field(400, ge=1, le=3650, title="Keep reports this many days")
+    min_gap_s: float = Field(
+        2.0, ge=0, le=3600, title="Recording holes shorter than this are not gaps (s)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name like Asia/Shanghai"
+            ) from None
+        return value
+
+
 class RecordingSettings(_Model):
     mode: Literal["off", "continuous", "events", "both"] = Field("off", title="Recording mode")
 
@@ -374,6 +406,9 @@ class Settings(_Model):
     motion: MotionSettings = Field(default_factory=MotionSettings, title="Motion defaults")
     diagnosis: DiagnosisSettings = Field(
         default_factory=DiagnosisSettings, title="Video-quality diagnosis"
+    )
+    reports: ReportSettings = Field(
+        default_factory=ReportSettings, title="Inspection reports (巡检)"
     )
     recording: RecordingSettings = Field(
         default_factory=RecordingSettings, title="Recording defaults"

@@ -35,12 +35,13 @@ def _routers() -> list:
         metrics,
         prefs,
         recordings,
+        reports,
         streams,
         whep,
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs, diagnosis]
+    modules += [events, recordings, prefs, diagnosis, reports]
     return [m.router for m in modules]
 
 

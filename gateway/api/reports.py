@@ -1,0 +1,79 @@
+"""``/api/v1/reports/inspection``: daily inspection reports (巡检报告) of this gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import Caller, get_gateway, require
+from gateway.app import Gateway
+from gateway.reports.inspection import aggregate
+
+router = APIRouter(tags=["reports"])
+
+
+class RunRequest(BaseModel):
+    date: dt.date | None = Field(None, description="Day to inspect (local); default today so far")
+
+
+def _part(gw: Gateway) -> Any:
+    part = gw.part("reports")
+    if part is None:
+        raise HTTPException(503, "inspection reports are turned off on this gateway / 未启用巡检")
+    return part
+
+
+def _node(gw: Gateway, node: str | None) -> None:
+    if node not in (None, "", gw.path):
+        raise HTTPException(
+            404, f"no report for node {node!r} here (this gateway is {gw.path!r}) / 无该节点报告"
+        )
+
+
+def _visible(report: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """A caller scoped to a subtree sees its cameras only, and figures over them."""
+    if not caller.scope:
+        return report
+    rows = [r for r in report["rows"] if caller.sees(r["camera"])]
+    return {**report, **aggregate(report["node"], rows)}
+
+
+@router.get("/api/v1/reports/inspection")
+def get_report(
+    node: str | None = Query(None, description="Node path; this gateway's by default"),
+    day: dt.date | None = Query(None, alias="date", description="YYYY-MM-DD; latest by default"),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> dict[str, Any]:
+    """A stored report: node figures, then cameras worst first."""
+    _node(gw, node)
+    report = _part(gw).get(day)
+    if report is None:
+        raise HTTPException(404, f"no inspection report for {day or 'any day'} / 无巡检报告")
+    return _visible(report, caller)
+
+
+@router.get("/api/v1/reports/inspection/days")
+def report_days(
+    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+) -> list[str]:
+    return _part(gw).days()
+
+
+@router.post("/api/v1/reports/inspection/run")
+async def run_report(
+    body: RunRequest | None = None,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("operator")),
+) -> dict[str, Any]:
+    """Inspect now (today so far, or the given day) and store the report."""
+    part = _part(gw)
+    try:
+        report = await asyncio.to_thread(part.run, body.date if body else None)
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from None
+    return _visible(report, caller)

@@ -1,0 +1,63 @@
+"""Inspection reports (巡检报告): one JSON report per node and day, kept ``keep_days``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from gateway.store.db import Database
+
+MIGRATIONS = [
+    """
+    CREATE TABLE inspection_reports (
+        node TEXT NOT NULL,
+        day TEXT NOT NULL,
+        created REAL NOT NULL,
+        final INTEGER NOT NULL DEFAULT 0,
+        body TEXT NOT NULL,
+        PRIMARY KEY (node, day)
+    );
+    CREATE INDEX inspection_reports_day ON inspection_reports(day)
+    """,
+]
+
+
+def init(db: Database) -> None:
+    db.migrate("inspection_reports", MIGRATIONS)
+
+
+def put(db: Database, node: str, day: str, report: dict[str, Any], final: bool) -> None:
+    """Store (or replace) the report of ``node`` for ``day`` (YYYY-MM-DD, local)."""
+    db.execute(
+        "INSERT INTO inspection_reports(node, day, created, final, body) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(node, day) DO UPDATE SET created=excluded.created,"
+        " final=excluded.final, body=excluded.body",
+        (node, day, time.time(), int(final), json.dumps(report, ensure_ascii=False)),
+    )
+
+
+def get(db: Database, node: str, day: str | None = None) -> dict[str, Any] | None:
+    """The report of ``node`` for ``day``, or its latest one."""
+    if day is None:
+        row = db.query_one(
+            "SELECT body FROM inspection_reports WHERE node = ? ORDER BY day DESC LIMIT 1",
+            (node,),
+        )
+    else:
+        row = db.query_one(
+            "SELECT body FROM inspection_reports WHERE node = ? AND day = ?", (node, day)
+        )
+    return json.loads(row["body"]) if row else None
+
+
+def days(db: Database, node: str, limit: int = 400) -> list[str]:
+    rows = db.query(
+        "SELECT day FROM inspection_reports WHERE node = ? ORDER BY day DESC LIMIT ?",
+        (node, limit),
+    )
+    return [r["day"] for r in rows]
+
+
+def delete_before(db: Database, day: str) -> int:
+    return db.execute("DELETE FROM inspection_reports WHERE day < ?", (day,))

@@ -1,0 +1,156 @@
+"""Inspection (巡检): a scripted day gives exact online and completeness figures;
+reports are stored per day in SQLite and served by the API."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.config import ConfigError, ReportSettings, parse_settings
+from gateway.events.model import Event
+from gateway.reports.service import ReportService
+from gateway.store import events as event_store
+from gateway.store import recordings as rec_store
+from gateway.store.db import Database
+
+TZ = ZoneInfo("Asia/Shanghai")
+DAY = date(2026, 11, 20)
+
+
+def at(hh: int, mm: int = 0, day: date = DAY) -> float:
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=TZ).timestamp()
+
+
+def status(db: Database, camera: str, t: float, online: bool) -> None:
+    event_store.upsert(
+        db,
+        Event(
+            camera=camera,
+            type="camera_online" if online else "camera_offline",
+            start=datetime.fromtimestamp(t, UTC),  # the gateway stores UTC
+        ),
+    )
+
+
+def scripted_day(db: Database) -> None:
+    """cam-01: online since yesterday, out 10:00–10:10; recorded in 60 s segments
+    (0.4 s holes at the joins) except 10:00–10:10 (camera offline) and a 5 minute gap
+    at 14:00 that the recorder logged as disk_full. cam-02: online all day, not
+    recorded, covered 11:00–11:30."""
+    event_store.init(db)
+    rec_store.init(db)
+    status(db, "cam-01", at(9, day=DAY - timedelta(days=1)), True)
+    status(db, "cam-01", at(10, 0), False)
+    status(db, "cam-01", at(10, 10), True)
+    status(db, "cam-02", at(8, day=DAY - timedelta(days=1)), True)
+    t, n = at(0) - 60, 0
+    while t < at(0, day=DAY + timedelta(days=1)):
+        skip = at(10, 0) <= t < at(10, 10) or at(14, 0) <= t < at(14, 5)
+        if not skip:
+            rec_store.insert_segment(
+                db, camera="cam-01", start=t, end=t + 59.6, path=f"cam-01/{n}.mp4", status="closed"
+            )
+        t, n = t + 60, n + 1
+    rec_store.insert_gap(db, "cam-01", at(14, 0), at(14, 5), "disk_full")
+    event_store.upsert(
+        db,
+        Event(
+            camera="cam-02",
+            type="diagnosis",
+            start=datetime.fromtimestamp(at(11), UTC),
+            end=datetime.fromtimestamp(at(11, 30), UTC),
+            data={"kind": "occlusion", "name": "遮挡", "reason": "遮挡：66% 的画面被遮挡"},
+        ),
+    )
+
+
+def service(db: Database, now: float) -> ReportService:
+    return ReportService(
+        ReportSettings(),
+        db,
+        "town-a",
+        lambda: [("cam-01", "村口"), ("cam-02", "学校门口")],
+        lambda: {"cam-01"},
+        clock=lambda: now,
+    )
+
+
+def test_scripted_outage_and_recording_gap_give_exact_figures(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    scripted_day(db)
+    svc = service(db, at(0, 30, DAY + timedelta(days=1)))
+    report = svc.run(DAY)
+    assert (
+        report["final"]
+        and report["day"] == "2026-11-20"
+        and report["end"] - report["start"] == 86400
+    )
+    cam1, cam2 = report["rows"]  # worst first
+    assert cam1["camera"] == "cam-01" and cam2["camera"] == "cam-02"
+    assert cam1["online_percent"] == pytest.approx(100 * (86400 - 600) / 86400, abs=0.01)
+    assert cam1["offline"] == [{"start": at(10), "end": at(10, 10), "seconds": 600.0}]
+    rec = cam1["recording"]
+    assert rec["percent"] == pytest.approx(100 * (86400 - 900) / 86400, abs=0.01)
+    gaps = [(g["start"], g["end"], g["reason"]) for g in rec["gaps"]]
+    assert gaps == [
+        (pytest.approx(at(10), abs=1), at(10, 10), "camera_offline"),
+        (pytest.approx(at(14), abs=1), at(14, 5), "disk_full"),
+    ]
+    assert cam2["online_percent"] == 100.0 and cam2["recording"] is None
+    assert cam2["faults"] == ["occlusion"] and cam2["diagnosis"][0]["seconds"] == 1800.0
+    assert report["online_rate"] == pytest.approx((cam1["online_percent"] + 100) / 2, abs=0.01)
+    assert report["recording_completeness"] == rec["percent"]
+    assert report["cameras_with_faults"] == 1
+    assert svc.get(DAY) == report and svc.days() == ["2026-11-20"]
+
+
+def test_today_so_far_is_not_final_and_the_future_is_refused(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    scripted_day(db)
+    svc = service(db, at(12))
+    report = svc.run()
+    assert not report["final"] and report["end"] == at(12)
+    cam1 = next(r for r in report["rows"] if r["camera"] == "cam-01")
+    assert cam1["online_percent"] == pytest.approx(100 * (12 * 3600 - 600) / (12 * 3600), abs=0.01)
+    with pytest.raises(ValueError, match="future"):
+        svc.run(DAY + timedelta(days=1))
+    assert 0 < svc.seconds_to_next_run() <= 86400
+    with pytest.raises(ConfigError, match="time zone"):
+        parse_settings({"reports": {"timezone": "Mars/Olympus"}})
+
+
+def test_inspection_api_runs_and_serves_reports(gateway_factory) -> None:
+    gw = gateway_factory(
+        {
+            "cameras": [{"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}],
+            "motion": {"enabled": False},
+        }
+    )
+    # on start the gateway makes yesterday's final report (it was down at the daily run)
+    deadline = time.monotonic() + 20
+    while (latest := gw.client.get("/api/v1/reports/inspection")).status_code == 404:
+        assert time.monotonic() < deadline, "yesterday's report was not made on start"
+        time.sleep(0.2)
+    assert latest.json()["final"] and latest.json()["rows"][0]["online_percent"] == 0.0
+    r = gw.client.post("/api/v1/reports/inspection/run", json={})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["cameras"] == 1 and report["rows"][0]["camera"] == "cam-01"
+    assert report["timezone"] == "Asia/Shanghai" and not report["final"]
+    got = gw.client.get("/api/v1/reports/inspection", params={"date": report["day"]})
+    assert got.status_code == 200 and got.json()["rows"][0]["camera"] == "cam-01"
+    yesterday = (date.fromisoformat(report["day"]) - timedelta(days=1)).isoformat()
+    assert latest.json()["day"] == yesterday
+    assert gw.client.get("/api/v1/reports/inspection/days").json() == [report["day"], yesterday]
+    assert (
+        gw.client.get("/api/v1/reports/inspection", params={"node": "elsewhere"}).status_code == 404
+    )
+    assert gw.client.get("/api/v1/reports/inspection", params={"date": "soon"}).status_code == 422
+    future = (date.fromisoformat(report["day"]) + timedelta(days=2)).isoformat()
+    assert (
+        gw.client.post("/api/v1/reports/inspection/run", json={"date": future}).status_code == 400
+    )
