@@ -3,7 +3,6 @@ reports are stored per day in SQLite and served by the API."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from gateway.reports.service import ReportService
 from gateway.store import events as event_store
 from gateway.store import recordings as rec_store
 from gateway.store.db import Database
+from tests.cascade_support import start_levels, wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 20)
@@ -105,7 +105,10 @@ def test_scripted_outage_and_recording_gap_give_exact_figures(tmp_path: Path) ->
     assert report["online_rate"] == pytest.approx((cam1["online_percent"] + 100) / 2, abs=0.01)
     assert report["recording_completeness"] == rec["percent"]
     assert report["cameras_with_faults"] == 1
-    assert svc.get(DAY) == report and svc.days() == ["2026-11-20"]
+    stored = svc.get(DAY)
+    assert stored is not None and {k: stored[k] for k in report} == report
+    assert stored["tree"]["cameras"] == 2 and stored["children"] == []
+    assert svc.days() == ["2026-11-20"]
 
 
 def test_today_so_far_is_not_final_and_the_future_is_refused(tmp_path: Path) -> None:
@@ -123,34 +126,62 @@ def test_today_so_far_is_not_final_and_the_future_is_refused(tmp_path: Path) -> 
         parse_settings({"reports": {"timezone": "Mars/Olympus"}})
 
 
-def test_inspection_api_runs_and_serves_reports(gateway_factory) -> None:
-    gw = gateway_factory(
-        {
-            "cameras": [{"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}],
-            "motion": {"enabled": False},
-        }
+def test_reports_roll_up_from_village_through_town_to_city(gateway_factory) -> None:
+    camera = {"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}
+    quiet = {"motion": {"enabled": False}}
+    lv = start_levels(gateway_factory, village_extra={"cameras": [camera], **quiet})
+    village, town, city = lv.village, lv.town, lv.city
+    # on start each gateway makes yesterday's final report (it was down at the daily run)
+    latest = wait_for(
+        lambda: (r := village.client.get("/api/v1/reports/inspection")).status_code == 200 and r,
+        20,
+        "yesterday's report at the village",
     )
-    # on start the gateway makes yesterday's final report (it was down at the daily run)
-    deadline = time.monotonic() + 20
-    while (latest := gw.client.get("/api/v1/reports/inspection")).status_code == 404:
-        assert time.monotonic() < deadline, "yesterday's report was not made on start"
-        time.sleep(0.2)
     assert latest.json()["final"] and latest.json()["rows"][0]["online_percent"] == 0.0
-    r = gw.client.post("/api/v1/reports/inspection/run", json={})
+
+    r = village.client.post("/api/v1/reports/inspection/run", json={})
     assert r.status_code == 200, r.text
     report = r.json()
+    day = report["day"]
     assert report["cameras"] == 1 and report["rows"][0]["camera"] == "cam-01"
     assert report["timezone"] == "Asia/Shanghai" and not report["final"]
-    got = gw.client.get("/api/v1/reports/inspection", params={"date": report["day"]})
-    assert got.status_code == 200 and got.json()["rows"][0]["camera"] == "cam-01"
-    yesterday = (date.fromisoformat(report["day"]) - timedelta(days=1)).isoformat()
+    yesterday = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     assert latest.json()["day"] == yesterday
-    assert gw.client.get("/api/v1/reports/inspection/days").json() == [report["day"], yesterday]
+    assert village.client.get("/api/v1/reports/inspection/days").json() == [day, yesterday]
+    for bad, code in ((("node", "elsewhere"), 404), (("date", "soon"), 422)):
+        assert village.client.get("/api/v1/reports/inspection", params=[bad]).status_code == code
+    future = (date.fromisoformat(day) + timedelta(days=2)).isoformat()
     assert (
-        gw.client.get("/api/v1/reports/inspection", params={"node": "elsewhere"}).status_code == 404
+        village.client.post("/api/v1/reports/inspection/run", json={"date": future}).status_code
+        == 400
     )
-    assert gw.client.get("/api/v1/reports/inspection", params={"date": "soon"}).status_code == 422
-    future = (date.fromisoformat(report["day"]) + timedelta(days=2)).isoformat()
-    assert (
-        gw.client.post("/api/v1/reports/inspection/run", json={"date": future}).status_code == 400
+
+    # up the cascade: the town and the city store the village's report under its path
+    params = {"node": "town-a/village-1", "date": day}
+    got = wait_for(
+        lambda: (
+            (r := city.client.get("/api/v1/reports/inspection", params=params)).status_code == 200
+            and r.json()
+        ),
+        20,
+        "the village's report at the city",
     )
+    assert [row["camera"] for row in got["rows"]] == ["town-a/village-1/cam-01"]
+    at_town = town.client.get(
+        "/api/v1/reports/inspection", params={"node": "village-1", "date": day}
+    )
+    assert at_town.status_code == 200 and at_town.json()["rows"][0]["camera"] == "village-1/cam-01"
+    # the city's own report counts the whole tree below it, children worst first
+    assert town.client.post("/api/v1/reports/inspection/run", json={}).status_code == 200
+    assert city.client.post("/api/v1/reports/inspection/run", json={}).status_code == 200
+
+    def city_report() -> dict | None:
+        got = city.client.get("/api/v1/reports/inspection", params={"date": day}).json()
+        return got if len(got.get("children", [])) == 2 else None
+
+    own = wait_for(city_report, 20, "both children's reports at the city")
+    assert own["cameras"] == 0 and own["tree"]["cameras"] == 1
+    assert own["tree"]["online_rate"] == 0.0
+    assert {c["node"] for c in own["children"]} == {"town-a", "town-a/village-1"}
+    sub = city.client.get("/api/v1/reports/inspection", params={"node": "town-a", "date": day})
+    assert sub.json()["tree"]["rows"][0]["camera"] == "town-a/village-1/cam-01"

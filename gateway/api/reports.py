@@ -27,33 +27,37 @@ def _part(gw: Gateway) -> Any:
     return part
 
 
-def _node(gw: Gateway, node: str | None) -> None:
-    if node not in (None, "", gw.path):
-        raise HTTPException(
-            404, f"no report for node {node!r} here (this gateway is {gw.path!r}) / 无该节点报告"
-        )
-
-
 def _visible(report: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """A caller scoped to a subtree sees its cameras only, and figures over them."""
     if not caller.scope:
         return report
     rows = [r for r in report["rows"] if caller.sees(r["camera"])]
-    return {**report, **aggregate(report["node"], rows)}
+    out = {**report, **aggregate(report["node"], rows)}
+    if "tree" in report:
+        out["tree"] = aggregate(
+            report["node"], [r for r in report["tree"]["rows"] if caller.sees(r["camera"])]
+        )
+        out["children"] = [c for c in report["children"] if caller.sees(c["node"])]
+    return out
 
 
 @router.get("/api/v1/reports/inspection")
 def get_report(
-    node: str | None = Query(None, description="Node path; this gateway's by default"),
+    node: str | None = Query(
+        None, max_length=640, description="Node path below this gateway; this gateway by default"
+    ),
     day: dt.date | None = Query(None, alias="date", description="YYYY-MM-DD; latest by default"),
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
     """A stored report: node figures, then cameras worst first."""
-    _node(gw, node)
-    report = _part(gw).get(day)
+    part = _part(gw)
+    key = None if node in (None, "", gw.path) else node.strip("/")
+    report = part.get(day, key)
     if report is None:
-        raise HTTPException(404, f"no inspection report for {day or 'any day'} / 无巡检报告")
+        raise HTTPException(
+            404, f"no inspection report of {key or gw.path} for {day or 'any day'} / 无巡检报告"
+        )
     return _visible(report, caller)
 
 

@@ -5,6 +5,13 @@ report is made and stored final; ``run()`` makes today's so far (or any day's) o
 demand. Reports are kept ``keep_days`` in SQLite (:mod:`gateway.store.reports`).
 Cameras come from the registry (or the static config); the recording policy of each
 from the recorder, when it runs.
+
+Roll-up through the cascade: each made report is also published on the bus as an
+``inspection`` event (node figures and this gateway's camera rows). Like every event
+it goes up through the uplink's durable outbox, so a child that was offline at the
+daily run delivers its report when it comes back. A parent stores the reports that
+arrive from below under the child's path (relative to itself, camera paths prefixed),
+and serves any node of its subtree, with the figures over that node's whole subtree.
 """
 
 from __future__ import annotations
@@ -19,12 +26,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ReportSettings
+from gateway.events.bus import EventBus
+from gateway.events.model import Event
 from gateway.reports.inspection import aggregate, day_window, inspect_camera
 from gateway.store import reports as report_store
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
+MAX_LISTED = 100  # gaps/outages per camera sent up; subtree rows served worst first
 Cameras = Callable[[], list[tuple[str, str]]]  # (id, name) of the local cameras
 Continuous = Callable[[], set[str]]  # ids of the cameras recorded continuously
 
@@ -40,6 +50,7 @@ class ReportService:
         cameras: Cameras,
         continuous: Continuous,
         clock: Callable[[], float] = time.time,
+        bus: EventBus | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -47,6 +58,8 @@ class ReportService:
         self.cameras = cameras
         self.continuous = continuous
         self.clock = clock
+        self.bus = bus
+        self.received = 0  # reports stored from below
         self.tz = ZoneInfo(settings.timezone)
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
@@ -54,9 +67,13 @@ class ReportService:
         report_store.init(db)
 
     async def start(self) -> None:
+        if self.bus is not None:
+            self.bus.add_listener(self._on_event)
         self._task = asyncio.create_task(self._daily(), name="inspection reports")
 
     async def stop(self) -> None:
+        if self.bus is not None:
+            self.bus.remove_listener(self._on_event)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -130,6 +147,7 @@ class ReportService:
         }
         report_store.put(self.db, self.node, day.isoformat(), report, final)
         self.runs += 1
+        self._send_up(report)
         log.info(
             "inspection %s %s: %d cameras, online %.1f %%, recording %s",
             self.node,
@@ -140,8 +158,67 @@ class ReportService:
         )
         return report
 
-    def get(self, day: date | None = None) -> dict[str, Any] | None:
-        return report_store.get(self.db, self.node, day.isoformat() if day else None)
+    # -- the cascade roll-up -------------------------------------------------------------
+    def _send_up(self, report: dict[str, Any]) -> None:
+        if self.bus is None:
+            return
+        rows = [{**r, "offline": r["offline"][:MAX_LISTED]} for r in report["rows"]]
+        for r in rows:
+            if r["recording"]:
+                r["recording"] = {**r["recording"], "gaps": r["recording"]["gaps"][:MAX_LISTED]}
+        event = Event(
+            type="inspection",
+            source=self.node,
+            data={**report, "rows": rows, "name": "巡检报告", "name_en": "inspection report"},
+        )
+        try:
+            self.bus.publish(event)
+        except Exception:
+            log.exception("publishing the inspection report failed")
+
+    def _on_event(self, event: Event) -> None:
+        """Bus listener: store a report that arrived from a child (any depth)."""
+        source = event.source
+        # the uplink names a node-level event's camera after the node itself
+        if event.type != "inspection" or source in ("", self.node) or event.camera != source:
+            return
+        data = dict(event.data)
+        day = data.get("day")
+        if not isinstance(day, str) or not isinstance(data.get("rows"), list):
+            log.warning("inspection report from %s without day or rows ignored", source)
+            return
+        try:
+            date.fromisoformat(day)
+            data["rows"] = [{**r, "camera": f"{source}/{r['camera']}"} for r in data["rows"]]
+        except (ValueError, TypeError, KeyError):
+            log.warning("malformed inspection report from %s ignored", source)
+            return
+        data["node"] = source
+        report_store.put(self.db, source, day, data, bool(data.get("final")))
+        self.received += 1
+
+    def get(self, day: date | None = None, node: str | None = None) -> dict[str, Any] | None:
+        """The report of ``node`` (this gateway, or a path below it) with its subtree's
+        figures (``tree``) and its children's (``children``), worst first."""
+        key = node or self.node
+        base = report_store.get(self.db, key, day.isoformat() if day else None)
+        if base is None:
+            return None
+        below = [
+            r
+            for r in report_store.for_day(self.db, base["day"])
+            if r["node"] != key and (key == self.node or r["node"].startswith(key + "/"))
+        ]
+        rows = list(base["rows"]) + [row for r in below for row in r["rows"]]
+        tree = aggregate(key, rows)
+        tree["rows"] = tree["rows"][:MAX_LISTED]
+        children = [
+            {k: r.get(k) for k in ("node", "cameras", "online_rate", "recording_completeness",
+                                   "cameras_with_faults", "final", "created")}
+            for r in below
+        ]  # fmt: skip
+        children.sort(key=lambda c: (c["online_rate"] is None, c["online_rate"] or 0.0))
+        return {**base, "node": key, "tree": tree, "children": children}
 
     def days(self) -> list[str]:
         return report_store.days(self.db, self.node)
@@ -175,4 +252,4 @@ def build(gw: Any) -> ReportService | None:
     settings: ReportSettings = gw.settings.reports
     if not settings.enabled:
         return None
-    return ReportService(settings, gw.db, gw.path, _cameras(gw), _continuous(gw))
+    return ReportService(settings, gw.db, gw.path, _cameras(gw), _continuous(gw), bus=gw.bus)

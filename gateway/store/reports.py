@@ -61,3 +61,9 @@ def days(db: Database, node: str, limit: int = 400) -> list[str]:
 
 def delete_before(db: Database, day: str) -> int:
     return db.execute("DELETE FROM inspection_reports WHERE day < ?", (day,))
+
+
+def for_day(db: Database, day: str) -> list[dict[str, Any]]:
+    """Every node's report of ``day`` (this gateway's and those its children sent up)."""
+    rows = db.query("SELECT node, body FROM inspection_reports WHERE day = ? ORDER BY node", (day,))
+    return [{**json.loads(r["body"]), "node": r["node"]} for r in rows]
