@@ -4,6 +4,7 @@ per-camera tuning, reference reset, and the tap on real decoded frames."""
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -16,6 +17,7 @@ from gateway.diagnosis.service import DiagnosisService
 from gateway.diagnosis.synth import W, faulty, make_clip, scene
 from gateway.events.bus import EventBus
 from gateway.events.model import Event
+from gateway.store.db import Database
 
 
 def test_state_raises_after_n_samples_over_and_clears_after_m_under() -> None:
@@ -122,3 +124,26 @@ def test_tap_samples_real_frames_at_the_interval_and_publishes_on_the_bus() -> N
         parse_settings({"diagnosis": {"cameras": {"cam-09": {"enabled": False}}}}).diagnosis, bus
     )
     assert off.tap_for("cam-09") is None and off.tap_for("cam-01") is not None
+
+
+def test_a_restart_keeps_the_reference_and_clears_the_state_it_left_open(tmp_path: Path) -> None:
+    clip = make_clip("scene_change", 3, False, before=3, during=4)
+    db = Database(tmp_path / "gw.db")
+    first = DiagnosisService(DiagnosisSettings(), EventBus(db), source="village-1", db=db)
+    for i, (pic, following) in enumerate(clip.samples[:6]):  # 3 healthy, 3 turned
+        first.diagnoser("cam-01").feed(pic, following, 10.0 * i)
+    raised = first.cameras["cam-01"].machine.states["scene_change"]
+    assert raised.active
+
+    # the gateway restarts while the camera is still turned away
+    bus = EventBus(db)
+    seen: list[Event] = []
+    bus.add_listener(seen.append)
+    second = DiagnosisService(DiagnosisSettings(), bus, source="village-1", db=db)
+    second.restore()
+    diag = second.diagnoser("cam-01")
+    assert diag.machine.active() == ["scene_change"] and "day" in diag.references
+    for i, (pic, following) in enumerate(clip.samples[6:], start=6):  # 1 turned, 3 back
+        diag.feed(pic, following, 10.0 * i)
+    assert [(e.id, e.data["state"]) for e in seen] == [(raised.event_id, "cleared")]
+    assert seen[0].start.timestamp() == raised.since

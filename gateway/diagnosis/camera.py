@@ -40,6 +40,8 @@ from gateway.events.model import Event, new_event_id
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Event, bytes | None], Any]
+# Told when a reference is learnt (mode, reference) or dropped by a reset (None, None).
+ReferenceHook = Callable[[str | None, Reference | None], None]
 Snapshot = Callable[[], bytes | None]
 
 
@@ -55,7 +57,14 @@ class CameraDiagnoser:
     """Diagnosis states of one camera, fed with pictures in time order."""
 
     def __init__(
-        self, camera_id: str, settings: DiagnosisSettings, publish: Publish, source: str = ""
+        self,
+        camera_id: str,
+        settings: DiagnosisSettings,
+        publish: Publish,
+        source: str = "",
+        *,
+        references: dict[str, Reference] | None = None,
+        on_reference: ReferenceHook | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.settings = settings
@@ -66,7 +75,8 @@ class CameraDiagnoser:
         self.machine = StateMachine(
             settings.raise_after, settings.clear_after, settings.clear_ratio
         )
-        self.references: dict[str, Reference] = {}  # "day" / "night"
+        self.references: dict[str, Reference] = dict(references or {})  # "day" / "night"
+        self.on_reference = on_reference
         self._reset = threading.Event()
         self._pending: Picture | None = None
         self._previous: Picture | None = None
@@ -98,6 +108,21 @@ class CameraDiagnoser:
         finally:
             self.cpu_s += time.thread_time() - cpu0
 
+    def _reference_changed(self, mode: str | None, ref: Reference | None) -> None:
+        if self.on_reference is None:
+            return
+        try:
+            self.on_reference(mode, ref)
+        except Exception:  # storage trouble must not stop the diagnosis
+            log.exception("%s: saving the diagnosis reference failed", self.camera_id)
+
+    def restore(self, kind: str, event_id: str, since: float, snapshot: bool) -> None:
+        """Take over a state raised before a restart (its event is still open)."""
+        st = self.machine.states.get(kind)
+        if st is None or st.active:
+            return
+        st.active, st.event_id, st.since, st.snapshot = True, event_id, since, snapshot
+
     def reset_reference(self) -> None:
         """Forget the reference pictures; the next healthy sample becomes the new one."""
         self._reset.set()
@@ -110,6 +135,7 @@ class CameraDiagnoser:
         if self._reset.is_set():
             self._reset.clear()
             self.references.clear()
+            self._reference_changed(None, None)
             log.info("%s: diagnosis reference reset", self.camera_id)
         mode = "night" if is_night(pic) else "day"
         ref = self.references.get(mode)
@@ -117,6 +143,7 @@ class CameraDiagnoser:
         raw = scores(m, self.thresholds, ref)
         if ref is None and healthy(scores(m, self.thresholds, None)):
             self.references[mode] = m.reference()
+            self._reference_changed(mode, self.references[mode])
             log.info("%s: diagnosis reference learnt (%s)", self.camera_id, mode)
         for kind in self.disabled:
             raw[kind] = 0.0

@@ -11,6 +11,7 @@ in :mod:`gateway.diagnosis.judge` turn those into scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -80,6 +81,29 @@ class Reference:
     contrast: np.ndarray  # block Weber contrast
     sharpness: float
     chroma: tuple[float, float] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout.round(5).tolist(),
+            "contrast": self.contrast.round(5).tolist(),
+            "sharpness": self.sharpness,
+            "chroma": list(self.chroma) if self.chroma is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reference:
+        """Raises ValueError (or KeyError/TypeError) on a malformed record."""
+        layout = np.asarray(data["layout"], np.float32)
+        contrast = np.asarray(data["contrast"], np.float32)
+        if layout.shape != BLOCKS or contrast.shape != BLOCKS:
+            raise ValueError(f"reference grid {layout.shape} is not {BLOCKS}")
+        chroma = data.get("chroma")
+        return cls(
+            layout,
+            contrast,
+            float(data["sharpness"]),
+            (float(chroma[0]), float(chroma[1])) if chroma else None,
+        )
 
 
 @dataclass(slots=True)
