@@ -105,6 +105,10 @@ def test_scripted_outage_and_recording_gap_give_exact_figures(tmp_path: Path) ->
     assert report["online_rate"] == pytest.approx((cam1["online_percent"] + 100) / 2, abs=0.01)
     assert report["recording_completeness"] == rec["percent"]
     assert report["cameras_with_faults"] == 1
+    samples = {(m.name, m.labels.get("camera")): m.value for m in svc.metrics()}
+    assert samples[("inspection_online_percent", "cam-01")] == cam1["online_percent"]
+    assert samples[("inspection_recording_percent", "cam-01")] == rec["percent"]
+    assert ("inspection_recording_percent", "cam-02") not in samples
     stored = svc.get(DAY)
     assert stored is not None and {k: stored[k] for k in report} == report
     assert stored["tree"]["cameras"] == 2 and stored["children"] == []

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,6 +60,7 @@ class ReportService:
         self.clock = clock
         self.bus = bus
         self.received = 0  # reports stored from below
+        self.last: dict[str, Any] | None = None  # the latest day's report made here
         self.tz = ZoneInfo(settings.timezone)
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
@@ -147,6 +148,8 @@ class ReportService:
         }
         report_store.put(self.db, self.node, day.isoformat(), report, final)
         self.runs += 1
+        if self.last is None or report["day"] >= self.last["day"]:
+            self.last = report
         self._send_up(report)
         log.info(
             "inspection %s %s: %d cameras, online %.1f %%, recording %s",
@@ -157,6 +160,31 @@ class ReportService:
             report["recording_completeness"],
         )
         return report
+
+    def metrics(self) -> Iterator[Any]:
+        """Prometheus: per camera the figures of the latest report (today's when made)."""
+        from gateway.metrics import Sample
+
+        report = self.last
+        if report is None:
+            return
+        for row in report["rows"]:
+            labels = {"camera": row["camera"]}
+            if row["online_percent"] is not None:
+                yield Sample(
+                    "inspection_online_percent",
+                    row["online_percent"],
+                    labels,
+                    "Online time of the latest inspection day, %",
+                )
+            if row["recording"] and row["recording"]["percent"] is not None:
+                yield Sample(
+                    "inspection_recording_percent",
+                    row["recording"]["percent"],
+                    labels,
+                    "Recording completeness of the latest inspection day, %",
+                )
+        yield Sample("inspection_runs_total", self.runs, {}, "Inspections made", "counter")
 
     # -- the cascade roll-up -------------------------------------------------------------
     def _send_up(self, report: dict[str, Any]) -> None:
