@@ -52,7 +52,7 @@ def get_report(
 ) -> dict[str, Any]:
     """A stored report: node figures, then cameras worst first."""
     part = _part(gw)
-    key = None if node in (None, "", gw.path) else node.strip("/")
+    key = _key(gw, node)
     report = part.get(day, key)
     if report is None:
         raise HTTPException(
@@ -61,11 +61,31 @@ def get_report(
     return _visible(report, caller)
 
 
+def _key(gw: Gateway, node: str | None) -> str | None:
+    return None if node in (None, "", gw.path) else node.strip("/")
+
+
 @router.get("/api/v1/reports/inspection/days")
 def report_days(
-    gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+    node: str | None = Query(None, max_length=640),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
 ) -> list[str]:
-    return _part(gw).days()
+    """The days with a stored report of the node, newest first."""
+    return _part(gw).days(_key(gw, node))
+
+
+@router.get("/api/v1/reports/inspection/trend")
+def report_trend(
+    node: str | None = Query(None, max_length=640),
+    days: int = Query(30, ge=1, le=400),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> list[dict[str, Any]]:
+    """Online rate and completeness of the node's subtree per day, oldest first."""
+    if caller.scope:
+        raise HTTPException(403, "trends cover whole subtrees: not for scoped users / 无权限")
+    return _part(gw).trend(_key(gw, node), days)
 
 
 @router.post("/api/v1/reports/inspection/run")

@@ -248,8 +248,28 @@ class ReportService:
         children.sort(key=lambda c: (c["online_rate"] is None, c["online_rate"] or 0.0))
         return {**base, "node": key, "tree": tree, "children": children}
 
-    def days(self) -> list[str]:
-        return report_store.days(self.db, self.node)
+    def days(self, node: str | None = None) -> list[str]:
+        return report_store.days(self.db, node or self.node)
+
+    def trend(self, node: str | None = None, days: int = 30) -> list[dict[str, Any]]:
+        """The subtree figures of ``node`` for its last ``days`` stored days, oldest first."""
+        out = []
+        for day in reversed(self.days(node)[:days]):
+            report = self.get(date.fromisoformat(day), node)
+            if report is None:
+                continue
+            tree = report["tree"]
+            out.append(
+                {
+                    "day": day,
+                    "cameras": tree["cameras"],
+                    "online_rate": tree["online_rate"],
+                    "recording_completeness": tree["recording_completeness"],
+                    "cameras_with_faults": tree["cameras_with_faults"],
+                    "final": report.get("final", False),
+                }
+            )
+        return out
 
 
 def _cameras(gw: Any) -> Cameras:
