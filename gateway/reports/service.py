@@ -186,9 +186,31 @@ class ReportService:
                 )
         yield Sample("inspection_runs_total", self.runs, {}, "Inspections made", "counter")
 
+    def _empty(self, key: str, day: date | None) -> dict[str, Any] | None:
+        """A report with no cameras for ``key``, when nodes below it have one that day."""
+        prefix = None if key == self.node else key
+        wanted = day.isoformat() if day else report_store.latest_day(self.db, prefix)
+        if wanted is None:
+            return None
+        below = [
+            r
+            for r in report_store.for_day(self.db, wanted)
+            if r["node"] != key and (prefix is None or r["node"].startswith(prefix + "/"))
+        ]
+        if not below:
+            return None
+        return {
+            **aggregate(key, []),
+            "day": wanted,
+            "timezone": self.settings.timezone,
+            "final": all(r.get("final") for r in below),
+        }
+
     # -- the cascade roll-up -------------------------------------------------------------
     def _send_up(self, report: dict[str, Any]) -> None:
-        if self.bus is None:
+        # Nothing to send for a gateway without cameras (its parent aggregates the nodes
+        # below it anyway); it also keeps camera-less gateways from publishing at all.
+        if self.bus is None or not report["rows"]:
             return
         rows = [{**r, "offline": r["offline"][:MAX_LISTED]} for r in report["rows"]]
         for r in rows:
@@ -231,7 +253,9 @@ class ReportService:
         key = node or self.node
         base = report_store.get(self.db, key, day.isoformat() if day else None)
         if base is None:
-            return None
+            base = self._empty(key, day)  # a node without cameras of its own
+            if base is None:
+                return None
         below = [
             r
             for r in report_store.for_day(self.db, base["day"])
@@ -254,7 +278,9 @@ class ReportService:
     def trend(self, node: str | None = None, days: int = 30) -> list[dict[str, Any]]:
         """The subtree figures of ``node`` for its last ``days`` stored days, oldest first."""
         out = []
-        for day in reversed(self.days(node)[:days]):
+        key = node or self.node
+        below = None if key == self.node else key
+        for day in reversed(report_store.days_with_below(self.db, key, below, days)):
             report = self.get(date.fromisoformat(day), node)
             if report is None:
                 continue

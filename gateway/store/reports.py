@@ -67,3 +67,30 @@ def for_day(db: Database, day: str) -> list[dict[str, Any]]:
     """Every node's report of ``day`` (this gateway's and those its children sent up)."""
     rows = db.query("SELECT node, body FROM inspection_reports WHERE day = ? ORDER BY node", (day,))
     return [{**json.loads(r["body"]), "node": r["node"]} for r in rows]
+
+
+def latest_day(db: Database, prefix: str | None = None) -> str | None:
+    """The newest day with any report (of nodes under ``prefix/``, or of any node)."""
+    if prefix is None:
+        row = db.query_one("SELECT MAX(day) AS d FROM inspection_reports")
+    else:
+        row = db.query_one(
+            "SELECT MAX(day) AS d FROM inspection_reports WHERE substr(node, 1, ?) = ?",
+            (len(prefix) + 1, prefix + "/"),
+        )
+    return row["d"] if row and row["d"] else None
+
+
+def days_with_below(db: Database, node: str, below: str | None, limit: int = 400) -> list[str]:
+    """Days with a report of ``node`` or of a node under ``below/`` (None: any node)."""
+    if below is None:
+        rows = db.query(
+            "SELECT DISTINCT day FROM inspection_reports ORDER BY day DESC LIMIT ?", (limit,)
+        )
+    else:
+        rows = db.query(
+            "SELECT DISTINCT day FROM inspection_reports WHERE node = ? OR substr(node, 1, ?) = ?"
+            " ORDER BY day DESC LIMIT ?",
+            (node, len(below) + 1, below + "/", limit),
+        )
+    return [r["day"] for r in rows]
