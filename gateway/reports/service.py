@@ -110,13 +110,15 @@ class ReportService:
         stored = report_store.get(self.db, self.node, yesterday)
         if stored is None or not stored.get("final"):
             try:
-                self.run(date.fromisoformat(yesterday))
+                # stored, not published: an event at every start would be noise (and the
+                # daily run or an operator's "inspect now" sends reports up)
+                self.run(date.fromisoformat(yesterday), publish=False)
             except Exception:
                 log.exception("inspection of %s failed", yesterday)
 
     # -- making a report ---------------------------------------------------------------
-    def run(self, day: date | None = None) -> dict[str, Any]:
-        """Inspect ``day`` (default today, so far) and store the report."""
+    def run(self, day: date | None = None, publish: bool = True) -> dict[str, Any]:
+        """Inspect ``day`` (default today, so far), store the report and send it up."""
         day = day or self.today()
         if day > self.today():
             raise ValueError(f"{day} is in the future / 日期不能晚于今天")
@@ -150,7 +152,8 @@ class ReportService:
         self.runs += 1
         if self.last is None or report["day"] >= self.last["day"]:
             self.last = report
-        self._send_up(report)
+        if publish:
+            self._send_up(report)
         log.info(
             "inspection %s %s: %d cameras, online %.1f %%, recording %s",
             self.node,
