@@ -117,6 +117,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.cameras.rediscovery import create as build_discovery
     from gateway.cameras.registry import create as build_registry
     from gateway.cascade.part import build as build_cascade
+    from gateway.diagnosis.service import build as build_diagnosis
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
     from gateway.gb28181.part import build as build_gb28181
@@ -125,6 +126,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.motion.service import build as build_motion
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
+    from gateway.reports.service import build as build_reports
     from gateway.streams.manager import build as build_streams
 
     return [
@@ -133,9 +135,11 @@ def _factories() -> list[tuple[str, Any]]:
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),
         ("relay", build_relay),  # leases hubs per viewer
+        ("diagnosis", build_diagnosis),  # before motion: taps its workers' frames
         ("motion", build_motion),  # leases each camera's sub-stream
         ("camera_events", build_camera_events),  # the cameras' own ONVIF alarms (PullPoint)
         ("recorder", build_recorder),  # before linkage, which asks it to record
+        ("reports", build_reports),  # reads the recorder's index and the status events
         ("linkage", build_linkage),
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen

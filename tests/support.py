@@ -104,6 +104,12 @@ class SimProcess(Proc):
     def motion(self, camera_id: str, on: bool) -> None:
         httpx.post(f"{self.control}/cameras/{camera_id}/motion", json={"on": on}, timeout=5)
 
+    def picture(self, camera_id: str, mode: str) -> None:
+        r = httpx.post(
+            f"{self.control}/cameras/{camera_id}/picture", json={"mode": mode}, timeout=5
+        )
+        r.raise_for_status()
+
 
 class GatewayProcess(Proc):
     """``gateway run`` in a child process with its own data dir and port."""

@@ -27,6 +27,7 @@ def _routers() -> list:
         auth,
         cameras,
         cascade,
+        diagnosis,
         discovery,
         events,
         gb28181,
@@ -35,12 +36,13 @@ def _routers() -> list:
         metrics,
         prefs,
         recordings,
+        reports,
         streams,
         whep,
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs, gb28181]
+    modules += [events, recordings, prefs, gb28181, diagnosis, reports]
     return [m.router for m in modules]
 
 

@@ -39,8 +39,9 @@ class _Running:
 class MotionService:
     """The ``motion`` part of the gateway."""
 
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Any, diagnosis: Any = None) -> None:
         self.gw = gw
+        self.diagnosis = diagnosis  # gateway.diagnosis part (taps the decoded frames) or None
         self.workers: dict[str, _Running] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -150,8 +151,14 @@ class MotionService:
             self.failures[camera_id] = str(err)
             return
         try:
+            tap = self.diagnosis.tap_for(camera_id) if self.diagnosis is not None else None
             worker = MotionWorker(
-                camera_id, settings, lease.hub, self._publish, source=self.gw.path
+                camera_id,
+                settings,
+                lease.hub,
+                self._publish,
+                source=self.gw.path,
+                taps=[tap] if tap is not None else [],
             )
         except ValueError as err:  # bad polygons: say which camera, keep the others
             lease.release()
@@ -209,4 +216,4 @@ class MotionService:
 
 def build(gw: Any) -> MotionService:
     """Factory for ``gateway.app._factories()``."""
-    return MotionService(gw)
+    return MotionService(gw, diagnosis=gw.part("diagnosis"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ from gateway.streams.packet import AccessUnit, StreamInfo
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[Event, bytes | None], Any]
+# Called with every analysed frame and its wall-clock time (diagnosis reads the same frames).
+FrameTap = Callable[[av.VideoFrame, float], None]
 # Planar 8-bit formats whose plane 0 is the luma plane.
 _Y_FIRST = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21")
 _QUEUE = 50  # access units buffered: two seconds at 25 fps; beyond, whole GOPs drop
@@ -60,6 +62,7 @@ class MotionWorker:
         *,
         source: str = "",
         detector_factory: Callable[[MotionSettings, float], MotionDetector] | None = None,
+        taps: Sequence[FrameTap] = (),
     ) -> None:
         self.camera_id = camera_id
         self.settings = settings
@@ -67,6 +70,8 @@ class MotionWorker:
         self.on_event = on_event
         self.source = source
         self._factory = detector_factory or (lambda s, fps: FrameDiffDetector(s, fps=fps))
+        self.taps = list(taps)
+        self.tap_errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sub = None
@@ -236,6 +241,13 @@ class MotionWorker:
             # Keep the picture and its boxes: the start snapshot now, the peak one at the end.
             self._snap = (frame.to_ndarray(format="bgr24"), list(result.boxes))
         self._emit(transitions)
+        for tap in self.taps:
+            try:
+                tap(frame, t)
+            except Exception:  # a tap must never stop motion detection
+                self.tap_errors += 1
+                if self.tap_errors in (1, 100) or self.tap_errors % 10000 == 0:
+                    log.exception("%s: frame tap failed (#%d)", self.camera_id, self.tap_errors)
 
     def _idle(self, now: float) -> None:
         """No frames: end an open event once the stream has been silent long enough."""

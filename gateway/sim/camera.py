@@ -20,6 +20,8 @@ from typing import Any
 FAULT_MODES = ("offline", "online", "stall", "garbage", "normal")
 # Alarms the camera raises through ONVIF events besides motion (``set_alarm``).
 ALARM_KINDS = ("tamper", "input")
+# Picture faults (video-quality diagnosis): the stream runs, the picture is wrong.
+PICTURE_MODES = ("normal", "cover", "freeze", "black", "blue", "dark")
 
 _LOCATIONS = (
     "村口 Village gate",
@@ -84,6 +86,7 @@ class SimCamera:
     events: bool = True  # an ONVIF events service (PullPoint); False: none, as old cameras
     alarms: dict[str, bool] = field(default_factory=dict)  # kind (ALARM_KINDS) → raised
     media2: str = "off"  # ONVIF Media2: "off" | "on" | "h265-only" (H.265 only in Media2)
+    picture: str = "normal"  # one of PICTURE_MODES
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)
     # Called with (camera, what) after online/fault/motion change; the runner
@@ -175,6 +178,14 @@ class SimCamera:
             self.alarms[kind] = on
             self._notify(f"alarm:{kind}")
 
+    def set_picture(self, mode: str) -> None:
+        """Apply a picture fault from :data:`PICTURE_MODES`; raises ValueError otherwise."""
+        if mode not in PICTURE_MODES:
+            raise ValueError(f"unknown picture mode {mode!r}; expected one of {PICTURE_MODES}")
+        if self.picture != mode:
+            self.picture = mode
+            self._notify("picture")
+
     def _notify(self, what: str) -> None:
         for fn in list(self.listeners):
             fn(self, what)
@@ -201,5 +212,6 @@ class SimCamera:
             "fault": self.fault,
             "motion": self.motion,
             "alarms": dict(self.alarms),
+            "picture": self.picture,
             "time": time.time(),
         }

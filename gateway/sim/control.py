@@ -7,6 +7,8 @@
 - ``POST /cameras/{id}/fault`` ``{"mode": "offline"|"online"|"stall"|"garbage"|"normal"}``
 - ``POST /cameras/{id}/motion`` ``{"on": true|false}``
 - ``POST /cameras/{id}/alarm`` ``{"kind": "tamper"|"input", "on": true|false}`` (ONVIF events)
+- ``POST /cameras/{id}/picture`` ``{"mode": "normal"|"cover"|"freeze"|"black"|"blue"|"dark"}``
+  (picture faults for the video-quality diagnosis; the stream keeps running)
 - ``GET /health`` → ``{"ok": true}``
 
 Plain asyncio rather than a web framework: it starts in milliseconds and has
@@ -22,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.sim.camera import ALARM_KINDS, FAULT_MODES, SimCamera
+from gateway.sim.camera import ALARM_KINDS, FAULT_MODES, PICTURE_MODES, SimCamera
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,12 @@ class ControlServer:
                 raise HttpError(400, f'"kind" must be one of {list(ALARM_KINDS)}, "on" a boolean')
             log.info("%s: alarm %s %s", cam.id, kind, "on" if on else "off")
             cam.set_alarm(kind, on)
+        if parts[2] == "picture":
+            mode = req.get("mode")
+            if mode not in PICTURE_MODES:
+                raise HttpError(400, f"mode must be one of {list(PICTURE_MODES)}, got {mode!r}")
+            log.info("%s: picture %s", cam.id, mode)
+            cam.set_picture(mode)
             return self.describe(cam)
         raise HttpError(404, f"no route {path}")
 

@@ -190,3 +190,28 @@ def _view(ptz: dict[str, Any] | None) -> tuple[float, float, float]:
 
 def _strip_rows(h: int) -> int:
     return int(h * barcode.STRIP_HEIGHT_FRACTION) & ~1
+
+
+def picture_fault(buf: np.ndarray, w: int, h: int, mode: str) -> np.ndarray:
+    """Apply a picture fault (``SimCamera.picture``) to a rendered I420 picture, in place.
+
+    "cover": something held over most of the lens (a flat dark patch over the scene
+    below the strip, which stays: the OSD is drawn after the lens); "black"/"blue":
+    the flat screens of a lost signal; "dark": the light gone (gain 0.1). "freeze" is
+    the encoder's business (it repeats its last picture).
+    """
+    y, u, v = _planes(buf, w, h)
+    top = _strip_rows(h)
+    if mode == "cover":
+        x1 = int(w * 0.85) & ~1
+        y[top:, :x1] = 52
+        u[top // 2 :, : x1 // 2] = 128
+        v[top // 2 :, : x1 // 2] = 128
+    elif mode in ("black", "blue"):
+        level, cu, cv = (16, 128, 128) if mode == "black" else (41, 240, 110)
+        y[:], u[:], v[:] = level, cu, cv
+    elif mode == "dark":
+        y[:] = (y.astype(np.uint16) // 10).astype(np.uint8)
+        u[:] = 128 + (u.astype(np.int16) - 128) // 5
+        v[:] = 128 + (v.astype(np.int16) - 128) // 5
+    return buf

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
+import numpy as np
 
 from gateway.sim.camera import SimCamera, SimProfile
 from gateway.sim.rtp import h264_payloads, h265_payloads, jpeg_payloads, split_annexb
-from gateway.sim.scene import MOTION_BAND, Scene
+from gateway.sim.scene import MOTION_BAND, Scene, picture_fault
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class ProfileEncoder:
         self._stop = threading.Event()
         self._force_key = threading.Event()
         self._param_sets: list[bytes] | None = None
+        self._frozen: np.ndarray | None = None  # the picture repeated while "freeze"
         self.frames_encoded = 0
         self.errors = 0
 
@@ -170,7 +172,14 @@ class ProfileEncoder:
 
     def _frame(self, now: float, n: int) -> av.VideoFrame:
         p = self.profile
-        img = self.scene.render(p.width, p.height, now, n, self.camera.motion, self.camera.ptz)
+        mode = self.camera.picture
+        if mode == "freeze" and self._frozen is not None:
+            img = self._frozen  # the same picture again, its noise included
+        else:
+            img = self.scene.render(p.width, p.height, now, n, self.camera.motion, self.camera.ptz)
+            if mode != "normal":
+                picture_fault(img, p.width, p.height, mode)
+        self._frozen = img if mode == "freeze" else None
         frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
         if p.encoding == "JPEG":
             frame = frame.reformat(format="yuvj420p")

@@ -1,13 +1,15 @@
 // Alarm list (报警): recent events, then live ones over SSE; acknowledge; linkage drives the wall.
 import { api, el, fmtTime } from "./api.js";
-import { has as hasString, t } from "./i18n.js";
+import { getLang, has as hasString, t } from "./i18n.js";
 
 const MAX_ROWS = 300;
 const EVENT_TYPES = [
   "motion", "camera_motion", "tamper", "input",
   "camera_offline", "camera_online", "linkage", "alarm", "custom", "event",
-  "recording_paused", "recording_resumed", "child_offline", "child_online",
+  "recording_paused", "recording_resumed", "child_offline", "child_online", "diagnosis",
 ];
+// Not alarms: inspection reports travel as events up the cascade; the report page shows them.
+const NOT_ALARMS = new Set(["inspection"]);
 
 export class AlarmList {
   constructor(list, typeFilter, cameraFilter, { tree, onLinkage, onPlay, onStatus }) {
@@ -30,7 +32,7 @@ export class AlarmList {
 
   async load() {
     const recent = await api("/api/v1/events?limit=100");
-    for (const ev of recent.reverse()) this.events.set(ev.id, ev);
+    for (const ev of recent.reverse()) if (!NOT_ALARMS.has(ev.type)) this.events.set(ev.id, ev);
     this.render();
     this.connect();
   }
@@ -88,6 +90,8 @@ export class AlarmList {
       : el("button", { class: "ack", onclick: () => this.ack(ev) }, t("ack"));
     const detail = ev.type === "linkage"
       ? `${ev.data?.rule || ""} → ${(ev.data?.cameras || []).map((c) => this.name(c)).join("、")}`
+      : ev.type === "diagnosis"
+      ? `${(getLang() === "en" ? ev.data?.reason_en : ev.data?.reason) || ev.data?.kind || ""}${ev.end ? ` (${t("diagnosis_cleared")})` : ""}`
       : ev.score != null ? `${t("score")} ${(ev.score * 100).toFixed(0)}%` : "";
     return el("li", { class: `alarm ${ev.type}${ev.acknowledged ? " acked" : ""}`, dataset: { id: ev.id, type: ev.type, camera: ev.camera } },
       img,

@@ -1,0 +1,96 @@
+"""Inspection reports (巡检报告): one JSON report per node and day, kept ``keep_days``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from gateway.store.db import Database
+
+MIGRATIONS = [
+    """
+    CREATE TABLE inspection_reports (
+        node TEXT NOT NULL,
+        day TEXT NOT NULL,
+        created REAL NOT NULL,
+        final INTEGER NOT NULL DEFAULT 0,
+        body TEXT NOT NULL,
+        PRIMARY KEY (node, day)
+    );
+    CREATE INDEX inspection_reports_day ON inspection_reports(day)
+    """,
+]
+
+
+def init(db: Database) -> None:
+    db.migrate("inspection_reports", MIGRATIONS)
+
+
+def put(db: Database, node: str, day: str, report: dict[str, Any], final: bool) -> None:
+    """Store (or replace) the report of ``node`` for ``day`` (YYYY-MM-DD, local)."""
+    db.execute(
+        "INSERT INTO inspection_reports(node, day, created, final, body) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(node, day) DO UPDATE SET created=excluded.created,"
+        " final=excluded.final, body=excluded.body",
+        (node, day, time.time(), int(final), json.dumps(report, ensure_ascii=False)),
+    )
+
+
+def get(db: Database, node: str, day: str | None = None) -> dict[str, Any] | None:
+    """The report of ``node`` for ``day``, or its latest one."""
+    if day is None:
+        row = db.query_one(
+            "SELECT body FROM inspection_reports WHERE node = ? ORDER BY day DESC LIMIT 1",
+            (node,),
+        )
+    else:
+        row = db.query_one(
+            "SELECT body FROM inspection_reports WHERE node = ? AND day = ?", (node, day)
+        )
+    return json.loads(row["body"]) if row else None
+
+
+def days(db: Database, node: str, limit: int = 400) -> list[str]:
+    rows = db.query(
+        "SELECT day FROM inspection_reports WHERE node = ? ORDER BY day DESC LIMIT ?",
+        (node, limit),
+    )
+    return [r["day"] for r in rows]
+
+
+def delete_before(db: Database, day: str) -> int:
+    return db.execute("DELETE FROM inspection_reports WHERE day < ?", (day,))
+
+
+def for_day(db: Database, day: str) -> list[dict[str, Any]]:
+    """Every node's report of ``day`` (this gateway's and those its children sent up)."""
+    rows = db.query("SELECT node, body FROM inspection_reports WHERE day = ? ORDER BY node", (day,))
+    return [{**json.loads(r["body"]), "node": r["node"]} for r in rows]
+
+
+def latest_day(db: Database, prefix: str | None = None) -> str | None:
+    """The newest day with any report (of nodes under ``prefix/``, or of any node)."""
+    if prefix is None:
+        row = db.query_one("SELECT MAX(day) AS d FROM inspection_reports")
+    else:
+        row = db.query_one(
+            "SELECT MAX(day) AS d FROM inspection_reports WHERE substr(node, 1, ?) = ?",
+            (len(prefix) + 1, prefix + "/"),
+        )
+    return row["d"] if row and row["d"] else None
+
+
+def days_with_below(db: Database, node: str, below: str | None, limit: int = 400) -> list[str]:
+    """Days with a report of ``node`` or of a node under ``below/`` (None: any node)."""
+    if below is None:
+        rows = db.query(
+            "SELECT DISTINCT day FROM inspection_reports ORDER BY day DESC LIMIT ?", (limit,)
+        )
+    else:
+        rows = db.query(
+            "SELECT DISTINCT day FROM inspection_reports WHERE node = ? OR substr(node, 1, ?) = ?"
+            " ORDER BY day DESC LIMIT ?",
+            (node, len(below) + 1, below + "/", limit),
+        )
+    return [r["day"] for r in rows]
