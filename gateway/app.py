@@ -80,6 +80,7 @@ def _factories() -> list[tuple[str, Any]]:
     Imported here, not at the top, so that parts import this module and never the
     reverse. A factory returns None when configuration turns its part off.
     """
+    from gateway.audit import build as build_audit
     from gateway.auth.service import build as build_auth
     from gateway.cameras.rediscovery import create as build_discovery
     from gateway.cameras.registry import create as build_registry
@@ -93,6 +94,7 @@ def _factories() -> list[tuple[str, Any]]:
 
     return [
         ("auth", build_auth),
+        ("audit", build_audit),  # before the parts that record into it (relay, plans)
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),
         ("relay", build_relay),  # leases hubs per viewer

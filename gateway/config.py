@@ -269,6 +269,16 @@ class MqttSettings(_Model):
     topic_prefix: str = Field("gateway", title="Topic prefix")
 
 
+class AuditSettings(_Model):
+    retention_days: float = Field(
+        180,
+        ge=1,
+        le=3650,
+        title="Keep audit entries (days) / 操作日志保留天数",
+        description="Entries younger than a day are never removed",
+    )
+
+
 class LogSettings(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Log level")
     json_format: bool = Field(False, alias="json", title="JSON log lines")
@@ -292,6 +302,7 @@ class Settings(_Model):
     linkage: list[LinkageRule] = Field(default_factory=list, title="Linkage rules (预案)")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings, title="Audit log (操作日志)")
     logging: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("cameras")

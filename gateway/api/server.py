@@ -24,6 +24,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 def _routers() -> list:
     """Every router; the static UI is mounted after them."""
     from gateway.api import (
+        audit,
         auth,
         cameras,
         cascade,
@@ -39,7 +40,7 @@ def _routers() -> list:
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs]
+    modules += [events, recordings, prefs, audit]
     return [m.router for m in modules]
 
 
