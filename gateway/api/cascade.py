@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, WebSocket
@@ -25,6 +26,7 @@ from gateway.cascade.tree import build, find_camera, to_api
 from gateway.config import ID_PATTERN
 from gateway.events.model import Event
 from gateway.store import children as child_store
+from gateway.store import events as event_store
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["cascade"])
@@ -279,6 +281,7 @@ class NewEvent(BaseModel):
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     zones: list[str] = Field(default_factory=list, max_length=32)
     score: float | None = None
+    end: datetime | None = Field(None, description="Set when publishing the event's end")
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -298,5 +301,10 @@ def publish_event(
     }
     if body.id:
         fields["id"] = body.id
+        previous = event_store.get(gw.db, body.id)
+        if previous is not None:  # an update keeps the event's start
+            fields["start"] = previous.start
+    if body.end is not None:
+        fields["end"] = body.end if body.end.tzinfo else body.end.replace(tzinfo=UTC)
     event = gw.bus.publish(Event(**fields))
     return event.model_dump(mode="json")

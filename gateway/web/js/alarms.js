@@ -66,7 +66,15 @@ export class AlarmList {
     this.render();
   }
 
-  name(ref) { return this.tree.cameras.get(ref)?.name || ref; }
+  name(ref) { return this.tree.label(ref); }
+
+  // Motion intensity is the changed share of the picture, often under 1 %: one decimal below
+  // 10 %, and "peak" once the event has ended (its score is then the whole event's peak).
+  score(ev) {
+    const pct = ev.score * 100;
+    const text = pct > 0 && pct < 0.1 ? "<0.1" : pct < 10 ? pct.toFixed(1) : pct.toFixed(0);
+    return `${t(ev.end ? "peak_score" : "score")} ${text}%`;
+  }
 
   render() {
     const type = this.typeFilter.value;
@@ -87,7 +95,7 @@ export class AlarmList {
       : el("button", { class: "ack", onclick: () => this.ack(ev) }, t("ack"));
     const detail = ev.type === "linkage"
       ? `${ev.data?.rule || ""} → ${(ev.data?.cameras || []).map((c) => this.name(c)).join("、")}`
-      : ev.score != null ? `${t("score")} ${(ev.score * 100).toFixed(0)}%` : "";
+      : ev.score != null ? this.score(ev) : "";
     return el("li", { class: `alarm ${ev.type}${ev.acknowledged ? " acked" : ""}`, dataset: { id: ev.id, type: ev.type, camera: ev.camera } },
       img,
       el("span", { class: "when" }, fmtTime(ev.start)),

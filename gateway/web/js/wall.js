@@ -80,7 +80,7 @@ class Tile {
     this.ref = ref;
     this.variant = variant === "low" ? "low" : "main";
     const cam = this.wall.tree.cameras.get(ref) || { name: ref };
-    this.nameEl.textContent = cam.name || ref;
+    this.nameEl.textContent = this.wall.tree.label(ref);
     this.node.title = [cam.name, cam.location, ref].filter(Boolean).join(" · ");
     this.statusEl.className = `dot ${cam.status || "unknown"}`;
     this.variantEl.textContent = this.variant === "low" ? t("low_stream") : "";
