@@ -88,6 +88,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
     from gateway.motion.service import build as build_motion
+    from gateway.plans.service import build as build_plans
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
     from gateway.streams.manager import build as build_streams
@@ -100,6 +101,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("relay", build_relay),  # leases hubs per viewer
         ("motion", build_motion),  # leases each camera's sub-stream
         ("recorder", build_recorder),  # before linkage, which asks it to record
+        ("plans", build_plans),  # before linkage, whose rules may launch plans
         ("linkage", build_linkage),
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen

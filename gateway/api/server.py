@@ -33,6 +33,7 @@ def _routers() -> list:
         health,
         linkage,
         metrics,
+        plans,
         prefs,
         recordings,
         streams,
@@ -40,7 +41,7 @@ def _routers() -> list:
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs, audit]
+    modules += [events, recordings, prefs, audit, plans]
     return [m.router for m in modules]
 
 
