@@ -10,6 +10,7 @@ does nothing or names an unknown camera, and nothing is half created.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from collections.abc import Iterator
@@ -41,7 +42,9 @@ def _ptz(cam: dict[str, Any], *calls: tuple[str, dict[str, Any]]) -> Any:
         finally:
             await client.close()
 
-    return asyncio.run(run())
+    # Playwright's sync API (the browser tests use this too) runs a loop in this thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=30)
 
 
 def _pan(cam: dict[str, Any]) -> float:

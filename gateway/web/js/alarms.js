@@ -4,7 +4,7 @@ import { has as hasString, t } from "./i18n.js";
 
 const MAX_ROWS = 300;
 const EVENT_TYPES = [
-  "motion", "camera_offline", "camera_online", "linkage", "alarm", "custom", "event",
+  "motion", "camera_offline", "camera_online", "linkage", "plan", "alarm", "custom", "event",
   "recording_paused", "recording_resumed", "child_offline", "child_online",
 ];
 
@@ -62,7 +62,7 @@ export class AlarmList {
     }
     if (ev.type === "camera_offline") this.onStatus(ev.camera, "offline");
     if (ev.type === "camera_online") this.onStatus(ev.camera, "online");
-    if (isNew && ev.type === "linkage") this.onLinkage(ev);
+    if (isNew && (ev.type === "linkage" || ev.type === "plan")) this.onLinkage(ev);
     this.render();
   }
 
@@ -93,9 +93,10 @@ export class AlarmList {
     const ack = ev.acknowledged
       ? el("span", { class: "acked-label" }, t("acked"))
       : el("button", { class: "ack", onclick: () => this.ack(ev) }, t("ack"));
-    const detail = ev.type === "linkage"
-      ? `${ev.data?.rule || ""} → ${(ev.data?.cameras || []).map((c) => this.name(c)).join("、")}`
-      : ev.score != null ? this.score(ev) : "";
+    const group = (ev.data?.cameras || []).map((c) => this.name(c)).join("、");
+    const detail = ev.type === "linkage" ? `${ev.data?.rule || ""} → ${group}`
+      : ev.type === "plan" ? [ev.data?.plan, ev.data?.message, ev.data?.launched_by].filter(Boolean).join(" · ")
+        : ev.score != null ? this.score(ev) : "";
     return el("li", { class: `alarm ${ev.type}${ev.acknowledged ? " acked" : ""}`, dataset: { id: ev.id, type: ev.type, camera: ev.camera } },
       img,
       el("span", { class: "when" }, fmtTime(ev.start)),

@@ -46,6 +46,10 @@ export const STRINGS = {
     confirm_revoke: "确定吊销该下级平台的令牌？", add_child: "添加下级平台", password_min: "密码（至少 8 位）",
     all: "全部", add_user: "添加用户", fps_unit: "帧/秒", unacked: "未确认",
     alarm: "报警", custom: "自定义", recording_paused: "录像暂停", recording_resumed: "录像恢复",
+    plan: "预案", launch_plan: "启动预案", choose_plan: "选择预案", no_plans: "无预案",
+    confirm_plan: "确定启动预案", plan_launched: "预案已启动", plan_partly: "预案部分失败",
+    settings_audit: "操作日志", export_csv: "导出 CSV", retention: "保留", days: "天", detail: "详情",
+    search_btn: "查询",
   },
   en: {
     app_title: "Edge video gateway",
@@ -93,6 +97,10 @@ export const STRINGS = {
     confirm_revoke: "Revoke this child platform's token?", add_child: "Add a child platform", password_min: "Password (8+ characters)",
     all: "All", add_user: "Add a user", fps_unit: "fps", unacked: "Unacknowledged",
     alarm: "Alarm", custom: "Custom", recording_paused: "Recording paused", recording_resumed: "Recording resumed",
+    plan: "Plan", launch_plan: "Launch plan", choose_plan: "Choose a plan", no_plans: "No plans",
+    confirm_plan: "Launch the plan", plan_launched: "Plan launched", plan_partly: "Plan partly failed",
+    settings_audit: "Audit log", export_csv: "Export CSV", retention: "kept", days: "days", detail: "Detail",
+    search_btn: "Search",
   },
 };
 
