@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 
 from gateway.api.audit import client_of, note
@@ -21,6 +21,7 @@ from gateway.plans.service import PlanNotFound, Plans
 from gateway.store.plans import PlanExists
 
 router = APIRouter(prefix="/api/v1/plans", tags=["plans"])
+PlanId = Path(ge=1, le=2**53, description="The plan's id")
 
 
 def _plans(gw: Gateway) -> Plans:
@@ -94,7 +95,9 @@ def list_plans(
 
 @router.get("/{plan_id}")
 def get_plan(
-    plan_id: int, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
+    plan_id: int = PlanId,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
     return _public(_visible(_plans(gw), plan_id, caller), caller)
 
@@ -118,9 +121,9 @@ def create_plan(
 
 @router.put("/{plan_id}")
 def update_plan(
-    plan_id: int,
     body: PlanIn,
     request: Request,
+    plan_id: int = PlanId,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
@@ -138,8 +141,8 @@ def update_plan(
 
 @router.delete("/{plan_id}", status_code=204)
 def delete_plan(
-    plan_id: int,
     request: Request,
+    plan_id: int = PlanId,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> None:
@@ -151,8 +154,8 @@ def delete_plan(
 
 @router.post("/{plan_id}/launch")
 async def launch_plan(
-    plan_id: int,
     request: Request,
+    plan_id: int = PlanId,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
