@@ -92,6 +92,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
     from gateway.streams.manager import build as build_streams
+    from gateway.tours import build as build_tours
 
     return [
         ("auth", build_auth),
@@ -103,6 +104,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("recorder", build_recorder),  # before linkage, which asks it to record
         ("plans", build_plans),  # before linkage, whose rules may launch plans
         ("linkage", build_linkage),
+        ("tours", build_tours),  # kept here, run by the operators' pages
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen
         ("mqtt", build_mqtt),  # last: it only listens to the bus

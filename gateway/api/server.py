@@ -37,11 +37,12 @@ def _routers() -> list:
         prefs,
         recordings,
         streams,
+        tours,
         whep,
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs, audit, plans]
+    modules += [events, recordings, prefs, audit, plans, tours]
     return [m.router for m in modules]
 
 

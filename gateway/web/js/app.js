@@ -3,6 +3,7 @@ import { AlarmList } from "./alarms.js";
 import { api, setUnauthorisedHandler } from "./api.js";
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
 import { PlanLauncher } from "./plans.js";
+import { TourRunner } from "./tours.js";
 import { Playback } from "./playback.js";
 import { Settings } from "./settings.js";
 import { DeviceTree } from "./tree.js";
@@ -111,6 +112,11 @@ async function boot() {
     canLaunch: me.role === "operator" || me.role === "admin",
   });
   await state.plans.load();
+  state.tours = new TourRunner(state.wall, state.tree, me.username, {
+    pick: $("#tour-pick"), start: $("#tour-start"), pause: $("#tour-pause"), prev: $("#tour-prev"),
+    next: $("#tour-next"), stop: $("#tour-stop"), status: $("#tour-status"),
+  });
+  await state.tours.load();
   document.body.dataset.ready = "1"; // everything is wired (the browser tests wait for this)
   setInterval(() => state.tree.load().catch(() => {}), 15000);
 }

@@ -50,6 +50,9 @@ export const STRINGS = {
     confirm_plan: "确定启动预案", plan_launched: "预案已启动", plan_partly: "预案部分失败",
     settings_audit: "操作日志", export_csv: "导出 CSV", retention: "保留", days: "天", detail: "详情",
     search_btn: "查询",
+    tour: "轮巡", choose_tour: "选择轮巡", no_tours: "无轮巡", tour_empty: "没有可播放的摄像机",
+    tour_start: "开始轮巡", tour_pause: "暂停/继续", tour_prev: "上一页", tour_next: "下一页",
+    tour_stop: "停止轮巡", tour_paused: "已暂停", tour_running: "轮巡中", tour_skipped: "已跳过",
   },
   en: {
     app_title: "Edge video gateway",
@@ -101,6 +104,9 @@ export const STRINGS = {
     confirm_plan: "Launch the plan", plan_launched: "Plan launched", plan_partly: "Plan partly failed",
     settings_audit: "Audit log", export_csv: "Export CSV", retention: "kept", days: "days", detail: "Detail",
     search_btn: "Search",
+    tour: "Tour", choose_tour: "Choose a tour", no_tours: "No tours", tour_empty: "no camera to show",
+    tour_start: "Start tour", tour_pause: "Pause/resume", tour_prev: "Previous page", tour_next: "Next page",
+    tour_stop: "Stop tour", tour_paused: "paused", tour_running: "running", tour_skipped: "skipped",
   },
 };
 
