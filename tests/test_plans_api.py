@@ -80,43 +80,53 @@ class Hooks:
         self.server.server_close()
 
 
-@pytest.fixture
-def system(tmp_path: Any, sim_factory: Any, gateway_factory: Any) -> Iterator[dict[str, Any]]:
-    sim: SimProcess = sim_factory(*small_sim_args("127.0.81.1", fps=10, gop=10))
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One simulator and one gateway for the module; each test names its own plans."""
+    tmp = tmp_path_factory.mktemp("plans")
+    sim = SimProcess(tmp, *small_sim_args("127.0.81.1", fps=10, gop=10))
     cam = sim.cameras[0]
-    gw: GatewayProcess = gateway_factory(
-        {
-            "cameras": [
-                {
-                    "id": "cam-01",
-                    "name": "村口",
-                    "onvif": {
-                        "host": cam["address"],
-                        "port": cam["http_port"],
-                        "username": cam["username"],
-                        "password": cam["password"],
-                    },
-                }
-            ],
-            "discovery": {"interval_s": 0},
-            "recording": {"mode": "off", "segment_s": 2},
-        }
-    )
-    wait_for(
-        lambda: gw.client.get("/api/v1/cameras/cam-01").json().get("ptz"),
-        30,
-        "the ONVIF camera with PTZ registered",
-    )
-    hooks = Hooks()
+    gw: GatewayProcess | None = None
+    hooks: Hooks | None = None
     try:
+        gw = GatewayProcess(
+            tmp,
+            {
+                "cameras": [
+                    {
+                        "id": "cam-01",
+                        "name": "村口",
+                        "onvif": {
+                            "host": cam["address"],
+                            "port": cam["http_port"],
+                            "username": cam["username"],
+                            "password": cam["password"],
+                        },
+                    }
+                ],
+                "discovery": {"interval_s": 0},
+                "recording": {"mode": "off", "segment_s": 2},
+            },
+        )
+        gateway = gw
+        wait_for(
+            lambda: gateway.client.get("/api/v1/cameras/cam-01").json().get("ptz"),
+            30,
+            "the ONVIF camera with PTZ registered",
+        )
+        hooks = Hooks()
         yield {"gw": gw, "cam": cam, "hooks": hooks}
     finally:
-        hooks.close()
+        if hooks is not None:
+            hooks.close()
+        if gw is not None:
+            gw.stop()
+        sim.stop()
 
 
-def _plan(hook_url: str, preset: str) -> dict[str, Any]:
+def _plan(hook_url: str, preset: str, name: str = "村口警情") -> dict[str, Any]:
     return {
-        "name": "村口警情",
+        "name": name,
         "layout": 4,
         "wall": ["cam-01"],
         "presets": [{"camera": "cam-01", "preset": preset}],
@@ -140,7 +150,7 @@ def test_plan_moves_ptz_records_notifies_and_is_audited(system: dict[str, Any]) 
     assert r.status_code == 201, r.text
     plan = r.json()
     assert plan["name"] == "村口警情" and plan["created_by"] == "admin"
-    assert [p["name"] for p in gw.client.get("/api/v1/plans").json()] == ["村口警情"]
+    assert "村口警情" in [p["name"] for p in gw.client.get("/api/v1/plans").json()]
 
     r = gw.client.post(f"/api/v1/plans/{plan['id']}/launch")
     assert r.status_code == 200, r.text
@@ -148,8 +158,8 @@ def test_plan_moves_ptz_records_notifies_and_is_audited(system: dict[str, Any]) 
     assert out["ok"] is True, out
     assert {s["step"] for s in out["steps"]} == {"wall", "preset", "record", "webhook"}
     wait_for(lambda: abs(_pan(cam) - 0.5) < 0.01, 10, "the camera at the plan's preset")
-    assert hooks.received and hooks.received[0]["data"]["plan"] == "村口警情"
-    assert hooks.received[0]["data"]["message"].startswith("村口报警")
+    mine = [h for h in hooks.received if h["data"]["plan"] == "村口警情"]
+    assert mine and mine[0]["data"]["message"].startswith("村口报警")
 
     def segments() -> list[Any]:
         got = gw.client.get("/api/v1/recordings", params={"camera": "cam-01"}).json()
@@ -157,6 +167,7 @@ def test_plan_moves_ptz_records_notifies_and_is_audited(system: dict[str, Any]) 
 
     wait_for(segments, 30, "the plan's recording in the recorder index", every=0.5)
     events = gw.client.get("/api/v1/events", params={"type": "plan"}).json()
+    events = [e for e in events if e["data"]["plan"] == "村口警情"]
     assert events and events[0]["data"]["cameras"] == ["cam-01"]
     assert all("url" not in s for s in events[0]["data"].get("steps", []))  # no webhook key
 
@@ -170,16 +181,18 @@ def test_plan_moves_ptz_records_notifies_and_is_audited(system: dict[str, Any]) 
 
     def launches() -> list[dict[str, Any]]:
         got = gw.client.get("/api/v1/audit", params={"action": "plan_launch"}).json()
-        return got["entries"] if len(got["entries"]) >= 2 else []
+        ours = [e for e in got["entries"] if e["detail"]["plan"] == "村口警情"]
+        return ours if len(ours) >= 2 else []
 
     entries = wait_for(launches, 15, "both launches in the audit log")
     by_rule, by_hand = entries[0], entries[1]
     assert by_hand["user"] == "admin" and by_hand["detail"]["source"] == "manual"
     assert by_rule["user"] == "linkage:村口报警" and by_rule["detail"]["rule"] == "村口报警"
     assert by_hand["ok"] is True and by_hand["detail"]["cameras"] == ["cam-01"]
-    assert len(hooks.received) == 2
+    assert len([h for h in hooks.received if h["data"]["plan"] == "村口警情"]) == 2
     changes = gw.client.get("/api/v1/audit", params={"action": "plan_change"}).json()
-    assert [e["detail"]["op"] for e in changes["entries"]] == ["create"]
+    ops = [e["detail"]["op"] for e in changes["entries"] if e["detail"]["plan"] == "村口警情"]
+    assert ops == ["create"]
 
 
 def test_bad_plans_and_plans_outside_the_operators_area_are_refused(
@@ -187,9 +200,15 @@ def test_bad_plans_and_plans_outside_the_operators_area_are_refused(
 ) -> None:
     gw: GatewayProcess = system["gw"]
     hooks = system["hooks"]
-    good = _plan(hooks.url, "preset_1")
-    assert gw.client.post("/api/v1/plans", json=good).status_code == 201
-    plan_id = gw.client.get("/api/v1/plans").json()[0]["id"]
+    good = _plan(hooks.url, "preset_1", name="备用预案")
+    r = gw.client.post("/api/v1/plans", json=good)
+    assert r.status_code == 201, r.text
+    plan_id = r.json()["id"]
+
+    def names() -> list[str]:
+        return sorted(p["name"] for p in gw.client.get("/api/v1/plans").json())
+
+    before = names()
 
     bad = [
         ({**good, "name": "x", "wall": ["cam-99"], "presets": [], "record": []}, "unknown camera"),
@@ -204,7 +223,7 @@ def test_bad_plans_and_plans_outside_the_operators_area_are_refused(
         assert why in r.text, (why, r.text)
     assert gw.client.post("/api/v1/plans", json=good).status_code == 409  # same name
     assert gw.client.post("/api/v1/plans/999/launch").status_code == 404
-    assert len(gw.client.get("/api/v1/plans").json()) == 1  # nothing half created
+    assert names() == before  # nothing half created
 
     # An operator of another village: cannot create, see, launch or delete this plan.
     r = gw.client.post(
@@ -216,10 +235,10 @@ def test_bad_plans_and_plans_outside_the_operators_area_are_refused(
     with httpx.Client(base_url=gw.base_url, headers=op, timeout=30) as client:
         r = client.post("/api/v1/plans", json={**good, "name": "越权"})
         assert r.status_code == 403 and "outside your area" in r.text
-        assert client.get("/api/v1/plans").json() == []
+        assert client.get("/api/v1/plans").json() == []  # none inside village-9
         r = client.post(f"/api/v1/plans/{plan_id}/launch")
         assert r.status_code == 403 and "cam-01" in r.text
         assert client.delete(f"/api/v1/plans/{plan_id}").status_code == 404
-    assert len(gw.client.get("/api/v1/plans").json()) == 1
+    assert names() == before
     launches = gw.client.get("/api/v1/audit", params={"action": "plan_launch"}).json()
-    assert launches["entries"] == []
+    assert [e for e in launches["entries"] if e["detail"]["plan"] == "备用预案"] == []

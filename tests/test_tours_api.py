@@ -32,10 +32,11 @@ async def api(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     gw.auth.create_user("v2", PW, "viewer")
     gw.auth.create_user("east", PW, "operator", scope="village-1")
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-    heads = {}
-    for user in ("boss", "v1", "v2", "east"):
-        r = await http.post("/api/v1/auth/token", json={"username": user, "password": PW})
-        heads[user] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    # Sessions issued directly: the login form is the audit tests' business, not this one's.
+    heads = {
+        user: {"Authorization": f"Bearer {gw.auth.issue(user, 'session', ttl=600).token}"}
+        for user in ("boss", "v1", "v2", "east")
+    }
     try:
         yield {"http": http, "as": heads}
     finally:

@@ -81,7 +81,8 @@ def test_a_tour_pages_through_the_wall_and_resumes_after_a_reload(
 
 
 def test_a_tour_advances_by_itself_on_its_dwell_time(page: Any, ui_system: UiSystem) -> None:
-    r = ui_system.city.client.post("/api/v1/tours", json={**TOUR, "name": "自动翻页"})
+    two_pages = {**TOUR, "name": "自动翻页", "items": ["town-a/cam-02", "town-a/cam-01"]}
+    r = ui_system.city.client.post("/api/v1/tours", json=two_pages)
     assert r.status_code == 201, r.text
     page.reload()
     page.wait_for_selector("body[data-ready]", timeout=15_000)
