@@ -80,15 +80,27 @@ def test_a_tour_pages_through_the_wall_and_resumes_after_a_reload(
     assert page.inner_text("#tour-status") == ""
 
 
-def test_a_tour_advances_by_itself_on_its_dwell_time(page: Any, ui_system: UiSystem) -> None:
-    two_pages = {**TOUR, "name": "自动翻页", "items": ["town-a/cam-02", "town-a/cam-01"]}
-    r = ui_system.city.client.post("/api/v1/tours", json=two_pages)
+def test_a_tour_advances_by_itself_with_the_next_page_opened_ahead(
+    page: Any, ui_system: UiSystem
+) -> None:
+    three = [PAGES[0][0], PAGES[1][0], PAGES[2][0]]
+    body = {**TOUR, "name": "自动翻页", "items": three, "dwell_s": 3}
+    r = ui_system.city.client.post("/api/v1/tours", json=body)
     assert r.status_code == 201, r.text
     page.reload()
     page.wait_for_selector("body[data-ready]", timeout=15_000)
     page.select_option("#tour-pick", str(r.json()["id"]))
     page.click("#tour-start")
-    wait_for(lambda: _page_index(page) == "0", 10, "tour page 1")
-    wait_for(lambda: _page_index(page) == "1", 30, "the tour on page 2 after its dwell")
-    wait_for(lambda: _page_index(page) == "0", 30, "the tour back on page 1")
+    # The start, then three switches on the dwell time: pages 2, 3 and round to 1.
+    switches = wait_for(
+        lambda: (s := page.evaluate("() => window.gw.tours.switches")) and len(s) >= 4 and s,
+        40,
+        "three automatic switches",
+        every=0.25,
+    )
     page.click("#tour-stop")
+    # Every tile of every page painted a picture (a frame after the switch).
+    assert all(len(times) == 1 for times in switches[1:4]), switches
+    ms = sorted(times[0] for times in switches[1:4])
+    print(f"tour switch → picture: opened ahead {ms} ms; first page, cold: {switches[0]} ms")
+    assert page.locator(".tour-stage video").count() == 0  # nothing left open after the stop
