@@ -112,6 +112,7 @@ def _factories() -> list[tuple[str, Any]]:
     Imported here, not at the top, so that parts import this module and never the
     reverse. A factory returns None when configuration turns its part off.
     """
+    from gateway.audit import build as build_audit
     from gateway.auth.service import build as build_auth
     from gateway.cameras.camera_events import build as build_camera_events
     from gateway.cameras.rediscovery import create as build_discovery
@@ -124,14 +125,17 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.gb28181.ps.backend import build as build_ps_backend
     from gateway.looplag import build as build_looplag
     from gateway.motion.service import build as build_motion
+    from gateway.plans.service import build as build_plans
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
     from gateway.reports.service import build as build_reports
     from gateway.streams.manager import build as build_streams
+    from gateway.tours import build as build_tours
 
     return [
         ("looplag", build_looplag),  # first: it watches the loop the others share
         ("auth", build_auth),
+        ("audit", build_audit),  # before the parts that record into it (relay, plans)
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),
         ("relay", build_relay),  # leases hubs per viewer
@@ -140,7 +144,9 @@ def _factories() -> list[tuple[str, Any]]:
         ("camera_events", build_camera_events),  # the cameras' own ONVIF alarms (PullPoint)
         ("recorder", build_recorder),  # before linkage, which asks it to record
         ("reports", build_reports),  # reads the recorder's index and the status events
+        ("plans", build_plans),  # before linkage, whose rules may launch plans
         ("linkage", build_linkage),
+        ("tours", build_tours),  # kept here, run by the operators' pages
         ("cascade", build_cascade),  # registers a resolver with streams
         ("discovery", build_discovery),  # after registry: marks cameras seen
         # PS/RTP sender for GB/T 28181 platforms, only with gb28181 configured

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gateway.yaml"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -384,13 +392,22 @@ class LinkageMatch(_Model):
 class LinkageRule(_Model):
     name: str = Field(title="Rule (预案) name")
     match: LinkageMatch = Field(default_factory=LinkageMatch, title="When")
-    cameras: list[str] = Field(min_length=1, title="Linked cameras (paths)")
+    cameras: list[str] = Field(default_factory=list, title="Linked cameras (paths)")
     wall: bool = Field(True, title="Show the group on the video wall")
     record_s: float = Field(60, ge=0, le=86400, title="Record the group this long (s)")
     report: bool = Field(True, title="Report the linkage upward")
     cooldown_s: float = Field(
         30, ge=0, le=86400, title="Cooldown (s)", description="Fire a rule at most once per period"
     )
+    plan: str | None = Field(
+        None, max_length=64, title="Plan (预案) to launch", description="A plan's name"
+    )
+
+    @model_validator(mode="after")
+    def _does_something(self) -> LinkageRule:
+        if not self.cameras and not self.plan:
+            raise ValueError("cameras: at least one camera, or a plan to launch")
+        return self
 
 
 class AuthSettings(_Model):
@@ -468,6 +485,16 @@ class Gb28181Settings(_Model):
         return ups
 
 
+class AuditSettings(_Model):
+    retention_days: float = Field(
+        180,
+        ge=1,
+        le=3650,
+        title="Keep audit entries (days) / 操作日志保留天数",
+        description="Entries younger than a day are never removed",
+    )
+
+
 class LogSettings(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Log level")
     json_format: bool = Field(False, alias="json", title="JSON log lines")
@@ -497,6 +524,7 @@ class Settings(_Model):
     linkage: list[LinkageRule] = Field(default_factory=list, title="Linkage rules (预案)")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings, title="Audit log (操作日志)")
     logging: LogSettings = Field(default_factory=LogSettings)
     gb28181: Gb28181Settings | None = Field(None, title="GB/T 28181 up-link (国标级联)")
 

@@ -43,6 +43,7 @@ class Node:
     parent: Node | None = None
     sim_base: str | None = None
     sim_cameras: int = 0
+    camera_names: list[str] = field(default_factory=list)  # what the duty operator calls them
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -53,8 +54,12 @@ class Node:
 def _tree(base_port: int) -> list[Node]:
     city = Node("city", "市指挥中心", "city", base_port)
     town = Node("town-a", "城关镇", "town", base_port + 1, city, "127.0.20.1", 2)
+    town.camera_names = ["镇政府大门", "十字路口"]
     village1 = Node("village-1", "东村", "village", base_port + 2, town, "127.0.21.1", 3)
+    # 村口 twice, as in real villages: the wall tells them apart by place (东村 · 村口).
+    village1.camera_names = ["村口", "学校门口", "村委会"]
     village2 = Node("village-2", "西村", "village", base_port + 3, town, "127.0.22.1", 2)
+    village2.camera_names = ["村口", "水库大坝"]
     town.extra["linkage"] = [
         {
             "name": "东村报警联动 / east village alarm",
@@ -122,6 +127,7 @@ class Demo:
                     "admin123",
                     "--motion-every",
                     "45",
+                    *(["--names", ",".join(node.camera_names)] if node.camera_names else []),
                 ],
             )
             cameras[node.id] = _ready_line(proc, f"simulator for {node.id}", self.root)["cameras"]

@@ -49,6 +49,7 @@ _PINNED: dict[str, Any] = {
     "interfaces": [],
     "url": f"ws://{NOWHERE}:1/",
     "parent": f"ws://{NOWHERE}:1/",
+    "webhook": f"http://{NOWHERE}:1/hook",  # a plan's notification
 }
 
 

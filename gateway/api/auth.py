@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.auth.service import AuthError, AuthService, RateLimited
@@ -57,11 +58,14 @@ def _login(request: Request, gw: Gateway, creds: Credentials) -> TokenOut:
     try:
         issued = _auth(gw).login(creds.username, creds.password, client)
     except RateLimited as err:
+        note(gw, creds.username[:64], "login_failed", request, ok=False, reason="rate limited")
         raise HTTPException(
             429, str(err), headers={"Retry-After": str(int(err.retry_after) + 1)}
         ) from None
     except AuthError as err:
+        note(gw, creds.username[:64], "login_failed", request, ok=False)
         raise HTTPException(401, str(err)) from None
+    note(gw, creds.username, "login", request)
     return TokenOut(access_token=issued.token, expires_in=issued.expires_in)
 
 
@@ -95,7 +99,10 @@ def logout(request: Request, response: Response, gw: Gateway = Depends(get_gatew
         header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
     )
     if tok and gw.part("auth"):
+        who = gw.auth.verify(tok)
         gw.auth.logout(tok)
+        if who is not None:
+            note(gw, who, "logout", request)
     response.delete_cookie(COOKIE)
 
 
@@ -113,7 +120,10 @@ def users(
 
 @router.post("/users", status_code=201)
 def create_user(
-    body: UserIn, _: Caller = Depends(require("admin")), gw: Gateway = Depends(get_gateway)
+    body: UserIn,
+    request: Request,
+    caller: Caller = Depends(require("admin")),
+    gw: Gateway = Depends(get_gateway),
 ) -> dict[str, Any]:
     try:
         _auth(gw).create_user(body.username, body.password, body.role, body.scope)
@@ -121,6 +131,7 @@ def create_user(
         raise HTTPException(409, f"user {body.username!r} exists / 用户已存在") from None
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
+    note(gw, caller, "user_change", request, op="create", target=body.username, role=body.role)
     return {"username": body.username, "role": body.role, "scope": body.scope.strip("/")}
 
 
@@ -128,7 +139,8 @@ def create_user(
 def patch_user(
     username: str,
     body: UserPatch,
-    _: Caller = Depends(require("admin")),
+    request: Request,
+    caller: Caller = Depends(require("admin")),
     gw: Gateway = Depends(get_gateway),
 ) -> dict[str, Any]:
     try:
@@ -137,23 +149,33 @@ def patch_user(
         raise HTTPException(422, str(err)) from None
     if not found:
         raise HTTPException(404, f"no user {username!r} / 用户不存在")
+    changed = sorted(body.model_dump(exclude_none=True))  # names only: never the password
+    note(gw, caller, "user_change", request, op="update", target=username, fields=changed)
     return next(u for u in _auth(gw).users() if u["username"] == username)
 
 
 @router.delete("/users/{username}", status_code=204)
 def delete_user(
-    username: str, caller: Caller = Depends(require("admin")), gw: Gateway = Depends(get_gateway)
+    username: str,
+    request: Request,
+    caller: Caller = Depends(require("admin")),
+    gw: Gateway = Depends(get_gateway),
 ) -> None:
     if username == caller.name:
         raise HTTPException(409, "you cannot delete yourself / 不能删除当前用户")
     if not _auth(gw).delete_user(username):
         raise HTTPException(404, f"no user {username!r} / 用户不存在")
+    note(gw, caller, "user_change", request, op="delete", target=username)
 
 
 @router.post("/api-tokens", status_code=201)
 def create_api_token(
-    body: ApiTokenIn, caller: Caller = Depends(require("admin")), gw: Gateway = Depends(get_gateway)
+    body: ApiTokenIn,
+    request: Request,
+    caller: Caller = Depends(require("admin")),
+    gw: Gateway = Depends(get_gateway),
 ) -> dict[str, Any]:
     """A machine token acting as the calling admin; shown once."""
     issued = _auth(gw).issue(caller.name, "api", ttl=body.ttl_s, name=body.name)
+    note(gw, caller, "user_change", request, op="api_token", target=body.name)
     return {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in}

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
+from gateway.api.audit import note, ptz_detail
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cameras import onvif
@@ -86,8 +87,9 @@ def get_camera(
 @router.post("", status_code=201)
 async def create_camera(
     body: CameraCreate,
+    request: Request,
     gw: Gateway = Depends(get_gateway),
-    _: Caller = Depends(require("admin")),
+    caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
     try:
         cam = await registry_of(gw).add(body)
@@ -95,6 +97,7 @@ async def create_camera(
         raise HTTPException(409, f"{err} / 设备已存在") from None
     except FieldError as err:
         raise field_error(err) from None
+    note(gw, caller, "camera_change", request, camera=cam.id, op="create")
     return cam.public()
 
 
@@ -102,13 +105,18 @@ async def create_camera(
 async def patch_camera(
     camera_id: str,
     body: CameraPatch,
+    request: Request,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
     registry = registry_of(gw)
     _camera(registry, camera_id, caller)
+    # Field names only: a changed password must not reach the log.
+    fields = sorted(body.model_dump(exclude_unset=True))
     try:
-        return (await registry.update(camera_id, body)).public()
+        cam = (await registry.update(camera_id, body)).public()
+        note(gw, caller, "camera_change", request, camera=camera_id, op="update", fields=fields)
+        return cam
     except DuplicateCamera as err:
         raise HTTPException(409, str(err)) from None
     except FieldError as err:
@@ -118,6 +126,7 @@ async def patch_camera(
 @router.delete("/{camera_id}", status_code=204, response_class=Response)
 async def delete_camera(
     camera_id: str,
+    request: Request,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> Response:
@@ -129,6 +138,7 @@ async def delete_camera(
         raise HTTPException(409, str(err)) from None
     except CameraNotFound:
         raise HTTPException(404, f"unknown camera {camera_id!r}") from None
+    note(gw, caller, "camera_change", request, camera=camera_id, op="delete")
     return Response(status_code=204)
 
 
@@ -187,6 +197,7 @@ async def _ptz_call(coro: Any, camera_id: str) -> Any:
 async def ptz(
     camera_id: str,
     body: PtzIn,
+    request: Request,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
@@ -195,7 +206,9 @@ async def ptz(
     _camera(registry, camera_id, caller)
     if body.action == "goto_preset" and not body.preset:
         raise field_error(FieldError("preset", "required for goto_preset"))
-    return await _ptz_call(registry.ptz(camera_id, **body.model_dump()), camera_id)
+    result = await _ptz_call(registry.ptz(camera_id, **body.model_dump()), camera_id)
+    note(gw, caller, "ptz", request, camera=camera_id, **ptz_detail(body.model_dump()))
+    return result
 
 
 @router.get("/{camera_id}/presets")

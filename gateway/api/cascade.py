@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from gateway.api.audit import note, ptz_detail
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cascade import access
@@ -25,6 +27,7 @@ from gateway.cascade.tree import build, find_camera, to_api
 from gateway.config import ID_PATTERN
 from gateway.events.model import Event
 from gateway.store import children as child_store
+from gateway.store import events as event_store
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["cascade"])
@@ -110,14 +113,17 @@ async def tree_presets(
 @router.post("/api/v1/tree/cameras/{path:path}/ptz")
 async def tree_ptz(
     path: str,
+    request: Request,
     command: dict[str, Any] = Body(..., description="PTZ command, passed to the camera's gateway"),
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
     try:
-        return await access.ptz(gw, _path(caller, path), command)
+        result = await access.ptz(gw, _path(caller, path), command)
     except AccessError as err:
         raise _http(err) from None
+    note(gw, caller, "ptz", request, camera=path, **ptz_detail(command))
+    return result
 
 
 @router.get("/api/v1/tree/cameras/{path:path}")
@@ -134,6 +140,7 @@ def tree_camera(
 @router.get("/api/v1/tree/recordings/{path:path}/clip.mp4")
 async def tree_clip(
     path: str,
+    request: Request,
     start: str = Query(..., description="ISO 8601 start"),
     end: str = Query(..., description="ISO 8601 end"),
     gw: Gateway = Depends(get_gateway),
@@ -154,6 +161,7 @@ async def tree_clip(
             yield chunk
 
     name = path.replace("/", "_")
+    note(gw, caller, "clip_download", request, camera=path, start=start[:40], end=end[:40])
     return StreamingResponse(
         chunks(),
         media_type="video/mp4",
@@ -194,6 +202,7 @@ class UplinkSwitch(BaseModel):
 @router.post("/api/v1/cascade/uplink")
 def uplink_switch(
     body: UplinkSwitch,
+    request: Request,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
@@ -202,6 +211,7 @@ def uplink_switch(
         raise HTTPException(409, "this gateway has no parent (cascade.parent is not set)")
     part.uplink.set_enabled(body.enabled)
     log.warning("uplink %s by %s", "restored" if body.enabled else "cut", caller.name)
+    note(gw, caller, "settings_change", request, what="uplink", enabled=body.enabled)
     return part.uplink.stats()
 
 
@@ -232,7 +242,10 @@ def list_children(
 
 @router.post("/api/v1/children", status_code=201)
 async def add_child(
-    body: NewChild, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
+    body: NewChild,
+    request: Request,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("admin")),
 ) -> dict[str, str]:
     """Issue a token for a child; it is shown in this answer only."""
     try:
@@ -240,6 +253,7 @@ async def add_child(
     except child_store.ChildExists:
         raise HTTPException(409, f"child {body.name} exists; revoke it first") from None
     log.info("child %s token issued by %s", body.name, caller.name)
+    note(gw, caller, "settings_change", request, what="child_add", child=body.name)
     part = gw.part("cascade")
     if part is not None:
         await part.downlink.sync_children()
@@ -248,7 +262,10 @@ async def add_child(
 
 @router.delete("/api/v1/children/{name}")
 async def revoke_child(
-    name: str, gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
+    name: str,
+    request: Request,
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
     if not await asyncio.to_thread(child_store.revoke, gw.db, name):
         raise HTTPException(404, f"no active child named {name!r}")
@@ -256,6 +273,7 @@ async def revoke_child(
     if part is not None:
         await part.downlink.sync_children()
     log.warning("child %s revoked by %s", name, caller.name)
+    note(gw, caller, "settings_change", request, what="child_revoke", child=name)
     return {"name": name, "revoked": True}
 
 
@@ -268,6 +286,7 @@ class NewEvent(BaseModel):
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     zones: list[str] = Field(default_factory=list, max_length=32)
     score: float | None = None
+    end: datetime | None = Field(None, description="Set when publishing the event's end")
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -287,5 +306,10 @@ def publish_event(
     }
     if body.id:
         fields["id"] = body.id
+        previous = event_store.get(gw.db, body.id)
+        if previous is not None:  # an update keeps the event's start
+            fields["start"] = previous.start
+    if body.end is not None:
+        fields["end"] = body.end if body.end.tzinfo else body.end.replace(tzinfo=UTC)
     event = gw.bus.publish(Event(**fields))
     return event.model_dump(mode="json")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, model_validator
 
+from gateway.api.audit import note
 from gateway.api.cameras import field_error
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
@@ -80,8 +81,9 @@ async def scan_status(
 @router.post("/add", status_code=201)
 async def add_discovered(
     body: AddIn,
+    request: Request,
     gw: Gateway = Depends(get_gateway),
-    _: Caller = Depends(require("admin")),
+    caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
     """Register a discovered device as a camera (probed like any ONVIF add)."""
     fields = body.model_dump(exclude={"endpoint", "address"}, exclude_none=True)
@@ -93,4 +95,5 @@ async def add_discovered(
         raise field_error(err) from None
     except ValueError as err:  # a tag that does not validate (pydantic)
         raise HTTPException(422, str(err)) from None
+    note(gw, caller, "camera_change", request, camera=cam.id, op="create", via="discovery")
     return cam.public()

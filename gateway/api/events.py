@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.events.model import Event
@@ -141,6 +142,7 @@ def event_snapshot(
 
 @router.post("/api/v1/events/{event_id}/ack")
 def acknowledge(
+    request: Request,
     event_id: str = EventId,
     caller: Caller = Depends(require("operator")),
     gw: Gateway = Depends(get_gateway),
@@ -156,4 +158,5 @@ def acknowledge(
         }
         gw.bus.publish(event)
         log.info("event %s acknowledged by %s", event_id, caller.name)
+        note(gw, caller, "alarm_ack", request, camera=event.camera, event=event_id, type=event.type)
     return event.model_dump(mode="json")

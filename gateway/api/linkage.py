@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 
+from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.config import LinkageRule
@@ -48,6 +49,7 @@ def _inside(caller: Caller, rule: LinkageRule) -> bool:
 @router.put("/api/v1/linkage")
 def put_rules(
     rules: list[LinkageRule],
+    request: Request,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
@@ -61,4 +63,5 @@ def put_rules(
         raise HTTPException(400, str(err)) from None
     except OSError as err:
         raise HTTPException(500, f"cannot save the rules: {err.strerror}") from None
+    note(gw, caller, "settings_change", request, what="linkage", rules=[r.name for r in rules])
     return get_rules(gw, caller)

@@ -11,10 +11,11 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.store import events as event_store
@@ -146,6 +147,7 @@ def protect(
 @router.get("/api/v1/recordings/{camera_id:path}/clip.mp4")
 async def clip(
     camera_id: str,
+    request: Request,
     start: str | None = Query(None, description="ISO 8601"),
     end: str | None = Query(None, description="ISO 8601 (at most an hour after start)"),
     event: str | None = Query(None, max_length=128, description="Or: an event id"),
@@ -185,6 +187,16 @@ async def clip(
         headers["X-Clip-Truncated"] = "1"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(made.start))
     name = f"{camera_id.replace('/', '_')}-{stamp}.mp4"
+    if download:  # playback fetches the same clip by ranges: only downloads are logged
+        note(
+            gw,
+            caller,
+            "clip_download",
+            request,
+            camera=camera_id,
+            start=_iso(made.start),
+            end=_iso(made.end),
+        )
     return FileResponse(
         made.path,
         media_type="video/mp4",

@@ -24,6 +24,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 def _routers() -> list:
     """Every router; the static UI is mounted after them."""
     from gateway.api import (
+        audit,
         auth,
         cameras,
         cascade,
@@ -34,15 +35,17 @@ def _routers() -> list:
         health,
         linkage,
         metrics,
+        plans,
         prefs,
         recordings,
         reports,
         streams,
+        tours,
         whep,
     )
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
-    modules += [events, recordings, prefs, gb28181, diagnosis, reports]
+    modules += [events, recordings, prefs, gb28181, diagnosis, reports, audit, plans, tours]
     return [m.router for m in modules]
 
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.relay.model import RelayError, Session
@@ -144,6 +145,15 @@ async def whep_post(
     except (RelayError, OfferError) as err:
         log.info("%s: offer refused: %s", camera_id, err)
         raise _error(err) from None
+    note(
+        gw,
+        caller,
+        "view",
+        request,
+        camera=camera_id,
+        session=session.id,
+        variant=session.variant or "main",
+    )
     response = Response(content=answer, status_code=201, media_type=SDP)
     response.headers["Location"] = _session_url(camera_id, session.id)
     response.headers["ETag"] = session.etag

@@ -29,6 +29,7 @@ from typing import Any
 
 from gateway.config import LinkageRule
 from gateway.events.model import Event
+from gateway.plans.service import Plans
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ def matches(rule: LinkageRule, event: Event) -> bool:
 class Linkage:
     """The ``linkage`` part: listens to the bus and fires rules."""
 
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Any, plans: Plans | None = None) -> None:
         self.gw = gw
+        self.plans = plans  # a rule may launch a plan (预案) by name
         self.file = Path(gw.data_dir) / "linkage.json"
         self.rules: list[LinkageRule] = list(gw.settings.linkage)
         self.source = "config"
@@ -142,6 +144,8 @@ class Linkage:
         )
         log.info("linkage rule %s fired by %s on %s", rule.name, trigger.type, trigger.camera)
         self.gw.bus.publish(event)
+        if rule.plan and self.plans is not None:
+            self.plans.launch_soon(rule.plan, rule=rule.name)
         if rule.record_s > 0:
             task = asyncio.get_running_loop().create_task(self._record(rule, event))
             self._tasks.add(task)
@@ -180,4 +184,4 @@ class Linkage:
 
 
 def build(gw: Any) -> Linkage:
-    return Linkage(gw)
+    return Linkage(gw, plans=gw.part("plans"))

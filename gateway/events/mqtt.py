@@ -88,6 +88,11 @@ class MqttNotifier:
             self.client.publish(topic, state, qos=1, retain=True)
         self.published += 1
 
+    def publish(self, topic: str, payload: str) -> None:
+        """Publish to a topic of the operator's choosing (a plan's notification)."""
+        self.client.publish(_topic_part(topic), payload, qos=1)
+        self.published += 1
+
     def metrics(self) -> list[Sample]:
         return [
             Sample("mqtt_connected", int(self.connected), help="MQTT broker connection up"),

@@ -25,6 +25,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
+from gateway.audit import Audit
 from gateway.relay import dtls, ice, whep
 from gateway.relay.model import (
     CameraNotFound,
@@ -47,8 +48,9 @@ WATCH_PERIOD_S = 1.0
 class Relay:
     """WHEP sessions of this gateway."""
 
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Any, audit: Audit | None = None) -> None:
         self.gw = gw
+        self.audit = audit  # who watched which camera, from when to when
         self.settings = gw.settings.relay
         self.sessions: dict[str, Session] = {}
         self.opened = 0
@@ -361,6 +363,8 @@ class Relay:
             log.exception("%s: closing viewer %s failed", session.camera_id, session_id)
         finally:
             session.lease.release()
+        if self.audit is not None and session.caller:
+            self._audit_end(session, reason)
         log.info(
             "%s: viewer %s closed (%s) after %.1f s, %d units sent",
             session.camera_id,
@@ -370,6 +374,20 @@ class Relay:
             session.track.units_sent,
         )
         return True
+
+    def _audit_end(self, session: Session, reason: str) -> None:
+        assert self.audit is not None
+        seconds = time.monotonic() - session.created
+        now = time.time()
+        self.audit.record(
+            session.caller,
+            "view_end",
+            camera=session.camera_id,
+            session=session.id,
+            started=now - seconds,
+            seconds=round(seconds, 1),
+            reason=reason,
+        )
 
     # -- watchdog --------------------------------------------------------------------
     async def _watch(self) -> None:
@@ -443,4 +461,4 @@ def _passes(info: StreamInfo, accepts: set[str]) -> bool:
 
 def build(gw: Any) -> Relay:
     """Factory for ``gateway.app._factories``."""
-    return Relay(gw)
+    return Relay(gw, audit=gw.part("audit"))

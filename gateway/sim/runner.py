@@ -48,6 +48,13 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if any(not n or len(n) > 64 for n in names):
+        raise argparse.ArgumentTypeError("names: comma-separated, each 1 to 64 characters")
+    return names
+
+
 def _ipv4(text: str) -> str:
     try:
         return str(ipaddress.IPv4Address(text))
@@ -70,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gop", type=int, default=50, help="frames between keyframes")
     p.add_argument("--bitrate", type=int, default=2000, help="main stream kbit/s")
     p.add_argument("--sub-bitrate", type=int, default=500, help="sub-stream kbit/s")
+    p.add_argument(
+        "--names",
+        type=_names,
+        default=[],
+        help="cameras' names, comma-separated in order (e.g. 村口,学校门口); the rest keep theirs",
+    )
     p.add_argument("--username", default="admin")
     p.add_argument("--password", default="admin")
     p.add_argument(
@@ -154,6 +167,7 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             max_sessions=args.max_sessions,
             events=not getattr(args, "no_events", False),
             media2=getattr(args, "media2", "off"),
+            name=args.names[i - 1] if i <= len(args.names) else "",
         )
         cams.append(cam)
     return cams
@@ -184,7 +198,12 @@ class Simulator:
             except ImportError:
                 log.warning("sim: gateway.sim.onvif_server missing; RTSP only")
         for cam in self.cameras:
-            scene = Scene(cam.index, cam.id)
+            # Named cameras (the demo's sites) each get their own look, so the first camera
+            # of every village does not show the same picture.
+            look = None
+            if cam.index <= len(getattr(self.args, "names", None) or []):
+                look = cam.index + int(ipaddress.IPv4Address(cam.address)) % 97
+            scene = Scene(cam.index, cam.id, look)
             main = cam.profiles[0]
             cam.snapshot_renderer = lambda c, s=scene, p=main: s.jpeg(
                 p.width, p.height, c.motion, c.ptz

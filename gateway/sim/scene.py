@@ -27,12 +27,13 @@ NOISE_VARIANTS = 4
 class Scene:
     """Renders one camera's picture (I420, shape (H*3/2, W)) at any size."""
 
-    def __init__(self, index: int, label: str) -> None:
-        self.index = index
+    def __init__(self, index: int, label: str, look: int | None = None) -> None:
+        self.index = index  # also burnt into the barcode: tests read it back
         self.label = label
+        self.look = index if look is None else look  # colours and stripes
         self._backgrounds: dict[tuple[int, int], list[np.ndarray]] = {}  # (w, h) → variants
         self._lock = threading.Lock()
-        hue = (index * 137.508) % 360  # golden angle: neighbours look different
+        hue = (self.look * 137.508) % 360  # golden angle: neighbours look different
         self._u = 128 + 48 * np.cos(np.radians(hue))
         self._v = 128 + 48 * np.sin(np.radians(hue))
 
@@ -54,8 +55,8 @@ class Scene:
     def _make_background(self, w: int, h: int) -> np.ndarray:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         luma = 60 + 120 * (xx / max(w - 1, 1)) * 0.6 + 120 * (yy / max(h - 1, 1)) * 0.4
-        angle = np.radians(15 + 23 * self.index)
-        period = max(w, h) / (6 + self.index % 5)
+        angle = np.radians(15 + 23 * self.look)
+        period = max(w, h) / (6 + self.look % 5)
         stripes = 18 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
         buf = np.empty((h * 3 // 2, w), np.uint8)
         y, u, v = _planes(buf, w, h)

@@ -161,7 +161,7 @@ def test_an_alarm_is_acknowledged(page: Any, ui_system: UiSystem) -> None:
     event_id = r.json()["id"]
     row = page.locator(f'#alarm-list li[data-id="{event_id}"]')
     row.wait_for(timeout=10_000)
-    assert row.locator(".cam").inner_text() == "镇中心街"
+    assert row.locator(".cam").inner_text() == "城关镇 · 镇中心街"  # the place, then the name
     row.locator("button.ack").click()
     row.locator(".acked-label").wait_for(timeout=10_000)
     assert row.locator(".acked-label").inner_text() == "已确认"

@@ -215,7 +215,7 @@ def test_motion_shows_an_alarm_with_a_thumbnail_within_2s(
         # One hop more (the city fetches the picture from the town): generous on a busy machine.
         assert lat["city_row_ms"] < 2000 and lat["city_thumb_ms"] < 5000, lat
         row = page.locator(f'#alarm-list li.motion[data-camera="{CITY_MOTION_CAM}"]').first
-        assert row.locator(".cam").inner_text() == "村口路口"
+        assert row.locator(".cam").inner_text() == "东村 · 村口路口"
         assert row.locator(".type").inner_text() == "移动侦测"
         shot(page, "05-alarm-city")
     finally:
@@ -228,6 +228,8 @@ def test_linkage_switches_the_wall_to_its_group(city_page: Any) -> None:
     row = page.locator("#alarm-list li.linkage").first
     row.wait_for(timeout=15_000)
     assert "东村路口报警联动" in row.inner_text()
+    # The group's cameras by place and name, e.g. "→ 城关镇 · 镇政府大门、…、东村 · 小学门口".
+    assert "城关镇 · 镇政府大门" in row.inner_text() and "东村 · 小学门口" in row.inner_text()
     wait_for(
         lambda: [r for r, _, _ in frames(page)] == group,
         10,

@@ -6,7 +6,7 @@ const MAX_ROWS = 300;
 const EVENT_TYPES = [
   "motion", "camera_motion", "tamper", "input",
   "camera_offline", "camera_online", "linkage", "alarm", "custom", "event",
-  "recording_paused", "recording_resumed", "child_offline", "child_online", "diagnosis",
+  "recording_paused", "recording_resumed", "child_offline", "child_online", "diagnosis", "plan",
 ];
 // Not alarms: inspection reports travel as events up the cascade; the report page shows them.
 const NOT_ALARMS = new Set(["inspection"]);
@@ -65,11 +65,19 @@ export class AlarmList {
     }
     if (ev.type === "camera_offline") this.onStatus(ev.camera, "offline");
     if (ev.type === "camera_online") this.onStatus(ev.camera, "online");
-    if (isNew && ev.type === "linkage") this.onLinkage(ev);
+    if (isNew && (ev.type === "linkage" || ev.type === "plan")) this.onLinkage(ev);
     this.render();
   }
 
-  name(ref) { return this.tree.cameras.get(ref)?.name || ref; }
+  name(ref) { return this.tree.label(ref); }
+
+  // Motion intensity is the changed share of the picture, often under 1 %: one decimal below
+  // 10 %, and "peak" once the event has ended (its score is then the whole event's peak).
+  score(ev) {
+    const pct = ev.score * 100;
+    const text = pct > 0 && pct < 0.1 ? "<0.1" : pct < 10 ? pct.toFixed(1) : pct.toFixed(0);
+    return `${t(ev.end ? "peak_score" : "score")} ${text}%`;
+  }
 
   render() {
     const type = this.typeFilter.value;
@@ -88,11 +96,12 @@ export class AlarmList {
     const ack = ev.acknowledged
       ? el("span", { class: "acked-label" }, t("acked"))
       : el("button", { class: "ack", onclick: () => this.ack(ev) }, t("ack"));
-    const detail = ev.type === "linkage"
-      ? `${ev.data?.rule || ""} → ${(ev.data?.cameras || []).map((c) => this.name(c)).join("、")}`
+    const group = (ev.data?.cameras || []).map((c) => this.name(c)).join("、");
+    const detail = ev.type === "linkage" ? `${ev.data?.rule || ""} → ${group}`
+      : ev.type === "plan" ? [ev.data?.plan, ev.data?.message, ev.data?.launched_by].filter(Boolean).join(" · ")
       : ev.type === "diagnosis"
-      ? `${(getLang() === "en" ? ev.data?.reason_en : ev.data?.reason) || ev.data?.kind || ""}${ev.end ? ` (${t("diagnosis_cleared")})` : ""}`
-      : ev.score != null ? `${t("score")} ${(ev.score * 100).toFixed(0)}%` : "";
+        ? `${(getLang() === "en" ? ev.data?.reason_en : ev.data?.reason) || ev.data?.kind || ""}${ev.end ? ` (${t("diagnosis_cleared")})` : ""}`
+        : ev.score != null ? this.score(ev) : "";
     return el("li", { class: `alarm ${ev.type}${ev.acknowledged ? " acked" : ""}`, dataset: { id: ev.id, type: ev.type, camera: ev.camera } },
       img,
       el("span", { class: "when" }, fmtTime(ev.start)),

@@ -2,6 +2,8 @@
 import { AlarmList } from "./alarms.js";
 import { api, health as readHealth, setUnauthorisedHandler } from "./api.js";
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
+import { PlanLauncher } from "./plans.js";
+import { TourRunner } from "./tours.js";
 import { Playback } from "./playback.js";
 import { Settings } from "./settings.js";
 import { DeviceTree } from "./tree.js";
@@ -44,6 +46,7 @@ function switchView(view) {
 }
 
 function onLinkage(ev) {
+  if (ev.type === "plan") { onPlan(ev); return; }
   const refs = ev.data?.cameras || [];
   if (!refs.length || ev.data?.wall === false) return;
   switchView("live");
@@ -52,6 +55,19 @@ function onLinkage(ev) {
   const what = $("#auto-switch").checked ? t("wall_switched") : t("wall_highlighted");
   $("#wall-notice").textContent = `${what}${t("colon")}${ev.data?.rule || ""}`;
   setTimeout(() => { $("#wall-notice").textContent = ""; }, 15000);
+}
+
+// A plan (预案) launched here or by a linkage rule: its cameras on the wall, its message shown.
+function onPlan(ev) {
+  const refs = ev.data?.cameras || [];
+  if (refs.length) {
+    switchView("live");
+    if ($("#auto-switch").checked) state.wall.showGroup(refs);
+    else state.wall.highlightGroup(refs);
+  }
+  const message = ev.data?.message ? ` — ${ev.data.message}` : "";
+  $("#wall-notice").textContent = `${t("plan")}${t("colon")}${ev.data?.plan || ""}${message}`;
+  setTimeout(() => { $("#wall-notice").textContent = ""; }, 30000);
 }
 
 async function boot() {
@@ -92,6 +108,15 @@ async function boot() {
     onStatus: (ref, status) => state.tree.setStatus(ref, status),
   });
   await state.alarms.load();
+  state.plans = new PlanLauncher($("#plan-pick"), $("#plan-launch"), $("#wall-notice"), {
+    canLaunch: me.role === "operator" || me.role === "admin",
+  });
+  await state.plans.load();
+  state.tours = new TourRunner(state.wall, state.tree, me.username, {
+    pick: $("#tour-pick"), start: $("#tour-start"), pause: $("#tour-pause"), prev: $("#tour-prev"),
+    next: $("#tour-next"), stop: $("#tour-stop"), status: $("#tour-status"),
+  });
+  await state.tours.load();
   document.body.dataset.ready = "1"; // everything is wired (the browser tests wait for this)
   setInterval(() => state.tree.load().catch(() => {}), 15000);
 }

@@ -1,9 +1,10 @@
 // Settings (设置): cameras (discover, add, edit, remove), motion zones/masks drawn on a snapshot,
 // recording policy, children platforms and their tokens, users.
 import { api, el, fmtTime } from "./api.js";
+import { renderAudit } from "./audit.js";
 import { t } from "./i18n.js";
 
-const SECTIONS = ["settings_cameras", "settings_motion", "settings_recording", "settings_children", "settings_users"];
+const SECTIONS = ["settings_cameras", "settings_motion", "settings_recording", "settings_children", "settings_users", "settings_audit"];
 const enc = encodeURIComponent;
 
 async function attempt(fn, note) {
@@ -39,6 +40,7 @@ export class Settings {
     const render = {
       settings_cameras: () => this.cameras(), settings_motion: () => this.motion(),
       settings_recording: () => this.recording(), settings_children: () => this.children(), settings_users: () => this.users(),
+      settings_audit: () => renderAudit(this.body),
     }[section];
     render().catch((err) => { this.body.replaceChildren(el("p", { class: "error" }, err.status === 403 ? t("forbidden") : err.message)); });
   }

@@ -51,6 +51,17 @@ export class DeviceTree {
     return parts.map((_, i) => this.nodeNames.get(parts.slice(0, i + 1).join("/")) || parts[i]).join(" / ");
   }
 
+  // "东村 · 村口": a camera below a child carries its place (the nearest node's name), so two
+  // villages' 村口 can be told apart on the wall and in alarms; this gateway's own keep their name.
+  label(ref) {
+    const cam = this.cameras.get(ref);
+    const parts = ref.split("/");
+    const name = cam?.name || parts[parts.length - 1];
+    if (parts.length < 2) return name;
+    const place = this.nodeNames.get(parts.slice(0, -1).join("/")) || parts[parts.length - 2];
+    return `${place} · ${name}`;
+  }
+
   camerasUnder(node) {
     const out = [...(node.cameras || [])];
     for (const c of node.children || []) out.push(...this.camerasUnder(c));

@@ -27,6 +27,14 @@ function receiveLatencyMs(s, prev) {
   return (jitter + decode) * 1000;
 }
 
+// A WHEP player for `video`, started. Tours use it to open a page's sessions ahead.
+export function openPlayer(video, ref, variant = "main", callbacks = {}) {
+  const token = (authHeaders().Authorization || "").replace(/^Bearer /, "") || undefined;
+  const player = new WhepPlayer(video, whepUrl(ref, variant), { token, ...callbacks });
+  player.start();
+  return player;
+}
+
 class Tile {
   constructor(wall, index) {
     this.wall = wall;
@@ -75,12 +83,14 @@ class Tile {
     });
   }
 
-  play(ref, variant = "main") {
+  // `preopened` ({ video, player }, see openPlayer): a session opened ahead (a tour's next
+  // page) whose video already has a picture; it takes this tile's place instead of a new one.
+  play(ref, variant = "main", preopened = null) {
     this.stop();
     this.ref = ref;
     this.variant = variant === "low" ? "low" : "main";
     const cam = this.wall.tree.cameras.get(ref) || { name: ref };
-    this.nameEl.textContent = cam.name || ref;
+    this.nameEl.textContent = this.wall.tree.label(ref);
     this.node.title = [cam.name, cam.location, ref].filter(Boolean).join(" · ");
     this.statusEl.className = `dot ${cam.status || "unknown"}`;
     this.variantEl.textContent = this.variant === "low" ? t("low_stream") : "";
@@ -97,13 +107,17 @@ class Tile {
     this.node.dataset.camera = ref;
     this.node.dataset.variant = this.variant;
     this.node.dataset.framesDecoded = "0";
-    const token = (authHeaders().Authorization || "").replace(/^Bearer /, "") || undefined;
-    this.player = new WhepPlayer(this.video, whepUrl(ref, this.variant), {
-      token,
-      onState: (state, detail) => this.onState(state, detail),
-      onStats: (s) => this.onStats(s),
-    });
-    this.player.start();
+    const onState = (state, detail) => this.onState(state, detail);
+    const onStats = (s) => this.onStats(s);
+    if (preopened) {
+      this.node.replaceChild(preopened.video, this.video); // same task: it keeps playing
+      this.video = preopened.video;
+      this.player = preopened.player;
+      Object.assign(this.player.opts, { onState, onStats });
+      this.onState(this.player.state);
+      return;
+    }
+    this.player = openPlayer(this.video, ref, this.variant, { onState, onStats });
   }
 
   onState(state, detail = "") {
