@@ -100,7 +100,7 @@ class ReportService:
             try:
                 await asyncio.to_thread(self.run, self.today() - timedelta(days=1))
                 cutoff = self.today() - timedelta(days=self.settings.keep_days)
-                report_store.delete_before(self.db, cutoff.isoformat())
+                await asyncio.to_thread(report_store.delete_before, self.db, cutoff.isoformat())
             except Exception as err:
                 self.last_error = f"{type(err).__name__}: {err}"
                 log.exception("daily inspection failed")
