@@ -137,6 +137,7 @@ class ControlServer:
                 raise HttpError(400, f'"kind" must be one of {list(ALARM_KINDS)}, "on" a boolean')
             log.info("%s: alarm %s %s", cam.id, kind, "on" if on else "off")
             cam.set_alarm(kind, on)
+            return self.describe(cam)
         if parts[2] == "picture":
             mode = req.get("mode")
             if mode not in PICTURE_MODES:
