@@ -7,15 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from gateway.gb28181 import sdp
 from gateway.gb28181.media_api import MediaBackend, MediaError, MediaRequest, MediaSession
+from gateway.gb28181.platform import Platform
 from gateway.gb28181.sip.agent import Addr, SipTimeout, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage, addr_params, addr_uri, uri_user
-
-if TYPE_CHECKING:
-    from gateway.gb28181.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 MAX_CALLS = 256
@@ -35,7 +32,7 @@ class Dialog:
 
 
 class Calls:
-    def __init__(self, client: UpstreamClient, media: MediaBackend | None) -> None:
+    def __init__(self, client: Platform, media: MediaBackend | None) -> None:
         self.client = client
         self.media = media
         self.dialogs: dict[str, Dialog] = {}

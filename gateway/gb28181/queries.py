@@ -7,21 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from gateway.gb28181 import manscdp
+from gateway.gb28181.platform import Platform
 from gateway.gb28181.sip.agent import SipTimeout, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage
-
-if TYPE_CHECKING:
-    from gateway.gb28181.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 SUPPORTED = ("Catalog", "DeviceInfo", "DeviceStatus", "ConfigDownload")
 
 
 class Queries:
-    def __init__(self, client: UpstreamClient) -> None:
+    def __init__(self, client: Platform) -> None:
         self.client = client
         self.channels_pushed = 0
         self._tasks: set[asyncio.Task[None]] = set()
