@@ -35,7 +35,7 @@ from gateway.relay.model import (
     TooManySessions,
 )
 from gateway.relay.track import PassthroughTrack
-from gateway.streams.hub import Hub
+from gateway.streams.hub import Hub, fresh_keyframe
 from gateway.streams.packet import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -269,28 +269,15 @@ class Relay:
     async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
         wait = self.settings.source_wait_s if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        published = None
-        while True:
-            gop = hub.gop
-            if gop and gop[0].keyframe:
-                # Fresh: stamped by our clock within 3 s, or (a remote camera's units
-                # carry the first gateway's clock) still being published.
-                if time.time() - hub.last_wallclock < 3.0:
-                    return gop[0].data
-                if published is None:
-                    published = hub.published
-                elif hub.published != published:
-                    return gop[0].data
-            if hub.closed or time.monotonic() >= deadline:
-                if timeout is None:  # a probe (``auto``'s sub-stream) is no rejection
-                    self.rejected["offline"] += 1
-                raise CameraUnavailable(
-                    f"camera {camera_id} is offline: {self._offline_reason(camera_id)}"
-                    " / 摄像机离线",
-                    retry_after=1,
-                )
-            await asyncio.sleep(0.05)
+        data = await fresh_keyframe(hub, wait)
+        if data is not None:
+            return data
+        if timeout is None:  # a probe (``auto``'s sub-stream) is no rejection
+            self.rejected["offline"] += 1
+        raise CameraUnavailable(
+            f"camera {camera_id} is offline: {self._offline_reason(camera_id)} / 摄像机离线",
+            retry_after=1,
+        )
 
     def _offline_reason(self, camera_id: str) -> str:
         registry = self.gw.part("registry")

@@ -268,3 +268,26 @@ class Hub:
             self._gop = []
         for sub in subs:
             sub._close()
+
+
+async def fresh_keyframe(hub: Hub, timeout: float, poll: float = 0.05) -> bytes | None:
+    """The cached GOP's keyframe once the hub has fresh video; None if the hub closes
+    or nothing fresh arrives within ``timeout`` seconds.
+
+    Fresh: stamped by our clock within 3 s, or (a remote camera's units carry the first
+    gateway's clock) still being published.
+    """
+    deadline = time.monotonic() + timeout
+    published = None
+    while True:
+        gop = hub.gop
+        if gop and gop[0].keyframe:
+            if time.time() - hub.last_wallclock < 3.0:
+                return gop[0].data
+            if published is None:
+                published = hub.published
+            elif hub.published != published:
+                return gop[0].data
+        if hub.closed or time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(poll)

@@ -29,7 +29,7 @@ from typing import Any
 from gateway.gb28181.media_api import MediaError, MediaRequest, MediaSession
 from gateway.gb28181.ps.mux import STREAM_TYPES, PsMuxer
 from gateway.gb28181.ps.rtp import DEFAULT_MTU, RtpPacketizer, RtpSink, SinkError, open_sink
-from gateway.streams.hub import Hub, HubClosed, Subscription
+from gateway.streams.hub import Hub, HubClosed, Subscription, fresh_keyframe
 from gateway.streams.manager import Lease, StreamManager
 from gateway.streams.nal import ParameterSets, split_annexb
 from gateway.streams.packet import AccessUnit
@@ -271,31 +271,18 @@ class PsMediaBackend:
 
     async def _wait_keyframe(self, r: MediaRequest, lease: Lease) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else MediaError."""
-        hub = lease.hub
-        deadline = time.monotonic() + self.keyframe_wait_s
-        published = None
-        while True:
-            gop = hub.gop
-            if gop and gop[0].keyframe:
-                # Fresh: stamped by our clock lately, or (a remote camera's units carry
-                # the first gateway's clock) still being published.
-                if time.time() - hub.last_wallclock < 3.0:
-                    return gop[0].data
-                if published is None:
-                    published = hub.published
-                elif hub.published != published:
-                    return gop[0].data
-            if hub.closed or time.monotonic() >= deadline:
-                self.rejected["offline"] += 1
-                error = next(
-                    (row["last_error"] for row in self.streams.stats() if row["key"] == lease.key),
-                    "",
-                )  # already redacted by the ingest
-                raise MediaError(
-                    f"camera {r.camera_id} is offline: no video within {self.keyframe_wait_s:g} s"
-                    + (f" ({error})" if error else "")
-                )
-            await asyncio.sleep(0.02)
+        data = await fresh_keyframe(lease.hub, self.keyframe_wait_s, poll=0.02)
+        if data is not None:
+            return data
+        self.rejected["offline"] += 1
+        error = next(
+            (row["last_error"] for row in self.streams.stats() if row["key"] == lease.key),
+            "",
+        )  # already redacted by the ingest
+        raise MediaError(
+            f"camera {r.camera_id} is offline: no video within {self.keyframe_wait_s:g} s"
+            + (f" ({error})" if error else "")
+        )
 
     # -- sending ---------------------------------------------------------------------------
     async def _run(self, s: _Stream) -> None:
