@@ -146,7 +146,7 @@ class Recorder:
         log.info("camera %s: recording %s (%s stream)", camera, policy.mode, policy.stream)
         return worker
 
-    def _worker_finished(self, worker: CameraRecorder) -> None:
+    def worker_finished(self, worker: CameraRecorder) -> None:
         with self._lock:
             if self.workers.get(worker.camera) is worker:
                 del self.workers[worker.camera]

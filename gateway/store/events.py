@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from gateway.events.model import Event
 from gateway.store.db import Database
+from gateway.store.event import Event
 
 MIGRATIONS = [
     """

@@ -27,6 +27,7 @@ from gateway.streams import reach
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource
+from gateway.streams.snapshot import take_snapshot
 from gateway.streams.source import StreamSource
 from gateway.streams.transcode import VARIANTS, TranscodeSource
 
@@ -42,10 +43,6 @@ class UnknownCamera(KeyError):
 
     def __str__(self) -> str:
         return f"unknown camera {self.args[0]!r} / 未知摄像机"
-
-
-class SnapshotUnavailable(LookupError):
-    """No picture could be had: no cached keyframe, no snapshot URI, no stream."""
 
 
 class Lease:
@@ -424,8 +421,6 @@ class StreamManager:
     # -- snapshots ---------------------------------------------------------------------
     async def snapshot(self, camera_id: str, profile: str = "main", timeout: float = 8.0) -> bytes:
         """A JPEG of the camera now (see :mod:`gateway.streams.snapshot`)."""
-        from gateway.streams.snapshot import take_snapshot
-
         return await take_snapshot(self, camera_id, profile, timeout)
 
 
