@@ -68,7 +68,8 @@ def query(
     limit: int = 200,
 ) -> list[Event]:
     """Events newest first. ``camera_prefix`` matches a subtree (``village-3/``)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | int] = []
     if camera:
         where.append("camera = ?")
         params.append(camera)

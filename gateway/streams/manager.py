@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 15.0
 PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-Resolver = Callable[[str, str], "StreamSource | None"]
+Resolver = Callable[..., "StreamSource | None"]  # (camera, profile[, variant])
 
 
 class UnknownCamera(KeyError):
@@ -281,9 +282,11 @@ class StreamManager:
         task = entry.task
         stopper = asyncio.ensure_future(self._finish(entry, task))
         self._stopping[entry.key] = stopper
-        stopper.add_done_callback(
-            lambda t, key=entry.key: self._stopping.get(key) is t and self._stopping.pop(key)
-        )
+        stopper.add_done_callback(functools.partial(self._stopped, entry.key))
+
+    def _stopped(self, key: Any, stopper: asyncio.Future[None]) -> None:
+        if self._stopping.get(key) is stopper:
+            self._stopping.pop(key)
 
     async def _finish(self, entry: _Entry, task: asyncio.Task[None] | None) -> None:
         if task is not None:

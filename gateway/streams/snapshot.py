@@ -19,6 +19,7 @@ import av
 import httpx
 
 from gateway.logs import redact
+from gateway.streams.avcodec import video_context
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
 from gateway.streams.packet import AccessUnit, StreamInfo
@@ -62,7 +63,7 @@ def decode_jpeg(info: StreamInfo, units: list[AccessUnit], quality: int = 85) ->
 
     if info.codec == "mjpeg" and units:
         return units[0].data
-    ctx = av.CodecContext.create(info.codec, "r")
+    ctx = video_context(info.codec, "r")
     if info.extradata:
         ctx.extradata = info.extradata
     frame = None
