@@ -294,6 +294,10 @@ class Uplink:
 
     async def _pump_events(self) -> None:
         while True:
+            # Cleared before reading, never after: an event appended while the read runs
+            # sets it again, so the wait below returns at once (clearing after the read
+            # lost that wake-up and left the last event of a burst in the outbox).
+            self._wake.clear()
             if self._sent_seq - self.acked_seq < WINDOW:
                 batch = await asyncio.to_thread(self.outbox.read, self._sent_seq, BATCH)
                 if batch:
@@ -302,7 +306,6 @@ class Uplink:
                     self._sent_seq = batch[-1][0]
                     self.events_sent += len(batch)
                     continue
-            self._wake.clear()
             await self._wake.wait()
 
     def _upward(self, ev: Event) -> Event:
