@@ -1,0 +1,266 @@
+"""Recorded footage as PS over RTP: the media half of GB/T 28181 Playback and Download.
+
+:func:`read_units` walks the recorder's MP4 segments with PyAV (demux only: nothing is
+decoded) and yields each picture as Annex B with its wall-clock time, starting at the
+keyframe at or before the requested time. :class:`RecordedStream` muxes them with the
+live muxer (:mod:`gateway.gb28181.ps.mux`) and sends them on the same RTP sinks,
+paced against the wall clock of the recording: real time × ``Scale`` for Playback,
+``downloadspeed`` × for Download. PLAY/PAUSE/seek/Scale (MANSRTSP) change the pacing
+at once; a platform that stops reading holds the sender (no frame is dropped from a
+recording) until ``stall_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from gateway.gb28181.media_api import MediaRequest
+from gateway.gb28181.ps.mux import CLOCK_HZ, STREAM_TYPES, PsMuxer
+from gateway.gb28181.ps.rtp import DEFAULT_MTU, RtpPacketizer, RtpSink, SinkError
+from gateway.streams.nal import ParameterSets, avcc_to_annexb, is_annexb, looks_avcc
+
+log = logging.getLogger(__name__)
+BATCH = 8  # units read per trip to the reader thread
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    wall: float  # epoch seconds of this picture
+    data: bytes  # Annex B, parameter sets before keyframes
+    keyframe: bool
+
+
+def codec_of(files: list[tuple[Path, float]]) -> str:
+    """The video codec of the first readable file ("" if none)."""
+    for path, _start in files:
+        try:
+            with av.open(str(path)) as inp:
+                if inp.streams.video:
+                    return str(inp.streams.video[0].codec_context.name)
+        except (OSError, av.FFmpegError):
+            continue
+    return ""
+
+
+def _length_size(codec: str, extradata: bytes) -> int:
+    if codec == "h264" and len(extradata) > 4 and extradata[0] == 1:
+        return (extradata[4] & 3) + 1
+    if codec == "hevc" and len(extradata) > 21 and extradata[0] == 1:
+        return (extradata[21] & 3) + 1
+    return 4
+
+
+def read_units(files: list[tuple[Path, float]], start: float, end: float) -> Iterator[Unit]:
+    """Pictures of [start, end) from ``files`` (blocking; run it in a thread)."""
+    pending: list[Unit] = []
+    started = False
+    for path, seg_start in files:
+        try:
+            inp = av.open(str(path))
+        except (OSError, av.FFmpegError) as err:
+            log.warning("recording %s unreadable: %s", path.name, err)
+            continue
+        with inp:
+            if not inp.streams.video:
+                continue
+            ist = inp.streams.video[0]
+            codec = str(ist.codec_context.name)
+            extradata = bytes(ist.codec_context.extradata or b"")
+            params = ParameterSets(codec, extradata)
+            size = _length_size(codec, extradata)
+            base: int | None = None
+            try:
+                for packet in inp.demux(ist):
+                    if packet.dts is None or packet.size == 0:
+                        continue
+                    base = packet.dts if base is None else base
+                    wall = seg_start + float((packet.dts - base) * ist.time_base)
+                    if wall >= end:
+                        return
+                    raw = bytes(packet)
+                    if looks_avcc(raw, size):
+                        data = avcc_to_annexb(raw, size)
+                    elif is_annexb(raw):
+                        data = raw
+                    else:
+                        continue
+                    key = bool(packet.is_keyframe)
+                    unit = Unit(wall, params.fix(data, key), key)
+                    if started:
+                        yield unit
+                        continue
+                    if key:
+                        pending = [unit]  # the latest keyframe at or before start
+                    elif pending:
+                        pending.append(unit)
+                    if wall < start or not pending:
+                        continue
+                    started = True
+                    yield from pending
+                    pending = []
+            except av.FFmpegError as err:  # a segment still being written ends torn
+                log.debug("recording %s ends early: %s", path.name, err)
+    if not started:
+        yield from pending
+
+
+def _batch(units: Iterator[Unit]) -> list[Unit]:
+    out: list[Unit] = []
+    for unit in units:
+        out.append(unit)
+        if len(out) >= BATCH:
+            break
+    return out
+
+
+class RecordedStream:
+    """One Playback/Download stream (see the module docstring). ``on_done(reason)`` is
+    called once when it ends by itself: ``"end"`` when the span was sent whole."""
+
+    def __init__(
+        self,
+        request: MediaRequest,
+        sink: RtpSink,
+        files: list[tuple[Path, float]],
+        codec: str,
+        start: float,
+        end: float,
+        *,
+        speed: float = 1.0,
+        on_done: Callable[[str], None] | None = None,
+        accept_timeout_s: float = 20.0,
+        stall_timeout_s: float = 15.0,
+        max_buffered_bytes: int = 2 * 1024 * 1024,
+        mtu: int = DEFAULT_MTU,
+    ) -> None:
+        if codec not in STREAM_TYPES:
+            raise ValueError(f"recorded codec {codec!r} cannot go into PS")
+        self.request = request
+        self.sink = sink
+        self.files = files
+        self.start, self.end = start, end
+        self.speed = speed
+        self.on_done = on_done
+        self.accept_timeout_s = accept_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.max_buffered_bytes = max_buffered_bytes
+        self.muxer = PsMuxer(codec)
+        self.packetizer = RtpPacketizer(request.ssrc, request.payload_type, mtu)
+        self.position = start  # wall time of the last picture sent
+        self.frames_sent = 0
+        self.paused = False
+        self.end_reason = ""
+        self._seek: float | None = None
+        self._changed = asyncio.Event()
+        self._rebase = True
+        self.task: asyncio.Task[None] | None = None
+
+    # -- control (MANSRTSP) --------------------------------------------------------------
+    def pause(self) -> None:
+        self.paused = True
+        self._changed.set()
+
+    def play(self, seek_s: float | None = None, scale: float | None = None) -> None:
+        if seek_s is not None:
+            self._seek = min(self.start + seek_s, self.end)
+        if scale is not None:
+            self.speed = scale
+        self.paused = False
+        self._rebase = True
+        self._changed.set()
+
+    # -- running -------------------------------------------------------------------------
+    def begin(self) -> None:
+        self.task = asyncio.create_task(
+            self._run(), name=f"gb28181 playback {self.request.call_id}"
+        )
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self.sink.close()
+
+    async def _run(self) -> None:
+        cam = self.request.camera_id
+        reason, cancelled = "error", False
+        try:
+            await self.sink.ready(self.accept_timeout_s)
+            reason = await self._play()
+        except SinkError as err:
+            reason = str(err)
+        except asyncio.CancelledError:
+            reason, cancelled = self.end_reason or "closed", True
+            raise
+        except Exception as err:  # a bug here ends this stream only, loudly
+            reason = f"sender failed: {err}"
+            log.exception("%s: GB/T 28181 playback %s failed", cam, self.request.call_id)
+        finally:
+            self.end_reason = self.end_reason or reason
+            log.info("%s: GB/T 28181 playback %s ended (%s), %d frames sent", cam,
+                     self.request.call_id, reason, self.frames_sent)  # fmt: skip
+            if not cancelled and self.on_done is not None:
+                self.on_done(reason)
+
+    async def _play(self) -> str:
+        position = self.start
+        while True:
+            units = read_units(self.files, position, self.end)
+            try:
+                outcome = await self._send_all(units)
+            finally:
+                await asyncio.to_thread(units.close)
+            if outcome != "seek":
+                return outcome
+            assert self._seek is not None
+            position, self._seek = self._seek, None
+
+    async def _send_all(self, units: Iterator[Unit]) -> str:
+        base_wall = base_mono = 0.0
+        while batch := await asyncio.to_thread(_batch, units):
+            for unit in batch:
+                while True:  # wait for this picture's time, a control, or a paused end
+                    if self._seek is not None:
+                        return "seek"
+                    if self.sink.lost is not None:
+                        return self.sink.lost
+                    if self.paused:
+                        self._changed.clear()
+                        await self._changed.wait()
+                        continue
+                    if self._rebase:
+                        base_wall, base_mono, self._rebase = unit.wall, time.monotonic(), False
+                    delay = base_mono + (unit.wall - base_wall) / self.speed - time.monotonic()
+                    if delay <= 0:
+                        break
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._changed.wait()
+                if not await self._drained():
+                    return f"the platform stopped reading for {self.stall_timeout_s:g} s"
+                ts = round((unit.wall - self.start) * CLOCK_HZ)
+                frame = self.muxer.mux_raw(unit.data, ts, None, unit.keyframe)
+                self.sink.send(self.packetizer.packetize(frame.data, frame.timestamp))
+                self.frames_sent += 1
+                self.position = unit.wall
+        return "end"
+
+    async def _drained(self) -> bool:
+        """Wait while the platform's side holds too much unsent (a recording drops nothing)."""
+        deadline = time.monotonic() + self.stall_timeout_s
+        while self.sink.buffered() > self.max_buffered_bytes:
+            if time.monotonic() > deadline or self.sink.lost is not None:
+                return False
+            await asyncio.sleep(0.02)
+            self._rebase = True
+        return True
