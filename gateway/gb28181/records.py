@@ -85,9 +85,12 @@ def parse_gb_time(text: str) -> float:
         value = datetime.fromisoformat(text.replace(" ", "T"))
     except ValueError:
         raise ValueError(f"bad time {text[:40]!r} (expected YYYY-MM-DDTHH:MM:SS)") from None
-    if value.tzinfo is None:
-        return time.mktime(value.timetuple()) + value.microsecond / 1e6
-    return value.timestamp()
+    try:
+        if value.tzinfo is None:
+            return time.mktime(value.timetuple()) + value.microsecond / 1e6
+        return value.timestamp()
+    except (OverflowError, OSError):  # year 1 or 9999 on this platform's C library
+        raise ValueError(f"time {text[:40]!r} out of range") from None
 
 
 def gb_time(ts: float) -> str:
