@@ -149,7 +149,7 @@ def _frames(probe: dict[str, Any]) -> tuple[str, int]:
     return video["codec_name"], int(video["nb_read_frames"])
 
 
-def _sipp(scenario: str, tmp_path: Path, client: Any, channel: str, keys: dict[str, str]) -> Sipp:
+def _sipp(scenario: str, tmp_path: Path, sip_port: int, channel: str, keys: dict[str, str]) -> Sipp:
     args: list[str] = []
     for k, v in {"device": DEVICE_ID, "server": SERVER_ID, "channel": channel, **keys}.items():
         args += ["-key", k, v]
@@ -159,7 +159,7 @@ def _sipp(scenario: str, tmp_path: Path, client: Any, channel: str, keys: dict[s
         *("-oocsf", str(SIPP / "gb_platform_ooc.xml")),
         *args,
         *("-m", "1", "-trace_msg", "-message_file", str(tmp_path / f"{scenario}.log")),
-        f"{HOST}:{client.agent.local_port}",
+        f"{HOST}:{sip_port}",
         port=int(keys["platform_port"]),
     )
 
@@ -198,7 +198,7 @@ async def test_platform_lists_recordings_and_plays_back_with_pause_and_resume(
         "qstart": gb_time(t0 - 60),
         "qend": gb_time(t0 + 20),
     }
-    sipp = _sipp("gb_platform_playback.xml", tmp_path, client, channel.gb_id, keys)
+    sipp = _sipp("gb_platform_playback.xml", tmp_path, client.agent.local_port, channel.gb_id, keys)
     pauses: list[tuple[float, bool]] = []  # (time, paused) at each change
 
     async def watch() -> None:
@@ -267,7 +267,7 @@ async def test_platform_downloads_a_recording_over_tcp_faster_than_real_time(
         "tstart": str(int(t0 + 2)),  # [T+2, T+6): across two segments
         "tend": str(int(t0 + 6)),
     }
-    sipp = _sipp("gb_platform_download.xml", tmp_path, client, channel.gb_id, keys)
+    sipp = _sipp("gb_platform_download.xml", tmp_path, client.agent.local_port, channel.gb_id, keys)
     try:
         if transport == "tcp-listen":  # the platform dials our port (a=setup:active)
             deadline = time.monotonic() + 20
