@@ -153,9 +153,12 @@ class Playback:
             raise
         download = offer.session == "Download"
         speed = min(max(offer.download_speed, MIN_SPEED), MAX_SPEED) if download else 1.0
+        call_id = req.call_id
         try:
-            stream = RecordedStream(request, sink, footage.files, codec, start, end, speed=speed,
-                                    on_done=lambda why: self._done(req.call_id, why))  # fmt: skip
+            stream = RecordedStream(
+                request, sink, footage.files, codec, start, end, speed=speed,
+                whole=footage.whole, on_done=lambda why: self._done(call_id, why),
+            )  # fmt: skip
         except ValueError as err:
             sink.close()
             footage.cleanup()

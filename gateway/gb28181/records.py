@@ -61,6 +61,7 @@ class Footage:
 
     files: list[tuple[Path, float]]
     cleanup: Callable[[], None] = field(default=lambda: None)
+    whole: bool = False  # the files hold just the span: play them to their end
 
 
 class RecordSource(Protocol):
@@ -174,7 +175,7 @@ class GatewayRecords:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return Footage([(path, start)], cleanup=lambda: path.unlink(missing_ok=True))
+        return Footage([(path, start)], lambda: path.unlink(missing_ok=True), whole=True)
 
 
 def _sip_status(http: int) -> int:

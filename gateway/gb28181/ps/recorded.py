@@ -135,6 +135,7 @@ class RecordedStream:
         end: float,
         *,
         speed: float = 1.0,
+        whole: bool = False,
         on_done: Callable[[str], None] | None = None,
         accept_timeout_s: float = 20.0,
         stall_timeout_s: float = 15.0,
@@ -147,6 +148,9 @@ class RecordedStream:
         self.sink = sink
         self.files = files
         self.start, self.end = start, end
+        # ``whole``: the files hold just the span (a child's clip, whose first frame is the
+        # keyframe at or before ``start``): sent to their end rather than cut at ``end``.
+        self.read_end = float("inf") if whole else end
         self.speed = speed
         self.on_done = on_done
         self.accept_timeout_s = accept_timeout_s
@@ -176,6 +180,8 @@ class RecordedStream:
         self.paused = False
         self._rebase = True
         self._changed.set()
+        if seek_s is not None and self.task is not None and self.task.done():
+            self.begin()  # a seek after the end of the span: play again from there
 
     # -- running -------------------------------------------------------------------------
     def begin(self) -> None:
@@ -212,9 +218,9 @@ class RecordedStream:
                 self.on_done(reason)
 
     async def _play(self) -> str:
-        position = self.start
+        position, self._seek = (self.start if self._seek is None else self._seek), None
         while True:
-            units = read_units(self.files, position, self.end)
+            units = read_units(self.files, position, self.read_end)
             try:
                 outcome = await self._send_all(units)
             finally:
