@@ -389,3 +389,48 @@ async def test_seek_and_scale_restart_the_recording_from_the_new_position(tmp_pa
         media.stop()
     frames = _frames(media.probe(tmp_path, 1100000004))[1]
     assert frames == stream.frames_sent
+
+
+async def test_a_platform_that_drops_the_media_connection_gets_a_bye(tmp_path: Path) -> None:
+    from gateway.gb28181.sip.agent import make_response
+    from gateway.gb28181.sip.message import SipMessage
+
+    gw, t0 = await asyncio.to_thread(_recorded, tmp_path, "h264")
+    raw = RawPlatform()
+    part = await _gateway(tmp_path, gw, raw.sock.getsockname()[1])
+    client = part.clients["county"]
+    raw.target = (HOST, client.agent.local_port)
+    channel = _camera(client).gb_id
+    media = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    media.bind((HOST, 0))
+    media.listen(1)
+    media.settimeout(10)
+    offer = (
+        PLAYBACK_SDP.format(t=f"{int(t0)} {int(t0 + 8)}")
+        .replace("m=video 9 RTP/AVP", f"m=video {media.getsockname()[1]} TCP/RTP/AVP")
+        .replace("y=", "a=setup:passive\r\ny=")
+        .encode()
+    )
+    try:
+        ok = await asyncio.to_thread(raw.request, "INVITE", channel, offer, "application/sdp")
+        assert ok.status == 200 and b"a=setup:active" in ok.body
+        ack = SipMessage(method="ACK", uri=f"sip:{channel}@3402000000")
+        for name in ("Via", "From", "To", "Call-ID"):
+            ack.add(name, ok.get(name))
+        ack.add("CSeq", f"{ok.cseq[0]} ACK")
+        raw.sock.sendto(ack.to_bytes(), raw.target)
+        conn, _ = await asyncio.to_thread(media.accept)
+        conn.settimeout(10)
+        assert await asyncio.to_thread(conn.recv, 4096)  # the stream flows, then we hang up
+        conn.close()
+        bye, addr = await asyncio.to_thread(raw.next_request, "BYE")
+        raw.sock.sendto(make_response(bye, 200, "OK").to_bytes(), addr)
+        assert bye.call_id == ok.call_id
+        deadline = time.monotonic() + 10
+        while client.calls.playing():
+            assert time.monotonic() < deadline, "the playback dialog was not closed"
+            await asyncio.sleep(0.02)
+    finally:
+        raw.close()
+        media.close()
+        await part.stop()

@@ -220,11 +220,20 @@ class Playback:
             self._spawn(self._close(call_id, "no ACK"))
 
     def _done(self, call_id: str, why: str) -> None:
-        """The sender ended by itself: MediaStatus at the end of the span; the dialog stays
-        until the platform's BYE (it may still seek back)."""
+        """The sender ended by itself. At the end of the span: MediaStatus, and the dialog
+        stays until the platform's BYE (it may still seek back); otherwise (the platform
+        went away or stopped reading) the dialog ends with our BYE."""
         dialog = self.dialogs.get(call_id)
-        if dialog is not None and why == "end":
+        if dialog is None:
+            return
+        if why == "end":
             self._spawn(self._media_status(dialog))
+        else:
+            self._spawn(self._hang_up(dialog, why))
+
+    async def _hang_up(self, dialog: PlaybackDialog, why: str) -> None:
+        await self._close(dialog.call_id, why)
+        await self._bye(dialog)
 
     async def _media_status(self, dialog: PlaybackDialog) -> None:
         cfg = self.client.cfg
@@ -260,8 +269,22 @@ class Playback:
             dialog.footage.cleanup()
 
     async def close_all(self) -> None:
-        for call_id in list(self.dialogs):
-            await self._close(call_id, "stopping")
+        """Stop every playback and hang up each dialog with a BYE (best effort)."""
+        dialogs = list(self.dialogs.values())
+        for dialog in dialogs:
+            await self._close(dialog.call_id, "stopping")
+        await asyncio.gather(*(self._bye(d) for d in dialogs if d.acked))
+
+    async def _bye(self, dialog: PlaybackDialog) -> None:
+        bye = SipMessage(method="BYE", uri=dialog.remote_target)
+        bye.add("From", dialog.local)
+        bye.add("To", dialog.remote)
+        bye.add("Call-ID", dialog.call_id)
+        bye.add("CSeq", f"{next(self._cseq)} BYE")
+        try:
+            await self.client.agent.request(bye, timeout=min(2.0, self.client.agent.timers.b))
+        except (SipTimeout, OSError) as err:
+            log.info("gb28181: BYE for the playback of %s unanswered: %s", dialog.camera, err)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
