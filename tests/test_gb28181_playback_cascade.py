@@ -100,7 +100,7 @@ def test_platform_downloads_a_child_gateways_recording_through_the_cascade(
     gateway_factory(town_cfg, name="town")
     # The town records in 2 s segments; the city lists them through the cascade.
     spans = wait_for(
-        lambda: (s := _spans(city)) and s[-1][1] - s[0][0] >= 6.5 and s, 60, "6 s recorded"
+        lambda: (s := _spans(city)) and s[-1][1] - s[0][0] >= 5.5 and s, 60, "5 s recorded"
     )
     first = spans[0][0]
     # The platform reads the catalog to learn the town camera's channel id.
@@ -139,7 +139,7 @@ def test_platform_downloads_a_child_gateways_recording_through_the_cascade(
         "setup": "a=recvonly",
         "ssrc": "1100000003",
         "tstart": str(int(first) + 1),
-        "tend": str(int(first) + 5),
+        "tend": str(int(first) + 4),
         "qstart": gb_time(first - 60),
         "qend": gb_time(time.time() + 60),
     }
@@ -156,5 +156,5 @@ def test_platform_downloads_a_child_gateways_recording_through_the_cascade(
     assert len(items) == int(answers[0].findtext("SumNum") or 0) >= 1
     assert all(i.findtext("DeviceID") == channel for i in items)
     codec, frames = _frames(media.probe(tmp_path, 1100000003))
-    # 4 s at 15 fps; the clip starts on the keyframe at or before the start (GOP 1 s).
-    assert codec == "h264" and 40 <= frames <= 80, frames
+    # 3 s at 15 fps; the clip starts on the keyframe at or before the start (GOP 1 s).
+    assert codec == "h264" and 30 <= frames <= 65, frames
