@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -58,7 +59,9 @@ def _length_size(codec: str, extradata: bytes) -> int:
     return 4
 
 
-def read_units(files: list[tuple[Path, float]], start: float, end: float) -> Iterator[Unit]:
+def read_units(
+    files: list[tuple[Path, float]], start: float, end: float
+) -> Generator[Unit, None, None]:
     """Pictures of [start, end) from ``files`` (blocking; run it in a thread)."""
     pending: list[Unit] = []
     started = False
@@ -72,6 +75,7 @@ def read_units(files: list[tuple[Path, float]], start: float, end: float) -> Ite
             if not inp.streams.video:
                 continue
             ist = inp.streams.video[0]
+            tb = ist.time_base or Fraction(1, 90_000)
             codec = str(ist.codec_context.name)
             extradata = bytes(ist.codec_context.extradata or b"")
             params = ParameterSets(codec, extradata)
@@ -82,7 +86,7 @@ def read_units(files: list[tuple[Path, float]], start: float, end: float) -> Ite
                     if packet.dts is None or packet.size == 0:
                         continue
                     base = packet.dts if base is None else base
-                    wall = seg_start + float((packet.dts - base) * ist.time_base)
+                    wall = seg_start + float((packet.dts - base) * tb)
                     if wall >= end:
                         return
                     raw = bytes(packet)
@@ -119,6 +123,17 @@ def _batch(units: Iterator[Unit]) -> list[Unit]:
         if len(out) >= BATCH:
             break
     return out
+
+
+def _close(units: Generator[Unit, None, None]) -> None:
+    """Close the reader (its container); a batch still being read after a cancellation
+    finishes first (a generator cannot be closed while it runs in another thread)."""
+    for _ in range(500):
+        try:
+            units.close()
+            return
+        except ValueError:
+            time.sleep(0.01)
 
 
 class RecordedStream:
@@ -224,7 +239,7 @@ class RecordedStream:
             try:
                 outcome = await self._send_all(units)
             finally:
-                await asyncio.to_thread(units.close)
+                await asyncio.to_thread(_close, units)
             if outcome != "seek":
                 return outcome
             assert self._seek is not None
