@@ -252,6 +252,10 @@ async def test_platform_lists_recordings_and_plays_back_with_pause_and_resume(
 async def test_platform_downloads_a_recording_over_tcp_faster_than_real_time(
     tmp_path: Path, transport: str, codec: str
 ) -> None:
+    """TCP passive: our receiver times the packets; TCP active: GStreamer dials our port,
+    depayloads (RFC 4571, PS) and decodes."""
+    from tests.test_gb_ps_stream import Gst
+
     gw, t0 = await asyncio.to_thread(_recorded, tmp_path, codec)
     platform_port = free_port()
     part = await _gateway(tmp_path, gw, platform_port)
@@ -270,6 +274,8 @@ async def test_platform_downloads_a_recording_over_tcp_faster_than_real_time(
         "tend": str(int(t0 + 6)),
     }
     sipp = _sipp("gb_platform_download.xml", tmp_path, client.agent.local_port, channel.gb_id, keys)
+    out = tmp_path / "gst.ps"
+    gst: Gst | None = None
     try:
         if transport == "tcp-listen":  # the platform dials our port (a=setup:active)
             deadline = time.monotonic() + 20
@@ -277,14 +283,26 @@ async def test_platform_downloads_a_recording_over_tcp_faster_than_real_time(
                 assert time.monotonic() < deadline, sipp.errors()[-2000:]
                 await asyncio.sleep(0.01)
             (dialog,) = client.calls.playback.dialogs.values()
-            await asyncio.to_thread(media.start, dialog.stream.sink.local_port)
+            src = f"tcpclientsrc host={HOST} port={dialog.stream.sink.local_port} "
+            src += "! application/x-rtp-stream,media=video,clock-rate=90000,encoding-name=MP1S "
+            src += "! rtpstreamdepay"
+            gst = Gst(src, codec, out)
         rc = await asyncio.to_thread(sipp.wait, 60)
         assert rc == 0, sipp.errors()[-3000:]
     finally:
         sipp.stop()
         media.stop()
-        await part.stop()
+        await part.stop()  # the BYE has closed the stream: GStreamer sees the end
+        gst_rc = await asyncio.to_thread(gst.stop) if gst is not None else 0
     assert client.calls.playback.media_status_sent == 1
+    if gst is not None:
+        assert gst_rc == 0 and "ERROR" not in gst.text(), gst.text()[-2000:]
+        assert 95 <= gst.decoded_frames() <= 105, gst.decoded_frames()
+        probe = ffprobe(out)
+        (video,) = probe["streams"]
+        assert video["codec_name"] == codec and 95 <= int(video["nb_read_frames"]) <= 105
+        assert not probe["errors"]
+        return
     got_codec, frames = _frames(media.probe(tmp_path, 1100000002))
     assert got_codec == codec and 95 <= frames <= 105, frames
     # downloadspeed 4: the 4 s span takes about 1 s (bound: faster than real time).
