@@ -157,7 +157,7 @@ class Playback:
         try:
             stream = RecordedStream(
                 request, sink, footage.files, codec, start, end, speed=speed,
-                whole=footage.whole, on_done=lambda why: self._done(call_id, why),
+                on_done=lambda why: self._done(call_id, why),
             )  # fmt: skip
         except ValueError as err:
             sink.close()

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from gateway.gb28181 import manscdp
 from gateway.gb28181.platform import Platform
+from gateway.gb28181.ps.recorded import Source
 from gateway.gb28181.sip.agent import SipTimeout, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY_S = 31 * 86400  # a month: what NVRs let one RecordInfo cover
 MAX_ITEMS = 2000  # items of one answer; SumNum says how many were sent
 JOIN_GAP_S = 1.0  # segments closer than this are one span
+FETCH_TIMEOUT_S = 300.0  # one segment's clip through the cascade
 TYPES = ("all", "time", "alarm", "manual")
 
 
@@ -57,11 +59,10 @@ class Span:
 
 @dataclass
 class Footage:
-    """Files to play, oldest first: (MP4 path, wall-clock start of its first frame)."""
+    """What to play, oldest first: (source, wall-clock start of its first frame, end)."""
 
-    files: list[tuple[Path, float]]
+    files: list[tuple[Source, float, float]]
     cleanup: Callable[[], None] = field(default=lambda: None)
-    whole: bool = False  # the files hold just the span: play them to their end
 
 
 class RecordSource(Protocol):
@@ -132,15 +133,7 @@ class GatewayRecords:
         self.tmp_dir = Path(getattr(gw, "data_dir", tempfile.gettempdir())) / "gb28181_playback"
 
     async def spans(self, camera: str, start: float, end: float) -> list[Span]:
-        from gateway.cascade import access
-
-        try:
-            rows = await access.recordings(
-                self.gw, camera, {"start": _iso(start), "end": _iso(end)}
-            )
-        except access.AccessError as err:
-            raise RecordsError(_sip_status(err.status), str(err)) from None
-        return join_spans(rows)
+        return join_spans(await self._rows(camera, start, end))
 
     async def footage(self, camera: str, start: float, end: float) -> Footage:
         if "/" in camera:
@@ -149,16 +142,59 @@ class GatewayRecords:
         if rec is None:
             raise RecordsError(404, "the recorder is not running on this gateway")
         rows = await asyncio.to_thread(rec.index.segments, camera, start, end)
-        files = []
+        files: list[tuple[Source, float, float]] = []
         for row in rows:
             with contextlib.suppress(ValueError):
-                files.append((rec.index.abs(row["path"]), float(row["start"])))
+                files.append((rec.index.abs(row["path"]), float(row["start"]), float(row["end"])))
         if not files:
             raise RecordsError(404, f"no recording of {camera} in that span")
         return Footage(files)
 
     async def _remote(self, camera: str, start: float, end: float) -> Footage:
-        """A child's footage: the cascade's clip (at most an hour), into a temporary file."""
+        """A child's footage, one of its segments at a time, as the cascade's clips.
+
+        Each clip is asked from its segment's start (a keyframe, so the clip's first frame
+        is at that known time); the first is fetched now (a child that cannot serve it is
+        refused before the 200 OK), the others by the reader as it gets to them, so a
+        long span neither waits for nor fills the disk with all of its footage.
+        """
+        spans: list[tuple[float, float]] = []
+        for row in await self._rows(camera, start, end):
+            try:
+                s0 = datetime.fromisoformat(str(row["start"])).timestamp()
+                s1 = datetime.fromisoformat(str(row["end"])).timestamp()
+            except (KeyError, ValueError):
+                continue
+            if s1 > start and s0 < end:
+                spans.append((s0, min(s1, end)))
+        if not spans:
+            raise RecordsError(404, f"no recording of {camera} in that span")
+        loop = asyncio.get_running_loop()
+        first = await self._fetch(camera, *spans[0])
+
+        def fetcher(s0: float, s1: float) -> Callable[[], Path]:
+            def fetch() -> Path:
+                future = asyncio.run_coroutine_threadsafe(self._fetch(camera, s0, s1), loop)
+                return future.result(FETCH_TIMEOUT_S)
+
+            return fetch
+
+        files: list[tuple[Source, float, float]] = [(first, *spans[0])]
+        files += [(fetcher(s0, s1), s0, s1) for s0, s1 in spans[1:]]
+        return Footage(files, lambda: first.unlink(missing_ok=True))
+
+    async def _rows(self, camera: str, start: float, end: float) -> list[dict[str, Any]]:
+        from gateway.cascade import access
+
+        try:
+            return await access.recordings(
+                self.gw, camera, {"start": _iso(start), "end": _iso(end)}
+            )
+        except access.AccessError as err:
+            raise RecordsError(_sip_status(err.status), str(err)) from None
+
+    async def _fetch(self, camera: str, start: float, end: float) -> Path:
+        """The cascade's clip of [start, end] in a temporary file. Raises RecordsError."""
         from gateway.cascade import access
 
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +211,7 @@ class GatewayRecords:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return Footage([(path, start)], lambda: path.unlink(missing_ok=True), whole=True)
+        return path
 
 
 def _sip_status(http: int) -> int:

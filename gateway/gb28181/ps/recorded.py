@@ -31,6 +31,10 @@ from gateway.streams.nal import ParameterSets, avcc_to_annexb, is_annexb, looks_
 log = logging.getLogger(__name__)
 BATCH = 8  # units read per trip to the reader thread
 
+# An MP4 file, or a function (called in the reader's thread) that fetches one; a fetched
+# file belongs to the reader, which deletes it once read.
+Source = Path | Callable[[], Path]
+
 
 @dataclass(frozen=True, slots=True)
 class Unit:
@@ -39,9 +43,11 @@ class Unit:
     keyframe: bool
 
 
-def codec_of(files: list[tuple[Path, float]]) -> str:
-    """The video codec of the first readable file ("" if none)."""
-    for path, _start in files:
+def codec_of(files: list[tuple[Source, float, float]]) -> str:
+    """The video codec of the first readable file at hand ("" if none)."""
+    for path, _start, _end in files:
+        if not isinstance(path, Path):
+            continue  # not fetched yet
         try:
             with av.open(str(path)) as inp:
                 if inp.streams.video:
@@ -59,61 +65,95 @@ def _length_size(codec: str, extradata: bytes) -> int:
     return 4
 
 
+class _Cursor:
+    """Where the reader is in [start, end): pictures from the latest keyframe are held
+    back until ``start`` (a picture needs its keyframe), then pass; ``done`` at ``end``."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.pending: list[Unit] = []
+        self.started = self.done = False
+
+    def take(self, unit: Unit) -> list[Unit]:
+        if unit.wall >= self.end:
+            self.done = True
+            return []
+        if self.started:
+            return [unit]
+        if unit.keyframe:
+            self.pending = [unit]
+        elif self.pending:
+            self.pending.append(unit)
+        if unit.wall < self.start or not self.pending:
+            return []
+        self.started = True
+        out, self.pending = self.pending, []
+        return out
+
+
 def read_units(
-    files: list[tuple[Path, float]], start: float, end: float
+    files: list[tuple[Source, float, float]], start: float, end: float
 ) -> Generator[Unit, None, None]:
-    """Pictures of [start, end) from ``files`` (blocking; run it in a thread)."""
-    pending: list[Unit] = []
-    started = False
-    for path, seg_start in files:
-        try:
-            inp = av.open(str(path))
-        except (OSError, av.FFmpegError) as err:
-            log.warning("recording %s unreadable: %s", path.name, err)
+    """Pictures of [start, end) from ``files`` (blocking; run it in a thread). Files
+    ending before ``start`` are neither opened nor fetched (each begins on a keyframe)."""
+    cursor = _Cursor(start, end)
+    for source, seg_start, seg_end in files:
+        if cursor.done or seg_start >= end:
+            break
+        if seg_end <= start:
             continue
-        with inp:
-            if not inp.streams.video:
-                continue
-            ist = inp.streams.video[0]
-            tb = ist.time_base or Fraction(1, 90_000)
-            codec = str(ist.codec_context.name)
-            extradata = bytes(ist.codec_context.extradata or b"")
-            params = ParameterSets(codec, extradata)
-            size = _length_size(codec, extradata)
-            base: int | None = None
-            try:
-                for packet in inp.demux(ist):
-                    if packet.dts is None or packet.size == 0:
-                        continue
-                    base = packet.dts if base is None else base
-                    wall = seg_start + float((packet.dts - base) * tb)
-                    if wall >= end:
-                        return
-                    raw = bytes(packet)
-                    if looks_avcc(raw, size):
-                        data = avcc_to_annexb(raw, size)
-                    elif is_annexb(raw):
-                        data = raw
-                    else:
-                        continue
-                    key = bool(packet.is_keyframe)
-                    unit = Unit(wall, params.fix(data, key), key)
-                    if started:
-                        yield unit
-                        continue
-                    if key:
-                        pending = [unit]  # the latest keyframe at or before start
-                    elif pending:
-                        pending.append(unit)
-                    if wall < start or not pending:
-                        continue
-                    started = True
-                    yield from pending
-                    pending = []
-            except av.FFmpegError as err:  # a segment still being written ends torn
-                log.debug("recording %s ends early: %s", path.name, err)
-    if not started:
-        yield from pending
+        try:
+            path = source if isinstance(source, Path) else source()
+        except Exception as err:  # a child gone, a timeout: the footage ends here
+            log.warning("recording from %.3f not fetched: %s", seg_start, err)
+            break
+        try:
+            with contextlib.closing(_file_units(path, seg_start)) as units:
+                for unit in units:
+                    yield from cursor.take(unit)
+                    if cursor.done:
+                        break
+        finally:
+            if not isinstance(source, Path):
+                path.unlink(missing_ok=True)  # fetched for this reader only
+    if not cursor.started:
+        yield from cursor.pending
+
+
+def _file_units(path: Path, seg_start: float) -> Generator[Unit, None, None]:
+    """Every picture of one MP4 as Annex B, timed from ``seg_start`` (its first frame)."""
+    try:
+        inp = av.open(str(path))
+    except (OSError, av.FFmpegError) as err:
+        log.warning("recording %s unreadable: %s", path.name, err)
+        return
+    with inp:
+        if not inp.streams.video:
+            return
+        ist = inp.streams.video[0]
+        tb = ist.time_base or Fraction(1, 90_000)
+        codec = str(ist.codec_context.name)
+        extradata = bytes(ist.codec_context.extradata or b"")
+        params = ParameterSets(codec, extradata)
+        size = _length_size(codec, extradata)
+        base: int | None = None
+        try:
+            for packet in inp.demux(ist):
+                if packet.dts is None or packet.size == 0:
+                    continue
+                base = packet.dts if base is None else base
+                raw = bytes(packet)
+                if looks_avcc(raw, size):
+                    data = avcc_to_annexb(raw, size)
+                elif is_annexb(raw):
+                    data = raw
+                else:
+                    continue
+                key = bool(packet.is_keyframe)
+                wall = seg_start + float((packet.dts - base) * tb)
+                yield Unit(wall, params.fix(data, key), key)
+        except av.FFmpegError as err:  # a segment still being written ends torn
+            log.debug("recording %s ends early: %s", path.name, err)
 
 
 def _batch(units: Iterator[Unit]) -> list[Unit]:
@@ -144,13 +184,12 @@ class RecordedStream:
         self,
         request: MediaRequest,
         sink: RtpSink,
-        files: list[tuple[Path, float]],
+        files: list[tuple[Source, float, float]],
         codec: str,
         start: float,
         end: float,
         *,
         speed: float = 1.0,
-        whole: bool = False,
         on_done: Callable[[str], None] | None = None,
         accept_timeout_s: float = 20.0,
         stall_timeout_s: float = 15.0,
@@ -163,9 +202,6 @@ class RecordedStream:
         self.sink = sink
         self.files = files
         self.start, self.end = start, end
-        # ``whole``: the files hold just the span (a child's clip, whose first frame is the
-        # keyframe at or before ``start``): sent to their end rather than cut at ``end``.
-        self.read_end = float("inf") if whole else end
         self.speed = speed
         self.on_done = on_done
         self.accept_timeout_s = accept_timeout_s
@@ -235,7 +271,7 @@ class RecordedStream:
     async def _play(self) -> str:
         position, self._seek = (self.start if self._seek is None else self._seek), None
         while True:
-            units = read_units(self.files, position, self.read_end)
+            units = read_units(self.files, position, self.end)
             try:
                 outcome = await self._send_all(units)
             finally:
