@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY_S = 31 * 86400  # a month: what NVRs let one RecordInfo cover
 MAX_ITEMS = 2000  # items of one answer; SumNum says how many were sent
 JOIN_GAP_S = 1.0  # segments closer than this are one span
-FETCH_TIMEOUT_S = 300.0  # one segment's clip through the cascade
+FETCH_TIMEOUT_S = 60.0  # one segment's clip through the cascade
 TYPES = ("all", "time", "alarm", "manual")
 
 
