@@ -110,7 +110,7 @@ class Playback:
         known = self.dialogs.get(req.call_id)
         if known is not None:
             return self._ok(req, known)
-        channel_id = uri_user(req.uri)
+        channel_id = uri_user(req.uri) or uri_user(req.get("To").split("<")[-1].rstrip(">"))
         channel = await asyncio.to_thread(self.client.directory.camera_for, channel_id)
         if channel is None:
             log.info("gb28181 %s: playback INVITE for unknown channel %r", cfg.id, channel_id[:24])
