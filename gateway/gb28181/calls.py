@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from gateway.gb28181 import sdp
 from gateway.gb28181.media_api import MediaBackend, MediaError, MediaRequest, MediaSession
 from gateway.gb28181.platform import Platform
+from gateway.gb28181.playback import Playback
+from gateway.gb28181.records import RecordSource
 from gateway.gb28181.sip.agent import Addr, SipTimeout, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage, addr_params, addr_uri, uri_user
 
@@ -32,15 +34,20 @@ class Dialog:
 
 
 class Calls:
-    def __init__(self, client: Platform, media: MediaBackend | None) -> None:
+    def __init__(
+        self, client: Platform, media: MediaBackend | None, records: RecordSource | None = None
+    ) -> None:
         self.client = client
         self.media = media
         self.dialogs: dict[str, Dialog] = {}
+        self.playback = Playback(client, records)  # s=Playback/Download and their INFO
 
     def playing(self) -> int:
-        return len(self.dialogs)
+        return len(self.dialogs) + self.playback.playing()
 
     async def handle(self, req: SipMessage, addr: Addr) -> SipMessage | None:
+        if self.playback.wants(req):
+            return await self.playback.handle(req)
         if req.method == "INVITE":
             return await self._invite(req)
         if req.method == "ACK":
@@ -156,6 +163,7 @@ class Calls:
 
     async def close_all(self) -> None:
         """Stop every stream and hang up each dialog with a BYE (best effort)."""
+        await self.playback.close_all()
         dialogs = list(self.dialogs.values())
         for dialog in dialogs:
             await self._close(dialog.call_id, "stopping")

@@ -22,6 +22,7 @@ from gateway.cascade.protocol import GatewayNode
 from gateway.config import Gb28181Settings, GbUpstream
 from gateway.gb28181.channels import ChannelDirectory
 from gateway.gb28181.media_api import MediaBackend
+from gateway.gb28181.records import GatewayRecords, RecordSource
 from gateway.gb28181.upstream import UpstreamClient
 from gateway.store.db import Database
 
@@ -49,8 +50,10 @@ class Gb28181Part:
         media: MediaBackend | None,
         overrides_path: Path | None = None,
         backoff_s: float = 1.0,
+        records: RecordSource | None = None,
     ) -> None:
         self.settings = settings
+        self.records = records  # RecordInfo and Playback/Download (None: refused)
         self.db = db
         self.tree = tree
         self.media = media
@@ -78,6 +81,7 @@ class Gb28181Part:
             media=self.media,
             t1=self.settings.sip_t1_s,
             backoff_s=self.backoff_s,
+            records=self.records,
         )
 
     async def start(self) -> None:
@@ -211,4 +215,5 @@ def build(gw: Any) -> Gb28181Part | None:
         tree=lambda: tree.build(gw),
         media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
         overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
+        records=GatewayRecords(gw),
     )
