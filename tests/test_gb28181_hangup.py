@@ -63,7 +63,8 @@ async def gateway(
     streams = StreamManager(cfg)
     await streams.start()
     # A short stall timeout: a camera gone for good ends its stream within seconds.
-    media = PsMediaBackend(streams, stall_timeout_s=2.0)
+    # A small send buffer: a platform that stops reading shows within a second or two.
+    media = PsMediaBackend(streams, stall_timeout_s=2.0, max_buffered_bytes=64 * 1024)
     raw = RawPlatform()
     part = Gb28181Part(
         settings(upstream(raw.sock.getsockname()[1], keepalive_s=60)),
@@ -149,6 +150,30 @@ async def test_platform_dropping_the_tcp_media_connection_gets_a_bye(
             assert media.ended["platform-gone"] == 1
     finally:
         server.close()
+
+
+async def test_platform_that_stops_reading_gets_a_bye(sim: SimProcess, tmp_path: Path) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def media_server(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # and never reads
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before listen: inherited
+    sock.bind((HOST, 0))
+    sock.listen()
+    server = await asyncio.start_server(media_server, sock=sock)
+    try:
+        async with gateway(sim, tmp_path) as (part, media, streams, raw):
+            ok = await _play(part, raw, _offer("tcp-connect", sock.getsockname()[1]))
+            await asyncio.wait_for(_hung_up_by_us(raw, ok), 60)
+            await wait_for(lambda: media.playing() == 0 and not _ours(streams), 10, "release")
+            assert part.clients["county"].calls.playing() == 0
+            assert media.ended["platform-stalled"] == 1, dict(media.ended)
+    finally:
+        server.close()
+        for w in accepted:
+            w.close()
 
 
 async def test_camera_gone_for_good_ends_the_call_with_a_bye(
