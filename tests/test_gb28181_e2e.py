@@ -244,6 +244,8 @@ async def test_platform_plays_a_camera_through_a_running_gateway(
         assert rc == 0, sipp.errors()[-2000:]
         if transport != "udp":
             await relay.drain()  # the gateway closed its side after the BYE
+            # ... so tcpserversrc got EOS and GStreamer ends by itself (no SIGINT mid-exit).
+            await asyncio.to_thread(gst.proc.wait, 20)
     finally:
         sipp.stop()
         if udp is not None:
