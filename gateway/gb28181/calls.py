@@ -161,6 +161,19 @@ class Calls:
         except Exception:
             log.exception("gb28181: closing the stream of %s failed", dialog.camera)
 
+    async def media_ended(self, call_id: str, reason: str) -> bool:
+        """The stream of ``call_id`` ended by itself (camera gone, the platform stopped
+        reading, a send error): forget its dialog and hang up with a BYE, so the platform
+        does not wait for video that will not come. False if the dialog is not ours."""
+        dialog = self.dialogs.pop(call_id, None)
+        if dialog is None:
+            return False
+        log.info("gb28181 %s: stream of %s ended: %s; sending BYE",
+                 self.client.cfg.id, dialog.camera, reason)  # fmt: skip
+        if dialog.acked:  # before the ACK the dialog is not confirmed; it just lapses
+            await self._bye(dialog)
+        return True
+
     async def close_all(self) -> None:
         """Stop every stream and hang up each dialog with a BYE (best effort)."""
         await self.playback.close_all()

@@ -72,9 +72,22 @@ class Gb28181Part:
         self.clients: dict[str, UpstreamClient] = {}
         self._lock = asyncio.Lock()
         self._started = False
+        self._hangups: set[asyncio.Task[bool]] = set()
+        # The PS backend reports streams that end by themselves; their dialogs get a BYE.
+        if media is not None and getattr(media, "on_ended", 0) is None:
+            media.on_ended = self.media_ended  # type: ignore[attr-defined]
+
+    def media_ended(self, call_id: str, reason: str) -> None:
+        """``on_ended`` of the media backend: the dialog's client hangs up (a BYE)."""
+        for client in list(self.clients.values()):
+            if call_id in client.calls.dialogs:
+                task = asyncio.ensure_future(client.calls.media_ended(call_id, reason))
+                self._hangups.add(task)
+                task.add_done_callback(self._hangups.discard)
+                return
 
     def _client(self, cfg: GbUpstream) -> UpstreamClient:
-        directory = ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
+        directory = self._client_directory(cfg)
         return UpstreamClient(
             cfg,
             directory=directory,
@@ -101,6 +114,7 @@ class Gb28181Part:
 
     async def stop(self) -> None:
         self._started = False
+        await asyncio.gather(*self._hangups, return_exceptions=True)  # BYEs under way
         clients, self.clients = list(self.clients.values()), {}
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
@@ -113,6 +127,27 @@ class Gb28181Part:
         client = self.clients.get(uid)
         public["status"] = client.status() if client else {"id": uid, "state": "disabled"}
         return public
+
+    def channels(self, uid: str) -> list[dict[str, Any]]:
+        """What this platform is shown: each channel's GB id, kind, name, parent and camera
+        (so an operator can tell which 20-digit id is which camera)."""
+        cfg = self.configs[uid]
+        client = self.clients.get(uid)
+        directory = client.directory if client else self._client_directory(cfg)
+        return [
+            {
+                "gb_id": c.gb_id,
+                "kind": c.kind,
+                "name": c.name,
+                "parent_id": c.parent_id,
+                "camera": c.camera_path,
+                "online": c.online,
+            }
+            for c in directory.channels()
+        ]
+
+    def _client_directory(self, cfg: GbUpstream) -> ChannelDirectory:
+        return ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
 
     def list_all(self) -> list[dict[str, Any]]:
         return [self.describe(uid) for uid in self.configs]
