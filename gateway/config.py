@@ -305,6 +305,35 @@ class IceServer(_Model):
     credential: SecretStr | None = Field(None, title="TURN credential")
 
 
+class SfuSettings(_Model):
+    """An existing SFU (Janus's streaming plugin) that serves the viewers of ``relay``."""
+
+    kind: Literal["janus"] = Field("janus", title="SFU kind", description="Janus 1.x, HTTP API")
+    url: str = Field(
+        title="Janus HTTP API URL",
+        description="e.g. http://10.0.0.5:8088/janus",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+    )
+    api_secret: SecretStr | None = Field(None, title="Janus api_secret (janus.jcfg)")
+    admin_key: SecretStr | None = Field(
+        None, title="Streaming plugin admin_key", description="Needed to create mountpoints"
+    )
+    rtp_host: str | None = Field(
+        None,
+        title="Where to send RTP",
+        description="Janus's address as seen from this gateway; default: the URL's host",
+    )
+    request_timeout_s: float = Field(
+        5, gt=0, le=60, title="Janus request timeout (s)", description="Then: direct relay"
+    )
+    retry_s: float = Field(
+        5, gt=0, le=600, title="Retry Janus after (s)", description="While down, viewers go direct"
+    )
+    linger_s: float = Field(
+        10, ge=0, le=3600, title="Keep a camera's feed this long after its last viewer (s)"
+    )
+
+
 class RelaySettings(_Model):
     ice_servers: list[IceServer] = Field(default_factory=list, title="ICE servers")
     interfaces: list[str] = Field(
@@ -344,6 +373,11 @@ class RelaySettings(_Model):
         title="Resolve viewers' mDNS (.local) candidates",
         description="Off: such candidates are dropped (resolving them multicasts); "
         "browsers still connect through peer-reflexive candidates",
+    )
+    sfu: SfuSettings | None = Field(
+        None,
+        title="Serve viewers through an SFU (Janus)",
+        description="Each watched camera is fed to the SFU once; viewers keep the WHEP URL",
     )
 
 

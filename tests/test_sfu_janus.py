@@ -1,0 +1,195 @@
+"""Viewers through Debian's Janus (streaming plugin), still on our WHEP URL.
+
+Real parts: a ``janus`` process on this machine (config written here: HTTP transport
+on 127.0.0.1, streaming plugin only, an API secret and an admin key), the gateway's
+relay and WHEP router in-process over a libx264 camera hub, and aiortc WHEP clients
+decoding what Janus sends them. The gateway feeds the camera to Janus once; its RTP
+sender counters measure that upstream while viewers grow from 1 to 30.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.api.server import create_app
+from gateway.app import Gateway
+from gateway.config import Settings
+from gateway.streams.hub import Hub
+from tests.janus_support import JanusServer, host_ip
+from tests.relay_helpers import EncodedCamera, HubStreams, WhepClient, install_streams
+
+pytestmark = pytest.mark.timeout(180)
+
+CAM = "cam-01"
+URL = f"/api/v1/streams/{CAM}/whep"
+API_SECRET = "api-secret-never-logged-7f3a"
+ADMIN_KEY = "admin-key-never-logged-91c2"
+
+
+async def _until(predicate: Any, timeout: float, period: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(period)
+    return bool(predicate())
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    janus = JanusServer(tmp_path / "janus", api_secret=API_SECRET, admin_key=ADMIN_KEY)
+    (tmp_path / "janus").mkdir()
+    await asyncio.to_thread(janus.start)
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "auth": {"enabled": False},
+            "relay": {
+                "interfaces": ["127.0.0.1"],
+                "session_timeout_s": 10,
+                "source_wait_s": 4,
+                "sfu": {
+                    "url": janus.url,
+                    "api_secret": API_SECRET,
+                    "admin_key": ADMIN_KEY,
+                    "request_timeout_s": 3,
+                    "retry_s": 1,
+                    "linger_s": 1,
+                },
+            },
+        }
+    )
+    gw = Gateway(settings)
+    hub = Hub(f"{CAM}/main")
+    # Small and slow: 30 aiortc viewers decode in this one process on a shared box.
+    camera = EncodedCamera(
+        hub, width=320, height=180, fps=15, gop=15, index=5, bitrate=300_000
+    ).start()
+    install_streams(gw, HubStreams({(CAM, None): hub}))
+    app = create_app(gw, manage_lifecycle=False)
+    await gw.start()
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=30
+    )
+    clients: list[WhepClient] = []
+
+    def client(addresses: tuple[str, ...] = (host_ip(),)) -> WhepClient:
+        # Janus (libnice) never uses loopback: viewers offer this machine's own address.
+        c = WhepClient(http, URL, decode_every=1000, addresses=addresses)
+        clients.append(c)
+        return c
+
+    try:
+        yield {"gw": gw, "hub": hub, "janus": janus, "client": client, "http": http}
+    finally:
+        await asyncio.gather(*(c.stop(delete=False) for c in clients), return_exceptions=True)
+        camera.stop()
+        await gw.stop()
+        await http.aclose()
+        janus.stop()
+
+
+def _feed(gw: Gateway) -> Any:
+    mps = list(gw.part("sfu").mountpoints.values())
+    assert len(mps) == 1, f"expected one feed to Janus, got {len(mps)}"
+    return mps[0].feed
+
+
+async def _rate(gw: Gateway, hub: Hub, seconds: float) -> tuple[float, float]:
+    """(RTP bytes/s the gateway sent Janus, bytes/s the camera published) over a window."""
+    feed = _feed(gw)
+    b0, h0, t0 = feed.bytes_sent, hub.bytes_in, time.monotonic()
+    await asyncio.sleep(seconds)
+    dt = time.monotonic() - t0
+    return (feed.bytes_sent - b0) / dt, (hub.bytes_in - h0) / dt
+
+
+async def test_viewers_1_to_30_through_janus_cost_one_upstream_stream(
+    rig: dict[str, Any],
+) -> None:
+    gw, hub = rig["gw"], rig["hub"]
+    first = rig["client"]()
+    r = await first.start()
+    assert r.status_code == 201, r.text
+    assert "a=ice-ufrag" in first.answer and "a=setup:passive" in first.answer
+    assert await first.wait_frames(10, 30), f"no frames through Janus: {rig['janus'].tail()}"
+    sessions = (await rig["http"].get("/api/v1/relay/sessions")).json()
+    assert [s["via"] for s in sessions["sessions"]] == ["sfu"], sessions
+    one, cam_rate1 = await _rate(gw, hub, 3.0)
+
+    more = [rig["client"]() for _ in range(29)]
+    for batch in range(0, 29, 10):  # offers in batches of ten, like a wall filling up
+        replies = await asyncio.gather(*(c.start() for c in more[batch : batch + 10]))
+        assert all(x.status_code == 201 for x in replies), [x.text for x in replies]
+    everyone = [first, *more]
+    oks = await asyncio.gather(*(c.wait_frames(5, 60) for c in everyone))
+    assert all(oks), f"{oks.count(False)} of 30 viewers decoded nothing"
+    thirty, cam_rate30 = await _rate(gw, hub, 3.0)
+
+    status = gw.part("sfu").status()["sfu"]
+    assert status["viewers"] == 30 and len(status["feeds"]) == 1, status
+    assert gw.part("relay").sessions == {}, "no viewer should have gone to the direct relay"
+    ratio = thirty / one
+    # Per byte the camera published in the same window: its own rate varies a little.
+    per_camera = (thirty / cam_rate30) / (one / cam_rate1)
+    overhead = thirty / cam_rate30
+    print(
+        f"\nSFU upstream: 1 viewer {one * 8 / 1000:.0f} kbit/s, 30 viewers "
+        f"{thirty * 8 / 1000:.0f} kbit/s, ratio {ratio:.2f} ({per_camera:.2f} per camera byte); "
+        f"upstream/camera {overhead:.2f} (camera {cam_rate30 * 8 / 1000:.0f} kbit/s)"
+    )
+    # One stream per camera: 30 viewers cost what one did, and the upstream is one
+    # copy of the camera (RTP headers and FU-A fragmentation add a few per cent).
+    assert 0.8 < per_camera < 1.25, per_camera
+    assert 0.9 < overhead < 1.3, overhead
+
+
+async def test_mountpoint_removed_after_last_viewer_leaves(rig: dict[str, Any]) -> None:
+    gw = rig["gw"]
+    client = rig["client"]()
+    assert (await client.start()).status_code == 201
+    assert await client.wait_frames(5, 30)
+    feed = _feed(gw)
+    await client.stop()  # DELETE on the session
+    sfu = gw.part("sfu")
+    assert await _until(lambda: not sfu.mountpoints, 15), sfu.status()
+    sent = feed.bytes_sent
+    await asyncio.sleep(0.5)
+    assert feed.bytes_sent == sent, "the feed kept sending after its mountpoint was removed"
+
+
+async def test_janus_stopping_sends_new_viewers_to_the_direct_relay(
+    rig: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gw = rig["gw"]
+    client = rig["client"]()
+    assert (await client.start()).status_code == 201
+    assert await client.wait_frames(5, 30)
+    sfu = gw.part("sfu")
+    assert sfu.up
+    rig["janus"].kill()  # mid-stream, no goodbye
+    assert await _until(lambda: not sfu.up, 15), "the gateway did not notice Janus stopping"
+    assert await _until(lambda: not sfu.sessions and not sfu.mountpoints, 10), sfu.status()
+
+    # The viewer's client re-offers: it lands on the direct relay, quickly, and plays.
+    again = rig["client"](("127.0.0.1",))
+    t0 = time.monotonic()
+    r = await again.start()
+    took = time.monotonic() - t0
+    assert r.status_code == 201, r.text
+    assert took < 10, f"the offer took {took:.1f} s while Janus was down"
+    assert await again.wait_frames(10, 30), "no frames from the direct relay"
+    assert len(gw.part("relay").sessions) == 1
+    status = (await rig["http"].get("/api/v1/relay/sessions")).json()
+    assert status["sfu"]["up"] is False and status["sfu"]["fallbacks"].get("sfu down", 0) >= 1
+    # Neither the API secret nor the admin key was ever logged.
+    assert API_SECRET not in caplog.text and ADMIN_KEY not in caplog.text
