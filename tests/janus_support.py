@@ -166,9 +166,20 @@ cors: {{
             time.sleep(0.1)
         raise RuntimeError(f"janus did not answer within {timeout} s: {self.tail()}")
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): a hung Janus, its sockets open but silent."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused Janus cannot exit
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:

@@ -110,6 +110,7 @@ class JanusClient:
     # -- session -------------------------------------------------------------------
     async def connect(self) -> None:
         """Read the server's info and open our session; raises JanusDown / JanusError."""
+        await self.close()  # a session that was given up on (hung Janus) goes first
         _, body = self._body("info")
         self.server = await self._post("", body)
         plugins = self.server.get("plugins") or {}

@@ -82,8 +82,13 @@ class Mountpoint:
 class SfuRelay:
     """WHEP sessions through Janus, falling back to ``relay`` (the direct relay)."""
 
-    def __init__(self, settings: SfuSettings, relay_settings: RelaySettings, relay: Relay) -> None:
+    def __init__(
+        self, settings: SfuSettings, relay_settings: RelaySettings, relay: Relay, owner: str
+    ) -> None:
         self.sfu = settings
+        # Mountpoint descriptions start with this: our own, found again after a restart
+        # of either side, never another gateway's on a shared Janus.
+        self.tag = f"gw:{owner}:"
         self.settings = relay_settings  # WHEP reads ice_servers from here
         self.direct = relay
         self.rtp_host = settings.rtp_host or urlsplit(settings.url).hostname or "127.0.0.1"
@@ -131,6 +136,7 @@ class SfuRelay:
         try:
             await self.janus.connect()
             self._admin = await self.janus.attach()
+            await self._sweep()
         except JanusError as err:
             self._admin = None
             self.down_reason = str(err)
@@ -141,6 +147,22 @@ class SfuRelay:
             return
         self.down_since = None
         self.down_reason = ""
+
+    async def _sweep(self) -> None:
+        """Remove mountpoints of ours left on Janus (our crash, or a Janus that hung)."""
+        assert self._admin is not None
+        request: dict[str, Any] = {"request": "list"}
+        if self.sfu.admin_key is not None:
+            request["admin_key"] = self.sfu.admin_key.get_secret_value()
+        data = await self.janus.request(self._admin, request)
+        stale = [
+            m for m in data.get("list") or [] if str(m.get("description", "")).startswith(self.tag)
+        ]
+        for m in stale:
+            with contextlib.suppress(JanusError):
+                await self.janus.request(self._admin, self._destroy(int(m["id"])))
+        if stale:
+            log.info("SFU: removed %d mountpoints left from before", len(stale))
 
     # -- the WHEP relay interface (api/whep.py) -----------------------------------------
     def get(self, session_id: str) -> SfuSession | Session | None:
@@ -166,9 +188,9 @@ class SfuRelay:
             except sdp.SdpError as err:
                 raise whep.OfferError(str(err)) from None
             try:
-                session, answer = await self._open(camera_id, viewer, caller, lease)
+                mp = await self._mountpoint((camera_id, viewer.pt), viewer.fmtp, lease)
                 lease = None  # adopted by the mountpoint, or released there
-                return session, answer
+                return await self._open(camera_id, viewer, caller, mp)
             except JanusError as err:
                 log.warning("%s: SFU refused the viewer, serving it directly: %s", camera_id, err)
                 self.fallbacks["sfu error"] += 1
@@ -186,10 +208,9 @@ class SfuRelay:
         return streams
 
     async def _open(
-        self, camera_id: str, viewer: sdp.ViewerOffer, caller: str, lease: Any
+        self, camera_id: str, viewer: sdp.ViewerOffer, caller: str, mp: Mountpoint
     ) -> tuple[SfuSession, str]:
         key = (camera_id, viewer.pt)
-        mp = await self._mountpoint(key, viewer.fmtp, lease)  # takes or releases the lease
         handle = await self.janus.attach()
         try:
             event = await self.janus.call(handle, {"request": "watch", "id": mp.id})
@@ -203,7 +224,8 @@ class SfuRelay:
             to_janus = sdp.answer_for_janus(viewer, janus)
             await self.janus.call(handle, {"request": "start"}, {"type": "answer", "sdp": to_janus})
         except (JanusError, sdp.SdpError) as err:
-            await self.janus.detach(handle)
+            if not isinstance(err, JanusDown):  # a hung Janus would keep us waiting
+                await self.janus.detach(handle)
             if isinstance(err, sdp.SdpError):
                 raise JanusError(f"cannot bridge Janus's offer: {err}") from None
             raise
@@ -240,7 +262,7 @@ class SfuRelay:
                 "request": "create",
                 "type": "rtp",
                 "id": mp_id,
-                "description": f"gateway {key[0]}",
+                "description": f"{self.tag}{key[0]}",
                 "is_private": True,
                 "media": [
                     {
@@ -274,7 +296,7 @@ class SfuRelay:
                 maxsize=self.direct.gw.settings.streams.subscriber_buffer,
             )
             feed.start()
-            mp = Mountpoint(mp_id, feed, lease)
+            mp = Mountpoint(mp_id, feed, lease, idle_since=time.monotonic())
             self.mountpoints[key] = mp
             log.info("%s: fed to the SFU (mountpoint %d, pt %d)", key[0], mp_id, key[1])
             return mp
@@ -371,6 +393,7 @@ class SfuRelay:
             await self.close(sid, reason)
         for key in list(self.mountpoints):
             await self._drop_mountpoint(key)
+        await self.janus.close()  # stops a long poll still waiting on a hung Janus
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -440,4 +463,4 @@ def build(gw: Any) -> SfuRelay | None:
     relay = gw.part("relay")
     if gw.settings.relay.sfu is None or relay is None:
         return None
-    return SfuRelay(gw.settings.relay.sfu, gw.settings.relay, relay)
+    return SfuRelay(gw.settings.relay.sfu, gw.settings.relay, relay, owner=gw.settings.cascade.id)
