@@ -314,6 +314,12 @@ class SfuSettings(_Model):
         description="e.g. http://10.0.0.5:8088/janus",
         pattern=r"^https?://[^\s/]+(/\S*)?$",
     )
+    more_urls: list[Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]] = Field(
+        default_factory=list,
+        title="Further Janus servers",
+        description="Cameras are spread over all servers by a hash of their path; "
+        "each camera is fed to one server (the next one if it is down)",
+    )
     api_secret: SecretStr | None = Field(None, title="Janus api_secret (janus.jcfg)")
     admin_key: SecretStr | None = Field(
         None, title="Streaming plugin admin_key", description="Needed to create mountpoints"
@@ -321,7 +327,8 @@ class SfuSettings(_Model):
     rtp_host: str | None = Field(
         None,
         title="Where to send RTP",
-        description="Janus's address as seen from this gateway; default: the URL's host",
+        description="Janus's address as seen from this gateway (one server only); "
+        "default: the URL's host",
     )
     request_timeout_s: float = Field(
         5, gt=0, le=60, title="Janus request timeout (s)", description="Then: direct relay"

@@ -10,9 +10,10 @@ sender counters measure that upstream while viewers grow from 1 to 30.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from gateway.api.server import create_app
 from gateway.app import Gateway
 from gateway.config import Settings
+from gateway.relay.sfu.relay import rank
 from gateway.streams.hub import Hub
 from tests.janus_support import JanusServer, host_ip
 from tests.relay_helpers import EncodedCamera, HubStreams, WhepClient, install_streams
@@ -29,7 +31,6 @@ from tests.relay_helpers import EncodedCamera, HubStreams, WhepClient, install_s
 pytestmark = pytest.mark.timeout(180)
 
 CAM = "cam-01"
-URL = f"/api/v1/streams/{CAM}/whep"
 API_SECRET = "api-secret-never-logged-7f3a"
 ADMIN_KEY = "admin-key-never-logged-91c2"
 
@@ -43,58 +44,90 @@ async def _until(predicate: Any, timeout: float, period: float = 0.1) -> bool:
     return bool(predicate())
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    janus = JanusServer(tmp_path / "janus", api_secret=API_SECRET, admin_key=ADMIN_KEY)
-    (tmp_path / "janus").mkdir()
-    await asyncio.to_thread(janus.start)
-    settings = Settings.model_validate(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "auth": {"enabled": False},
-            "relay": {
-                "interfaces": ["127.0.0.1"],
-                "session_timeout_s": 10,
-                "source_wait_s": 4,
-                "sfu": {
-                    "url": janus.url,
-                    "api_secret": API_SECRET,
-                    "admin_key": ADMIN_KEY,
-                    "request_timeout_s": 3,
-                    "retry_s": 1,
-                    "linger_s": 1,
-                },
-            },
-        }
-    )
-    gw = Gateway(settings)
-    hub = Hub(f"{CAM}/main")
-    # Small and slow: 30 aiortc viewers decode in this one process on a shared box.
-    camera = EncodedCamera(
-        hub, width=320, height=180, fps=15, gop=15, index=5, bitrate=300_000
-    ).start()
-    install_streams(gw, HubStreams({(CAM, None): hub}))
-    app = create_app(gw, manage_lifecycle=False)
-    await gw.start()
-    http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=30
-    )
+@contextlib.asynccontextmanager
+async def _system(
+    tmp_path: Path,
+    servers: int = 1,
+    pick: Callable[[list[str]], tuple[str, ...]] = lambda urls: (CAM,),
+) -> AsyncIterator[dict[str, Any]]:
+    """Janus servers, a gateway whose ``relay.sfu`` lists them, libx264 cameras
+    (``pick(urls)`` names them, knowing the servers' URLs)."""
+    januses: list[JanusServer] = []
+    hubs: dict[str, Hub] = {}
+    encoders: list[EncodedCamera] = []
     clients: list[WhepClient] = []
-
-    def client(addresses: tuple[str, ...] = (host_ip(),)) -> WhepClient:
-        # Janus (libnice) never uses loopback: viewers offer this machine's own address.
-        c = WhepClient(http, URL, decode_every=1000, addresses=addresses)
-        clients.append(c)
-        return c
-
+    gw: Gateway | None = None
+    http: httpx.AsyncClient | None = None
     try:
-        yield {"gw": gw, "hub": hub, "janus": janus, "client": client, "http": http}
+        for i in range(servers):
+            (tmp_path / f"janus{i}").mkdir()
+            januses.append(
+                JanusServer(tmp_path / f"janus{i}", api_secret=API_SECRET, admin_key=ADMIN_KEY)
+            )
+        await asyncio.gather(*(asyncio.to_thread(j.start) for j in januses))
+        cameras = pick([j.url for j in januses])
+        sfu = {
+            "url": januses[0].url,
+            "more_urls": [j.url for j in januses[1:]],
+            "api_secret": API_SECRET,
+            "admin_key": ADMIN_KEY,
+            "request_timeout_s": 3,
+            "retry_s": 1,
+            "linger_s": 1,
+        }
+        relay = {"interfaces": ["127.0.0.1"], "session_timeout_s": 10, "sfu": sfu}
+        settings = Settings.model_validate(
+            {"data_dir": str(tmp_path / "data"), "auth": {"enabled": False}, "relay": relay}
+        )
+        gw = Gateway(settings)
+        for n, cam in enumerate(cameras):
+            hubs[cam] = Hub(f"{cam}/main")
+            # Small and slow: 30 aiortc viewers decode in this one process on a shared box.
+            encoders.append(
+                EncodedCamera(
+                    hubs[cam], width=320, height=180, fps=15, gop=15, index=5 + n, bitrate=300_000
+                ).start()
+            )
+        install_streams(gw, HubStreams({(cam, None): hub for cam, hub in hubs.items()}))
+        app = create_app(gw, manage_lifecycle=False)
+        await gw.start()
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=30
+        )
+
+        def client(addresses: tuple[str, ...] = (host_ip(),), camera: str = CAM) -> WhepClient:
+            # Janus (libnice) never uses loopback: viewers offer this machine's own address.
+            assert http is not None
+            url = f"/api/v1/streams/{camera}/whep"
+            c = WhepClient(http, url, decode_every=1000, addresses=addresses)
+            clients.append(c)
+            return c
+
+        yield {
+            "gw": gw,
+            "hub": hubs[cameras[0]],
+            "hubs": hubs,
+            "janus": januses[0],
+            "januses": januses,
+            "client": client,
+            "http": http,
+        }
     finally:
         await asyncio.gather(*(c.stop(delete=False) for c in clients), return_exceptions=True)
-        camera.stop()
-        await gw.stop()
-        await http.aclose()
-        janus.stop()
+        for encoder in encoders:
+            encoder.stop()
+        if gw is not None:
+            await gw.stop()
+        if http is not None:
+            await http.aclose()
+        for j in januses:
+            j.stop()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    async with _system(tmp_path) as system:
+        yield system
 
 
 def _feed(gw: Gateway) -> Any:
@@ -152,49 +185,6 @@ async def test_viewers_1_to_30_through_janus_cost_one_upstream_stream(
     assert 0.9 < overhead < 1.3, overhead
 
 
-async def test_mountpoint_removed_after_last_viewer_leaves(rig: dict[str, Any]) -> None:
-    gw = rig["gw"]
-    client = rig["client"]()
-    assert (await client.start()).status_code == 201
-    assert await client.wait_frames(5, 30)
-    feed = _feed(gw)
-    await client.stop()  # DELETE on the session
-    sfu = gw.part("sfu")
-    assert await _until(lambda: not sfu.mountpoints, 15), sfu.status()
-    sent = feed.bytes_sent
-    await asyncio.sleep(0.5)
-    assert feed.bytes_sent == sent, "the feed kept sending after its mountpoint was removed"
-
-
-async def test_janus_stopping_sends_new_viewers_to_the_direct_relay(
-    rig: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    gw = rig["gw"]
-    client = rig["client"]()
-    assert (await client.start()).status_code == 201
-    assert await client.wait_frames(5, 30)
-    sfu = gw.part("sfu")
-    assert sfu.up
-    rig["janus"].kill()  # mid-stream, no goodbye
-    assert await _until(lambda: not sfu.up, 15), "the gateway did not notice Janus stopping"
-    assert await _until(lambda: not sfu.sessions and not sfu.mountpoints, 10), sfu.status()
-
-    # The viewer's client re-offers: it lands on the direct relay, quickly, and plays.
-    again = rig["client"](("127.0.0.1",))
-    t0 = time.monotonic()
-    r = await again.start()
-    took = time.monotonic() - t0
-    assert r.status_code == 201, r.text
-    assert took < 10, f"the offer took {took:.1f} s while Janus was down"
-    assert await again.wait_frames(10, 30), "no frames from the direct relay"
-    assert len(gw.part("relay").sessions) == 1
-    status = (await rig["http"].get("/api/v1/relay/sessions")).json()
-    assert status["sfu"]["up"] is False and status["sfu"]["fallbacks"].get("sfu down", 0) >= 1
-    # Neither the API secret nor the admin key was ever logged.
-    assert API_SECRET not in caplog.text and ADMIN_KEY not in caplog.text
-
-
 async def test_hung_janus_never_hangs_an_offer_and_is_used_again_when_back(
     rig: dict[str, Any],
 ) -> None:
@@ -222,6 +212,74 @@ async def test_hung_janus_never_hangs_an_offer_and_is_used_again_when_back(
     assert (await late.start()).status_code == 201
     assert await late.wait_frames(5, 30), "no frames through Janus after it came back"
     assert [s.id for s in sfu.sessions.values()] == [late.location.rsplit("/", 1)[1]]
-    listed = await sfu.janus.request(sfu._admin, {"request": "list", "admin_key": ADMIN_KEY})
+    backend = sfu.backends[0]
+    listed = await backend.client.request(
+        backend.admin, {"request": "list", "admin_key": ADMIN_KEY}
+    )
     ours = [m for m in listed["list"] if m["description"].startswith(sfu.tag)]
     assert len(ours) == 1, ours  # the mountpoint from before the hang is gone
+
+
+def _two_per_server(urls: list[str]) -> tuple[str, ...]:
+    """Camera ids the rendezvous hash puts first on server 0, then first on server 1."""
+    first: dict[int, str] = {}
+    for n in range(1000):
+        cam = f"cam-{n:02d}"
+        first.setdefault(rank(urls, cam)[0], cam)
+        if len(first) == len(urls):
+            return tuple(first[i] for i in range(len(urls)))
+    raise AssertionError("the hash never picked one of the servers")
+
+
+def _feeds(gw: Gateway) -> dict[str, list[str]]:
+    """Camera -> servers it is fed to."""
+    out: dict[str, list[str]] = {}
+    for (server, (camera, _pt)), _mp in gw.part("sfu").mountpoints.items():
+        out.setdefault(camera, []).append(server)
+    return out
+
+
+async def test_two_janus_servers_share_cameras_by_hash_then_fail_over_then_direct(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with _system(tmp_path, servers=2, pick=_two_per_server) as rig:
+        gw, (j0, j1) = rig["gw"], rig["januses"]
+        sfu = gw.part("sfu")
+        cam_a, cam_b = list(rig["hubs"])
+        name = {j.url: b.name for j, b in zip((j0, j1), sfu.backends, strict=True)}
+        a1, b1 = rig["client"](camera=cam_a), rig["client"](camera=cam_b)
+        assert {(await c.start()).status_code for c in (a1, b1)} == {201}
+        assert all(await asyncio.gather(a1.wait_frames(5, 30), b1.wait_frames(5, 30)))
+        # Each camera fed once, to the server its hash names.
+        assert _feeds(gw) == {cam_a: [name[j0.url]], cam_b: [name[j1.url]]}, sfu.status()
+
+        # The last viewer of a camera leaves: its mountpoint goes after linger_s.
+        await b1.stop()
+        assert await _until(lambda: cam_b not in _feeds(gw), 15), sfu.status()["sfu"]
+
+        # Server 0 dies mid-stream: camera A's next viewer goes to server 1 (next in hash
+        # order), not to the direct relay.
+        j0.kill()
+        assert await _until(lambda: not sfu.backends[0].up, 15)
+        assert await _until(
+            lambda: not any(s.camera_id == cam_a for s in sfu.sessions.values()), 10
+        )
+        a2 = rig["client"](camera=cam_a)
+        assert (await a2.start()).status_code == 201
+        assert await a2.wait_frames(5, 30), "no frames through the second Janus"
+        assert _feeds(gw) == {cam_a: [name[j1.url]]}, sfu.status()["sfu"]
+
+        # Both gone: the direct relay answers at once and plays.
+        j1.kill()
+        assert await _until(lambda: not sfu.up, 15)
+        a3 = rig["client"](("127.0.0.1",), camera=cam_a)
+        t0 = time.monotonic()
+        assert (await a3.start()).status_code == 201
+        assert time.monotonic() - t0 < 10
+        assert await a3.wait_frames(10, 30), "no frames from the direct relay"
+        assert len(gw.part("relay").sessions) == 1 and not sfu.sessions
+        status = (await rig["http"].get("/api/v1/relay/sessions")).json()
+        assert status["sfu"]["up"] is False and status["sfu"]["fallbacks"]["sfu down"] >= 1
+    # Neither the API secret nor the admin key was ever logged.
+    assert API_SECRET not in caplog.text and ADMIN_KEY not in caplog.text

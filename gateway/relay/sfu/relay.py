@@ -6,16 +6,22 @@ subtree scope) is bridged to a Janus streaming-plugin subscription
 (:class:`~gateway.relay.sfu.feed.RtpFeed`), created on the first viewer and
 destroyed ``linger_s`` after the last. Media never passes through Python per viewer.
 
+Several Janus servers share the load by camera: each camera goes to the first server
+that is up in its rendezvous-hash order (``hash(server, camera)``, highest first), so
+all gateways agree on it, adding a server moves about 1/N of the cameras, and a
+camera's upstream stays one stream.
+
 The direct relay stays the fallback: variants (``low``, ``auto``), sources a browser
-cannot take untouched (H.265, B-frames), and any time Janus is down or refuses —
-then every Janus viewer is closed at once (its WHEP client re-offers and lands on
-the direct relay) and Janus is retried every ``retry_s``.
+cannot take untouched (H.265, B-frames), and any time no Janus is up or Janus
+refuses. When a Janus is lost its viewers are forgotten at once (their WHEP clients
+see the connection fail and re-offer) and it is retried every ``retry_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -23,15 +29,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway.config import RelaySettings, SfuSettings
 from gateway.relay import whep
 from gateway.relay.model import IceRestartUnsupported, RelayError, Session
 from gateway.relay.sessions import Relay
 from gateway.relay.sfu import sdp
-from gateway.relay.sfu.feed import RtpFeed
-from gateway.relay.sfu.janus import Event, JanusClient, JanusDown, JanusError
+from gateway.relay.sfu.backend import JanusBackend, Key, Mountpoint
+from gateway.relay.sfu.janus import Event, JanusDown, JanusError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,8 @@ class SfuSession:
     caller: str
     etag: str
     handle: int
-    feed_key: tuple[str, int]
+    backend: JanusBackend
+    key: Key
     remote_ufrag: str
     janus_mid: str
     variant: str | None = None
@@ -63,62 +69,76 @@ class SfuSession:
             "variant": "main",
             "codec": self.codec,
             "via": "sfu",
+            "sfu": self.backend.name,
             "state": "connected" if self.connected_at else "new",
             "age_s": round(time.monotonic() - self.created, 1),
         }
 
 
-@dataclass(eq=False)
-class Mountpoint:
-    """A camera (at one payload type) on Janus: its id, port and RTP feed."""
+def rank(urls: list[str], camera_id: str) -> list[int]:
+    """Indexes of ``urls`` in rendezvous-hash order for ``camera_id`` (best first)."""
 
-    id: int
-    feed: RtpFeed
-    lease: Any
-    viewers: set[str] = field(default_factory=set)
-    idle_since: float | None = None
+    def score(i: int) -> bytes:
+        return hashlib.sha256(f"{urls[i]}\n{camera_id}".encode()).digest()
+
+    return sorted(range(len(urls)), key=score, reverse=True)
 
 
 class SfuRelay:
-    """WHEP sessions through Janus, falling back to ``relay`` (the direct relay)."""
+    """WHEP sessions through Janus servers, falling back to ``relay`` (the direct relay)."""
 
     def __init__(
-        self, settings: SfuSettings, relay_settings: RelaySettings, relay: Relay, owner: str
+        self,
+        settings: SfuSettings,
+        relay_settings: RelaySettings,
+        relay: Relay,
+        *,
+        owner: str,
+        feed_buffer: int,
     ) -> None:
         self.sfu = settings
+        self.settings = relay_settings  # WHEP reads ice_servers from here
+        self.direct = relay
         # Mountpoint descriptions start with this: our own, found again after a restart
         # of either side, never another gateway's on a shared Janus.
         self.tag = f"gw:{owner}:"
-        self.settings = relay_settings  # WHEP reads ice_servers from here
-        self.direct = relay
-        self.rtp_host = settings.rtp_host or urlsplit(settings.url).hostname or "127.0.0.1"
-        self.janus = JanusClient(
-            settings.url,
-            api_secret=settings.api_secret.get_secret_value() if settings.api_secret else None,
-            timeout=settings.request_timeout_s,
-            on_event=self._on_event,
-            on_down=self._on_down,
-        )
+        urls = [settings.url, *settings.more_urls]
+        self.backends = [
+            JanusBackend(
+                url,
+                settings,
+                tag=self.tag,
+                rtp_host=settings.rtp_host if len(urls) == 1 else None,
+                feed_buffer=feed_buffer,
+                on_event=self._on_event,
+                on_down=self._on_down,
+            )
+            for url in urls
+        ]
         self.sessions: dict[str, SfuSession] = {}
-        self.mountpoints: dict[tuple[str, int], Mountpoint] = {}
         self.opened = 0
         self.fallbacks: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
-        self.down_since: float | None = time.monotonic()
-        self.down_reason = "not connected yet"
-        self._admin: int | None = None
-        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._retry_at = 0.0
 
     @property
     def up(self) -> bool:
-        return self.janus.up and self._admin is not None
+        return any(b.up for b in self.backends)
+
+    @property
+    def mountpoints(self) -> dict[tuple[str, Key], Mountpoint]:
+        return {(b.name, k): mp for b in self.backends for k, mp in b.mountpoints.items()}
+
+    def backend_for(self, camera_id: str) -> JanusBackend | None:
+        """The first server that is up in the camera's hash order; None if none is."""
+        urls = [b.url for b in self.backends]
+        return next((self.backends[i] for i in rank(urls, camera_id) if self.backends[i].up), None)
 
     # -- part lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        await self._connect()  # a Janus that is down at start is no startup failure
+        # A Janus that is down at start is no startup failure: viewers go direct.
+        await asyncio.gather(*(b.connect() for b in self.backends))
         self._task = asyncio.create_task(self._watch(), name="sfu-watchdog")
 
     async def stop(self) -> None:
@@ -128,41 +148,9 @@ class SfuRelay:
                 await self._task
         for sid in list(self.sessions):
             await self.close(sid, "gateway stopping")
-        for key in list(self.mountpoints):
-            await self._drop_mountpoint(key)
-        await self.janus.aclose()
-
-    async def _connect(self) -> None:
-        try:
-            await self.janus.connect()
-            self._admin = await self.janus.attach()
-            await self._sweep()
-        except JanusError as err:
-            self._admin = None
-            self.down_reason = str(err)
-            self._retry_at = time.monotonic() + self.sfu.retry_s
-            log.warning("SFU unavailable, viewers go direct: %s", err)
-            with contextlib.suppress(JanusError):
-                await self.janus.close()
-            return
-        self.down_since = None
-        self.down_reason = ""
-
-    async def _sweep(self) -> None:
-        """Remove mountpoints of ours left on Janus (our crash, or a Janus that hung)."""
-        assert self._admin is not None
-        request: dict[str, Any] = {"request": "list"}
-        if self.sfu.admin_key is not None:
-            request["admin_key"] = self.sfu.admin_key.get_secret_value()
-        data = await self.janus.request(self._admin, request)
-        stale = [
-            m for m in data.get("list") or [] if str(m.get("description", "")).startswith(self.tag)
-        ]
-        for m in stale:
-            with contextlib.suppress(JanusError):
-                await self.janus.request(self._admin, self._destroy(int(m["id"])))
-        if stale:
-            log.info("SFU: removed %d mountpoints left from before", len(stale))
+        for backend in self.backends:
+            await backend.drop_all()
+            await backend.client.aclose()
 
     # -- the WHEP relay interface (api/whep.py) -----------------------------------------
     def get(self, session_id: str) -> SfuSession | Session | None:
@@ -171,7 +159,9 @@ class SfuRelay:
     async def open(
         self, camera_id: str, offer_sdp: str, *, variant: str | None = None, caller: str = ""
     ) -> tuple[SfuSession | Session, str]:
-        if variant is not None or not self.up:
+        """Answer a viewer's offer through Janus, or through the direct relay."""
+        backend = self.backend_for(camera_id)
+        if variant is not None or backend is None:
             self.fallbacks["variant" if variant is not None else "sfu down"] += 1
             return await self.direct.open(camera_id, offer_sdp, variant=variant, caller=caller)
         lease = self.direct._acquire(self._streams(), camera_id, None, "sfu-probe")
@@ -188,14 +178,14 @@ class SfuRelay:
             except sdp.SdpError as err:
                 raise whep.OfferError(str(err)) from None
             try:
-                mp = await self._mountpoint((camera_id, viewer.pt), viewer.fmtp, lease)
+                mp = await backend.mountpoint((camera_id, viewer.pt), viewer.fmtp, lease)
                 lease = None  # adopted by the mountpoint, or released there
-                return await self._open(camera_id, viewer, caller, mp)
+                return await self._open(camera_id, viewer, caller, backend, mp)
             except JanusError as err:
-                log.warning("%s: SFU refused the viewer, serving it directly: %s", camera_id, err)
+                log.warning("%s: SFU %s refused the viewer: %s", camera_id, backend.name, err)
                 self.fallbacks["sfu error"] += 1
                 if isinstance(err, JanusDown):
-                    self._on_down(str(err))
+                    backend.mark_down(str(err))
         finally:
             if lease is not None:
                 lease.release()
@@ -208,122 +198,54 @@ class SfuRelay:
         return streams
 
     async def _open(
-        self, camera_id: str, viewer: sdp.ViewerOffer, caller: str, mp: Mountpoint
+        self,
+        camera_id: str,
+        viewer: sdp.ViewerOffer,
+        caller: str,
+        backend: JanusBackend,
+        mp: Mountpoint,
     ) -> tuple[SfuSession, str]:
-        key = (camera_id, viewer.pt)
-        handle = await self.janus.attach()
+        janus = backend.client
+        handle = await janus.attach()
         try:
-            event = await self.janus.call(handle, {"request": "watch", "id": mp.id})
+            event = await janus.call(handle, {"request": "watch", "id": mp.id})
             jsep = event.get("jsep") or {}
             if jsep.get("type") != "offer":
                 raise JanusError("Janus answered watch without an offer")
-            janus = sdp.janus_offer(str(jsep.get("sdp", "")))
-            if janus.pt != viewer.pt:
-                raise JanusError(f"Janus offered payload type {janus.pt}, not {viewer.pt}")
-            to_viewer = sdp.answer_for_viewer(viewer, janus)
-            to_janus = sdp.answer_for_janus(viewer, janus)
-            await self.janus.call(handle, {"request": "start"}, {"type": "answer", "sdp": to_janus})
+            offer = sdp.janus_offer(str(jsep.get("sdp", "")))
+            if offer.pt != viewer.pt:
+                raise JanusError(f"Janus offered payload type {offer.pt}, not {viewer.pt}")
+            to_viewer = sdp.answer_for_viewer(viewer, offer)
+            to_janus = sdp.answer_for_janus(viewer, offer)
+            await janus.call(handle, {"request": "start"}, {"type": "answer", "sdp": to_janus})
         except (JanusError, sdp.SdpError) as err:
             if not isinstance(err, JanusDown):  # a hung Janus would keep us waiting
-                await self.janus.detach(handle)
+                await janus.detach(handle)
             if isinstance(err, sdp.SdpError):
                 raise JanusError(f"cannot bridge Janus's offer: {err}") from None
             raise
-        sid = secrets.token_urlsafe(12)
         session = SfuSession(
-            id=sid,
+            id=secrets.token_urlsafe(12),
             camera_id=camera_id,
             caller=caller,
             etag=f'"{secrets.token_hex(8)}"',
             handle=handle,
-            feed_key=key,
+            backend=backend,
+            key=(camera_id, viewer.pt),
             remote_ufrag=viewer.ufrag,
-            janus_mid=janus.mid,
+            janus_mid=offer.mid,
         )
-        self.sessions[sid] = session
-        mp.viewers.add(sid)
+        self.sessions[session.id] = session
+        mp.viewers.add(session.id)
         mp.idle_since = None
         self.opened += 1
-        log.info("%s: viewer %s opened through the SFU (%s)", camera_id, sid, caller)
+        log.info(
+            "%s: viewer %s opened through SFU %s (%s)", camera_id, session.id, backend.name, caller
+        )
         return session, to_viewer
 
-    async def _mountpoint(self, key: tuple[str, int], fmtp: str, lease: Any) -> Mountpoint:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            mp = self.mountpoints.get(key)
-            if mp is not None and not mp.feed.ended:
-                lease.release()
-                return mp
-            if mp is not None:
-                await self._drop_mountpoint(key)
-            assert self._admin is not None
-            mp_id = secrets.randbelow(2**31 - 1) + 1
-            request = {
-                "request": "create",
-                "type": "rtp",
-                "id": mp_id,
-                "description": f"{self.tag}{key[0]}",
-                "is_private": True,
-                "media": [
-                    {
-                        "type": "video",
-                        "mid": "v",
-                        "port": 0,
-                        "pt": key[1],
-                        "codec": "h264",
-                        "fmtp": fmtp,
-                        "bufferkf": True,  # a late viewer starts on the last keyframe
-                    }
-                ],
-            }
-            if self.sfu.admin_key is not None:
-                request["admin_key"] = self.sfu.admin_key.get_secret_value()
-            try:
-                data = await self.janus.request(self._admin, request)
-                port = int(data["stream"]["ports"][0]["port"])
-            except (KeyError, IndexError, TypeError, ValueError):
-                lease.release()
-                raise JanusError("Janus created the mountpoint without a port") from None
-            except BaseException:
-                lease.release()
-                raise
-            feed = RtpFeed(
-                key[0],
-                lease.hub,
-                self.rtp_host,
-                port,
-                key[1],
-                maxsize=self.direct.gw.settings.streams.subscriber_buffer,
-            )
-            feed.start()
-            mp = Mountpoint(mp_id, feed, lease, idle_since=time.monotonic())
-            self.mountpoints[key] = mp
-            log.info("%s: fed to the SFU (mountpoint %d, pt %d)", key[0], mp_id, key[1])
-            return mp
-
-    async def _drop_mountpoint(self, key: tuple[str, int]) -> None:
-        mp = self.mountpoints.pop(key, None)
-        if mp is None:
-            return
-        await mp.feed.stop()
-        mp.lease.release()
-        if self.up and self._admin is not None:
-            with contextlib.suppress(JanusError):
-                await self.janus.request(self._admin, self._destroy(mp.id))
-        log.info(
-            "%s: SFU feed stopped after %d RTP packets (%d bytes)",
-            key[0],
-            mp.feed.packets_sent,
-            mp.feed.bytes_sent,
-        )
-
-    def _destroy(self, mp_id: int) -> dict[str, Any]:
-        request: dict[str, Any] = {"request": "destroy", "id": mp_id}
-        if self.sfu.admin_key is not None:
-            request["admin_key"] = self.sfu.admin_key.get_secret_value()
-        return request
-
     async def add_candidates(self, session: SfuSession | Session, frag: str) -> None:
+        """Trickle ICE (PATCH): the viewer's late candidates, passed on to Janus."""
         if isinstance(session, Session):
             await self.direct.add_candidates(session, frag)
             return
@@ -336,11 +258,12 @@ class SfuRelay:
             if not c.split()[4:5] or not c.split()[4].endswith(".local")
         ]
         try:
-            await self.janus.trickle(session.handle, items, end)
+            await session.backend.client.trickle(session.handle, items, end)
         except JanusError as err:
             raise RelayError(f"the SFU did not take the candidates: {err}") from None
 
     async def close(self, session_id: str, reason: str = "viewer left") -> bool:
+        """End a session (idempotent); False if there was none."""
         session = self.sessions.pop(session_id, None)
         if session is None:
             return await self.direct.close(session_id, reason)
@@ -348,14 +271,15 @@ class SfuRelay:
             return False
         session.closed = True
         self.closed[reason] += 1
-        mp = self.mountpoints.get(session.feed_key)
+        backend = session.backend
+        mp = backend.mountpoints.get(session.key)
         if mp is not None:
             mp.viewers.discard(session_id)
             if not mp.viewers:
                 mp.idle_since = time.monotonic()
-        if self.up:
+        if backend.up:
             with contextlib.suppress(JanusError):
-                await self.janus.detach(session.handle)
+                await backend.client.detach(session.handle)
         log.info(
             "%s: SFU viewer %s closed (%s) after %.1f s",
             session.camera_id,
@@ -366,11 +290,12 @@ class SfuRelay:
         return True
 
     # -- Janus events ----------------------------------------------------------------
-    def _by_handle(self, handle: Any) -> SfuSession | None:
-        return next((s for s in self.sessions.values() if s.handle == handle), None)
-
-    def _on_event(self, event: Event) -> None:
-        session = self._by_handle(event.get("sender"))
+    def _on_event(self, backend: JanusBackend, event: Event) -> None:
+        handle = event.get("sender")
+        session = next(
+            (s for s in self.sessions.values() if s.handle == handle and s.backend is backend),
+            None,
+        )
         if session is None:
             return
         kind = event.get("janus")
@@ -379,21 +304,16 @@ class SfuRelay:
         elif kind in ("hangup", "detached"):
             self._spawn(self.close(session.id, "viewer disconnected"))
 
-    def _on_down(self, reason: str) -> None:
-        """Janus is gone: its viewers are told by their own connections failing; the
-        gateway forgets them, stops feeding, and serves new offers directly."""
-        self._admin = None
-        self.down_since = time.monotonic()
-        self.down_reason = reason
-        self._retry_at = time.monotonic() + self.sfu.retry_s
-        self._spawn(self._forget_all("sfu down"))
+    def _on_down(self, backend: JanusBackend) -> None:
+        """A Janus is gone: its viewers learn it from their own connections failing; the
+        gateway forgets them, stops feeding it, and serves new offers elsewhere."""
+        self._spawn(self._forget(backend, "sfu down"))
 
-    async def _forget_all(self, reason: str) -> None:
-        for sid in list(self.sessions):
-            await self.close(sid, reason)
-        for key in list(self.mountpoints):
-            await self._drop_mountpoint(key)
-        await self.janus.close()  # stops a long poll still waiting on a hung Janus
+    async def _forget(self, backend: JanusBackend, reason: str) -> None:
+        for session in [s for s in self.sessions.values() if s.backend is backend]:
+            await self.close(session.id, reason)
+        await backend.drop_all()
+        await backend.client.close()  # stops a long poll still waiting on a hung Janus
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -404,56 +324,60 @@ class SfuRelay:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(WATCH_PERIOD_S)
-            try:
-                await self._check()
-            except Exception:
-                log.exception("SFU watchdog failed")
+            for backend in self.backends:
+                try:
+                    await self._check(backend)
+                except Exception:
+                    log.exception("SFU %s: watchdog failed", backend.name)
 
-    async def _check(self) -> None:
+    async def _check(self, backend: JanusBackend) -> None:
         now = time.monotonic()
-        if not self.up:
-            if now >= self._retry_at:
-                await self._connect()
+        if not backend.up:
+            if now >= backend.retry_at:
+                await backend.connect()
             return
         timeout = self.settings.session_timeout_s
-        for session in list(self.sessions.values()):
+        for session in [s for s in self.sessions.values() if s.backend is backend]:
             if session.connected_at is None and now - session.created > timeout:
                 await self.close(session.id, "ICE did not connect")
-        for key, mp in list(self.mountpoints.items()):
+        for key, mp in list(backend.mountpoints.items()):
             if mp.feed.ended:
                 for sid in list(mp.viewers):
                     await self.close(sid, "stream ended")
-                await self._drop_mountpoint(key)
+                await backend.drop(key)
             elif not mp.viewers and mp.idle_since and now - mp.idle_since >= self.sfu.linger_s:
-                await self._drop_mountpoint(key)
+                await backend.drop(key)
 
     # -- figures --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         status = self.direct.status()
         status["sessions"] = [*status["sessions"], *(s.public() for s in self.sessions.values())]
+        servers = [b.public() for b in self.backends]
         status["sfu"] = {
             "kind": self.sfu.kind,
             "up": self.up,
-            "down_reason": self.down_reason or None,
+            "down_reason": next((s["down_reason"] for s in servers if s["down_reason"]), None),
+            "servers": servers,
             "viewers": len(self.sessions),
             "opened": self.opened,
             "closed": dict(self.closed),
             "fallbacks": dict(self.fallbacks),
-            "feeds": [
-                mp.feed.public() | {"viewers": len(mp.viewers)} for mp in self.mountpoints.values()
-            ],
+            "feeds": [feed for s in servers for feed in s["feeds"]],
         }
         return status
 
     def metrics(self) -> Iterable[Any]:
         from gateway.metrics import Sample
 
-        yield Sample("sfu_up", int(self.up), help="1 when the SFU (Janus) is reachable")
+        yield Sample("sfu_up", int(self.up), help="1 when an SFU (Janus) is reachable")
+        for b in self.backends:
+            yield Sample("sfu_server_up", int(b.up), {"server": b.name})
         yield Sample("sfu_viewers", len(self.sessions), help="Viewers served by the SFU")
         yield Sample("sfu_feeds", len(self.mountpoints), help="Cameras fed to the SFU")
-        for mp in self.mountpoints.values():
-            labels = {"camera": mp.feed.camera_id}
-            yield Sample("sfu_feed_bytes_sent", mp.feed.bytes_sent, labels, type="counter")
+        for b in self.backends:
+            for mp in b.mountpoints.values():
+                labels = {"camera": mp.feed.camera_id, "server": b.name}
+                yield Sample("sfu_feed_bytes_sent", mp.feed.bytes_sent, labels, type="counter")
         for reason, n in self.fallbacks.items():
             yield Sample("sfu_fallbacks_total", n, {"reason": reason}, type="counter")
 
@@ -463,4 +387,10 @@ def build(gw: Any) -> SfuRelay | None:
     relay = gw.part("relay")
     if gw.settings.relay.sfu is None or relay is None:
         return None
-    return SfuRelay(gw.settings.relay.sfu, gw.settings.relay, relay, owner=gw.settings.cascade.id)
+    return SfuRelay(
+        gw.settings.relay.sfu,
+        gw.settings.relay,
+        relay,
+        owner=gw.settings.cascade.id,
+        feed_buffer=gw.settings.streams.subscriber_buffer,
+    )
