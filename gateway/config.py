@@ -341,6 +341,18 @@ class SfuSettings(_Model):
     )
 
 
+class WhipTarget(_Model):
+    """A camera published to a WHIP server (RFC 9725): MediaMTX, LiveKit Ingress, …"""
+
+    camera: str = Field(title="Camera id or path")
+    url: str = Field(
+        title="WHIP endpoint URL",
+        description="e.g. http://mediamtx:8889/cam-01/whip",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+    )
+    token: SecretStr | None = Field(None, title="Bearer token for the WHIP server")
+
+
 class RelaySettings(_Model):
     ice_servers: list[IceServer] = Field(default_factory=list, title="ICE servers")
     interfaces: list[str] = Field(
@@ -385,6 +397,11 @@ class RelaySettings(_Model):
         None,
         title="Serve viewers through an SFU (Janus)",
         description="Each watched camera is fed to the SFU once; viewers keep the WHEP URL",
+    )
+    whip_out: list[WhipTarget] = Field(
+        default_factory=list,
+        title="Publish cameras over WHIP",
+        description="Each listed camera is published once to its WHIP server and kept up",
     )
 
 
