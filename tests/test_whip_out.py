@@ -168,6 +168,8 @@ async def test_camera_published_over_whip_plays_at_the_server_and_is_deleted_on_
     assert "HTTP 401" in (part.status()[1]["error"] or ""), part.status()
     assert bad["state"] == "retrying"
     assert len(server.pcs) == 1  # one upstream for the camera at this server
+    connected = [m.value for m in part.metrics() if m.name == "whip_out_connected"]
+    assert sorted(connected) == [0, 1], connected
     await gw.part("whip_out").stop()
     assert server.deleted == 1 and not server.pcs
     assert TOKEN not in caplog.text and "not-the-token" not in caplog.text

@@ -280,6 +280,19 @@ class SfuRelay:
         if backend.up:
             with contextlib.suppress(JanusError):
                 await backend.client.detach(session.handle)
+        audit = self.direct.audit
+        seconds = time.monotonic() - session.created
+        if audit is not None and session.caller:  # who watched what, as for direct viewers
+            audit.record(
+                session.caller,
+                "view_end",
+                camera=session.camera_id,
+                session=session.id,
+                started=time.time() - seconds,
+                seconds=round(seconds, 1),
+                reason=reason,
+                via="sfu",
+            )
         log.info(
             "%s: SFU viewer %s closed (%s) after %.1f s",
             session.camera_id,

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -208,6 +209,16 @@ class WhipOut:
                 }
             )
         return out
+
+    def metrics(self) -> Iterable[Any]:
+        from gateway.metrics import Sample
+
+        for entry in self.status():
+            labels = {"camera": entry["camera"], "server": entry["server"]}
+            up = int(entry["state"] == "connected")
+            yield Sample("whip_out_connected", up, labels, "1 while the WHIP publication is up")
+            yield Sample("whip_out_bytes_sent", entry["bytes_sent"], labels, type="counter")
+        yield Sample("whip_out_published_total", self.published, type="counter")
 
 
 def build(gw: Any) -> WhipOut | None:
