@@ -10,7 +10,9 @@ re-offers, and plays on from the direct relay.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +22,8 @@ import pytest
 from playwright import sync_api as playwright
 
 from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS, INBOUND, READ_BARCODE
-from tests.janus_support import JanusServer
+from tests.janus_support import JanusServer, host_ip
+from tests.relay_helpers import WhepClient
 from tests.support import GatewayProcess, SimProcess, small_sim_args
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -61,6 +64,44 @@ def rig(tmp_path: Any) -> Iterator[dict[str, Any]]:
         for proc in reversed(procs):
             proc.stop()
         janus.stop()
+
+
+class AiortcViewer:
+    """An aiortc WHEP client on its own thread and event loop (Playwright's sync API
+    owns this one)."""
+
+    def __init__(self, base_url: str, path: str, token: str) -> None:
+        self.base_url, self.path, self.token = base_url, path, token
+        self.status = 0
+        self.frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            client = WhepClient(http, self.path, decode_every=1000, addresses=(host_ip(),))
+            try:
+                r = await client.start(headers={"Authorization": f"Bearer {self.token}"})
+                self.status = r.status_code
+                while not self._stop.is_set():
+                    self.frames = client.received.frames
+                    await asyncio.sleep(0.1)
+            finally:
+                await client.stop()
+
+    def start(self) -> AiortcViewer:
+        self._thread.start()
+        return self
+
+    def wait_frames(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.frames < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.frames >= n
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
 
 
 def _wait(page: Any, predicate: str, timeout: float) -> None:
@@ -111,6 +152,22 @@ def test_chromium_plays_through_janus_and_falls_back_when_it_stops(
             assert [s.get("via") for s in status["sessions"]] == ["sfu"], status
             feeds = status["sfu"]["feeds"]
             assert len(feeds) == 1 and feeds[0]["bytes_sent"] > 0, status["sfu"]
+
+            # An aiortc viewer of the same camera, at the same time, through Janus too.
+            aio = AiortcViewer(gw.base_url, "/api/v1/streams/cam-01/whep", gw.token or "").start()
+            try:
+                assert aio.wait_frames(10, 30), f"aiortc viewer: HTTP {aio.status}, no frames"
+                status = gw.client.get("/api/v1/relay/sessions").json()
+                assert [s.get("via") for s in status["sessions"]] == ["sfu", "sfu"], status
+                feeds = status["sfu"]["feeds"]
+                pts = sorted(f["payload_type"] for f in feeds)
+                # One feed per H.264 payload numbering among the camera's viewers (Janus
+                # 1.1.2 sends its mountpoint's payload type to every viewer).
+                assert len(pts) == len(set(pts)), feeds
+                print(f"\nChromium + aiortc on one camera: payload types {pts}, {len(feeds)} feeds")
+            finally:
+                aio.stop()
+            _frames_rise(page, 10)
 
             rig["janus"].kill()  # mid-stream
             # The player's connection fails; it re-offers and lands on the direct relay.
