@@ -77,6 +77,14 @@ def test_viewer_offer_picks_packetization_mode_1_matching_the_camera_profile() -
     assert high.fingerprint == "sha-256 AA:BB"  # from the session level
 
 
+def test_viewer_takes_a_payload_type_that_already_has_a_mountpoint() -> None:
+    offer = sdp.viewer_offer(VIEWER)
+    offer.prefer({127, 99})
+    assert offer.pt == 127 and "640032" in offer.fmtp
+    offer.prefer({99})  # not offered: unchanged
+    assert offer.pt == 127
+
+
 def test_answer_for_the_viewer_carries_janus_transport_on_the_viewers_lines() -> None:
     viewer, janus = sdp.viewer_offer(VIEWER), sdp.janus_offer(JANUS)
     answer = sdp.parse(sdp.answer_for_viewer(viewer, janus))

@@ -177,6 +177,7 @@ class SfuRelay:
                 viewer = sdp.viewer_offer(offer_sdp, whep.profile_level_id_from_annexb(first))
             except sdp.SdpError as err:
                 raise whep.OfferError(str(err)) from None
+            viewer.prefer({pt for cam, pt in backend.mountpoints if cam == camera_id})
             try:
                 mp = await backend.mountpoint((camera_id, viewer.pt), viewer.fmtp, lease)
                 lease = None  # adopted by the mountpoint, or released there

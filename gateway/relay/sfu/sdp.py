@@ -109,10 +109,19 @@ class ViewerOffer:
     pwd: str
     fingerprint: str
     candidates: list[str]
+    payloads: list[tuple[int, str]] = field(default_factory=list)  # every H.264 pmode 1
 
     @property
     def mid(self) -> str:
         return self.video.attr("mid") or "0"
+
+    def prefer(self, existing: set[int]) -> None:
+        """Take a payload type that already has a mountpoint, if the viewer offered one:
+        Janus sends every viewer of a mountpoint the same payload type."""
+        for pt, fmtp in self.payloads:
+            if pt in existing:
+                self.pt, self.fmtp = pt, fmtp
+                return
 
 
 def _h264_payloads(m: Media) -> list[tuple[int, str]]:
@@ -161,7 +170,7 @@ def viewer_offer(text: str, source_plid: str | None = None) -> ViewerOffer:
         fp = next((f for f in fps if f.lower().startswith("sha-256")), fps[0] if fps else None)
         if not ufrag or not pwd or not fp:
             raise SdpError("the offer lacks ICE credentials or a DTLS fingerprint")
-        return ViewerOffer(sdp, m, pt, fmtp, ufrag, pwd, fp, m.attrs("candidate"))
+        return ViewerOffer(sdp, m, pt, fmtp, ufrag, pwd, fp, m.attrs("candidate"), payloads)
     raise SdpError("the offer has no video m-line to receive")
 
 
