@@ -156,6 +156,21 @@ async def test_viewers_1_to_30_through_janus_cost_one_upstream_stream(
     assert await first.wait_frames(10, 30), f"no frames through Janus: {rig['janus'].tail()}"
     sessions = (await rig["http"].get("/api/v1/relay/sessions")).json()
     assert [s["via"] for s in sessions["sessions"]] == ["sfu"], sessions
+    # Trickle ICE (PATCH) reaches Janus; an ICE restart is refused as for direct viewers.
+    ufrag = next(
+        ln.split(":", 1)[1]
+        for ln in first.pc.localDescription.sdp.splitlines()
+        if ln.startswith("a=ice-ufrag:")
+    )
+    frag = f"a=ice-ufrag:{ufrag}\r\na=mid:0\r\n"
+    frag += f"a=candidate:7 1 udp 1 {host_ip()} 9 typ host\r\na=end-of-candidates\r\n"
+    sdpfrag = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    r = await rig["http"].patch(first.location, content=frag, headers=sdpfrag)
+    assert r.status_code == 204, r.text
+    r = await rig["http"].patch(
+        first.location, content=frag.replace(ufrag, "zzzz"), headers=sdpfrag
+    )
+    assert r.status_code == 422, r.text
     one, cam_rate1 = await _rate(gw, hub, 2.0)
 
     more = [rig["client"]() for _ in range(29)]
