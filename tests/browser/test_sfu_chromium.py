@@ -108,7 +108,7 @@ def _wait(page: Any, predicate: str, timeout: float) -> None:
     page.wait_for_function(predicate, timeout=timeout * 1000, polling=100)
 
 
-def _frames_rise(page: Any, at_least: int, seconds: float = 2.0) -> dict[str, Any]:
+def _frames_rise(page: Any, at_least: int, seconds: float = 1.0) -> dict[str, Any]:
     first = page.evaluate(INBOUND)
     time.sleep(seconds)
     second = page.evaluate(INBOUND)
@@ -145,7 +145,7 @@ def test_chromium_plays_through_janus_and_falls_back_when_it_stops(
             page.goto(f"{gw.base_url}/player.html?camera=cam-01")
             page.add_script_tag(path=str(BARCODE_JS))
             _wait(page, "() => window.player && window.player.state === 'playing'", 30)
-            _frames_rise(page, 10)
+            _frames_rise(page, 5)
             assert _barcode_index(page) == rig["sim"].cameras[0]["index"]
 
             status = gw.client.get("/api/v1/relay/sessions").json()
@@ -167,14 +167,14 @@ def test_chromium_plays_through_janus_and_falls_back_when_it_stops(
                 print(f"\nChromium + aiortc on one camera: payload types {pts}, {len(feeds)} feeds")
             finally:
                 aio.stop()
-            _frames_rise(page, 10)
+            _frames_rise(page, 5)
 
             rig["janus"].kill()  # mid-stream
             # The player's connection fails; it re-offers and lands on the direct relay.
             _wait(
                 page, "() => window.player.sessions >= 2 && window.player.state === 'playing'", 60
             )
-            _frames_rise(page, 10)
+            _frames_rise(page, 5)
             status = gw.client.get("/api/v1/relay/sessions").json()
             assert status["sfu"]["up"] is False, status["sfu"]
             assert [s.get("via", "direct") for s in status["sessions"]] == ["direct"], status
