@@ -330,6 +330,11 @@ class SfuSettings(_Model):
         description="Janus's address as seen from this gateway (one server only); "
         "default: the URL's host",
     )
+    srtp: bool = Field(
+        True,
+        title="Encrypt the feed to Janus (SRTP)",
+        description="A fresh key per mountpoint, given to Janus over its API (use https)",
+    )
     request_timeout_s: float = Field(
         5, gt=0, le=60, title="Janus request timeout (s)", description="Then: direct relay"
     )

@@ -5,6 +5,7 @@ is up, and when to try it again."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import secrets
@@ -157,7 +158,7 @@ class JanusBackend:
             # until the next IDR). A viewer starts at the camera's next keyframe instead.
             "bufferkf": False,
         }
-        request = {
+        request: dict[str, Any] = {
             "request": "create",
             "type": "rtp",
             "id": mp_id,
@@ -165,12 +166,24 @@ class JanusBackend:
             "is_private": True,
             "media": [media],
         }
+        srtp_key = secrets.token_bytes(30) if self.settings.srtp else None  # key + salt
+        if srtp_key is not None:
+            request["srtpsuite"] = 80
+            request["srtpcrypto"] = base64.b64encode(srtp_key).decode()
         data = await self.client.request(self.admin, self._with_key(request))
         try:
             port = int(data["stream"]["ports"][0]["port"])
         except (KeyError, IndexError, TypeError, ValueError):
             raise JanusError("Janus created the mountpoint without a port") from None
-        feed = RtpFeed(key[0], lease.hub, self.rtp_host, port, key[1], maxsize=self._feed_buffer)
+        feed = RtpFeed(
+            key[0],
+            lease.hub,
+            self.rtp_host,
+            port,
+            key[1],
+            maxsize=self._feed_buffer,
+            srtp_key=srtp_key,
+        )
         feed.start()
         log.info("%s: fed to SFU %s (mountpoint %d, pt %d)", key[0], self.name, mp_id, key[1])
         return Mountpoint(mp_id, feed, lease, idle_since=time.monotonic())

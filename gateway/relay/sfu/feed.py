@@ -19,6 +19,7 @@ from typing import Any
 import av
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtp import RtpPacket
+from pylibsrtp import Policy, Session
 
 from gateway.relay.track import TIME_BASE, RebasingClock
 from gateway.streams.hub import Hub, HubClosed
@@ -29,12 +30,20 @@ log = logging.getLogger(__name__)
 class RtpFeed:
     """Sends one hub to ``(host, port)`` over UDP; counts what it sent.
 
-    ``packets_sent`` / ``bytes_sent`` (RTP packets, headers included) are the
-    gateway's upstream to the SFU for this camera.
+    ``packets_sent`` / ``bytes_sent`` (RTP packets, headers and SRTP tag included)
+    are the gateway's upstream to the SFU for this camera.
     """
 
     def __init__(
-        self, camera_id: str, hub: Hub, host: str, port: int, payload_type: int, *, maxsize: int
+        self,
+        camera_id: str,
+        hub: Hub,
+        host: str,
+        port: int,
+        payload_type: int,
+        *,
+        maxsize: int,
+        srtp_key: bytes | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.hub = hub
@@ -53,6 +62,18 @@ class RtpFeed:
         self._encoder = H264Encoder()
         self._sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
+        # SRTP (AES_CM_128_HMAC_SHA1_80, the SDES key Janus was given) or plain RTP.
+        self._srtp = (
+            Session(
+                policy=Policy(
+                    key=srtp_key,
+                    ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                    srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+                )
+            )
+            if srtp_key
+            else None
+        )
 
     def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.dest[0] else socket.AF_INET
@@ -107,6 +128,8 @@ class RtpFeed:
             )
             self._seq = (self._seq + 1) & 0xFFFF
             data = rtp.serialize()
+            if self._srtp is not None:
+                data = self._srtp.protect(data)
             try:
                 self._sock.sendto(data, self.dest)
             except (BlockingIOError, OSError):
