@@ -1,5 +1,10 @@
-"""Debian's Janus on loopback for tests: config written into a temp dir, HTTP transport
-only (127.0.0.1, a free port), the streaming plugin only, ICE on loopback only.
+"""Debian's Janus for tests: config written into a temp dir, HTTP transport only
+(127.0.0.1, a free port), the streaming plugin only, no IPv6, no mDNS, no STUN/TURN.
+
+ICE: libnice (Janus 1.1.2) never gathers loopback candidates, and its checks to a
+127.0.0.1 peer go unanswered, so Janus and the viewers use this machine's own first
+non-loopback IPv4 address (``ice_enforce_list``); the traffic still never leaves
+the machine.
 
 Only the streaming plugin and the HTTP transport are visible to it: its plugin and
 transport folders are temp dirs holding a symlink to each one library.
