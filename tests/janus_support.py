@@ -59,6 +59,13 @@ def host_ip() -> str:
     """
     import ifaddr
 
+    # The address the kernel would send from (a UDP connect sends nothing): the primary
+    # interface, not a bridge that happens to be listed first.
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("198.51.100.1", 9))
+        ip = str(s.getsockname()[0])
+        if not ip.startswith("127.") and ip != "0.0.0.0":
+            return ip
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
             if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
