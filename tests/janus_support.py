@@ -70,7 +70,32 @@ def host_ip() -> str:
         for ip in adapter.ips:
             if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
                 return ip.ip
-    raise RuntimeError("Janus needs a non-loopback IPv4 address; this machine has none")
+    return _dummy_address()
+
+
+DUMMY_IF = "gwtest-sfu0"
+DUMMY_IP = "192.0.2.254"  # TEST-NET-1 (RFC 5737): routes nowhere
+
+
+def _dummy_address() -> str:
+    """A machine with only loopback (a bare CI box) gets a dummy interface of its own.
+
+    It carries no traffic off the machine (a dummy device drops what is routed to it
+    from outside, and its /32 is reached only locally). Needs root, as CI runs.
+    """
+    if subprocess.run(["ip", "addr", "show", DUMMY_IF], capture_output=True).returncode:
+        for cmd in (
+            ["ip", "link", "add", DUMMY_IF, "type", "dummy"],
+            ["ip", "addr", "add", f"{DUMMY_IP}/32", "dev", DUMMY_IF],
+            ["ip", "link", "set", DUMMY_IF, "up"],
+        ):
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(
+                    f"Janus needs a non-loopback IPv4 address and none could be made: "
+                    f"{' '.join(cmd)}: {out.stderr.strip()}"
+                )
+    return DUMMY_IP
 
 
 class JanusServer:
