@@ -73,20 +73,21 @@ def host_ip() -> str:
     return _dummy_address()
 
 
-DUMMY_IF = "gwtest-sfu0"
+DUMMY_IF = "gwtest-sfu0"  # interface names: at most 15 characters
 DUMMY_IP = "192.0.2.254"  # TEST-NET-1 (RFC 5737): routes nowhere
 
 
 def _dummy_address() -> str:
     """A machine with only loopback (a bare CI box) gets a dummy interface of its own.
 
-    It carries no traffic off the machine (a dummy device drops what is routed to it
-    from outside, and its /32 is reached only locally). Needs root, as CI runs.
+    A veth pair whose two ends stay on this machine (no bridge, no route out): its /32
+    is reached only locally. Needs root, as CI runs.
     """
     if subprocess.run(["ip", "addr", "show", DUMMY_IF], capture_output=True).returncode:
         for cmd in (
-            ["ip", "link", "add", DUMMY_IF, "type", "dummy"],
+            ["ip", "link", "add", DUMMY_IF, "type", "veth", "peer", "name", DUMMY_IF + "p"],
             ["ip", "addr", "add", f"{DUMMY_IP}/32", "dev", DUMMY_IF],
+            ["ip", "link", "set", DUMMY_IF + "p", "up"],
             ["ip", "link", "set", DUMMY_IF, "up"],
         ):
             out = subprocess.run(cmd, capture_output=True, text=True)
