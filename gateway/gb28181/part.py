@@ -20,7 +20,11 @@ from pydantic import ValidationError
 
 from gateway.cascade.protocol import GatewayNode
 from gateway.config import Gb28181Settings, GbUpstream
+from gateway.events.bus import EventBus
+from gateway.gb28181.alarms import AlarmForwarder
+from gateway.gb28181.changes import ChangeWatcher
 from gateway.gb28181.channels import ChannelDirectory
+from gateway.gb28181.control import AccessControl, CameraControl
 from gateway.gb28181.media_api import MediaBackend
 from gateway.gb28181.upstream import UpstreamClient
 from gateway.store.db import Database
@@ -49,6 +53,9 @@ class Gb28181Part:
         media: MediaBackend | None,
         overrides_path: Path | None = None,
         backoff_s: float = 1.0,
+        cameras: CameraControl | None = None,
+        bus: EventBus | None = None,
+        changes_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -69,6 +76,9 @@ class Gb28181Part:
         self.clients: dict[str, UpstreamClient] = {}
         self._lock = asyncio.Lock()
         self._started = False
+        self.cameras, self.bus = cameras, bus  # PTZ for DeviceControl; events for alarms
+        self.changes = ChangeWatcher(lambda: self.clients, changes_s)
+        self.alarms = AlarmForwarder(lambda: self.clients)
 
     def _client(self, cfg: GbUpstream) -> UpstreamClient:
         directory = ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
@@ -78,10 +88,15 @@ class Gb28181Part:
             media=self.media,
             t1=self.settings.sip_t1_s,
             backoff_s=self.backoff_s,
+            cameras=self.cameras,
         )
 
     async def start(self) -> None:
         self._started = True
+        self.changes.start()
+        self.alarms.start()
+        if self.bus is not None:
+            self.bus.add_listener(self.alarms.on_event)
         for cfg in self.configs.values():
             if cfg.enabled:
                 await self._start_client(cfg)
@@ -97,6 +112,10 @@ class Gb28181Part:
 
     async def stop(self) -> None:
         self._started = False
+        if self.bus is not None:
+            self.bus.remove_listener(self.alarms.on_event)
+        await self.changes.stop()
+        await self.alarms.stop()
         clients, self.clients = list(self.clients.values()), {}
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
@@ -211,4 +230,6 @@ def build(gw: Any) -> Gb28181Part | None:
         tree=lambda: tree.build(gw),
         media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
         overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
+        cameras=AccessControl(gw),
+        bus=gw.bus,
     )
