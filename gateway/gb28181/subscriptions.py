@@ -147,7 +147,7 @@ class Subscriptions:
         msg.add("Event", sub.event)
         msg.add("Contact", f"<sip:{cfg.device_id}@{self.client.agent.contact_host}>")
         if terminated:
-            msg.add("Subscription-State", "terminated;reason=timeout")
+            msg.add("Subscription-State", "terminated")
         else:
             left = int(sub.expires_at - asyncio.get_running_loop().time())
             msg.add("Subscription-State", f"active;expires={max(left, 0)}")
