@@ -65,9 +65,9 @@ class OnvifControl:
         cam = self._must(camera_id)
         if action not in PTZ_ACTIONS:
             raise ValueError(f"action must be one of {PTZ_ACTIONS}")
-        for name, value in (("pan", pan), ("tilt", tilt), ("zoom", zoom)):
+        for axis, value in (("pan", pan), ("tilt", tilt), ("zoom", zoom)):
             if not -1.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must be between -1 and 1")
+                raise ValueError(f"{axis} must be between -1 and 1")
         if not cam.ptz or not cam.main_profile:
             raise ValueError(f"camera {camera_id} has no PTZ")
         if action in ("goto_preset", "remove_preset") and not preset:
