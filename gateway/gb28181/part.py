@@ -127,6 +127,7 @@ class Gb28181Part:
         public["password_set"] = bool(cfg.password.get_secret_value())
         client = self.clients.get(uid)
         public["status"] = client.status() if client else {"id": uid, "state": "disabled"}
+        public["status"]["alarms_held"] = self.alarms.held(uid)
         return public
 
     def list_all(self) -> list[dict[str, Any]]:

@@ -134,6 +134,8 @@ class UpstreamClient:
             "local_port": self.agent.local_port,
             "channels_pushed": self.queries.channels_pushed,
             "streams_playing": self.calls.playing(),
+            "subscriptions": sorted(s.kind for s in self.subscriptions.subs.values()),
+            "ptz_commands": self.control.done,
         }
 
     async def _run(self) -> None:
