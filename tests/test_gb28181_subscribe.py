@@ -249,3 +249,71 @@ async def test_hostile_subscribes_get_sip_errors(tmp_path: Path) -> None:
     finally:
         raw.sock.close()
         await part.stop()
+
+
+async def test_a_disarmed_channel_reports_no_alarms_until_armed_again(tmp_path: Path) -> None:
+    tree = Tree()
+    db = Database(tmp_path / "gw.db")
+    bus = EventBus(db)
+    platform_port = free_port()
+    part = Gb28181Part(
+        settings(upstream(platform_port, keepalive_s=1, keepalive_misses=3)),
+        db=db,
+        tree=tree,
+        media=None,
+        bus=bus,
+    )
+    await part.start()
+    client = part.clients["county"]
+    by_path = {c.camera_path: c.gb_id for c in client.directory.channels() if c.camera_path}
+    trace = tmp_path / "platform.msgs"
+    platform = Sipp(
+        "gb_platform_ooc.xml",
+        tmp_path,
+        "-trace_msg",
+        "-message_file",
+        str(trace),
+        port=platform_port,
+    )
+
+    async def control(channel: str, element: str) -> None:
+        sipp = Sipp(
+            "gb_platform_control.xml",
+            tmp_path,
+            *("-key", "channel", channel, "-key", "server", SERVER_ID, "-key", "sn", "41"),
+            *("-key", "control", element, "-m", "1"),
+            f"{HOST}:{client.agent.local_port}",
+        )
+        try:
+            await _run(sipp, 30)
+        finally:
+            sipp.stop()
+
+    def alarms_of(path: str) -> list[str]:
+        return [b for b in _bodies(trace, "Alarm") if f"<DeviceID>{by_path[path]}<" in b]
+
+    try:
+        await wait_for(lambda: client.state == "online", 20, "registered to SIPp")
+        await control(by_path["village-1/cam-1"], "<GuardCmd>ResetGuard</GuardCmd>")  # 撤防
+        await wait_for(lambda: bool(client.control.disarmed), 10, "the channel disarmed")
+        # Alarms go out in order: once the armed camera's is there, the other was skipped.
+        for path in ("village-1/cam-1", "village-2/cam-1"):
+            await asyncio.to_thread(bus.publish, Event(camera=path, type="motion"))
+        await wait_for(lambda: bool(alarms_of("village-2/cam-1")), 20, "the armed camera's alarm")
+        assert alarms_of("village-1/cam-1") == [] and part.alarms.disarmed == 1
+        await control(by_path["village-1/cam-1"], "<GuardCmd>SetGuard</GuardCmd>")  # 布防
+        await wait_for(lambda: not client.control.disarmed, 10, "the channel armed again")
+        await asyncio.to_thread(bus.publish, Event(camera="village-1/cam-1", type="linkage"))
+        await wait_for(lambda: bool(alarms_of("village-1/cam-1")), 20, "the re-armed alarm")
+        await wait_for(lambda: len(_responses(trace)) == 2, 10, "both GuardCmd responses")
+    finally:
+        platform.stop()
+        await part.stop()
+    (linkage,) = alarms_of("village-1/cam-1")
+    assert "<AlarmMethod>7</AlarmMethod>" in linkage and "<AlarmType>" not in linkage
+    assert all("<Result>OK</Result>" in r and "<SN>41</SN>" in r for r in _responses(trace))
+
+
+def _responses(trace: Path) -> list[str]:
+    text = trace.read_bytes().decode("gb18030", "replace") if trace.exists() else ""
+    return [r for r in re.findall(r"<Response>.*?</Response>", text, re.S) if "DeviceControl" in r]

@@ -9,9 +9,11 @@ Codes (the same in both editions): AlarmMethod 5 = video alarm (视频报警), w
 what ONVIF's tamper / scene-change / blur events are); AlarmMethod 7 = other (其他报警)
 for linkage. Priority 1 (highest) … 4.
 
-Each platform has a bounded queue: while it is unreachable alarms are held and retried
-with backoff, at most :data:`MAX_HELD` of them (the oldest dropped first and counted)
-and none older than :data:`MAX_AGE_S`.
+A platform's ``GuardCmd ResetGuard`` (撤防) for a channel, or for this device, stops
+its alarms to that platform until ``SetGuard``. Each platform has a bounded queue:
+while it is unreachable alarms are held and retried with backoff, at most
+:data:`MAX_HELD` of them (the oldest dropped first and counted) and none older than
+:data:`MAX_AGE_S`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gateway.config import GbUpstream
 from gateway.events.model import Event
 from gateway.gb28181 import manscdp
 from gateway.gb28181.channels import ChannelDirectory
+from gateway.gb28181.control import DeviceControl
 from gateway.gb28181.sip.agent import SipTimeout
 from gateway.gb28181.subscriptions import Subscriptions
 
@@ -62,6 +65,7 @@ class Client(Protocol):
     cfg: GbUpstream
     directory: ChannelDirectory
     subscriptions: Subscriptions
+    control: DeviceControl
     state: str
 
     def next_sn(self) -> int: ...
@@ -100,6 +104,7 @@ class AlarmForwarder:
         self.delivered = 0
         self.dropped = 0
         self.expired = 0
+        self.disarmed = 0  # alarms not sent because the platform disarmed the channel
         self._queues: dict[str, deque[Held]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -167,7 +172,6 @@ class AlarmForwarder:
             if ok:
                 if queue and queue[0] is held:
                     queue.popleft()
-                self.delivered += 1
                 continue
             delay = BACKOFF_S[min(held.tries, len(BACKOFF_S) - 1)]
             held.tries += 1
@@ -181,6 +185,10 @@ class AlarmForwarder:
         if channel is None:
             log.info("gb28181 %s: alarm for %s, which is not a channel: dropped", cfg.id, ev.camera)
             return True  # nothing to retry
+        if not client.control.armed(channel):
+            log.info("gb28181 %s: alarm of %s not sent: disarmed (ResetGuard)", cfg.id, ev.camera)
+            self.disarmed += 1
+            return True
         body = manscdp.render(
             "Notify",
             [
@@ -196,6 +204,7 @@ class AlarmForwarder:
             log.info("gb28181 %s: alarm for %s not delivered: %s", cfg.id, ev.camera, err)
             return False
         if ok:
+            self.delivered += 1
             log.info("gb28181 %s: %s alarm of %s sent as %s", cfg.id, ev.type, ev.camera, channel)
         return ok
 

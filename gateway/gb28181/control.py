@@ -1,8 +1,10 @@
 """DeviceControl from the platform (GB/T 28181-2016 A.2.3.1): ``PTZCmd`` (moves, stop and
 presets 预置位) → our PTZ, locally over ONVIF or through the cascade for a child's camera
-(:mod:`gateway.cascade.access` routes by path). TeleBoot, RecordCmd, GuardCmd, AlarmCmd,
-DragZoom and HomePosition are not supported here: the MESSAGE gets its 200 and, where the
-standard asks for one, a ``Response`` with ``Result`` ERROR, and one log line says why.
+(:mod:`gateway.cascade.access` routes by path). ``GuardCmd`` (布防/撤防) arms or disarms
+the alarm reports of one channel, or of all when it names this device; answered with a
+``Response`` (Result OK). TeleBoot, RecordCmd, AlarmCmd and DragZoom are not supported
+here: the MESSAGE gets its 200 and, where the standard asks for one, a ``Response`` with
+``Result`` ERROR, and one log line says why.
 
 A malformed PTZCmd (wrong checksum, conflicting direction bits) is refused with 400; an
 unknown channel with 404. Commands to one camera run in arrival order (a stop never
@@ -22,7 +24,7 @@ from gateway.gb28181.sip.message import SipMessage
 
 log = logging.getLogger(__name__)
 # Control elements other than PTZCmd: all need a Response (A.2.6.?) except TeleBoot/IFame.
-UNSUPPORTED = ("TeleBoot", "RecordCmd", "GuardCmd", "AlarmCmd", "DragZoomIn", "DragZoomOut")
+UNSUPPORTED = ("TeleBoot", "RecordCmd", "AlarmCmd", "DragZoomIn", "DragZoomOut")
 NO_RESPONSE = ("TeleBoot", "IFameCmd", "PTZCmd")
 PRESET_NAME = "gb-{n}"  # presets we set for a platform are named so
 
@@ -74,6 +76,7 @@ class DeviceControl:
         self.cameras = cameras
         self.done = 0  # commands carried out (for tests and the status page)
         self.failed = 0
+        self.disarmed: set[str] = set()  # channel ids (or our device id: all) not reporting alarms
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -99,6 +102,11 @@ class DeviceControl:
                 return make_response(req, 404, "Channel Not Found", new_tag())
             self._spawn(self._ptz(channel.camera_path, command))
             return make_response(req, 200, "OK", new_tag())
+        guard = msg.xml.findtext("GuardCmd")
+        if guard is not None:
+            result = self._guard(msg.device_id, guard.strip())
+            self._spawn(self._respond(msg, result))
+            return make_response(req, 200, "OK", new_tag())
         what = next((e.tag for e in msg.xml if e.tag in UNSUPPORTED), None)
         what = what or next((e.tag for e in msg.xml if e.tag not in _HEAD), "(nothing)")
         log.info(
@@ -110,6 +118,24 @@ class DeviceControl:
         if what not in NO_RESPONSE:
             self._spawn(self._respond(msg, "ERROR"))
         return make_response(req, 200, "OK", new_tag())
+
+    def armed(self, channel_id: str) -> bool:
+        """Whether alarms of ``channel_id`` are reported (not disarmed, nor the device)."""
+        return not ({channel_id, self.client.cfg.device_id} & self.disarmed)
+
+    def _guard(self, target: str, command: str) -> str:
+        cfg = self.client.cfg
+        if command not in ("SetGuard", "ResetGuard") or not target.isdigit() or len(target) != 20:
+            log.info("gb28181 %s: GuardCmd %r for %r refused", cfg.id, command[:20], target[:24])
+            return "ERROR"
+        if target == cfg.device_id and command == "SetGuard":
+            self.disarmed.clear()
+        elif command == "SetGuard":
+            self.disarmed.discard(target)
+        elif len(self.disarmed) < 10_000:
+            self.disarmed.add(target)
+        log.info("gb28181 %s: %s for %s", cfg.id, command, target)
+        return "OK"
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
