@@ -1,6 +1,7 @@
 """The 8-byte PTZCmd of GB/T 28181 (A.3): directions, speeds, presets and the checksum, with
 the bytes WVP-GB28181-pro sends; hostile commands refused with PtzCmdError only (fuzzed);
-GB preset numbers resolved to ONVIF tokens; catalog change events from two trees."""
+GB preset numbers resolved to ONVIF tokens; catalog change events from two trees; alarm
+subscription filters (priority span, AlarmMethod), fuzzed too."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.gb28181 import ptzcmd
+from gateway.gb28181 import manscdp, ptzcmd
+from gateway.gb28181.alarms import CODES
 from gateway.gb28181.changes import diff
 from gateway.gb28181.channels import Channel
 from gateway.gb28181.control import find_preset
+from gateway.gb28181.subscriptions import Subscription, alarm_filter
 
 FAST = settings(max_examples=400, deadline=None)
 
@@ -141,3 +144,42 @@ def test_catalog_changes_become_on_off_vlost_add_del_update() -> None:
         ("f", "ADD"),
     }
     assert diff(new, new) == []
+
+
+def _alarm_query(extra: str) -> manscdp.Query:
+    body = f"<Query><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>1</DeviceID>{extra}</Query>"
+    return manscdp.parse(body.encode(), "gb2312")
+
+
+def test_alarm_subscription_filters_by_priority_and_method() -> None:
+    wanted = _alarm_query(
+        "<StartAlarmPriority>1</StartAlarmPriority><EndAlarmPriority>2</EndAlarmPriority>"
+        "<AlarmMethod>5</AlarmMethod>"
+    )
+    assert alarm_filter(wanted) == ((1, 2), frozenset({5}))
+    assert alarm_filter(_alarm_query("<AlarmMethod>0</AlarmMethod>")) == ((1, 4), frozenset())
+    assert alarm_filter(_alarm_query("<AlarmMethod>1/5</AlarmMethod>"))[1] == {1, 5}
+    assert alarm_filter(_alarm_query("<StartAlarmPriority>9</StartAlarmPriority>"))[0] == (1, 4)
+    sub = Subscription("Alarm", "c", "l", "r", "t", "Alarm", "1", 0.0)
+    sub.priorities, sub.methods = alarm_filter(wanted)
+    tamper, motion, linkage = CODES["tamper"], CODES["motion"], CODES["linkage"]
+    assert sub.wants(tamper.priority, tamper.method)  # 2, video alarm
+    assert not sub.wants(motion.priority, motion.method)  # priority 3
+    assert not sub.wants(linkage.priority, linkage.method)  # method 7
+
+
+@FAST
+@given(st.text(max_size=12), st.text(max_size=12), st.text(max_size=20))
+def test_alarm_filters_never_fail_on_hostile_values(low: str, high: str, method: str) -> None:
+    esc = {ord("<"): "", ord("&"): "", ord(">"): ""}
+    extra = (
+        f"<StartAlarmPriority>{low.translate(esc)}</StartAlarmPriority>"
+        f"<EndAlarmPriority>{high.translate(esc)}</EndAlarmPriority>"
+        f"<AlarmMethod>{method.translate(esc)}</AlarmMethod>"
+    )
+    try:
+        query = _alarm_query(extra)
+    except manscdp.ManscdpError:
+        return
+    (lo, hi), methods = alarm_filter(query)
+    assert 1 <= lo <= hi <= 4 and all(1 <= m <= 9 for m in methods)

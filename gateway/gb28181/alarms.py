@@ -199,7 +199,8 @@ class AlarmForwarder:
             cfg.charset,
         )
         try:
-            ok = await client.subscriptions.deliver("Alarm", body)
+            code = CODES[ev.type]
+            ok = await client.subscriptions.deliver("Alarm", body, (code.priority, code.method))
         except (SipTimeout, OSError) as err:
             log.info("gb28181 %s: alarm for %s not delivered: %s", cfg.id, ev.camera, err)
             return False

@@ -41,6 +41,29 @@ class Subscription:
     expires_at: float  # loop time
     cseq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     notified: int = 0
+    priorities: tuple[int, int] = (1, 4)  # Alarm: StartAlarmPriority..EndAlarmPriority
+    methods: frozenset[int] = frozenset()  # Alarm: AlarmMethod codes wanted (empty: all)
+
+    def wants(self, priority: int, method: int) -> bool:
+        """Whether an alarm of ``priority`` and ``method`` passes this subscription's filter."""
+        low, high = self.priorities
+        return low <= priority <= high and (not self.methods or method in self.methods)
+
+
+def alarm_filter(query: manscdp.Query | None) -> tuple[tuple[int, int], frozenset[int]]:
+    """StartAlarmPriority / EndAlarmPriority / AlarmMethod of an Alarm subscription; absent,
+    0 or unreadable values mean "all" (AlarmMethod may list codes: ``1/5`` or ``15``)."""
+    if query is None:
+        return (1, 4), frozenset()
+
+    def level(tag: str, default: int) -> int:
+        text = (query.xml.findtext(tag) or "").strip()
+        return int(text) if text.isascii() and text.isdigit() and 1 <= int(text) <= 4 else default
+
+    low, high = level("StartAlarmPriority", 1), level("EndAlarmPriority", 4)
+    raw = (query.xml.findtext("AlarmMethod") or "").strip()[:16]
+    methods = frozenset(int(c) for c in raw if c.isascii() and c.isdigit() and c != "0")
+    return (min(low, high), max(low, high)), methods
 
 
 class Subscriptions:
@@ -100,6 +123,8 @@ class Subscriptions:
             sn=query.sn if query is not None else "0",
             expires_at=loop.time() + expires,
         )
+        if kind == "Alarm":
+            sub.priorities, sub.methods = alarm_filter(query)
         self.subs[req.call_id] = sub
         log.info("gb28181 %s: %s subscription for %d s", cfg.id, kind, expires)
         return self._ok(req, sub, expires, query)
@@ -168,10 +193,15 @@ class Subscriptions:
         self.sent_notify += 1
         return True
 
-    async def deliver(self, kind: str, body: bytes) -> bool:
+    async def deliver(self, kind: str, body: bytes, alarm: tuple[int, int] | None = None) -> bool:
         """``body`` to the platform: NOTIFY to every live ``kind`` subscription, else a
-        MESSAGE. True when at least one copy was accepted (2xx)."""
+        MESSAGE. True when at least one copy was accepted (2xx), or when the platform's
+        alarm subscriptions all filter this ``alarm`` (priority, method) out."""
         subs = self.active(kind)
+        if subs and alarm is not None:
+            subs = [s for s in subs if s.wants(*alarm)]
+            if not subs:
+                return True
         if subs:
             results = await asyncio.gather(*(self._notify(s, body) for s in subs))
             return any(results)
