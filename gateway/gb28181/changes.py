@@ -84,16 +84,19 @@ class ChangeWatcher:
         self.sent = 0  # items delivered
         self._seen: dict[int, dict[str, Channel]] = {}  # by id(client): replaced clients start over
         self._task: asyncio.Task[None] | None = None
+        self._busy: dict[int, asyncio.Task[None]] = {}  # the running check of each platform
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gb28181-catalog-changes")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._busy.values()) if t is not None]
+        self._task, self._busy = None, {}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _run(self) -> None:
         while True:
@@ -101,11 +104,18 @@ class ChangeWatcher:
             clients = list(self.clients().values())
             alive = {id(c) for c in clients}
             self._seen = {k: v for k, v in self._seen.items() if k in alive}
+            self._busy = {k: t for k, t in self._busy.items() if k in alive and not t.done()}
             for client in clients:
-                try:
-                    await self.check(client)
-                except Exception:
-                    log.exception("gb28181 %s: catalog change check failed", client.cfg.id)
+                # One task per platform: a platform that does not answer (Timer F) delays
+                # only its own notifications; it is compared again once that one ends.
+                if id(client) not in self._busy:
+                    self._busy[id(client)] = asyncio.create_task(self._check_logged(client))
+
+    async def _check_logged(self, client: Client) -> None:
+        try:
+            await self.check(client)
+        except Exception:
+            log.exception("gb28181 %s: catalog change check failed", client.cfg.id)
 
     async def check(self, client: Client) -> int:
         """Compare once and deliver; returns the number of items sent."""
