@@ -3,7 +3,8 @@ a Catalog subscription gets 200 with Expires and a NOTIFY when a camera goes off
 refreshed and ended with Expires: 0 (last NOTIFY terminated); without a subscription a
 change comes as a Catalog MESSAGE; a motion event arrives as an Alarm NOTIFY to an alarm
 subscription, and as a MESSAGE without one; an alarm raised while the platform is down is
-held and delivered once it is back. Hostile SUBSCRIBEs get SIP errors."""
+held and delivered once it is back; a disarmed channel (GuardCmd) reports nothing until armed;
+each platform gets the alarms of the cameras it shares. Hostile SUBSCRIBEs get SIP errors."""
 
 from __future__ import annotations
 
@@ -317,3 +318,47 @@ async def test_a_disarmed_channel_reports_no_alarms_until_armed_again(tmp_path: 
 def _responses(trace: Path) -> list[str]:
     text = trace.read_bytes().decode("gb18030", "replace") if trace.exists() else ""
     return [r for r in re.findall(r"<Response>.*?</Response>", text, re.S) if "DeviceControl" in r]
+
+
+async def test_each_platform_gets_the_alarms_of_the_cameras_it_shares(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    bus = EventBus(db)
+    county_port, city_port = free_port(), free_port()
+    part = Gb28181Part(
+        settings(
+            upstream(county_port),
+            upstream(city_port, id="city", share=["village-2/*"]),
+        ),
+        db=db,
+        tree=Tree(),
+        media=None,
+        bus=bus,
+    )
+    await part.start()
+    directories = {uid: c.directory for uid, c in part.clients.items()}
+    traces = {uid: tmp_path / f"{uid}.msgs" for uid in ("county", "city")}
+    sipps = [
+        Sipp("gb_platform_ooc.xml", tmp_path, "-trace_msg", "-message_file", str(trace), port=port)
+        for trace, port in ((traces["county"], county_port), (traces["city"], city_port))
+    ]
+    try:
+        for client in part.clients.values():
+            await wait_for(lambda c=client: c.state == "online", 20, f"{client.cfg.id} online")
+        for path in ("village-1/cam-1", "village-2/cam-1"):
+            await asyncio.to_thread(bus.publish, Event(camera=path, type="camera_motion"))
+        await wait_for(lambda: part.alarms.delivered == 3, 20, "three alarms delivered")
+    finally:
+        for sipp in sipps:
+            sipp.stop()
+        await part.stop()
+
+    def channels(uid: str) -> set[str]:
+        return {
+            c.camera_path
+            for c in directories[uid].channels()
+            for body in _bodies(traces[uid], "Alarm")
+            if c.camera_path and f"<DeviceID>{c.gb_id}</DeviceID>" in body
+        }
+
+    assert channels("county") == {"village-1/cam-1", "village-2/cam-1"}
+    assert channels("city") == {"village-2/cam-1"}
