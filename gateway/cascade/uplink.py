@@ -172,13 +172,13 @@ class Uplink:
         target = _address(self.parent.url)
         # Only a parent that is down is probed: one whose port answers but refuses the
         # session (a revoked token, say) keeps the plain backoff.
-        probe = bool(target) and wait > PROBE_EVERY_S and not await port_open(*target)
+        probe = target is not None and wait > PROBE_EVERY_S and not await port_open(*target)
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), min(left, PROBE_EVERY_S))
                 return
-            if probe and await port_open(*target):
+            if probe and target is not None and await port_open(*target):
                 return
 
     async def _session(self) -> None:
