@@ -113,8 +113,15 @@ def test_a_village_camera_going_offline_reaches_the_platform_as_a_notify(
                 and state["status"]["state"] == "online"
             )
 
-        # Something keeps cam-01's stream open, so its loss is seen at once.
-        assert lv.village.client.get("/api/v1/tree/cameras/cam-01/snapshot.jpg").status_code == 200
+        # Something keeps cam-01's stream open (its motion detector), so its loss is seen at
+        # once; a snapshot proves the stream runs (the village may still be connecting).
+        wait_for(
+            lambda: (
+                lv.village.client.get("/api/v1/tree/cameras/cam-01/snapshot.jpg").status_code == 200
+            ),
+            30,
+            "a snapshot of cam-01 at the village",
+        )
         wait_for(ready, 60, "both village cameras at the city, the city registered to SIPp")
         channel = wait_for(lambda: _channel_id(lv.city, CAM), 20, "the camera's channel id")
         ptz_channel = wait_for(lambda: _channel_id(lv.city, PTZ_CAM), 20, "the PTZ channel id")
