@@ -111,7 +111,7 @@ async def test_catalog_subscription_notifies_a_camera_going_offline_then_ends(
         (sub,) = client.subscriptions.subs.values()
         assert sub.kind == "Catalog" and sub.target.endswith(f":{platform_port}")
         assert client.status()["subscriptions"] == ["Catalog"]
-        await asyncio.sleep(0.5)  # the watcher has its baseline
+        await wait_for(lambda: part.changes.watching(client), 10, "the watcher's baseline")
         tree.status["village-2/cam-1"] = "offline"
         t0 = time.monotonic()
         await _run(sipp, 30)

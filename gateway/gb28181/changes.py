@@ -86,6 +86,10 @@ class ChangeWatcher:
         self._task: asyncio.Task[None] | None = None
         self._busy: dict[int, asyncio.Task[None]] = {}  # the running check of each platform
 
+    def watching(self, client: Client) -> bool:
+        """Whether ``client`` has a baseline (a change from now on will be reported)."""
+        return id(client) in self._seen
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gb28181-catalog-changes")
 
