@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,26 +57,39 @@ def start_system(tmp: Path, base: str) -> Iterator[System]:
             name="town",
         )
         started.append(town)
-        villages = {}
-        for n, (vid, vname) in enumerate([("village-1", "东村"), ("village-2", "西村")], 1):
-            village = GatewayProcess(
-                tmp,
-                {
-                    **QUIET,
-                    "cameras": [_camera(sim.cameras[n])],
-                    "cascade": {
-                        "level": "village",
-                        "id": vid,
-                        "name": vname,
-                        "heartbeat_s": 1,
-                        "offline_after_s": 3,
-                        "parent": {"url": town.base_url, "token": issue_token_api(town, vid)},
-                    },
+        tokens = {vid: issue_token_api(town, vid) for vid in ("village-1", "village-2")}
+
+        def village(n: int, vid: str, vname: str) -> GatewayProcess:
+            cfg = {
+                **QUIET,
+                "cameras": [_camera(sim.cameras[n])],
+                "cascade": {
+                    "level": "village",
+                    "id": vid,
+                    "name": vname,
+                    "heartbeat_s": 1,
+                    "offline_after_s": 3,
+                    "parent": {"url": town.base_url, "token": tokens[vid]},
                 },
-                name=vid,
-            )
-            started.append(village)
-            villages[vid] = village
+            }
+            return GatewayProcess(tmp, cfg, name=vid)
+
+        # Both villages start at once (each start waits for its HTTP port and a login).
+        with ThreadPoolExecutor(2) as pool:
+            futures = {
+                vid: pool.submit(village, n, vid, vname)
+                for n, (vid, vname) in enumerate([("village-1", "东村"), ("village-2", "西村")], 1)
+            }
+            villages = {}
+            for vid, future in futures.items():
+                try:
+                    villages[vid] = future.result()
+                except Exception:
+                    for other in futures.values():
+                        if other.done() and other.exception() is None:
+                            other.result().stop()
+                    raise
+        started.extend(villages.values())
         system = System(sim, town, villages)
         for path in ("cam-01", "village-1/cam-01", "village-2/cam-01"):
             wait_for(lambda p=path: closed_segments(town, p), 60, f"recordings of {path}")

@@ -39,7 +39,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     yield from start_system(tmp_path_factory.mktemp("export"), "127.0.81.1")
 
 
-def _recent_span(system: System, seconds: float = 6.0) -> tuple[float, float]:
+def _recent_span(system: System, seconds: float = 4.0) -> tuple[float, float]:
     """A span that both villages have recorded (their latest closed segments)."""
 
     def ends() -> list[float]:
