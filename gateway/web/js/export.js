@@ -57,6 +57,14 @@ function filterCameras() {
 
 function stateText(state) { return t(`ex_${state}`); }
 
+// The API's messages read "English / 中文": show the operator's language.
+export function localise(message) {
+  const text = String(message || "");
+  const cut = text.lastIndexOf(" / ");
+  if (cut < 0) return text;
+  return getLang() === "en" ? text.slice(0, cut) : text.slice(cut + 3);
+}
+
 function downloadHref(job) {
   const token = localStorage.getItem("gw_token");
   return token ? `${job.download}?access_token=${encodeURIComponent(token)}` : job.download;
@@ -64,16 +72,16 @@ function downloadHref(job) {
 
 function camResult(cam) {
   const secs = `${t("ex_recorded")} ${Math.round(cam.recorded_seconds)}/${Math.round(cam.requested_seconds)} ${t("ex_seconds")}`;
-  const gaps = cam.gaps.length ? `, ${t("ex_gaps")} ${cam.gaps.length}` : "";
+  const gaps = cam.gaps.length && cam.state !== "empty" ? `, ${t("ex_gaps")} ${cam.gaps.length}` : "";
   return el("span", { class: `cam-result st-${cam.state}`, dataset: { path: cam.path, state: cam.state } },
     `${cam.place} · ${cam.name || cam.path}: ${stateText(cam.state)} (${secs}${gaps})`,
-    cam.reason ? ` — ${cam.reason}` : "");
+    cam.reason && cam.state === "failed" ? ` — ${localise(cam.reason)}` : "");
 }
 
 function row(job) {
   const active = job.state === "queued" || job.state === "running";
   const actions = el("td", {});
-  if (job.download) actions.append(el("a", { class: "export-download", href: downloadHref(job), download: "" }, t("ex_download")), " ");
+  if (job.download) actions.append(el("a", { class: "export-download button", href: downloadHref(job), download: "" }, t("ex_download")), " ");
   actions.append(el("button", { type: "button", class: "export-delete", onclick: () => remove(job) }, t("ex_delete")));
   return el("tr", { dataset: { id: job.id, state: job.state } },
     el("td", {}, fmtTime(job.created), el("br"), el("small", { class: "hint" }, job.id)),
@@ -81,7 +89,7 @@ function row(job) {
     el("td", {}, job.title || ""),
     el("td", {}, fmtTime(job.start), " – ", fmtTime(job.end)),
     el("td", {}, ...job.cameras.map(camResult)),
-    el("td", { class: `st-${job.state} export-state` }, stateText(job.state), job.error && !active ? el("div", { class: "hint" }, job.error) : null),
+    el("td", { class: `st-${job.state} export-state` }, stateText(job.state), job.error && !active ? el("div", { class: "hint" }, localise(job.error)) : null),
     el("td", {}, el("progress", { max: "100", value: String(Math.round(job.progress * 100)) }), ` ${Math.round(job.progress * 100)}%`),
     actions);
 }
@@ -115,7 +123,7 @@ async function submit(event) {
       cameras: chosen, start: iso($("export-start").value), end: iso($("export-end").value), title: $("export-title").value.trim(),
     } });
   } catch (err) {
-    $("export-error").textContent = err.message;
+    $("export-error").textContent = localise(err.message);
     return;
   }
   await refresh();
