@@ -140,8 +140,22 @@ def test_an_export_across_two_villages_downloads_signed_and_verifies(system, tmp
     assert ("create", job["id"]) in ops and ("download", job["id"]) in ops
     created = next(e for e in entries["entries"] if e["detail"].get("export") == job["id"])
     assert created["user"] == "admin"
+
+    # The exported span is locked where it is recorded (the villages) until the export goes.
+    def locked_at(village: str) -> list[bool]:
+        gw = system.villages[village]
+        r = gw.client.get(
+            "/api/v1/recordings", params={"camera": "cam-01", "start": iso(t0), "end": iso(t1)}
+        )
+        return [s["locked"] for s in r.json()["segments"] if not s["recording"]]
+
+    assert all(c["locked"] for c in manifest["cameras"])
+    for village in system.villages:
+        assert locked_at(village) and all(locked_at(village)), village
     assert system.town.client.delete(f"/api/v1/exports/{job['id']}").status_code == 204
     assert system.town.client.get(f"/api/v1/exports/{job['id']}").status_code == 404
+    for village in system.villages:
+        assert not any(locked_at(village)), village
 
 
 def test_bad_export_requests_get_clear_errors_and_create_nothing(system):

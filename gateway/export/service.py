@@ -7,8 +7,10 @@ run is cut into MP4 clips (remuxed by the gateway that records the camera), and 
 clips, a signed manifest and a readme go into one ZIP. A camera whose footage cannot be
 read (its child offline) is marked failed with the reason; the others finish.
 
-Local footage in an export's span is locked against retention (``rec_locks`` with the
-owner ``export:<id>``) from the moment the job is accepted until the export is deleted.
+Footage in an export's span is locked against retention (``rec_locks``, owner
+``export:<gateway>/<id>``) where it is recorded: this gateway's cameras when the job is
+accepted, a child's camera (through the tree, :func:`gateway.cascade.access.lock`) when the
+job reaches it. Deleting the export releases the locks; a child offline then is retried.
 Finished exports together stay under ``export.max_mb``; a clip that would not fit, or
 that would push the recordings disk past its retention limits (so that footage would be
 evicted to make room), fails its camera with a clear reason instead.
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.cascade import access
 from gateway.config import ExportSettings
 from gateway.export import bundle
 from gateway.export.readme import readme
@@ -36,6 +39,10 @@ from gateway.store import recordings as rec_store
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 1.0
+UNLOCK_RETRY_S = 30.0
+# What the manifest says of each camera.
+CAMERA_KEYS = ("path", "name", "place", "state", "reason", "locked", "lock_error")
+CAMERA_KEYS += ("requested_seconds", "recorded_seconds", "gaps", "files")
 ACTIVE = ("queued", "running")
 
 
@@ -45,10 +52,6 @@ class ExportRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def lock_owner(export_id: str) -> str:
-    return f"export:{export_id}"
 
 
 class Exporter:
@@ -62,6 +65,7 @@ class Exporter:
         self.key = SigningKey(Path(gw.data_dir) / KEY_FILE)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._unlocker: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._last_save = 0.0
@@ -76,12 +80,14 @@ class Exporter:
                 shutil.rmtree(self._work(job["id"]), ignore_errors=True)
                 store.save(self.gw.db, job)
         self._worker = asyncio.create_task(self._work_loop(), name="export-worker")
+        self._unlocker = asyncio.create_task(self._unlock_loop(), name="export-unlocks")
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        for task in (self._worker, self._unlocker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     # -- files and space --------------------------------------------------------------------
     def _work(self, export_id: str) -> Path:
@@ -192,10 +198,65 @@ class Exporter:
         self._queue.put_nowait(export_id)
         return job
 
+    # -- retention locks ----------------------------------------------------------------
+    def owner(self, export_id: str) -> str:
+        """The name of an export's locks, unique in the whole tree."""
+        return f"{access.LOCK_OWNER_PREFIX}{self.gw.path}/{export_id}"
+
     def _lock_local(self, job: dict[str, Any], start: float, end: float) -> None:
+        """Lock this gateway's cameras' span at once (a queued job must not lose it)."""
         for cam in job["cameras"]:
             if "/" not in cam["path"] and self.gw.part("recorder") is not None:
-                rec_store.add_lock(self.gw.db, cam["path"], start, end, lock_owner(job["id"]))
+                rec_store.add_lock(self.gw.db, cam["path"], start, end, self.owner(job["id"]))
+                cam["locked"] = True
+
+    async def lock_remote(
+        self, job: dict[str, Any], cam: dict[str, Any], t0: float, t1: float
+    ) -> None:
+        """Lock a child's camera's span where it is recorded; a failure is noted, not fatal."""
+        params = {"owner": self.owner(job["id"]), "start": iso(t0), "end": iso(t1), "locked": True}
+        try:
+            await access.lock(self.gw, cam["path"], params)
+            cam["locked"] = True
+        except (access.AccessError, TimeoutError, ConnectionError) as err:
+            cam["locked"] = False
+            cam["lock_error"] = str(err)[:300]
+            log.warning(
+                "export %s: could not lock %s at its gateway: %s", job["id"], cam["path"], err
+            )
+
+    async def _unlock_remote(self, owner: str, path: str) -> bool:
+        try:
+            await access.lock(self.gw, path, {"owner": owner, "locked": False})
+        except access.AccessError as err:
+            # The camera or its child is gone for good (404): nothing left to release.
+            return err.status == 404
+        except (TimeoutError, ConnectionError):
+            return False
+        return True
+
+    async def _release(self, job: dict[str, Any]) -> None:
+        """Drop the export's locks here and at every child; retry later where a child is offline."""
+        owner = self.owner(job["id"])
+        await asyncio.to_thread(rec_store.remove_event_locks, self.gw.db, owner)
+        for cam in job["cameras"]:
+            if "/" in cam["path"] and not await self._unlock_remote(owner, cam["path"]):
+                await asyncio.to_thread(
+                    store.add_unlock, self.gw.db, owner, cam["path"], time.time()
+                )
+                log.info(
+                    "export %s: lock on %s released later (child offline)", job["id"], cam["path"]
+                )
+
+    async def _unlock_loop(self) -> None:
+        while True:
+            await asyncio.sleep(UNLOCK_RETRY_S)
+            try:
+                for owner, path in await asyncio.to_thread(store.pending_unlocks, self.gw.db):
+                    if await self._unlock_remote(owner, path):
+                        await asyncio.to_thread(store.done_unlock, self.gw.db, owner, path)
+            except Exception:
+                log.exception("export: releasing locks at children failed")
 
     def get(self, export_id: str) -> dict[str, Any] | None:
         return store.get(self.gw.db, export_id)
@@ -214,13 +275,13 @@ class Exporter:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.to_thread(self._remove, export_id)
+        await self._release(job)
         return True
 
     def _remove(self, export_id: str) -> None:
         shutil.rmtree(self._work(export_id), ignore_errors=True)
         self.zip_path(export_id).unlink(missing_ok=True)
         self.zip_path(export_id).with_suffix(".part").unlink(missing_ok=True)
-        rec_store.remove_event_locks(self.gw.db, lock_owner(export_id))
         store.delete(self.gw.db, export_id)
 
     async def _work_loop(self) -> None:
@@ -290,23 +351,7 @@ class Exporter:
             "exported_by": {"user": job["user"], "role": job["role"], "client": job["client"]},
             "exported_at": job["exported_at"],
             "requested": {"start": job["start"], "end": job["end"]},
-            "cameras": [
-                {
-                    k: cam[k]
-                    for k in (
-                        "path",
-                        "name",
-                        "place",
-                        "state",
-                        "reason",
-                        "requested_seconds",
-                        "recorded_seconds",
-                        "gaps",
-                        "files",
-                    )
-                }
-                for cam in job["cameras"]
-            ],
+            "cameras": [{k: cam.get(k) for k in CAMERA_KEYS} for cam in job["cameras"]],
         }
         out = self.zip_path(job["id"])
         bundle.write_zip(out, manifest, files, readme(job, self.key.fingerprint), self.key)

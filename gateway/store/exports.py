@@ -18,6 +18,15 @@ MIGRATIONS = [
     );
     CREATE INDEX exports_created ON exports(created)
     """,
+    # Locks of deleted exports that a child could not release yet (it was offline).
+    """
+    CREATE TABLE export_unlocks (
+        owner TEXT NOT NULL,
+        path TEXT NOT NULL,
+        since REAL NOT NULL,
+        PRIMARY KEY (owner, path)
+    )
+    """,
 ]
 
 
@@ -47,3 +56,18 @@ def all_jobs(db: Database) -> list[dict[str, Any]]:
 
 def delete(db: Database, export_id: str) -> bool:
     return db.execute("DELETE FROM exports WHERE id = ?", (export_id,)) > 0
+
+
+def add_unlock(db: Database, owner: str, path: str, since: float) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO export_unlocks(owner, path, since) VALUES (?, ?, ?)",
+        (owner, path, since),
+    )
+
+
+def pending_unlocks(db: Database) -> list[tuple[str, str]]:
+    return [(r["owner"], r["path"]) for r in db.query("SELECT owner, path FROM export_unlocks")]
+
+
+def done_unlock(db: Database, owner: str, path: str) -> None:
+    db.execute("DELETE FROM export_unlocks WHERE owner = ? AND path = ?", (owner, path))
