@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 
 
 class ExportRequest(BaseModel):
-    cameras: list[str] = Field(
+    cameras: list[Annotated[str, Field(max_length=640)]] = Field(
         min_length=1, max_length=256, description="Camera paths (local or below, as in the tree)"
     )
     start: str = Field(max_length=64, description="ISO 8601 (naive times are UTC)")
