@@ -39,7 +39,7 @@ async def run_job(exporter: Any, job: dict[str, Any]) -> None:
         job["progress"] = round(base, 4)
         await exporter._save(job, force=True)
         if "/" in cam["path"]:
-            await exporter.lock_remote(job, cam, t0, t1)
+            await exporter.locks.lock_remote(job, cam, t0, t1)
         try:
             runs = await sources.recorded_runs(gw, cam["path"], t0, t1)
         except sources.SourceError as err:

@@ -24,25 +24,24 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cascade import access
 from gateway.config import ExportSettings
 from gateway.export import bundle
+from gateway.export.locks import ExportLocks
 from gateway.export.readme import readme
 from gateway.export.signing import KEY_FILE, SigningKey
 from gateway.export.sources import iso
 from gateway.store import exports as store
-from gateway.store import recordings as rec_store
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 1.0
-UNLOCK_RETRY_S = 30.0
 # What the manifest says of each camera.
-CAMERA_KEYS = ("path", "name", "place", "state", "reason", "locked", "lock_error")
-CAMERA_KEYS += ("requested_seconds", "recorded_seconds", "gaps", "files")
+CAMERA_KEYS: tuple[str, ...] = ("path", "name", "place", "state", "reason", "locked")
+CAMERA_KEYS += ("lock_error", "requested_seconds", "recorded_seconds", "gaps", "files")
 ACTIVE = ("queued", "running")
 
 
@@ -63,11 +62,14 @@ class Exporter:
         self.dir = Path(gw.data_dir) / "exports"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.key = SigningKey(Path(gw.data_dir) / KEY_FILE)
+        self.locks = ExportLocks(gw)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._unlocker: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
+        # A save of a job's progress (in a thread) and its deletion never interleave.
+        self._guard = threading.Lock()
         self._last_save = 0.0
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -79,8 +81,9 @@ class Exporter:
                 job.update(state="failed", error="interrupted by a restart / 导出被网关重启中断")
                 shutil.rmtree(self._work(job["id"]), ignore_errors=True)
                 store.save(self.gw.db, job)
+        self.sweep()
         self._worker = asyncio.create_task(self._work_loop(), name="export-worker")
-        self._unlocker = asyncio.create_task(self._unlock_loop(), name="export-unlocks")
+        self._unlocker = asyncio.create_task(self.locks.retry_loop(), name="export-unlocks")
 
     async def stop(self) -> None:
         for task in (self._worker, self._unlocker):
@@ -193,70 +196,10 @@ class Exporter:
                 for cam in found
             ],
         }
-        await asyncio.to_thread(self._lock_local, job, start, end)
+        await asyncio.to_thread(self.locks.lock_local, job, start, end)
         await asyncio.to_thread(store.save, self.gw.db, job)
         self._queue.put_nowait(export_id)
         return job
-
-    # -- retention locks ----------------------------------------------------------------
-    def owner(self, export_id: str) -> str:
-        """The name of an export's locks, unique in the whole tree."""
-        return f"{access.LOCK_OWNER_PREFIX}{self.gw.path}/{export_id}"
-
-    def _lock_local(self, job: dict[str, Any], start: float, end: float) -> None:
-        """Lock this gateway's cameras' span at once (a queued job must not lose it)."""
-        for cam in job["cameras"]:
-            if "/" not in cam["path"] and self.gw.part("recorder") is not None:
-                rec_store.add_lock(self.gw.db, cam["path"], start, end, self.owner(job["id"]))
-                cam["locked"] = True
-
-    async def lock_remote(
-        self, job: dict[str, Any], cam: dict[str, Any], t0: float, t1: float
-    ) -> None:
-        """Lock a child's camera's span where it is recorded; a failure is noted, not fatal."""
-        params = {"owner": self.owner(job["id"]), "start": iso(t0), "end": iso(t1), "locked": True}
-        try:
-            await access.lock(self.gw, cam["path"], params)
-            cam["locked"] = True
-        except (access.AccessError, TimeoutError, ConnectionError) as err:
-            cam["locked"] = False
-            cam["lock_error"] = str(err)[:300]
-            log.warning(
-                "export %s: could not lock %s at its gateway: %s", job["id"], cam["path"], err
-            )
-
-    async def _unlock_remote(self, owner: str, path: str) -> bool:
-        try:
-            await access.lock(self.gw, path, {"owner": owner, "locked": False})
-        except access.AccessError as err:
-            # The camera or its child is gone for good (404): nothing left to release.
-            return err.status == 404
-        except (TimeoutError, ConnectionError):
-            return False
-        return True
-
-    async def _release(self, job: dict[str, Any]) -> None:
-        """Drop the export's locks here and at every child; retry later where a child is offline."""
-        owner = self.owner(job["id"])
-        await asyncio.to_thread(rec_store.remove_event_locks, self.gw.db, owner)
-        for cam in job["cameras"]:
-            if "/" in cam["path"] and not await self._unlock_remote(owner, cam["path"]):
-                await asyncio.to_thread(
-                    store.add_unlock, self.gw.db, owner, cam["path"], time.time()
-                )
-                log.info(
-                    "export %s: lock on %s released later (child offline)", job["id"], cam["path"]
-                )
-
-    async def _unlock_loop(self) -> None:
-        while True:
-            await asyncio.sleep(UNLOCK_RETRY_S)
-            try:
-                for owner, path in await asyncio.to_thread(store.pending_unlocks, self.gw.db):
-                    if await self._unlock_remote(owner, path):
-                        await asyncio.to_thread(store.done_unlock, self.gw.db, owner, path)
-            except Exception:
-                log.exception("export: releasing locks at children failed")
 
     def get(self, export_id: str) -> dict[str, Any] | None:
         return store.get(self.gw.db, export_id)
@@ -275,14 +218,33 @@ class Exporter:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.to_thread(self._remove, export_id)
-        await self._release(job)
+        await self.locks.release(job)
         return True
 
     def _remove(self, export_id: str) -> None:
+        with self._guard:
+            store.delete(self.gw.db, export_id)
         shutil.rmtree(self._work(export_id), ignore_errors=True)
         self.zip_path(export_id).unlink(missing_ok=True)
         self.zip_path(export_id).with_suffix(".part").unlink(missing_ok=True)
-        store.delete(self.gw.db, export_id)
+
+    def sweep(self) -> int:
+        """Remove files of exports that no longer exist (a clip still being cut when its
+        export was deleted, a crash mid-job); returns how many went. Blocking."""
+        keep = {j["id"] for j in store.all_jobs(self.gw.db)}
+        active = {j["id"] for j in store.all_jobs(self.gw.db) if j["state"] in ACTIVE}
+        removed = 0
+        for entry in self.dir.iterdir():
+            export_id = entry.name.split(".")[0]
+            is_zip = entry.suffix == ".zip" and export_id in keep
+            if is_zip or (entry.is_dir() and export_id in active):
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     async def _work_loop(self) -> None:
         while True:
@@ -303,6 +265,8 @@ class Exporter:
                     await self._fail(export_id, "internal error; see the gateway log / 内部错误")
             finally:
                 self._running.pop(export_id, None)
+            if export_id in self._cancelled:  # its last clip may have landed after the delete
+                await asyncio.to_thread(self.sweep)
 
     async def _fail(self, export_id: str, reason: str) -> None:
         job = await asyncio.to_thread(store.get, self.gw.db, export_id)
@@ -314,8 +278,12 @@ class Exporter:
         now = time.monotonic()
         if force or now - self._last_save >= SAVE_EVERY_S:
             self._last_save = now
+            await asyncio.to_thread(self._save_sync, job)
+
+    def _save_sync(self, job: dict[str, Any]) -> None:
+        with self._guard:
             if job["id"] not in self._cancelled:
-                await asyncio.to_thread(store.save, self.gw.db, job)
+                store.save(self.gw.db, job)
 
     async def _run(self, export_id: str) -> None:
         from gateway.export.runner import run_job
