@@ -27,7 +27,6 @@ def _ts(iso: str) -> float:
 
 async def run_job(exporter: Any, job: dict[str, Any]) -> None:
     """Fill ``job`` (cameras' states, gaps, files, the ZIP) as the export runs."""
-    gw = exporter.gw
     t0, t1 = _ts(job["start"]), _ts(job["end"])
     work = exporter._work(job["id"])
     work.mkdir(parents=True, exist_ok=True)
@@ -38,45 +37,14 @@ async def run_job(exporter: Any, job: dict[str, Any]) -> None:
         cam["state"] = "running"
         job["progress"] = round(base, 4)
         await exporter._save(job, force=True)
-        if "/" in cam["path"]:
-            await exporter.locks.lock_remote(job, cam, t0, t1)
         try:
-            runs = await sources.recorded_runs(gw, cam["path"], t0, t1)
+            await _camera(exporter, job, cam, (t0, t1), work, files, (base, share))
         except sources.SourceError as err:
             cam.update(state="failed", reason=str(err))
             log.warning("export %s: camera %s failed: %s", job["id"], cam["path"], err)
-            continue
-        cam["recorded_seconds"] = round(sum(r.seconds for r in runs), 3)
-        cam["gaps"] = [
-            {"start": iso(a), "end": iso(b), "seconds": round(b - a, 3)}
-            for a, b in sources.gaps_of(runs, t0, t1)
-        ]
-        if not runs:
-            cam.update(state="empty", reason=NOTHING)
-            continue
-        total = sum(r.seconds for r in runs) or 1.0
-        done = 0.0
-        cam["state"] = "done"
-        for piece in [p for r in runs for p in sources.pieces(r)]:
-            why = await asyncio.to_thread(exporter._room_for, piece.bytes)
-            if why is not None:
-                cam.update(state="failed", reason=why)
-                break
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(piece.start))
-            name = f"clips/{cam['path']}/{len(cam['files']) + 1:03d}-{stamp}.mp4"
-            try:
-                size = await sources.fetch_clip(gw, cam["path"], piece, work / name)
-            except sources.SourceError as err:
-                cam.update(state="failed", reason=str(err))
-                log.warning("export %s: camera %s failed: %s", job["id"], cam["path"], err)
-                break
-            files[name] = work / name
-            cam["files"].append(
-                {"name": name, "start": iso(piece.start), "end": iso(piece.end), "bytes": size}
-            )
-            done += piece.seconds
-            job["progress"] = round(base + share * done / total, 4)
-            await exporter._save(job)
+        except Exception as err:  # one camera's surprise must not sink the others
+            log.exception("export %s: camera %s failed", job["id"], cam["path"])
+            cam.update(state="failed", reason=f"internal error ({type(err).__name__}) / 内部错误")
     if not files:
         shutil.rmtree(work, ignore_errors=True)
         states = {c["state"] for c in job["cameras"]}
@@ -92,3 +60,47 @@ async def run_job(exporter: Any, job: dict[str, Any]) -> None:
     job["state"] = "partial" if failed else "done"
     job["error"] = f"failed: {', '.join(failed)} / 部分摄像机失败" if failed else None
     job["progress"] = 1.0
+
+
+async def _camera(
+    exporter: Any,
+    job: dict[str, Any],
+    cam: dict[str, Any],
+    span: tuple[float, float],
+    work: Path,
+    files: dict[str, Path],
+    bar: tuple[float, float],
+) -> None:
+    """Export one camera's footage in ``span``. Raises :class:`sources.SourceError`."""
+    gw = exporter.gw
+    t0, t1 = span
+    base, share = bar
+    if "/" in cam["path"]:
+        await exporter.locks.lock_remote(job, cam, t0, t1)
+    runs = await sources.recorded_runs(gw, cam["path"], t0, t1)
+    cam["recorded_seconds"] = round(sum(r.seconds for r in runs), 3)
+    cam["gaps"] = [
+        {"start": iso(a), "end": iso(b), "seconds": round(b - a, 3)}
+        for a, b in sources.gaps_of(runs, t0, t1)
+    ]
+    if not runs:
+        cam.update(state="empty", reason=NOTHING)
+        return
+    total = sum(r.seconds for r in runs) or 1.0
+    done = 0.0
+    cam["state"] = "done"
+    for piece in [p for r in runs for p in sources.pieces(r)]:
+        why = await asyncio.to_thread(exporter._room_for, piece.bytes)
+        if why is not None:
+            cam.update(state="failed", reason=why)
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(piece.start))
+        name = f"clips/{cam['path']}/{len(cam['files']) + 1:03d}-{stamp}.mp4"
+        size = await sources.fetch_clip(gw, cam["path"], piece, work / name)
+        files[name] = work / name
+        cam["files"].append(
+            {"name": name, "start": iso(piece.start), "end": iso(piece.end), "bytes": size}
+        )
+        done += piece.seconds
+        job["progress"] = round(base + share * done / total, 4)
+        await exporter._save(job)

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
+
 from gateway.cascade import access
 from gateway.recorder.playback import MAX_CLIP_S, NothingRecorded, build_clip
 
@@ -123,6 +125,9 @@ async def fetch_clip(gw: Any, path: str, piece: Run, out: Path) -> int:
             await asyncio.to_thread(build_clip, rec.index, path, piece.start, piece.end, out)
         except NothingRecorded as err:
             raise SourceError(str(err)) from None
+        except (av.FFmpegError, OSError, ValueError) as err:
+            # A segment that cannot be remuxed (torn, a full disk): say which and why.
+            raise SourceError(f"clip of {path} failed: {err}") from None
         return out.stat().st_size
     tmp = out.with_suffix(".part")
     size = 0
@@ -135,6 +140,9 @@ async def fetch_clip(gw: Any, path: str, piece: Run, out: Path) -> int:
     except access.AccessError as err:
         tmp.unlink(missing_ok=True)
         raise SourceError(str(err)) from None
+    except TimeoutError:
+        tmp.unlink(missing_ok=True)
+        raise SourceError("the child did not send the clip in time / 下级平台响应超时") from None
     if size == 0:
         tmp.unlink(missing_ok=True)
         raise SourceError("the child sent an empty clip")
