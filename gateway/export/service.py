@@ -33,6 +33,7 @@ from gateway.config import ExportSettings
 from gateway.export import bundle
 from gateway.export.locks import ExportLocks
 from gateway.export.readme import readme
+from gateway.export.runner import run_job
 from gateway.export.signing import KEY_FILE, SigningKey
 from gateway.export.sources import iso
 from gateway.store import exports as store
@@ -286,8 +287,6 @@ class Exporter:
                 store.save(self.gw.db, job)
 
     async def _run(self, export_id: str) -> None:
-        from gateway.export.runner import run_job
-
         job = await asyncio.to_thread(store.get, self.gw.db, export_id)
         if job is None:
             return
