@@ -2,6 +2,7 @@
 
 One system for the module: town-a (its own camera, short retention) with village-1 and
 village-2 below it, all recording a simulated camera. Each test leaves it as it found it.
+The last test drives the export page in Debian's Chromium (screenshots in test-artifacts/ui).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.browser.ui_system import new_page, shot, ui_login
 from tests.cascade_support import wait_for
 from tests.export_support import (
     System,
@@ -286,3 +289,121 @@ def test_export_space_and_key_are_shown(system):
     assert "PRIVATE" not in json.dumps(out)
     health = system.town.client.get("/api/v1/health").json()
     assert "export_bytes" in health["disk"]
+
+
+# -- the export page in Chromium (Debian's, through Playwright) ------------------------------
+
+
+def _set_span(page: Any, start: float, end: float) -> None:
+    """Fill the page's datetime-local inputs (the browser's local time) from epoch seconds."""
+    page.evaluate(
+        """([a, b]) => {
+          const p = (n) => String(n).padStart(2, "0");
+          const f = (ms) => {
+            const d = new Date(ms);
+            return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`
+              + `T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+          };
+          document.getElementById("export-start").value = f(a);
+          document.getElementById("export-end").value = f(b);
+        }""",
+        [start * 1000, end * 1000],
+    )
+
+
+def _open_page(browser: Any, base_url: str, lang: str) -> Any:
+    page = new_page(browser, lang)
+    ui_login(page, base_url)
+    page.goto(base_url + "/export.html")
+    page.wait_for_selector("body[data-ready] #export-cams label", timeout=15_000)
+    return page
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_the_export_page_exports_two_villages_with_progress_and_a_verifiable_download(
+    system: System, tmp_path: Path
+) -> None:
+    pytest.importorskip("playwright.sync_api")
+    from tests.browser.ui_system import chromium
+
+    town = system.town
+    t0, t1 = _recent_span(system)
+    before = {j["id"] for j in town.client.get("/api/v1/exports").json()["exports"]}
+    fingerprint = town.client.get("/api/v1/exports/key").json()["fingerprint"]
+    errors: list[str] = []
+    with chromium() as browser:
+        page = _open_page(browser, town.base_url, "zh-CN")
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        assert page.inner_text("h1") == "录像导出"
+        assert page.inner_text("#export-key") == fingerprint
+        # Same camera name in two villages: the list says which village.
+        labels = {p: page.inner_text(f'#export-cams label[data-path="{p}"]') for p in VILLAGE_CAMS}
+        assert "东村 · 村口" in labels["village-1/cam-01"]
+        assert "西村 · 村口" in labels["village-2/cam-01"]
+        for path in VILLAGE_CAMS:
+            page.check(f'#export-cams label[data-path="{path}"] input')
+
+        # Bad input: a 30-day span is refused with a clear message; nothing is created.
+        _set_span(page, t1 - 30 * 86400, t1)
+        page.click("#export-submit")
+        wait_for(lambda: "导出时段过长" in page.inner_text("#export-error"), 10, "the span error")
+        shot(page, "40-export-error-zh")
+        assert {j["id"] for j in town.client.get("/api/v1/exports").json()["exports"]} == before
+
+        _set_span(page, t0, t1)
+        page.fill("#export-title", "派出所调取 2026-117")
+        page.click("#export-submit")
+        row = page.locator("#export-jobs tr[data-id]").first
+        wait_for(
+            lambda: row.get_attribute("data-state") == "done", 60, "the export done", every=0.3
+        )
+        assert "100%" in row.inner_text() and "完成" in row.locator(".export-state").inner_text()
+        for path, place in zip(VILLAGE_CAMS, ("东村", "西村"), strict=True):
+            cam = row.locator(f'.cam-result[data-path="{path}"]')
+            assert cam.get_attribute("data-state") == "done"
+            assert f"{place} · 村口" in cam.inner_text()
+        shot(page, "41-export-done-zh")
+
+        with page.expect_download(timeout=30_000) as info:
+            row.locator("a.export-download").click()
+        saved = tmp_path / "export.zip"
+        info.value.save_as(saved)
+        export_id = row.get_attribute("data-id")
+        job = town.client.get(f"/api/v1/exports/{export_id}").json()
+        data = saved.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == job["sha256"]
+        members = zip_members(data)
+        manifest = json.loads(members["manifest.json"])
+        assert manifest["title"] == "派出所调取 2026-117"
+        for entry in manifest["files"]:
+            assert hashlib.sha256(members[entry["name"]]).hexdigest() == entry["sha256"]
+        clips = [f["name"] for f in manifest["files"] if f["name"].endswith(".mp4")]
+        assert {name.split("/")[1] for name in clips} == {"village-1", "village-2"}
+        ok = verify_cli(saved, "--key", fingerprint)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        flip_byte_in_member(saved, clips[-1], 1500)
+        bad = verify_cli(saved, "--key", fingerprint)
+        assert bad.returncode != 0 and clips[-1] in bad.stderr, bad.stderr
+
+        # The same page in English.
+        en = _open_page(browser, town.base_url, "en")
+        en.on("pageerror", lambda e: errors.append(str(e)))
+        assert en.inner_text("h1") == "Evidence export"
+        en_row = en.locator(f'#export-jobs tr[data-id="{export_id}"]')
+        assert "done" in en_row.locator(".export-state").inner_text()
+        shot(en, "42-export-done-en")
+        _set_span(en, t1 - 30 * 86400, t1)
+        en.check(f'#export-cams label[data-path="{VILLAGE_CAMS[0]}"] input')
+        en.click("#export-submit")
+        wait_for(lambda: "max_span_hours" in en.inner_text("#export-error"), 10, "the span error")
+        shot(en, "43-export-error-en")
+
+        # Deleting it from the page removes it.
+        page.on("dialog", lambda d: d.accept())
+        row.locator("button.export-delete").click()
+        wait_for(lambda: page.locator(f'tr[data-id="{export_id}"]').count() == 0, 10, "deleted")
+        assert town.client.get(f"/api/v1/exports/{export_id}").status_code == 404
+        page.context.close()
+        en.context.close()
+    assert not errors, errors
