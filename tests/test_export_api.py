@@ -311,10 +311,10 @@ def _set_span(page: Any, start: float, end: float) -> None:
     )
 
 
-def _open_page(browser: Any, base_url: str, lang: str) -> Any:
+def _open_page(browser: Any, base_url: str, lang: str, query: str = "") -> Any:
     page = new_page(browser, lang)
     ui_login(page, base_url)
-    page.goto(base_url + "/export.html")
+    page.goto(base_url + "/export.html" + query)
     page.wait_for_selector("body[data-ready] #export-cams label", timeout=15_000)
     return page
 
@@ -386,15 +386,16 @@ def test_the_export_page_exports_two_villages_with_progress_and_a_verifiable_dow
         bad = verify_cli(saved, "--key", fingerprint)
         assert bad.returncode != 0 and clips[-1] in bad.stderr, bad.stderr
 
-        # The same page in English.
-        en = _open_page(browser, town.base_url, "en")
+        # The same page in English, opened with a camera preselected (as a link from playback).
+        en = _open_page(browser, town.base_url, "en", f"?camera={VILLAGE_CAMS[0]}")
         en.on("pageerror", lambda e: errors.append(str(e)))
         assert en.inner_text("h1") == "Evidence export"
         en_row = en.locator(f'#export-jobs tr[data-id="{export_id}"]')
         assert "done" in en_row.locator(".export-state").inner_text()
         shot(en, "42-export-done-en")
         _set_span(en, t1 - 30 * 86400, t1)
-        en.check(f'#export-cams label[data-path="{VILLAGE_CAMS[0]}"] input')
+        assert en.is_checked(f'#export-cams label[data-path="{VILLAGE_CAMS[0]}"] input')
+        assert not en.is_checked(f'#export-cams label[data-path="{VILLAGE_CAMS[1]}"] input')
         en.click("#export-submit")
         wait_for(lambda: "max_span_hours" in en.inner_text("#export-error"), 10, "the span error")
         shot(en, "43-export-error-en")

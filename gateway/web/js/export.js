@@ -134,13 +134,21 @@ async function main() {
   setLang(getLang());
   $("export-lang").textContent = getLang() === "en" ? "中文" : "English";
   $("export-lang").onclick = () => { setLang(getLang() === "en" ? "zh-CN" : "en"); location.reload(); };
-  const now = new Date();
-  $("export-end").value = localInput(now);
-  $("export-start").value = localInput(new Date(now.getTime() - 10 * 60 * 1000));
+  // export.html?camera=PATH&camera=PATH&start=ISO&end=ISO preselects (e.g. from playback).
+  const query = new URLSearchParams(location.search);
+  const asDate = (v) => { const d = v ? new Date(v) : null; return d && !Number.isNaN(d.getTime()) ? d : null; };
+  const end = asDate(query.get("end")) || new Date();
+  const start = asDate(query.get("start")) || new Date(end.getTime() - 10 * 60 * 1000);
+  $("export-end").value = localInput(end);
+  $("export-start").value = localInput(start);
   $("export-filter").oninput = filterCameras;
   $("export-form").onsubmit = submit;
   applyStatic(document);
   await Promise.all([loadCameras(), refresh()]);
+  for (const path of query.getAll("camera")) {
+    const box = [...document.querySelectorAll(".export-cam")].find((c) => c.value === path);
+    if (box) box.checked = true;
+  }
   document.body.dataset.ready = "1";
 }
 
