@@ -255,8 +255,12 @@ def test_a_child_offline_fails_its_camera_with_the_reason_and_the_others_finish(
 
 def test_retention_keeps_an_exported_span_until_the_export_is_deleted(system):
     town = system.town
+
     # The town keeps continuous footage ~9 s (retention.continuous_days = 0.0001).
-    seg = wait_for(lambda: closed_segments(town, "cam-01"), 30, "a closed town segment")[-1]
+    def whole() -> list[dict]:  # a full-length segment (not one cut short by a reconnect)
+        return [s for s in closed_segments(town, "cam-01") if s["duration"] >= 1.5]
+
+    seg = wait_for(whole, 30, "a closed town segment")[-1]
     s0, s1 = _ts(seg["start"]), _ts(seg["end"])
     job = run_export(town, {"cameras": ["cam-01"], "start": iso(s0 + 0.2), "end": iso(s1 - 0.2)})
     assert job["state"] == "done", job
