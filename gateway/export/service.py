@@ -330,7 +330,7 @@ def _find(tree: Any, path: str) -> tuple[Any, str] | None:
     """(camera node, the name of the gateway that has it) for ``path``, or None."""
     for cam in tree.cameras:
         if cam.path == path:
-            return cam, tree.name
+            return cam, tree.name or tree.id
     for child in tree.children:
         if path.startswith(child.path + "/"):
             return _find(child, path)
