@@ -121,6 +121,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.diagnosis.service import build as build_diagnosis
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
+    from gateway.export.service import build as build_export
     from gateway.gb28181.part import build as build_gb28181
     from gateway.gb28181.ps.backend import build as build_ps_backend
     from gateway.looplag import build as build_looplag
@@ -152,6 +153,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("linkage", build_linkage),
         ("tours", build_tours),  # kept here, run by the operators' pages
         ("cascade", build_cascade),  # registers a resolver with streams
+        ("export", build_export),  # after recorder and cascade: reads footage through both
         ("discovery", build_discovery),  # after registry: marks cameras seen
         # PS/RTP sender for GB/T 28181 platforms, only with gb28181 configured
         ("gb28181_media", lambda gw: build_ps_backend(gw) if gw.settings.gb28181 else None),

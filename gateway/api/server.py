@@ -31,6 +31,7 @@ def _routers() -> list:
         diagnosis,
         discovery,
         events,
+        exports,
         gb28181,
         health,
         linkage,
@@ -46,6 +47,7 @@ def _routers() -> list:
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
     modules += [events, recordings, prefs, gb28181, diagnosis, reports, audit, plans, tours]
+    modules += [exports]
     return [m.router for m in modules]
 
 

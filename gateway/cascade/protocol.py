@@ -228,6 +228,7 @@ Op = Literal[
     "clip",
     "record",
     "event_snapshot",
+    "lock",
 ]
 
 

@@ -130,6 +130,8 @@ class RequestServer:
                 raise AccessError(400, "seconds must be in (0, 86400]")
             reason = str(params.get("reason", "cascade"))[:200]
             await self._respond(req, data=await access.record(gw, req.path, seconds, reason))
+        elif req.op == "lock":
+            await self._respond(req, data=await access.lock(gw, req.path, params))
         else:
             raise AccessError(400, f"unsupported op {req.op}")
 
