@@ -228,6 +228,8 @@ Op = Literal[
     "clip",
     "record",
     "event_snapshot",
+    "map",  # the e-map of a node below (gateway.maps)
+    "map_image",
 ]
 
 
