@@ -162,6 +162,8 @@ async def test_files_that_are_not_images_are_refused(api: dict[str, Any]) -> Non
         "jpeg magic, then junk": (b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + b"\x17" * 500, "JPEG"),
         "exe": (b"MZ\x90\x00" + b"\0" * 400, "不是 PNG"),
         "xml, not svg": (b'<?xml version="1.0"?><html><body/></html>', "SVG"),
+        "unknown encoding": (b'<?xml version="1.0" encoding="foo"?><svg/>', "SVG"),
+        "huge viewBox": (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1e999 1"/>', "SVG"),
     }
     for name, (body, words) in cases.items():
         r = await http.put("/api/v1/maps/image", content=body, headers=op)

@@ -56,6 +56,15 @@ class MapImage:
 
 def check(data: bytes) -> MapImage:
     """The image ``data`` holds, or :class:`BadImage` saying why it is refused."""
+    try:
+        return _check(data)
+    except BadImage:
+        raise
+    except Exception as err:  # a reader's own failure on a hostile file is a refusal too
+        raise BadImage(f"the image cannot be read ({type(err).__name__}) / 无法读取图片") from None
+
+
+def _check(data: bytes) -> MapImage:
     if not data:
         raise BadImage("empty file / 文件为空")
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -116,7 +125,7 @@ def _svg(data: bytes) -> MapImage:
         raise BadImage(
             "SVG with a DTD or entities is refused / SVG 含 DTD 或实体，已拒绝"
         ) from None
-    except SafeET.ParseError as err:
+    except (SafeET.ParseError, LookupError, ValueError) as err:  # LookupError: encoding="foo"
         raise BadImage(f"not a well-formed SVG: {err} / SVG 格式错误") from None
     if root.tag not in (f"{SVG_NS}svg", "svg"):
         raise BadImage("the XML file is not an SVG image / 不是 SVG 图片")
@@ -148,7 +157,7 @@ def _svg_size(attrib: dict[str, str]) -> tuple[int, int]:
     if len(box) == 4:
         try:
             w, h = float(box[2]), float(box[3])
-            if w > 0 and h > 0:
+            if 0 < w < 1e6 and 0 < h < 1e6:
                 return round(w), round(h)
         except ValueError:
             pass
@@ -156,7 +165,8 @@ def _svg_size(attrib: dict[str, str]) -> tuple[int, int]:
     def number(key: str) -> int:
         match = re.match(r"\s*([0-9.]+)", attrib.get(key, ""))
         try:
-            return round(float(match.group(1))) if match else 0
+            value = float(match.group(1)) if match else 0.0
+            return round(value) if 0 < value < 1e6 else 0
         except ValueError:
             return 0
 
