@@ -172,8 +172,8 @@ class Maps:
                 body = ch.drain()
             finally:
                 session.channels.pop(ch.number, None)
-        except ChildGone as err:
-            raise AccessError(503, f"child gateway {err} is offline / 下级平台离线") from None
+        except (ChildGone, ConnectionError) as err:
+            raise AccessError(503, f"child gateway {name} is offline / 下级平台离线") from err
         except RemoteError as err:
             raise AccessError(err.status, str(err)) from None
         if len(body) > MAX_IMAGE_BYTES:
