@@ -96,7 +96,8 @@ export class EMap {
     this.$("#map-error").textContent = isError ? text : "";
   }
 
-  async show() { if (!this.doc || this.doc.node !== this.node) await this.open(this.node); else this.render(); }
+  // Coming back to the tab: the map as the server has it now, unless unsaved edits are open.
+  async show() { if (this.editing && this.dirty) this.render(); else await this.open(this.node); }
 
   async open(node) {
     if (this.dirty && this.editing && !confirm(t("map_unsaved"))) return;
@@ -334,14 +335,16 @@ export class EMap {
   }
 
   // -- live: statuses and alarms from the event stream ----------------------------------------
+  // Only a shown map is redrawn (show() redraws it with whatever happened meanwhile).
   onEvent(ev) {
     if (!ev || !ev.camera) return;
-    if (ev.type === "camera_online" || ev.type === "camera_offline") { if (this.doc) this.render(); return; }
+    const redraw = () => { if (this.doc && !this.view.hidden) this.render(); };
+    if (ev.type === "camera_online" || ev.type === "camera_offline") { redraw(); return; }
     if (NOT_ALARMS.has(ev.type)) return;
     clearTimeout(this.flashing.get(ev.camera));
     const ms = ev.end ? 5000 : FLASH_MS;
-    this.flashing.set(ev.camera, setTimeout(() => { this.flashing.delete(ev.camera); if (this.doc) this.render(); }, ms));
-    if (this.doc) this.render();
+    this.flashing.set(ev.camera, setTimeout(() => { this.flashing.delete(ev.camera); redraw(); }, ms));
+    redraw();
   }
 
   // -- playing ----------------------------------------------------------------------------------
