@@ -45,6 +45,7 @@ export class EMap {
     this.flashing = new Map(); // camera ref -> timer
     this.player = null;
     this.dragFrom = null; // what the tree started dragging: { node } for a node row
+    this.opening = 0;
     // The tree's node rows carry their cameras only; the map needs the node itself for an area.
     document.addEventListener("dragstart", (e) => {
       const row = e.target.closest?.(".tree-node > .row");
@@ -106,12 +107,17 @@ export class EMap {
     this.editing = false;
     this.dirty = false;
     this.say("");
+    const gen = ++this.opening; // a later open (a click while this one loads) wins
+    let doc = null;
+    let error = "";
     try {
-      this.doc = await api(`/api/v1/maps?node=${encodeURIComponent(node)}`);
+      doc = await api(`/api/v1/maps?node=${encodeURIComponent(node)}`);
     } catch (err) {
-      this.doc = null;
-      if (!(err instanceof ApiError && err.status === 404 && /尚未上传/.test(err.message))) this.say(err.message, true);
+      if (!(err instanceof ApiError && err.status === 404 && /尚未上传/.test(err.message))) error = err.message;
     }
+    if (gen !== this.opening) return;
+    this.doc = doc;
+    if (error) this.say(error, true);
     this.view.dataset.node = node;
     if (this.doc) {
       if (this.img.dataset.src !== this.doc.image_url) {
