@@ -141,7 +141,8 @@ class Maps:
             return found
         data, _ = await self._remote(node, "map")
         found = data.get("map")
-        return _rebase(found, node) if found else None
+        # The child wrote its paths as it sees them: only its own name goes in front.
+        return _rebase(found, node.partition("/")[0], node) if found else None
 
     async def image(self, node: str) -> tuple[bytes, str, str] | None:
         if not node:
@@ -199,11 +200,11 @@ def _public(found: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in found.items() if k != "file"}
 
 
-def _rebase(found: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """A child's map with its paths as this gateway writes them."""
+def _rebase(found: dict[str, Any], prefix: str, node: str) -> dict[str, Any]:
+    """A child's map (of ``node``) with the child's paths put under ``prefix``."""
     pins = [{**p, "camera": join(prefix, str(p.get("camera", "")))} for p in found.get("pins", [])]
     areas = [{**a, "node": join(prefix, str(a.get("node", "")))} for a in found.get("areas", [])]
-    return {**found, "node": prefix, "pins": pins, "areas": areas}
+    return {**found, "node": node, "pins": pins, "areas": areas}
 
 
 def build(gw: Any) -> Maps:

@@ -172,6 +172,21 @@ def test_an_area_opens_the_village_map_and_an_alarm_flashes_its_pin(
     shot(page, "emap-village-alarm-zh-CN")
 
 
+def test_the_city_reads_the_village_map_two_hops_down(ui_system: UiSystem) -> None:
+    city = ui_system.city.client
+    node = f"town-a/{VILLAGE}"
+    r = city.get("/api/v1/maps", params={"node": node})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["node"] == node and doc["editable"] is False
+    pins = {p["camera"]: p for p in doc["pins"]}
+    assert pins[f"{node}/{VILLAGE_CAM}"]["name"] == "小学门口"
+    assert pins[f"{node}/{VILLAGE_CAM}"]["status"] == "online"
+    img = city.get(doc["image_url"])
+    assert img.status_code == 200 and img.content == village_png()
+    assert city.get("/api/v1/maps", params={"node": "town-a/village-9"}).status_code == 404
+
+
 def test_clicking_a_pin_plays_it_and_sends_it_to_a_tile(page: Any) -> None:
     _open_map_view(page, VILLAGE)
     ref = f"{VILLAGE}/{VILLAGE_CAM}"
