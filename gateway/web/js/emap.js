@@ -151,13 +151,17 @@ export class EMap {
 
   // Nodes right below the shown one, from the tree: reachable even when this level has no map.
   childNodes() {
+    const here = this.treeNode(this.node);
+    return here ? here.children || [] : [];
+  }
+
+  treeNode(path) {
     const find = (n) => {
-      if ((n._prefix || "") === this.node) return n;
+      if ((n._prefix || "") === path) return n;
       for (const c of n.children || []) { const f = find(c); if (f) return f; }
       return null;
     };
-    const here = this.tree.root ? find(this.tree.root) : null;
-    return here ? here.children || [] : [];
+    return this.tree.root ? find(this.tree.root) : null;
   }
 
   status(ref, fallback) { return this.tree.cameras.get(ref)?.status || fallback || "unknown"; }
@@ -215,8 +219,11 @@ export class EMap {
 
   areaNode(area) {
     const below = [...this.flashing.keys()].some((ref) => ref.startsWith(`${area.node}/`));
-    const total = area.cameras_total ?? 0;
-    const online = area.cameras_online ?? 0;
+    // Counts as the tree has them now (it follows status events); the map's own as a fallback.
+    const sub = this.treeNode(area.node);
+    const cams = sub ? this.tree.camerasUnder(sub) : null;
+    const total = cams ? cams.length : area.cameras_total ?? 0;
+    const online = cams ? cams.filter((c) => c.status === "online").length : area.cameras_online ?? 0;
     const node = el("div", {
       class: `map-area ${area.status || "unknown"}${below ? " alarm" : ""}`,
       style: `left:${area.x * 100}%;top:${area.y * 100}%;width:${area.w * 100}%;height:${area.h * 100}%`,
