@@ -125,6 +125,7 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.gb28181.part import build as build_gb28181
     from gateway.gb28181.ps.backend import build as build_ps_backend
     from gateway.looplag import build as build_looplag
+    from gateway.maps.service import build as build_maps
     from gateway.motion.service import build as build_motion
     from gateway.plans.service import build as build_plans
     from gateway.recorder.service import create as build_recorder
@@ -152,6 +153,7 @@ def _factories() -> list[tuple[str, Any]]:
         ("plans", build_plans),  # before linkage, whose rules may launch plans
         ("linkage", build_linkage),
         ("tours", build_tours),  # kept here, run by the operators' pages
+        ("maps", build_maps),  # e-maps (电子地图); the cascade answers its children's with it
         ("cascade", build_cascade),  # registers a resolver with streams
         ("export", build_export),  # after recorder and cascade: reads footage through both
         ("discovery", build_discovery),  # after registry: marks cameras seen

@@ -229,6 +229,8 @@ Op = Literal[
     "record",
     "event_snapshot",
     "lock",
+    "map",  # the e-map of a node below (gateway.maps)
+    "map_image",
 ]
 
 
