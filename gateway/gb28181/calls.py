@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from gateway.gb28181 import sdp
-from gateway.gb28181.media_api import MediaBackend, MediaError, MediaRequest, MediaSession
+from gateway.gb28181.media_api import MediaBackend, MediaError, MediaSession
 from gateway.gb28181.platform import Platform
 from gateway.gb28181.playback import Playback
 from gateway.gb28181.records import RecordSource
@@ -87,17 +87,7 @@ class Calls:
             return make_response(req, 488, "Not Acceptable Here: no media backend", new_tag())
         if len(self.dialogs) >= MAX_CALLS:
             return make_response(req, 486, "Busy Here: too many streams", new_tag())
-        request = MediaRequest(
-            call_id=req.call_id,
-            camera_id=channel.camera_path,
-            profile="main",
-            remote_host=offer.host,
-            remote_port=offer.port if offer.transport != "tcp-listen" else 0,
-            ssrc=offer.ssrc,
-            transport=offer.transport,
-            payload_type=offer.payload_type,
-            local_host=cfg.local_host,
-        )
+        request = sdp.media_request(offer, req.call_id, channel.camera_path, cfg.local_host)
         try:
             session = await self.media.open(request)
         except MediaError as err:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.gb28181 import manscdp, mansrtsp, sdp
-from gateway.gb28181.media_api import MediaRequest
 from gateway.gb28181.platform import Platform
 from gateway.gb28181.ps.recorded import RecordedStream, codec_of
 from gateway.gb28181.ps.rtp import SinkError, open_sink
@@ -132,17 +131,7 @@ class Playback:
             return _refuse(req, err.status, str(err))
         try:
             codec = await asyncio.to_thread(codec_of, footage.files)
-            request = MediaRequest(
-                call_id=req.call_id,
-                camera_id=channel.camera_path,
-                profile="main",
-                remote_host=offer.host,
-                remote_port=offer.port if offer.transport != "tcp-listen" else 0,
-                ssrc=offer.ssrc,
-                transport=offer.transport,
-                payload_type=offer.payload_type,
-                local_host=cfg.local_host,
-            )
+            request = sdp.media_request(offer, req.call_id, channel.camera_path, cfg.local_host)
             sink = await open_sink(request.transport, request.local_host, request.remote_host,
                                    request.remote_port, 5.0)  # fmt: skip
         except SinkError as err:

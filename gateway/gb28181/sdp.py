@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from gateway.gb28181.media_api import Transport
+from gateway.gb28181.media_api import MediaRequest, Transport
 
 MAX_SDP = 4096
 
@@ -30,6 +30,21 @@ class Offer:
     payload_type: int
     t_line: str = "0 0"  # Playback/Download: the span (see gateway.gb28181.playback)
     download_speed: float = 1.0  # Download: a=downloadspeed
+
+
+def media_request(offer: Offer, call_id: str, camera_id: str, local_host: str) -> MediaRequest:
+    """What the media side needs to send to the platform that made ``offer``."""
+    return MediaRequest(
+        call_id=call_id,
+        camera_id=camera_id,
+        profile="main",
+        remote_host=offer.host,
+        remote_port=offer.port if offer.transport != "tcp-listen" else 0,
+        ssrc=offer.ssrc,
+        transport=offer.transport,
+        payload_type=offer.payload_type,
+        local_host=local_host,
+    )
 
 
 def session_of(body: bytes) -> str:
