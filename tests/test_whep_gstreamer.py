@@ -38,6 +38,7 @@ class Play:
     rc: int
     answer: str
     done: dict[str, Any]
+    served: dict[str, Any] = field(default_factory=dict)  # X-Stream-Variant / -Codec
     codes: list[tuple[int, float]] = field(default_factory=list)  # (camera index, latency ms)
     log: str = ""
 
@@ -95,6 +96,7 @@ class Rig:
                 proc.returncode,
                 answer.get("sdp", ""),
                 done,
+                answer.get("served") or {},
                 _read_codes(out),
                 stderr.decode(errors="replace")[-2000:],
             )
@@ -173,6 +175,7 @@ def test_webrtcbin_h264_viewer_completes_dtls_and_decodes(rig: Rig) -> None:
         assert play.answer, play.log
         assert _setup(play.answer) == role
         assert play.answer_codec().upper() == "H264/90000"
+        assert play.served == {"variant": "main", "codec": "h264"}
         assert play.rc == 0 and play.frames >= 40, (play.done, play.log)
         assert play.done["state"] == "connected", play.done
         _check_picture(play, 1)
@@ -194,6 +197,10 @@ def test_webrtcbin_offering_h265_gets_the_cameras_h265_untouched(rig: Rig) -> No
     assert plays["H265,H264"].answer_codec().upper() == "H265/90000"
     assert plays["H264"].answer_codec().upper() == "H264/90000"
     assert plays["H264"].done["codec"] == "H264"
+    # The answer says what each got (the wall's tile shows it): no sub-stream here.
+    assert plays["H265"].served == {"variant": "main", "codec": "h265"}
+    assert plays["H265,H264"].served == {"variant": "main", "codec": "h265"}
+    assert plays["H264"].served == {"variant": "h264", "codec": "h264"}
 
 
 def test_h265_only_offer_for_an_h264_camera_is_refused_with_a_reason(rig: Rig) -> None:
@@ -202,16 +209,19 @@ def test_h265_only_offer_for_an_h264_camera_is_refused_with_a_reason(rig: Rig) -
     assert "400" in play.done["error"] and "H.264" in play.done["error"], play.done
 
 
-def test_auto_variant_gives_an_h264_viewer_the_h264_sub_stream_not_a_transcode(rig: Rig) -> None:
+def test_by_default_an_h264_viewer_gets_the_h264_sub_stream_not_a_transcode(rig: Rig) -> None:
+    # No ?variant: ``auto`` is the default. ``?variant=auto`` says the same.
     assert rig.gw is not None
-    h264 = rig.start("cam-265s", "H264", query="?variant=auto")
+    h264 = rig.start("cam-265s", "H264")
     h265 = rig.start("cam-265s", "H265,H264", query="?variant=auto")
     plays = {"H264": h264(), "H265": h265()}
     for offer, play in plays.items():
         assert play.rc == 0 and play.frames >= 40, (offer, play.done, play.log)
         _check_picture(play, 1)
     assert plays["H264"].answer_codec().upper() == "H264/90000"
+    assert plays["H264"].served == {"variant": "sub", "codec": "h264"}
     assert plays["H265"].answer_codec().upper() == "H265/90000"
+    assert plays["H265"].served == {"variant": "main", "codec": "h265"}
     keys = {s["key"] for s in rig.gw.client.get("/api/v1/streams").json()["streams"]}
     assert "cam-265s/sub" in keys, keys
     assert not any(k.startswith("cam-265s/main@") for k in keys), f"a transcode ran: {keys}"

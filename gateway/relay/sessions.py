@@ -4,6 +4,9 @@ A session is one viewer: an aiortc peer connection whose only track passes one
 hub's access units through. The hub comes from the stream manager
 (``gw.streams.acquire``): the camera's main stream when browsers can take it as it
 is, else its transcoded ``h264`` variant, or the ``low`` variant when asked for.
+``auto`` (the WHEP default) puts the camera's own sub-stream before that transcode
+for a viewer that cannot take the main stream untouched (H.265 to a viewer without
+H.265): the camera already made the H.264 picture, so the box need not.
 
 Sessions end when the viewer DELETEs them, when the peer connection fails or
 closes, when the stream ends, when ICE never connects, or when a viewer that sent
@@ -98,9 +101,12 @@ class Relay:
         return self.sessions.get(session_id)
 
     async def open(
-        self, camera_id: str, offer_sdp: str, *, variant: str | None = None, caller: str = ""
+        self, camera_id: str, offer_sdp: str, *, variant: str | None = "auto", caller: str = ""
     ) -> tuple[Session, str]:
         """Answer a viewer's offer: the new session and the SDP answer.
+
+        ``variant``: ``auto`` (default, see the module docstring), ``None`` for the
+        main stream (or its transcode when the viewer cannot take it), ``low``.
 
         Raises :class:`whep.OfferError` (400), :class:`CameraNotFound` (404) or
         :class:`CameraUnavailable` / :class:`TooManySessions` (503).
@@ -127,7 +133,8 @@ class Relay:
         sid = secrets.token_urlsafe(12)
         lease, first, variant = await self._source(camera_id, variant, sid, accepts)
         hub: Hub = lease.hub
-        hevc = variant is None and hub.info is not None and hub.info.codec == "hevc"
+        # The main stream or the camera's own sub-stream go untouched: H.265 stays H.265.
+        hevc = variant in (None, "sub") and hub.info is not None and hub.info.codec == "hevc"
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         track = PassthroughTrack(
             hub,
