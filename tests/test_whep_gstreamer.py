@@ -76,7 +76,7 @@ class Rig:
     ) -> Any:
         """Start a client now; the returned callable waits for it and reads its result."""
         assert self.gw is not None
-        out = self.tmp / f"play-{camera}-{codecs}-{time.monotonic_ns()}"
+        out = self.tmp / f"play-{camera.replace('/', '_')}-{codecs}-{time.monotonic_ns()}"
         out.mkdir()
         url = f"{self.gw.base_url}/api/v1/streams/{camera}/whep{query}"
         args = [SYSTEM_PYTHON, str(CLIENT), url]
