@@ -29,8 +29,15 @@ async function fetchTimeline(ref, start, end) {
   return { segments, gaps, events: events.reverse() };
 }
 
+// Cameras record H.265; a browser without an H.265 decoder asks for the clip as H.264
+// (transcoded once by the gateway; H.264 footage comes as it is). Downloads stay as recorded.
+const HEVC_TYPE = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
+export const PLAYS_HEVC = Boolean((window.MediaSource && MediaSource.isTypeSupported(HEVC_TYPE))
+  || document.createElement("video").canPlayType(HEVC_TYPE) === "probably");
+
 export function clipUrl(ref, start, end, download = false) {
-  const q = `start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}${download ? "&download=1" : ""}`;
+  const codec = !download && !PLAYS_HEVC ? "&codec=h264" : "";
+  const q = `start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}${download ? "&download=1" : ""}${codec}`;
   const token = localStorage.getItem("gw_token");
   const auth = token ? `&access_token=${encodeURIComponent(token)}` : "";
   return ref.includes("/")
