@@ -9,12 +9,14 @@ viewer at the city (``tests/gst_whep_client.py``; it decodes with ``avdec_h265``
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cascade_support import all_cameras, start_levels, wait_for
+from tests.test_clip_h264 import probe
 from tests.test_whep_gstreamer import Rig, _check_picture
 
 pytestmark = pytest.mark.slow
@@ -27,6 +29,34 @@ def _streams(gw: Any) -> list[dict[str, Any]]:
 
 def _keys(gw: Any) -> set[str]:
     return {s["key"] for s in _streams(gw)}
+
+
+def _check_h264_clip_through_the_tree(lv: Any, tmp: Path) -> None:
+    """The city's playback of the village's H.265 recording, as H.264 for Chromium."""
+
+    def finished() -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        params = {
+            "camera": "cam-265",
+            "start": (now - timedelta(hours=1)).isoformat(),
+            "end": (now + timedelta(minutes=1)).isoformat(),
+        }
+        body = lv.village.client.get("/api/v1/recordings", params=params).json()
+        return [s for s in body["segments"] if not s["recording"]]
+
+    segments = wait_for(finished, 60, "a finished segment of cam-265 at the village", every=0.5)
+    seg = segments[0]
+    start = datetime.fromisoformat(seg["start"])
+    span = {"start": seg["start"], "end": (start + timedelta(seconds=3)).isoformat()}
+    url = f"/api/v1/tree/recordings/{REMOTE}/cam-265/clip.mp4"
+    for codec, params in (("hevc", span), ("h264", {**span, "codec": "h264"})):
+        r = lv.city.client.get(url, params=params, timeout=120)
+        assert r.status_code == 200, r.text
+        path = tmp / f"tree-clip-{codec}.mp4"
+        path.write_bytes(r.content)
+        info = probe(path)
+        assert info["codec_name"] == codec, info
+        assert 2.0 <= float(info["duration"]) <= 4.5, info
 
 
 def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
@@ -43,7 +73,11 @@ def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
                 "rtsp_url": f"{hevc['url']}/main",
                 "sub_rtsp_url": f"{h264['url']}/sub",
             },
-            {"id": "cam-265", "rtsp_url": f"{hevc['url']}/main"},  # no sub-stream
+            {  # no sub-stream; recorded as it comes (H.265)
+                "id": "cam-265",
+                "rtsp_url": f"{hevc['url']}/main",
+                "recording": {"mode": "continuous", "segment_s": 4},
+            },
         ]
         relay = {"interfaces": ["127.0.0.1"], "source_wait_s": 15}
         lv = start_levels(
@@ -85,6 +119,7 @@ def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
             assert kinds and set(kinds.values()) == {"cascade"}, kinds
         main = {s["key"]: s["codec"] for s in _streams(lv.city)}
         assert main[f"{REMOTE}/cam-265s/main"] == "hevc", main
+        _check_h264_clip_through_the_tree(lv, tmp_path)
     finally:
         for sim in rig.sims:
             sim.stop()

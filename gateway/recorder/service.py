@@ -260,9 +260,15 @@ class Recorder:
         """
         return await asyncio.to_thread(self.clips.get, camera, start, end, codec)
 
-    async def clip(self, camera: str, start: datetime | float, end: datetime | float) -> Path:
+    async def clip(
+        self,
+        camera: str,
+        start: datetime | float,
+        end: datetime | float,
+        codec: str | None = None,
+    ) -> Path:
         """The clip's file (for the cascade, which streams it to the parent)."""
-        return (await self.make_clip(camera, _seconds(start), _seconds(end))).path
+        return (await self.make_clip(camera, _seconds(start), _seconds(end), codec)).path
 
     # -- status ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
