@@ -97,12 +97,13 @@ def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
         sub = rig.start(f"{REMOTE}/cam-265s", "H264")
         transcode = rig.start(f"{REMOTE}/cam-265", "H264")
         plays = {"h265": h265(), "sub": sub(), "transcode": transcode()}
+        seen = [(s["key"], s["codec"], s["has_b_frames"]) for s in _streams(lv.city)]
         for name, play in plays.items():
             assert play.rc == 0 and play.frames >= 40, (name, play.done, play.log)
         _check_picture(plays["h265"], 1)
         _check_picture(plays["transcode"], 1)
         _check_picture(plays["sub"], 1)
-        assert plays["h265"].answer_codec().upper() == "H265/90000"
+        assert plays["h265"].answer_codec().upper() == "H265/90000", (plays["h265"].served, seen)
         assert plays["h265"].done["codec"] == "H265"
         assert plays["h265"].served == {"variant": "main", "codec": "h265"}
         assert plays["sub"].answer_codec().upper() == "H264/90000"

@@ -211,7 +211,12 @@ class Relay:
                 sub = await self._sub_stream(streams, camera_id, sid, accepts)
                 if sub is not None:
                     lease.release()
-                    log.info("%s: %s source, viewer gets the sub-stream", camera_id, info.codec)
+                    log.info(
+                        "%s: %s source%s, viewer gets the sub-stream",
+                        camera_id,
+                        info.codec,
+                        " with B-frames" if info.has_b_frames else "",
+                    )
                     return sub[0], sub[1], "sub"
             if variant is None and info is not None and not _passes(info, accepts):
                 # H.265, MJPEG or B-frames: browsers get the shared transcode instead.
@@ -224,7 +229,12 @@ class Relay:
                         f"{' with B-frames' if info.has_b_frames else ''}"
                         " and the offer has no H.264 to transcode it to"
                     )
-                log.info("%s: %s source, viewer gets the h264 transcode", camera_id, info.codec)
+                log.info(
+                    "%s: %s source%s, viewer gets the h264 transcode",
+                    camera_id,
+                    info.codec,
+                    " with B-frames" if info.has_b_frames else "",
+                )
                 main, variant, lease = lease, "h264", None
                 try:
                     lease = self._acquire(streams, camera_id, variant, sid)
