@@ -17,6 +17,7 @@ import pytest
 
 from gateway.config import parse_settings
 from gateway.events.bus import EventBus
+from gateway.recorder import playback
 from gateway.recorder.index import segment_path
 from gateway.recorder.playback import ClipCache, ClipRefused
 from gateway.recorder.service import Recorder
@@ -125,4 +126,16 @@ def test_a_transcode_that_would_overflow_the_clip_cache_is_refused(tmp_path: Pat
         small.get("cam-01", r.t0, r.t0 + 7, codec="h264")
     assert small.transcodes == 0
     assert not list(small.dir.glob("*-h264.*"))
+    r.db.close()
+
+
+def test_an_h264_copy_is_bounded_in_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pages ask for a minute at a time; a longer request is cut (and says so).
+    monkeypatch.setattr(playback, "MAX_TRANSCODE_S", 5.0)
+    r = make_recorder(tmp_path, "hevc", segments=3)
+    clip = r.rec.clips.get("cam-01", r.t0, r.t0 + 12, codec="h264")
+    assert clip.transcoded and clip.truncated
+    assert float(probe(clip.path)["duration"]) == pytest.approx(5.0, abs=0.15)
+    plain = r.rec.clips.get("cam-01", r.t0, r.t0 + 12)  # as recorded: not cut
+    assert not plain.truncated and plain.frames == 12 * 25
     r.db.close()

@@ -34,6 +34,9 @@ from gateway.recorder.index import RecordingIndex
 log = logging.getLogger(__name__)
 
 MAX_CLIP_S = 3600.0
+# An H.264 copy of H.265 footage costs a decode and an encode: at most this much per
+# request (the pages ask for a minute at a time), and one build at a time per gateway.
+MAX_TRANSCODE_S = 300.0
 CLIP_TB = Fraction(1, 90000)
 CLIP_TTL_S = 900.0
 
@@ -197,6 +200,7 @@ class ClipCache:
         self._over_limit = over_limit or (lambda _extra: False)
         self.builds = 0
         self.transcodes = 0  # H.264 copies of H.265 clips made
+        self._transcoding = threading.Semaphore(1)  # the CPU's bound, not the disk's
         self.refused = 0
         self._guard = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
@@ -211,6 +215,9 @@ class ClipCache:
         if codec not in (None, "h264"):
             raise ValueError(f"unknown clip codec {codec!r}; omit it or use h264")
         end = min(end, start + MAX_CLIP_S)
+        capped = False
+        if codec == "h264" and end - start > MAX_TRANSCODE_S:
+            end, capped = start + MAX_TRANSCODE_S, True
         self._sweep()
         segments = self.index.segments(camera, start, end)
         if not segments:
@@ -235,9 +242,11 @@ class ClipCache:
         def transcode() -> Clip:
             # About the size of the H.265 clip at this quality; room for twice that.
             self._make_room(2 * source.path.stat().st_size, keep=h264_path)
-            frames = transcode_to_h264(source.path, h264_path)
+            with self._transcoding:
+                frames = transcode_to_h264(source.path, h264_path)
             self.transcodes += 1
-            return Clip(h264_path, source.start, source.end, frames, source.truncated, "h264", True)
+            truncated = source.truncated or capped
+            return Clip(h264_path, source.start, source.end, frames, truncated, "h264", True)
 
         return self._once(h264_path, transcode)
 
