@@ -64,8 +64,9 @@ def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
 ) -> None:
     rig = Rig(tmp_path)
     try:
-        h264 = rig.sim("127.0.73.1", "h264", "sim-h264")
-        hevc = rig.sim("127.0.73.2", "hevc", "sim-h265")
+        (h264,) = rig.sim("127.0.73.1", "h264", "sim-h264")
+        # Each H.265 camera its own encoder (camera i draws index i).
+        hevc, hevc2 = rig.sim("127.0.74.1", "hevc", "sim-h265", cameras=2)
         cameras = [
             # H.265 main stream, H.264 sub-stream, as many cameras ship.
             {
@@ -75,7 +76,7 @@ def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
             },
             {  # no sub-stream; recorded as it comes (H.265)
                 "id": "cam-265",
-                "rtsp_url": f"{hevc['url']}/main",
+                "rtsp_url": f"{hevc2['url']}/main",
                 "recording": {"mode": "continuous", "segment_s": 4},
             },
         ]
@@ -101,7 +102,7 @@ def test_village_h265_camera_reaches_the_city_as_h265_or_its_h264_sub_stream(
         for name, play in plays.items():
             assert play.rc == 0 and play.frames >= 40, (name, play.done, play.log)
         _check_picture(plays["h265"], 1)
-        _check_picture(plays["transcode"], 1)
+        _check_picture(plays["transcode"], 2)
         _check_picture(plays["sub"], 1)
         assert plays["h265"].answer_codec().upper() == "H265/90000", (plays["h265"].served, seen)
         assert plays["h265"].done["codec"] == "H265"

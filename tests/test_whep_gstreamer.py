@@ -59,14 +59,17 @@ class Rig:
         self.sims: list[SimProcess] = []
         self.gw: GatewayProcess | None = None
 
-    def sim(self, base: str, codec: str, name: str) -> dict[str, Any]:
-        args = ["--base", base, "--http-port", str(free_port(base))]
+    def sim(self, base: str, codec: str, name: str, cameras: int = 1) -> list[dict[str, Any]]:
+        """``cameras`` simulated cameras (camera i draws index i in its barcode)."""
+        args = ["--base", base, "--http-port", str(free_port(base)), "--cameras", str(cameras)]
         args += ["--rtsp-port", str(free_port(base)), "--no-onvif", "--no-wsd"]
         args += ["--size", "320x180", "--sub-size", "320x180", "--fps", "15", "--gop", "15"]
         proc = SimProcess(self.tmp, *args, "--codec", codec, name=name)
         self.sims.append(proc)
-        cam = proc.cameras[0]
-        return {**cam, "url": f"rtsp://admin:admin@{cam['address']}:{cam['rtsp_port']}"}
+        return [
+            {**cam, "url": f"rtsp://admin:admin@{cam['address']}:{cam['rtsp_port']}"}
+            for cam in proc.cameras
+        ]
 
     def play(self, camera: str, codecs: str, *, frames: int = 40, **opts: str) -> Play:
         return self.start(camera, codecs, frames=frames, **opts)()
@@ -129,15 +132,17 @@ def _read_codes(folder: Path) -> list[tuple[int, float]]:
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     rig = Rig(tmp_path_factory.mktemp("gst"))
     try:
-        h264 = rig.sim("127.0.31.1", "h264", "sim-h264")
-        hevc = rig.sim("127.0.31.2", "hevc", "sim-h265")
+        (h264,) = rig.sim("127.0.31.1", "h264", "sim-h264")
+        # Two H.265 cameras, each with its own encoder: a second RTSP session on one
+        # simulated camera forces an IDR in the first one's stream.
+        hevc, hevc2 = rig.sim("127.0.32.1", "hevc", "sim-h265", cameras=2)
         cameras = [
             {"id": "cam-264", "rtsp_url": f"{h264['url']}/main"},
             {"id": "cam-265", "rtsp_url": f"{hevc['url']}/main"},
             # H.265 main stream, H.264 sub-stream, as many cameras ship.
             {
                 "id": "cam-265s",
-                "rtsp_url": f"{hevc['url']}/main",
+                "rtsp_url": f"{hevc2['url']}/main",
                 "sub_rtsp_url": f"{h264['url']}/sub",
             },
         ]
@@ -217,7 +222,8 @@ def test_by_default_an_h264_viewer_gets_the_h264_sub_stream_not_a_transcode(rig:
     plays = {"H264": h264(), "H265": h265()}
     for offer, play in plays.items():
         assert play.rc == 0 and play.frames >= 40, (offer, play.done, play.log)
-        _check_picture(play, 1)
+    _check_picture(plays["H264"], 1)  # the H.264 simulator's camera: the sub-stream
+    _check_picture(plays["H265"], 2)  # the second H.265 camera's main stream
     assert plays["H264"].answer_codec().upper() == "H264/90000"
     assert plays["H264"].served == {"variant": "sub", "codec": "h264"}
     assert plays["H265"].answer_codec().upper() == "H265/90000"

@@ -82,7 +82,10 @@ def test_h265_recording_plays_as_an_h264_transcode_on_the_playback_page(tmp_path
                 clips: list[dict[str, str]] = []
                 page.on(
                     "response",
-                    lambda r: "clip.mp4" in r.url and clips.append({"url": r.url, **r.headers}),
+                    lambda r: (
+                        "clip.mp4" in r.url
+                        and clips.append({"url": r.url, "status": str(r.status), **r.headers})
+                    ),
                 )
                 page.goto(f"{gw.base_url}/playback.html?camera=cam-h&t={quote(at_iso)}")
                 page.add_script_tag(path=str(BARCODE_JS))
@@ -91,6 +94,11 @@ def test_h265_recording_plays_as_an_h264_transcode_on_the_playback_page(tmp_path
                     " return v && (v.error || (v.readyState >= 2 && v.currentTime > 0.5)); }",
                     timeout=90000,
                 )
+                error = page.evaluate(
+                    "() => { const e = document.getElementById('video').error;"
+                    " return e ? `${e.code} ${e.message}` : null; }"
+                )
+                assert error is None, (error, clips, page.inner_text("#status"))
                 samples = []
                 for _ in range(6):
                     samples.append(page.evaluate(SHOWN))
