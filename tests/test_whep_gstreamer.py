@@ -84,7 +84,8 @@ class Rig:
         url = f"{self.gw.base_url}/api/v1/streams/{camera}/whep{query}"
         args = [SYSTEM_PYTHON, str(CLIENT), url]
         args += ["--codecs", codecs, "--frames", str(frames), "--timeout", "30"]
-        args += ["--token", self.gw.token or "", "--dump", str(out)]
+        # "=": a token may start with "-", which argparse would take for an option
+        args += [f"--token={self.gw.token or ''}", "--dump", str(out)]
         for key, value in opts.items():
             args += [f"--{key.replace('_', '-')}", value]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -31,6 +31,15 @@ X264_OPTIONS = {
 }
 
 
+def _decode(packet: av.Packet, src: Path) -> list[av.VideoFrame]:
+    """The frames of one packet; a damaged packet (a torn last fragment) gives none."""
+    try:
+        return list(packet.decode())  # type: ignore[arg-type]
+    except av.FFmpegError as err:
+        log.debug("clip %s: a packet does not decode: %s", src.name, err)
+        return []
+
+
 class TranscodeFailed(RuntimeError):
     """The clip could not be decoded or encoded; the message says which."""
 
@@ -58,15 +67,22 @@ def transcode_to_h264(src: Path, dst: Path, *, threads: int = 2) -> int:
                 ost.time_base = tb
                 ost.codec_context.time_base = tb
                 ost.codec_context.thread_count = threads
-                for frame in inp.decode(ist):
-                    if frame.pts is None:
-                        continue
-                    if frame.format.name != "yuv420p":
-                        frame = frame.reformat(format="yuv420p")
-                    frame.time_base = tb
-                    frame.pict_type = av.video.frame.PictureType.NONE
-                    out.mux(ost.encode(frame))
-                    frames += 1
+                last_pts: int | None = None
+                for packet in inp.demux(ist):
+                    for frame in _decode(packet, src):
+                        if frame.pts is None:
+                            continue
+                        # The muxer refuses a repeated or backward time: a camera's
+                        # timestamp hiccup recorded as it came must not fail the copy.
+                        if last_pts is not None and frame.pts <= last_pts:
+                            frame.pts = last_pts + 1
+                        last_pts = frame.pts
+                        if frame.format.name != "yuv420p":
+                            frame = frame.reformat(format="yuv420p")
+                        frame.time_base = tb
+                        frame.pict_type = av.video.frame.PictureType.NONE
+                        out.mux(ost.encode(frame))
+                        frames += 1
                 out.mux(ost.encode(None))
             finally:
                 out.close()
