@@ -22,6 +22,7 @@ from gateway.cascade.protocol import GatewayNode
 from gateway.config import Gb28181Settings, GbUpstream
 from gateway.gb28181.channels import ChannelDirectory
 from gateway.gb28181.media_api import MediaBackend
+from gateway.gb28181.records import GatewayRecords, RecordSource
 from gateway.gb28181.upstream import UpstreamClient
 from gateway.store.db import Database
 
@@ -49,8 +50,10 @@ class Gb28181Part:
         media: MediaBackend | None,
         overrides_path: Path | None = None,
         backoff_s: float = 1.0,
+        records: RecordSource | None = None,
     ) -> None:
         self.settings = settings
+        self.records = records  # RecordInfo and Playback/Download (None: refused)
         self.db = db
         self.tree = tree
         self.media = media
@@ -69,15 +72,29 @@ class Gb28181Part:
         self.clients: dict[str, UpstreamClient] = {}
         self._lock = asyncio.Lock()
         self._started = False
+        self._hangups: set[asyncio.Task[bool]] = set()
+        # The PS backend reports streams that end by themselves; their dialogs get a BYE.
+        if media is not None and getattr(media, "on_ended", 0) is None:
+            media.on_ended = self.media_ended  # type: ignore[attr-defined]
+
+    def media_ended(self, call_id: str, reason: str) -> None:
+        """``on_ended`` of the media backend: the dialog's client hangs up (a BYE)."""
+        for client in list(self.clients.values()):
+            if call_id in client.calls.dialogs:
+                task = asyncio.ensure_future(client.calls.media_ended(call_id, reason))
+                self._hangups.add(task)
+                task.add_done_callback(self._hangups.discard)
+                return
 
     def _client(self, cfg: GbUpstream) -> UpstreamClient:
-        directory = ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
+        directory = self._client_directory(cfg)
         return UpstreamClient(
             cfg,
             directory=directory,
             media=self.media,
             t1=self.settings.sip_t1_s,
             backoff_s=self.backoff_s,
+            records=self.records,
         )
 
     async def start(self) -> None:
@@ -97,6 +114,7 @@ class Gb28181Part:
 
     async def stop(self) -> None:
         self._started = False
+        await asyncio.gather(*self._hangups, return_exceptions=True)  # BYEs under way
         clients, self.clients = list(self.clients.values()), {}
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
@@ -109,6 +127,27 @@ class Gb28181Part:
         client = self.clients.get(uid)
         public["status"] = client.status() if client else {"id": uid, "state": "disabled"}
         return public
+
+    def channels(self, uid: str) -> list[dict[str, Any]]:
+        """What this platform is shown: each channel's GB id, kind, name, parent and camera
+        (so an operator can tell which 20-digit id is which camera)."""
+        cfg = self.configs[uid]
+        client = self.clients.get(uid)
+        directory = client.directory if client else self._client_directory(cfg)
+        return [
+            {
+                "gb_id": c.gb_id,
+                "kind": c.kind,
+                "name": c.name,
+                "parent_id": c.parent_id,
+                "camera": c.camera_path,
+                "online": c.online,
+            }
+            for c in directory.channels()
+        ]
+
+    def _client_directory(self, cfg: GbUpstream) -> ChannelDirectory:
+        return ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
 
     def list_all(self) -> list[dict[str, Any]]:
         return [self.describe(uid) for uid in self.configs]
@@ -211,4 +250,5 @@ def build(gw: Any) -> Gb28181Part | None:
         tree=lambda: tree.build(gw),
         media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
         overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
+        records=GatewayRecords(gw),
     )

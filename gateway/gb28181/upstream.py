@@ -22,6 +22,7 @@ from gateway.gb28181.calls import Calls
 from gateway.gb28181.channels import ChannelDirectory
 from gateway.gb28181.media_api import MediaBackend
 from gateway.gb28181.queries import Queries
+from gateway.gb28181.records import RecordSource
 from gateway.gb28181.sip.agent import Addr, SipAgent, SipTimeout, Timers, make_response, new_tag
 from gateway.gb28181.sip.digest import authorization, parse_challenge
 from gateway.gb28181.sip.message import SipMessage, SipParseError
@@ -45,6 +46,7 @@ class UpstreamClient:
         media: MediaBackend | None,
         t1: float = 0.5,
         backoff_s: float = 1.0,
+        records: RecordSource | None = None,
     ) -> None:
         self.cfg = cfg
         self.directory = directory
@@ -57,8 +59,8 @@ class UpstreamClient:
             local_port=cfg.local_port,
             timers=Timers(t1=t1, t2=max(4.0, t1 * 8)),
         )
-        self.queries = Queries(self)
-        self.calls = Calls(self, media)
+        self.queries = Queries(self, records)
+        self.calls = Calls(self, media, records)
         self.state = "stopped"
         self.last_error = ""
         self.last_keepalive: float | None = None
@@ -285,12 +287,12 @@ class UpstreamClient:
     async def _handle(self, req: SipMessage, addr: Addr) -> SipMessage | None:
         if req.method == "MESSAGE":
             return await self.queries.handle(req)
-        if req.method in ("INVITE", "ACK", "BYE", "CANCEL"):
+        if req.method in ("INVITE", "ACK", "BYE", "CANCEL", "INFO"):
             return await self.calls.handle(req, addr)
         if req.method == "OPTIONS":
             return make_response(req, 200, "OK", new_tag())
         resp = make_response(req, 405, "Method Not Allowed", new_tag())
-        resp.add("Allow", "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS")
+        resp.add("Allow", "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS, INFO")
         return resp
 
 

@@ -277,7 +277,7 @@ def _content_type(version: str) -> str:
     return SOAP_TYPE if version != "1.1" else "text/xml; charset=utf-8"
 
 
-def _snapshot_challenge() -> dict[str, str]:
+def _snapshot_challenge() -> dict[str, str | list[str]]:
     # Offer Digest (preferred) and Basic; clients pick the one they support.
     return onvif_httpauth.challenge(basic=True)
 
