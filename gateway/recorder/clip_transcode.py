@@ -34,7 +34,7 @@ X264_OPTIONS = {
 def _decode(packet: av.Packet, src: Path) -> list[av.VideoFrame]:
     """The frames of one packet; a damaged packet (a torn last fragment) gives none."""
     try:
-        return list(packet.decode())  # type: ignore[arg-type]
+        return list(packet.decode())
     except av.FFmpegError as err:
         log.debug("clip %s: a packet does not decode: %s", src.name, err)
         return []

@@ -59,9 +59,9 @@ class SourceChooser:
         auto = variant == "auto"
         if auto:
             variant = None
-        lease = self._acquire(streams, camera_id, variant, sid)
+        lease = self.acquire(streams, camera_id, variant, sid)
         try:
-            first = await self._wait_keyframe(camera_id, lease.hub)
+            first = await self.wait_keyframe(camera_id, lease.hub)
             info = lease.hub.info
             if auto and info is not None and not passes(info, accepts) and "h264" in accepts:
                 sub = await self._sub_stream(streams, camera_id, sid, accepts)
@@ -93,10 +93,10 @@ class SourceChooser:
                 )
                 main, variant, lease = lease, "h264", None
                 try:
-                    lease = self._acquire(streams, camera_id, variant, sid)
+                    lease = self.acquire(streams, camera_id, variant, sid)
                 finally:
                     main.release()
-                first = await self._wait_keyframe(camera_id, lease.hub)
+                first = await self.wait_keyframe(camera_id, lease.hub)
         except BaseException:
             if lease is not None:
                 lease.release()
@@ -125,7 +125,7 @@ class SourceChooser:
             # As long as for the main stream (``relay.source_wait_s``): a busy box or a
             # camera slow to open its second session must not cost a transcode.
             wait = self.settings.source_wait_s
-            first = await self._wait_keyframe(camera_id, lease.hub, timeout=wait)
+            first = await self.wait_keyframe(camera_id, lease.hub, timeout=wait)
         except CameraUnavailable:
             lease.release()
             return None
@@ -137,7 +137,7 @@ class SourceChooser:
         self._sub_unfit.pop(key, None)
         return lease, first
 
-    def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
+    def acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
         try:
             return streams.acquire(camera_id, "main", variant=variant, consumer=f"whep:{sid}")
         except KeyError:  # UnknownCamera is a KeyError
@@ -147,7 +147,7 @@ class SourceChooser:
             self.rejected["unavailable"] += 1
             raise CameraUnavailable(f"camera {camera_id}: {err}", retry_after=2) from None
 
-    async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
+    async def wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
         """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
         wait = self.settings.source_wait_s if timeout is None else timeout
         data = await fresh_keyframe(hub, wait)

@@ -186,6 +186,13 @@ class Relay:
         )
         return session, answer
 
+    # The stream access the SFU relay and the WHIP pusher share (gateway.relay.sfu).
+    def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
+        return self.chooser.acquire(streams, camera_id, variant, sid)
+
+    async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
+        return await self.chooser.wait_keyframe(camera_id, hub, timeout)
+
     async def add_candidates(self, session: Session, frag: str) -> None:
         """Trickle ICE (PATCH): add the viewer's late candidates."""
         ufrag, _pwd, candidates, end = whep.parse_sdpfrag(frag)
