@@ -121,9 +121,11 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.diagnosis.service import build as build_diagnosis
     from gateway.events.linkage import build as build_linkage
     from gateway.events.mqtt import build as build_mqtt
+    from gateway.export.service import build as build_export
     from gateway.gb28181.part import build as build_gb28181
     from gateway.gb28181.ps.backend import build as build_ps_backend
     from gateway.looplag import build as build_looplag
+    from gateway.maps.service import build as build_maps
     from gateway.motion.service import build as build_motion
     from gateway.plans.service import build as build_plans
     from gateway.recorder.service import create as build_recorder
@@ -151,7 +153,9 @@ def _factories() -> list[tuple[str, Any]]:
         ("plans", build_plans),  # before linkage, whose rules may launch plans
         ("linkage", build_linkage),
         ("tours", build_tours),  # kept here, run by the operators' pages
+        ("maps", build_maps),  # e-maps (电子地图); the cascade answers its children's with it
         ("cascade", build_cascade),  # registers a resolver with streams
+        ("export", build_export),  # after recorder and cascade: reads footage through both
         ("discovery", build_discovery),  # after registry: marks cameras seen
         # PS/RTP sender for GB/T 28181 platforms, only with gb28181 configured
         ("gb28181_media", lambda gw: build_ps_backend(gw) if gw.settings.gb28181 else None),

@@ -20,6 +20,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "probe": ("gateway.cameras.cli", "probe_main", "read device info and profiles of a camera"),
     "sim": ("gateway.sim.runner", "main", "run simulated ONVIF/RTSP cameras"),
     "children": ("gateway.cascade.cli", "main", "manage child gateways and their tokens"),
+    "export": ("gateway.export.cli", "main", "verify an evidence export ZIP (录像导出)"),
 }
 
 

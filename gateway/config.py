@@ -558,6 +558,26 @@ class AuditSettings(_Model):
     )
 
 
+class ExportSettings(_Model):
+    """Evidence export (录像导出): cameras × a time span → a signed ZIP of MP4 clips."""
+
+    max_span_hours: float = Field(
+        24,
+        gt=0,
+        le=24 * 31,
+        title="Longest span of one export (hours) / 单次导出最长时段",
+        description="A longer request is refused with a clear error",
+    )
+    max_cameras: int = Field(16, ge=1, le=256, title="Cameras in one export at most")
+    max_mb: float = Field(
+        4096,
+        ge=1,
+        le=10_000_000,
+        title="Space for exports (MB) / 导出空间",
+        description="All finished exports together; a job that would exceed it fails clearly",
+    )
+
+
 class LogSettings(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", title="Log level")
     json_format: bool = Field(False, alias="json", title="JSON log lines")
@@ -588,6 +608,9 @@ class Settings(_Model):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings, title="Audit log (操作日志)")
+    export: ExportSettings = Field(
+        default_factory=ExportSettings, title="Evidence export (录像导出)"
+    )
     logging: LogSettings = Field(default_factory=LogSettings)
     gb28181: Gb28181Settings | None = Field(None, title="GB/T 28181 up-link (国标级联)")
 

@@ -115,6 +115,9 @@ def _disk(gw: Any) -> dict[str, Any]:
     if recorder is None or not hasattr(recorder, "health"):
         return {"state": "off"}
     result: dict[str, Any] = recorder.health()
+    exporter = gw.part("export")
+    if exporter is not None:  # exports share the recordings filesystem: shown with it
+        result["export_bytes"] = exporter.used_bytes()
     return result
 
 

@@ -65,6 +65,9 @@ def _with_events(gw: Gateway, out: dict[str, Any]) -> dict[str, Any]:
     status = part.status(out["id"]) if part is not None else None
     if status is not None:
         out["camera_events"] = status
+    maps = gw.part("maps")  # latitude/longitude, set on the e-map page (电子地图)
+    where = maps.geo_of(out["id"]) if maps is not None else None
+    out["latitude"], out["longitude"] = where if where else (None, None)
     return out
 
 

@@ -17,26 +17,40 @@ SECURITY_HEADERS = [
 class BodyLimitMiddleware:
     """Reject bodies over ``max_bytes`` with 413, whether announced or streamed.
 
-    Paths in ``exempt`` (prefixes) are left alone (e.g. a cascade WebSocket).
+    Paths in ``exempt`` (prefixes) are left alone (e.g. a cascade WebSocket); paths in
+    ``larger`` (prefix -> bytes) have a limit of their own (e.g. map image uploads).
     """
 
-    def __init__(self, app: Any, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int,
+        exempt: tuple[str, ...] = (),
+        larger: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = exempt
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (n for p, n in self.larger.items() if scope["path"].startswith(p)), self.max_bytes
+        )
+        await self._limited(scope, receive, send, limit)
+
+    async def _limited(self, scope: Scope, receive: Any, send: Any, limit: int) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_bytes
+                too_big = int(declared) > limit
             except ValueError:
                 too_big = True
             if too_big:
-                await _reject(send, self.max_bytes)
+                await _reject(send, limit)
                 return
         seen = 0
         started = False
@@ -49,12 +63,12 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # Answer now, then tell the app the client went away: whatever the
                     # app does with the body (parse it, fail on it) is not sent.
                     rejected = True
                     if not started:
-                        await _reject(send, self.max_bytes)
+                        await _reject(send, limit)
                     return {"type": "http.disconnect"}
             return message
 

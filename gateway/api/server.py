@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway import __version__
 from gateway.api.limits import BodyLimitMiddleware
 from gateway.app import Gateway
+from gateway.maps.service import MAX_IMAGE_BYTES
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -31,9 +32,11 @@ def _routers() -> list:
         diagnosis,
         discovery,
         events,
+        exports,
         gb28181,
         health,
         linkage,
+        maps,
         metrics,
         plans,
         prefs,
@@ -46,6 +49,8 @@ def _routers() -> list:
 
     modules = [health, auth, metrics, cameras, discovery, whep, streams, cascade, linkage]
     modules += [events, recordings, prefs, gb28181, diagnosis, reports, audit, plans, tours]
+    modules += [exports]
+    modules += [maps]
     return [m.router for m in modules]
 
 
@@ -95,6 +100,7 @@ def create_app(gw: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         BodyLimitMiddleware,
         max_bytes=gw.settings.server.max_body_bytes,
         exempt=("/api/v1/cascade/",),
+        larger={"/api/v1/maps/image": MAX_IMAGE_BYTES},  # map uploads (bounded there too)
     )
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")

@@ -214,6 +214,40 @@ async def record(gw: Any, path: str, seconds: float, reason: str) -> dict[str, A
     return {"recording": path, "seconds": seconds}
 
 
+# Locks a parent may set or release below: its exports' only, never a child's own event locks.
+LOCK_OWNER_PREFIX = "export:"
+
+
+async def lock(gw: Any, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Protect a camera's span from retention (``locked``) or release an owner's locks.
+
+    ``owner`` names the locks (``export:…``); releasing drops every lock of that owner on
+    the gateway that records ``path``. The gateway that records the camera keeps the lock.
+    """
+    from gateway.store import recordings as rec_store
+
+    owner = str(params.get("owner", ""))[:160]
+    if not owner.startswith(LOCK_OWNER_PREFIX) or len(owner) <= len(LOCK_OWNER_PREFIX):
+        raise AccessError(400, f"lock owner must start with {LOCK_OWNER_PREFIX!r}")
+    down = _remote(gw, path)
+    if down is not None:
+        resp = await _call_remote(down.request(path, "lock", params))
+        return resp.data
+    _local_camera(gw, path)
+    rec = _recorder(gw)
+    locked = bool(params.get("locked", True))
+    if locked:
+        start, end = _times(params)
+        if start is None or end is None or end <= start:
+            raise AccessError(400, "a lock needs start < end (ISO 8601 times)")
+        await asyncio.to_thread(
+            rec_store.add_lock, rec.index.db, path, start.timestamp(), end.timestamp(), owner
+        )
+        return {"camera": path, "owner": owner, "locked": True}
+    released = await asyncio.to_thread(rec_store.remove_event_locks, rec.index.db, owner)
+    return {"camera": path, "owner": owner, "locked": False, "segments": len(released)}
+
+
 async def _raise(err: BaseException) -> None:
     raise err
 

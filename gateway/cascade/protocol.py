@@ -228,6 +228,9 @@ Op = Literal[
     "clip",
     "record",
     "event_snapshot",
+    "lock",
+    "map",  # the e-map of a node below (gateway.maps)
+    "map_image",
 ]
 
 

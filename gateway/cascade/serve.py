@@ -130,6 +130,16 @@ class RequestServer:
                 raise AccessError(400, "seconds must be in (0, 86400]")
             reason = str(params.get("reason", "cascade"))[:200]
             await self._respond(req, data=await access.record(gw, req.path, seconds, reason))
+        elif req.op == "lock":
+            await self._respond(req, data=await access.lock(gw, req.path, params))
+        elif req.op in ("map", "map_image"):
+            maps = gw.part("maps")
+            if maps is None:
+                raise AccessError(404, "this gateway keeps no maps / 未启用电子地图")
+            data, body = await maps.answer(req.op, params)
+            if body is not None:
+                await self._send_body(req, [body])
+            await self._respond(req, data={**data, "bytes": len(body or b"")})
         else:
             raise AccessError(400, f"unsupported op {req.op}")
 

@@ -20,7 +20,11 @@ from pydantic import ValidationError
 
 from gateway.cascade.protocol import GatewayNode
 from gateway.config import Gb28181Settings, GbUpstream
+from gateway.events.bus import EventBus
+from gateway.gb28181.alarms import AlarmForwarder
+from gateway.gb28181.changes import ChangeWatcher
 from gateway.gb28181.channels import ChannelDirectory
+from gateway.gb28181.control import AccessControl, CameraControl
 from gateway.gb28181.media_api import MediaBackend
 from gateway.gb28181.records import GatewayRecords, RecordSource
 from gateway.gb28181.upstream import UpstreamClient
@@ -51,6 +55,9 @@ class Gb28181Part:
         overrides_path: Path | None = None,
         backoff_s: float = 1.0,
         records: RecordSource | None = None,
+        cameras: CameraControl | None = None,
+        bus: EventBus | None = None,
+        changes_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.records = records  # RecordInfo and Playback/Download (None: refused)
@@ -76,6 +83,9 @@ class Gb28181Part:
         # The PS backend reports streams that end by themselves; their dialogs get a BYE.
         if media is not None and getattr(media, "on_ended", 0) is None:
             media.on_ended = self.media_ended  # type: ignore[attr-defined]
+        self.cameras, self.bus = cameras, bus  # PTZ for DeviceControl; events for alarms
+        self.changes = ChangeWatcher(lambda: self.clients, changes_s)
+        self.alarms = AlarmForwarder(lambda: self.clients)
 
     def media_ended(self, call_id: str, reason: str) -> None:
         """``on_ended`` of the media backend: the dialog's client hangs up (a BYE)."""
@@ -95,10 +105,15 @@ class Gb28181Part:
             t1=self.settings.sip_t1_s,
             backoff_s=self.backoff_s,
             records=self.records,
+            cameras=self.cameras,
         )
 
     async def start(self) -> None:
         self._started = True
+        self.changes.start()
+        self.alarms.start()
+        if self.bus is not None:
+            self.bus.add_listener(self.alarms.on_event)
         for cfg in self.configs.values():
             if cfg.enabled:
                 await self._start_client(cfg)
@@ -115,6 +130,10 @@ class Gb28181Part:
     async def stop(self) -> None:
         self._started = False
         await asyncio.gather(*self._hangups, return_exceptions=True)  # BYEs under way
+        if self.bus is not None:
+            self.bus.remove_listener(self.alarms.on_event)
+        await self.changes.stop()
+        await self.alarms.stop()
         clients, self.clients = list(self.clients.values()), {}
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
@@ -126,6 +145,7 @@ class Gb28181Part:
         public["password_set"] = bool(cfg.password.get_secret_value())
         client = self.clients.get(uid)
         public["status"] = client.status() if client else {"id": uid, "state": "disabled"}
+        public["status"]["alarms_held"] = self.alarms.held(uid)
         return public
 
     def channels(self, uid: str) -> list[dict[str, Any]]:
@@ -251,4 +271,6 @@ def build(gw: Any) -> Gb28181Part | None:
         media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
         overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
         records=GatewayRecords(gw),
+        cameras=AccessControl(gw),
+        bus=gw.bus,
     )

@@ -12,7 +12,7 @@ const EVENT_TYPES = [
 const NOT_ALARMS = new Set(["inspection"]);
 
 export class AlarmList {
-  constructor(list, typeFilter, cameraFilter, { tree, onLinkage, onPlay, onStatus }) {
+  constructor(list, typeFilter, cameraFilter, { tree, onLinkage, onPlay, onStatus, onEvent }) {
     this.list = list;
     this.typeFilter = typeFilter;
     this.cameraFilter = cameraFilter;
@@ -20,6 +20,7 @@ export class AlarmList {
     this.onLinkage = onLinkage;
     this.onPlay = onPlay;
     this.onStatus = onStatus;
+    this.onEvent = onEvent || (() => {}); // every live event (the e-map flashes its pins)
     this.events = new Map();
     this.images = new Map(); // event id -> <img>, kept across renders
     this.source = null;
@@ -65,6 +66,7 @@ export class AlarmList {
     }
     if (ev.type === "camera_offline") this.onStatus(ev.camera, "offline");
     if (ev.type === "camera_online") this.onStatus(ev.camera, "online");
+    this.onEvent(ev);
     if (isNew && (ev.type === "linkage" || ev.type === "plan")) this.onLinkage(ev);
     this.render();
   }

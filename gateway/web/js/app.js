@@ -1,5 +1,6 @@
 // The operators' page: login, device tree, video wall, alarms, playback, settings.
 import { AlarmList } from "./alarms.js";
+import { EMap } from "./emap.js";
 import { api, health as readHealth, setUnauthorisedHandler } from "./api.js";
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
 import { PlanLauncher } from "./plans.js";
@@ -40,7 +41,9 @@ async function login(e) {
 
 function switchView(view) {
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.view === view));
-  for (const v of ["live", "playback", "settings"]) $(`#view-${v}`).hidden = v !== view;
+  for (const v of ["live", "playback", "settings", "map"]) $(`#view-${v}`).hidden = v !== view;
+  if (view !== "map") state.emap?.closePopup();
+  if (view === "map") state.emap.show();
   if (view === "playback") state.playback.refreshCameras();
   if (view === "settings") state.settings.show();
 }
@@ -106,6 +109,7 @@ async function boot() {
     onLinkage,
     onPlay: (ev) => { switchView("playback"); state.playback.openEvent(ev); },
     onStatus: (ref, status) => state.tree.setStatus(ref, status),
+    onEvent: (ev) => state.emap?.onEvent(ev),
   });
   await state.alarms.load();
   state.plans = new PlanLauncher($("#plan-pick"), $("#plan-launch"), $("#wall-notice"), {
@@ -117,6 +121,10 @@ async function boot() {
     next: $("#tour-next"), stop: $("#tour-stop"), status: $("#tour-status"),
   });
   await state.tours.load();
+  state.emap = new EMap($("#view-map"), {
+    tree: state.tree, wall: state.wall, canEdit: me.role === "operator" || me.role === "admin",
+    onPlayOnWall: (ref, i) => { switchView("live"); state.wall.tiles[i]?.play(ref); state.wall.changed(); },
+  });
   document.body.dataset.ready = "1"; // everything is wired (the browser tests wait for this)
   setInterval(() => state.tree.load().catch(() => {}), 15000);
 }
@@ -130,6 +138,7 @@ function relabel() {
   state.tree.render();
   state.alarms.render();
   state.wall.relabel();
+  state.emap?.relabel();
   const pbVisible = !$("#view-playback").hidden;
   state.playback = new Playback($("#view-playback"), state.tree);
   if (pbVisible) state.playback.refreshCameras();
