@@ -111,17 +111,22 @@ class Client:
         if self.args.token:
             headers["Authorization"] = f"Bearer {self.args.token}"
         req = urllib.request.Request(self.args.url, sdp.encode(), headers, method="POST")
+        served = {}
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 status, answer = resp.status, resp.read().decode()
                 location = resp.headers.get("Location")
+                served = {
+                    "variant": resp.headers.get("X-Stream-Variant"),
+                    "codec": resp.headers.get("X-Stream-Codec"),
+                }
                 if location:
                     self.session_url = urllib.parse.urljoin(self.args.url, location)
         except urllib.error.HTTPError as err:
             status, answer = err.code, err.read().decode(errors="replace")
         except OSError as err:
             status, answer = 0, str(err)
-        say(event="answer", status=status, sdp=answer, offer=sdp)
+        say(event="answer", status=status, sdp=answer, offer=sdp, served=served)
         if status != 201:
             self.error = f"POST answered {status}: {answer[:200]}"
             self.loop.quit()

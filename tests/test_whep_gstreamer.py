@@ -38,6 +38,7 @@ class Play:
     rc: int
     answer: str
     done: dict[str, Any]
+    served: dict[str, Any] = field(default_factory=dict)  # X-Stream-Variant / -Codec
     codes: list[tuple[int, float]] = field(default_factory=list)  # (camera index, latency ms)
     log: str = ""
 
@@ -58,14 +59,17 @@ class Rig:
         self.sims: list[SimProcess] = []
         self.gw: GatewayProcess | None = None
 
-    def sim(self, base: str, codec: str, name: str) -> dict[str, Any]:
-        args = ["--base", base, "--http-port", str(free_port(base))]
+    def sim(self, base: str, codec: str, name: str, cameras: int = 1) -> list[dict[str, Any]]:
+        """``cameras`` simulated cameras (camera i draws index i in its barcode)."""
+        args = ["--base", base, "--http-port", str(free_port(base)), "--cameras", str(cameras)]
         args += ["--rtsp-port", str(free_port(base)), "--no-onvif", "--no-wsd"]
         args += ["--size", "320x180", "--sub-size", "320x180", "--fps", "15", "--gop", "15"]
         proc = SimProcess(self.tmp, *args, "--codec", codec, name=name)
         self.sims.append(proc)
-        cam = proc.cameras[0]
-        return {**cam, "url": f"rtsp://admin:admin@{cam['address']}:{cam['rtsp_port']}"}
+        return [
+            {**cam, "url": f"rtsp://admin:admin@{cam['address']}:{cam['rtsp_port']}"}
+            for cam in proc.cameras
+        ]
 
     def play(self, camera: str, codecs: str, *, frames: int = 40, **opts: str) -> Play:
         return self.start(camera, codecs, frames=frames, **opts)()
@@ -75,12 +79,13 @@ class Rig:
     ) -> Any:
         """Start a client now; the returned callable waits for it and reads its result."""
         assert self.gw is not None
-        out = self.tmp / f"play-{camera}-{codecs}-{time.monotonic_ns()}"
+        out = self.tmp / f"play-{camera.replace('/', '_')}-{codecs}-{time.monotonic_ns()}"
         out.mkdir()
         url = f"{self.gw.base_url}/api/v1/streams/{camera}/whep{query}"
         args = [SYSTEM_PYTHON, str(CLIENT), url]
         args += ["--codecs", codecs, "--frames", str(frames), "--timeout", "30"]
-        args += ["--token", self.gw.token or "", "--dump", str(out)]
+        # "=": a token may start with "-", which argparse would take for an option
+        args += [f"--token={self.gw.token or ''}", "--dump", str(out)]
         for key, value in opts.items():
             args += [f"--{key.replace('_', '-')}", value]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -95,6 +100,7 @@ class Rig:
                 proc.returncode,
                 answer.get("sdp", ""),
                 done,
+                answer.get("served") or {},
                 _read_codes(out),
                 stderr.decode(errors="replace")[-2000:],
             )
@@ -127,15 +133,17 @@ def _read_codes(folder: Path) -> list[tuple[int, float]]:
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     rig = Rig(tmp_path_factory.mktemp("gst"))
     try:
-        h264 = rig.sim("127.0.31.1", "h264", "sim-h264")
-        hevc = rig.sim("127.0.31.2", "hevc", "sim-h265")
+        (h264,) = rig.sim("127.0.31.1", "h264", "sim-h264")
+        # Two H.265 cameras, each with its own encoder: a second RTSP session on one
+        # simulated camera forces an IDR in the first one's stream.
+        hevc, hevc2 = rig.sim("127.0.32.1", "hevc", "sim-h265", cameras=2)
         cameras = [
             {"id": "cam-264", "rtsp_url": f"{h264['url']}/main"},
             {"id": "cam-265", "rtsp_url": f"{hevc['url']}/main"},
             # H.265 main stream, H.264 sub-stream, as many cameras ship.
             {
                 "id": "cam-265s",
-                "rtsp_url": f"{hevc['url']}/main",
+                "rtsp_url": f"{hevc2['url']}/main",
                 "sub_rtsp_url": f"{h264['url']}/sub",
             },
         ]
@@ -173,6 +181,7 @@ def test_webrtcbin_h264_viewer_completes_dtls_and_decodes(rig: Rig) -> None:
         assert play.answer, play.log
         assert _setup(play.answer) == role
         assert play.answer_codec().upper() == "H264/90000"
+        assert play.served == {"variant": "main", "codec": "h264"}
         assert play.rc == 0 and play.frames >= 40, (play.done, play.log)
         assert play.done["state"] == "connected", play.done
         _check_picture(play, 1)
@@ -194,6 +203,10 @@ def test_webrtcbin_offering_h265_gets_the_cameras_h265_untouched(rig: Rig) -> No
     assert plays["H265,H264"].answer_codec().upper() == "H265/90000"
     assert plays["H264"].answer_codec().upper() == "H264/90000"
     assert plays["H264"].done["codec"] == "H264"
+    # The answer says what each got (the wall's tile shows it): no sub-stream here.
+    assert plays["H265"].served == {"variant": "main", "codec": "h265"}
+    assert plays["H265,H264"].served == {"variant": "main", "codec": "h265"}
+    assert plays["H264"].served == {"variant": "h264", "codec": "h264"}
 
 
 def test_h265_only_offer_for_an_h264_camera_is_refused_with_a_reason(rig: Rig) -> None:
@@ -202,16 +215,20 @@ def test_h265_only_offer_for_an_h264_camera_is_refused_with_a_reason(rig: Rig) -
     assert "400" in play.done["error"] and "H.264" in play.done["error"], play.done
 
 
-def test_auto_variant_gives_an_h264_viewer_the_h264_sub_stream_not_a_transcode(rig: Rig) -> None:
+def test_by_default_an_h264_viewer_gets_the_h264_sub_stream_not_a_transcode(rig: Rig) -> None:
+    # No ?variant: ``auto`` is the default. ``?variant=auto`` says the same.
     assert rig.gw is not None
-    h264 = rig.start("cam-265s", "H264", query="?variant=auto")
+    h264 = rig.start("cam-265s", "H264")
     h265 = rig.start("cam-265s", "H265,H264", query="?variant=auto")
     plays = {"H264": h264(), "H265": h265()}
     for offer, play in plays.items():
         assert play.rc == 0 and play.frames >= 40, (offer, play.done, play.log)
-        _check_picture(play, 1)
+    _check_picture(plays["H264"], 1)  # the H.264 simulator's camera: the sub-stream
+    _check_picture(plays["H265"], 2)  # the second H.265 camera's main stream
     assert plays["H264"].answer_codec().upper() == "H264/90000"
+    assert plays["H264"].served == {"variant": "sub", "codec": "h264"}
     assert plays["H265"].answer_codec().upper() == "H265/90000"
+    assert plays["H265"].served == {"variant": "main", "codec": "h265"}
     keys = {s["key"] for s in rig.gw.client.get("/api/v1/streams").json()["streams"]}
     assert "cam-265s/sub" in keys, keys
     assert not any(k.startswith("cam-265s/main@") for k in keys), f"a transcode ran: {keys}"

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -145,10 +145,14 @@ async def tree_clip(
     request: Request,
     start: str = Query(..., description="ISO 8601 start"),
     end: str = Query(..., description="ISO 8601 end"),
+    codec: Literal["h264"] | None = Query(
+        None, description="h264: H.265 footage transcoded where it is recorded"
+    ),
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> StreamingResponse:
-    body = access.clip(gw, _path(caller, path), {"start": start, "end": end})
+    params = {"start": start, "end": end, **({"codec": codec} if codec else {})}
+    body = access.clip(gw, _path(caller, path), params)
     try:
         first = await body.__anext__()  # errors become HTTP errors before the 200 goes out
     except StopAsyncIteration:

@@ -7,9 +7,10 @@ from the client, so nothing here can reach outside the recordings directory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
@@ -20,6 +21,7 @@ from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.store import events as event_store
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["recordings"])
 
 MAX_LIST_S = 31 * 86400
@@ -152,10 +154,19 @@ async def clip(
     end: str | None = Query(None, description="ISO 8601 (at most an hour after start)"),
     event: str | None = Query(None, max_length=128, description="Or: an event id"),
     download: bool = Query(False, description="Send as an attachment"),
+    codec: Literal["h264"] | None = Query(
+        None,
+        description="h264: H.265 footage transcoded to H.264 (for browsers without H.265)",
+    ),
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> FileResponse:
-    """An MP4 of the range, starting at the keyframe at or before ``start`` (Range-able)."""
+    """An MP4 of the range, starting at the keyframe at or before ``start`` (Range-able).
+
+    ``X-Clip-Codec`` says what the file holds; ``X-Clip-Transcoded: 1`` when it is an
+    H.264 copy of H.265 footage (``codec=h264``), made once and cached.
+    """
+    from gateway.recorder.clip_transcode import TranscodeFailed
     from gateway.recorder.playback import MAX_CLIP_S, ClipRefused, NothingRecorded
 
     _visible(caller, camera_id)
@@ -173,16 +184,22 @@ async def clip(
         t0, t1 = _span(start, end, 0)
     capped = t1 - t0 > MAX_CLIP_S
     try:
-        made = await rec.make_clip(camera_id, t0, min(t1, t0 + MAX_CLIP_S))
+        made = await rec.make_clip(camera_id, t0, min(t1, t0 + MAX_CLIP_S), codec)
     except NothingRecorded:
         raise HTTPException(404, "nothing recorded in this range / 该时段无录像") from None
     except ClipRefused as err:
         raise HTTPException(503, f"{err} / 剪辑空间不足") from None
+    except TranscodeFailed as err:
+        log.warning("%s: %s", camera_id, err)
+        raise HTTPException(502, f"{err} / 转码失败; try without codec=h264") from None
     headers = {
         "X-Clip-Start": _iso(made.start),
         "X-Clip-End": _iso(made.end),
+        "X-Clip-Codec": made.codec,
         "Cache-Control": "private, max-age=60",
     }
+    if made.transcoded:
+        headers["X-Clip-Transcoded"] = "1"
     if capped or made.truncated:
         headers["X-Clip-Truncated"] = "1"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(made.start))

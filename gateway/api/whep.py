@@ -1,9 +1,13 @@
 """WHEP endpoint: ``/api/v1/streams/{camera_id}/whep`` (draft-ietf-wish-whep).
 
 - ``POST`` (``application/sdp`` offer, ``?variant=low``) → ``201`` with the answer,
-  ``Location`` of the session and an ``ETag``. ``?variant=auto``: when the viewer
-  cannot take the main stream untouched (H.265 to a viewer without H.265), the
-  camera's own sub-stream if it can, before the shared transcode.
+  ``Location`` of the session and an ``ETag``. Without ``variant`` (or with
+  ``variant=auto``): the main stream when the viewer can take it untouched (H.265
+  to a viewer that offered H.265), else the camera's own sub-stream if the viewer
+  can take that, else the shared H.264 transcode. ``variant=main`` skips the
+  sub-stream (main stream or its transcode). The answer says what was chosen in
+  ``X-Stream-Variant`` (``main``, ``sub``, ``h264`` = the transcode, ``low``) and
+  ``X-Stream-Codec`` (``h264`` or ``h265``), which the wall's tiles show.
 - ``PATCH`` on the session (``application/trickle-ice-sdpfrag``) → ``204``; ICE
   restarts are not supported (``422``, start a new session instead).
 - ``DELETE`` on the session → ``200``.
@@ -105,7 +109,11 @@ def _session_url(camera_id: str, session_id: str) -> str:
 
 
 def _cors_headers() -> dict[str, str]:
-    return {"Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Patch"}
+    return {
+        "Access-Control-Expose-Headers": (
+            "Location, ETag, Link, Accept-Patch, X-Stream-Variant, X-Stream-Codec"
+        )
+    }
 
 
 @router.options(BASE)
@@ -134,11 +142,13 @@ async def whep_post(
         raise HTTPException(404, f"unknown camera {camera_id!r} / 未知摄像机")
     if _media_type(request) != SDP:
         raise HTTPException(415, f"Content-Type must be {SDP} (an SDP offer)")
-    if variant in ("", "main"):
+    if variant in (None, ""):
+        variant = "auto"
+    elif variant == "main":
         variant = None
     if variant not in (None, "low", "auto"):
         raise HTTPException(
-            400, f"unknown variant {variant!r}; omit it or use variant=low or variant=auto"
+            400, f"unknown variant {variant!r}; omit it or use variant=main, low or auto"
         )
     offer = _text(await _read_body(request, MAX_OFFER_BYTES), "the SDP offer")
     try:
@@ -159,6 +169,8 @@ async def whep_post(
     response.headers["Location"] = _session_url(camera_id, session.id)
     response.headers["ETag"] = session.etag
     response.headers["Accept-Patch"] = SDPFRAG
+    response.headers["X-Stream-Variant"] = session.variant or "main"
+    response.headers["X-Stream-Codec"] = session.codec
     for key, value in _cors_headers().items():
         response.headers[key] = value
     for link in _link_headers(relay, with_credentials=True):

@@ -38,6 +38,7 @@ from gateway.cameras.media2 import TR2, Media2
 from gateway.cameras.snapshot import DEFAULT_TIMEOUT
 from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
 from gateway.cameras.soap import SoapClient
+from gateway.cameras.soap11 import SoapVersion
 from gateway.cameras.urls import fix_host as fix_host
 from gateway.cameras.urls import strip_credentials as strip_credentials
 from gateway.cameras.urls import with_credentials as with_credentials
@@ -90,10 +91,11 @@ class _Camera(onvif.ONVIFCamera):
     """The library's camera with every service guarded (see ``guard.guard_transport``)."""
 
     label = ""
+    soap_version: SoapVersion | None = None  # set per camera by OnvifClient
 
     async def create_onvif_service(self, name: str, *args: Any, **kwargs: Any) -> Any:
         service = await super().create_onvif_service(name, *args, **kwargs)
-        guard_transport(service, self.label, self.user, self.passwd)
+        guard_transport(service, self.label, self.user, self.passwd, self.soap_version)
         return service
 
 
@@ -119,6 +121,7 @@ class OnvifClient:
         self._cam: _Camera | None = None
         self._connected = False
         self.clock_offset_s: float | None = None
+        self.soap_version = SoapVersion()  # 1.1 once the device shows it speaks only that
 
     async def __aenter__(self) -> OnvifClient:
         await self.connect()
@@ -184,6 +187,7 @@ class OnvifClient:
     async def _connect(self) -> None:
         cam = _Camera(self.host, self.port, self.username, self.password, adjust_time=True)
         cam.label = self.label
+        cam.soap_version = self.soap_version
         self._cam = cam
         await self._call("device service", cam.create_devicemgmt_service, network=False)
         try:
@@ -305,6 +309,7 @@ class OnvifClient:
             self.password,
             clock_offset_s=self.clock_offset_s or 0.0,
             timeout=self.timeout,
+            version=self.soap_version,
         )
         media = Media2(soap, self.services()[TR2])
         try:

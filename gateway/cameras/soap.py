@@ -1,5 +1,7 @@
 """A small SOAP 1.2 client for the ONVIF services onvif-zeep-async lacks (Media2, PullPoint).
 
+SOAP 1.1 for devices that answer only that (:mod:`gateway.cameras.soap11`).
+
 Each request carries a WS-Security UsernameToken (PasswordDigest) whose Created
 stamp is on the camera's clock (``clock_offset_s``, measured by
 :class:`gateway.cameras.onvif.OnvifClient`), and WS-Addressing ``Action``/``To``
@@ -24,8 +26,9 @@ from xml.sax.saxutils import escape
 import aiohttp
 from aiohttp import DigestAuthMiddleware
 
-from gateway.cameras import wsd
+from gateway.cameras import soap11, wsd
 from gateway.cameras.errors import AuthError, OnvifError, UnreachableError
+from gateway.cameras.soap11 import SoapVersion
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
@@ -100,8 +103,11 @@ class SoapClient:
         *,
         clock_offset_s: float = 0.0,
         timeout: float = 5.0,
+        version: SoapVersion | None = None,
     ) -> None:
         self.label = label
+        # Shared with the camera's other clients: SOAP 1.1 once it shows it speaks only that.
+        self.version = version or SoapVersion()
         self.username = username
         self.password = password
         self.clock_offset_s = clock_offset_s
@@ -143,6 +149,9 @@ class SoapClient:
                         self.username, self.password or "", preemptive=True
                     )
                     status, challenge, content = await self._post(url, action, body)
+                if not self.version.soap11 and soap11.is_soap11(content):
+                    self.version.soap11 = True
+                    status, challenge, content = await self._post(url, action, body)
         except TimeoutError:
             raise UnreachableError(
                 f"{self.label}: no answer to {what} within {limit:g} s"
@@ -154,6 +163,8 @@ class SoapClient:
         if status in (401, 403):
             raise AuthError(f"authentication failed for {self.label} (HTTP {status})")
         try:
+            if self.version.soap11:
+                content = soap11.reply_as_soap12(content)
             root = wsd.safe_parse(content, MAX_REPLY_BYTES)
         except wsd.WsdRejected as err:
             raise OnvifError(
@@ -175,6 +186,8 @@ class SoapClient:
         extra: dict[str, Any] = {"middlewares": (self._digest,)} if self._digest else {}
         headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{action}"'}
         data = self._envelope(action, url, body)
+        if self.version.soap11:
+            data, headers = soap11.request_body(data), soap11.request_headers(headers)
         async with self._session.post(url, data=data, headers=headers, **extra) as response:
             if (response.content_length or 0) > MAX_REPLY_BYTES:
                 raise OnvifError(f"{self.label}: reply too large ({response.content_length} B)")

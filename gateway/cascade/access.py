@@ -185,8 +185,11 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
     start, end = _times(params)
     if start is None or end is None or end <= start:
         raise AccessError(400, "a clip needs start < end (ISO 8601 times)")
+    # codec=h264: H.265 footage transcoded for a browser without H.265 (only asked for
+    # then, so a recorder that predates it still serves plain clips).
+    extra = {"codec": "h264"} if params.get("codec") == "h264" else {}
     try:
-        result = await _maybe(fn(path, start, end))
+        result = await _maybe(fn(path, start, end, **extra))
     except LookupError as err:
         raise AccessError(404, f"no recording of {path} in that span: {err}") from None
     except ValueError as err:

@@ -272,8 +272,10 @@ class Downlink(Routing):
                 body.chunks.put_nowait(None)  # chunks came before the response
         elif isinstance(msg, p.StreamInfoMsg):
             ch = session.channels.get(msg.channel)
-            if ch is not None and ch.on_info is not None:
-                ch.on_info(msg)
+            if ch is not None:
+                ch.info = msg
+                if ch.on_info is not None:
+                    ch.on_info(msg)
         elif isinstance(msg, p.StreamEnd):
             ch = session.channels.pop(msg.channel, None)
             if ch is not None:

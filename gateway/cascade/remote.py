@@ -54,6 +54,8 @@ class RemoteSource(StreamSource):
             delay = 0.5
             ch.on_info = lambda msg: hub.set_info(_info(msg))
             ch.on_au = lambda au: self._publish(hub, au)
+            if ch.info is not None:  # it came with the open response, before on_info was set
+                hub.set_info(_info(ch.info))
             try:
                 reason = await ch.ended
                 self.set_error(reason)

@@ -43,6 +43,9 @@ class Channel:
         self.number = number
         self.on_au: Callable[[Any], None] | None = None
         self.on_info: Callable[[p.StreamInfoMsg], None] | None = None
+        # The latest stream info: it may come right behind the open response, before the
+        # opener has had a turn to set ``on_info``.
+        self.info: p.StreamInfoMsg | None = None
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # Body chunks; None ends the body. Bounded in bytes by ``put``.
         self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()

@@ -6,6 +6,10 @@ keyframe) and stops before ``end``. It is a plain MP4 with ``moov`` first
 API serves from the file. Gaps between segments become a held picture, so the clip's
 clock stays the wall clock. A change of codec parameters (a camera reconfigured
 mid-range) ends the clip there; ``truncated`` says so.
+
+An H.265 clip can also be had as H.264 (``codec="h264"``) for browsers without an
+H.265 decoder: transcoded once from the clip, cached beside it
+(:mod:`gateway.recorder.clip_transcode`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from pathlib import Path
 
 import av
 
+from gateway.recorder.clip_transcode import transcode_to_h264
 from gateway.recorder.index import RecordingIndex
 
 log = logging.getLogger(__name__)
 
 MAX_CLIP_S = 3600.0
+# An H.264 copy of H.265 footage costs a decode and an encode: at most this much per
+# request (the pages ask for a minute at a time), and one build at a time per gateway.
+MAX_TRANSCODE_S = 300.0
 CLIP_TB = Fraction(1, 90000)
 CLIP_TTL_S = 900.0
 
@@ -44,6 +52,8 @@ class Clip:
     end: float
     frames: int
     truncated: bool
+    codec: str = ""  # as in the file: h264, hevc
+    transcoded: bool = False  # an H.264 copy of an H.265 recording
 
 
 def _same_stream(a: av.video.stream.VideoStream, b: av.video.stream.VideoStream) -> bool:
@@ -157,7 +167,8 @@ def build_clip(
         tmp.unlink(missing_ok=True)
         raise NothingRecorded(f"no recording of {camera} between the given times")
     os.replace(tmp, out_path)
-    return Clip(out_path, t0, last_wall + 0.04, frames, truncated)
+    codec = template.codec_context.name if template is not None else ""
+    return Clip(out_path, t0, last_wall + 0.04, frames, truncated, codec)
 
 
 class ClipRefused(RuntimeError):
@@ -191,13 +202,25 @@ class ClipCache:
         self.max_bytes = max_bytes
         self._over_limit = over_limit or (lambda _extra: False)
         self.builds = 0
+        self.transcodes = 0  # H.264 copies of H.265 clips made
+        self._transcoding = threading.Semaphore(1)  # the CPU's bound, not the disk's
         self.refused = 0
         self._guard = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
 
-    def get(self, camera: str, start: float, end: float) -> Clip:
-        """Build (or reuse) the clip of [start, end]; blocking."""
+    def get(self, camera: str, start: float, end: float, codec: str | None = None) -> Clip:
+        """Build (or reuse) the clip of [start, end]; blocking.
+
+        ``codec="h264"``: an H.265 recording comes as its H.264 transcode (an H.264 one
+        as it is). Raises :class:`NothingRecorded`, :class:`ClipRefused`, or
+        :class:`~gateway.recorder.clip_transcode.TranscodeFailed`.
+        """
+        if codec not in (None, "h264"):
+            raise ValueError(f"unknown clip codec {codec!r}; omit it or use h264")
         end = min(end, start + MAX_CLIP_S)
+        capped = False
+        if codec == "h264" and end - start > MAX_TRANSCODE_S:
+            end, capped = start + MAX_TRANSCODE_S, True
         self._sweep()
         segments = self.index.segments(camera, start, end)
         if not segments:
@@ -208,15 +231,40 @@ class ClipCache:
         )
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = self.dir / f"{name}.mp4"
+
+        def remux() -> Clip:
+            self._make_room(sum(int(s["bytes"]) for s in segments), keep=path)
+            return build_clip(self.index, camera, start, end, path)
+
+        clip = self._once(path, remux)
+        if codec != "h264" or clip.codec != "hevc":
+            return clip
+        source = clip
+        h264_path = self.dir / f"{name}-h264.mp4"
+
+        def transcode() -> Clip:
+            # About the size of the H.265 clip at this quality; room for twice that.
+            self._make_room(2 * source.path.stat().st_size, keep=h264_path)
+            with self._transcoding:
+                frames = transcode_to_h264(source.path, h264_path)
+            self.transcodes += 1
+            truncated = source.truncated or capped
+            return Clip(h264_path, source.start, source.end, frames, truncated, "h264", True)
+
+        return self._once(h264_path, transcode)
+
+    def _once(self, path: Path, build: Callable[[], Clip]) -> Clip:
+        """The cached clip at ``path``, or ``build()``'s: one build, the others wait."""
+        name = path.stem
         with self._guard:
             lock = self._building.setdefault(name, threading.Lock())
         with lock:  # one build per clip; the others wait and take its result
             try:
                 if (clip := self._cached(path)) is not None:
                     return clip
-                self._make_room(sum(int(s["bytes"]) for s in segments), keep=path)
-                clip = build_clip(self.index, camera, start, end, path)
-                self.builds += 1
+                clip = build()
+                if not clip.transcoded:
+                    self.builds += 1
                 path.with_suffix(".json").write_text(
                     json.dumps(
                         {
@@ -224,6 +272,8 @@ class ClipCache:
                             "end": clip.end,
                             "frames": clip.frames,
                             "truncated": clip.truncated,
+                            "codec": clip.codec,
+                            "transcoded": clip.transcoded,
                         }
                     )
                 )
@@ -240,7 +290,15 @@ class ClipCache:
             os.utime(meta)
         except (OSError, ValueError):
             return None
-        return Clip(path, data["start"], data["end"], data["frames"], data["truncated"])
+        return Clip(
+            path,
+            data["start"],
+            data["end"],
+            data["frames"],
+            data["truncated"],
+            data.get("codec", ""),
+            data.get("transcoded", False),
+        )
 
     def _make_room(self, needed: int, keep: Path) -> None:
         """Make ``needed`` bytes of room in the cache and on the disk, or refuse."""
@@ -284,6 +342,7 @@ class ClipCache:
             "bytes": sum(size for _, size, _ in clips),
             "max_bytes": self.max_bytes,
             "builds": self.builds,
+            "transcodes": self.transcodes,
             "refused": self.refused,
         }
 

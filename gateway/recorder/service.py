@@ -245,13 +245,24 @@ class Recorder:
         t0 = _seconds(start) if start is not None else t1 - 86400
         return [public_segment(s) for s in self.index.segments(camera, t0, t1)]
 
-    async def make_clip(self, camera: str, start: float, end: float) -> Clip:
-        """An MP4 of [start, end] (at most an hour). Raises NothingRecorded."""
-        return await asyncio.to_thread(self.clips.get, camera, start, end)
+    async def make_clip(
+        self, camera: str, start: float, end: float, codec: str | None = None
+    ) -> Clip:
+        """An MP4 of [start, end] (at most an hour). Raises NothingRecorded.
 
-    async def clip(self, camera: str, start: datetime | float, end: datetime | float) -> Path:
+        ``codec="h264"``: H.265 footage comes transcoded (for browsers without H.265).
+        """
+        return await asyncio.to_thread(self.clips.get, camera, start, end, codec)
+
+    async def clip(
+        self,
+        camera: str,
+        start: datetime | float,
+        end: datetime | float,
+        codec: str | None = None,
+    ) -> Path:
         """The clip's file (for the cascade, which streams it to the parent)."""
-        return (await self.make_clip(camera, _seconds(start), _seconds(end))).path
+        return (await self.make_clip(camera, _seconds(start), _seconds(end), codec)).path
 
     # -- status ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -4,6 +4,9 @@ A session is one viewer: an aiortc peer connection whose only track passes one
 hub's access units through. The hub comes from the stream manager
 (``gw.streams.acquire``): the camera's main stream when browsers can take it as it
 is, else its transcoded ``h264`` variant, or the ``low`` variant when asked for.
+``auto`` (the WHEP default) puts the camera's own sub-stream before that transcode
+for a viewer that cannot take the main stream untouched (H.265 to a viewer without
+H.265): the camera already made the H.264 picture, so the box need not.
 
 Sessions end when the viewer DELETEs them, when the peer connection fails or
 closes, when the stream ends, when ICE never connects, or when a viewer that sent
@@ -27,21 +30,18 @@ from aiortc.sdp import candidate_from_sdp
 
 from gateway.audit import Audit
 from gateway.relay import dtls, ice, whep
+from gateway.relay.choice import SourceChooser
 from gateway.relay.model import (
-    CameraNotFound,
-    CameraUnavailable,
     IceRestartUnsupported,
     Session,
     TooManySessions,
 )
 from gateway.relay.track import PassthroughTrack
-from gateway.streams.hub import Hub, fresh_keyframe
-from gateway.streams.packet import StreamInfo
+from gateway.streams.hub import Hub
 
 log = logging.getLogger(__name__)
 
 VARIANTS = (None, "low", "h264", "auto")
-SUB_WAIT_S = 4.0  # how long ``auto`` waits for a sub-stream's first keyframe
 WATCH_PERIOD_S = 1.0
 
 
@@ -59,6 +59,7 @@ class Relay:
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[bool]] = set()
         self._opening = 0  # offers being answered, counted against max_sessions
+        self.chooser = SourceChooser(gw, self.settings, self.rejected)
         self._addresses = (
             ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
         )
@@ -98,9 +99,12 @@ class Relay:
         return self.sessions.get(session_id)
 
     async def open(
-        self, camera_id: str, offer_sdp: str, *, variant: str | None = None, caller: str = ""
+        self, camera_id: str, offer_sdp: str, *, variant: str | None = "auto", caller: str = ""
     ) -> tuple[Session, str]:
         """Answer a viewer's offer: the new session and the SDP answer.
+
+        ``variant``: ``auto`` (default, see the module docstring), ``None`` for the
+        main stream (or its transcode when the viewer cannot take it), ``low``.
 
         Raises :class:`whep.OfferError` (400), :class:`CameraNotFound` (404) or
         :class:`CameraUnavailable` / :class:`TooManySessions` (503).
@@ -125,9 +129,10 @@ class Relay:
         self, camera_id: str, offer_sdp: str, variant: str | None, caller: str, accepts: set[str]
     ) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(12)
-        lease, first, variant = await self._source(camera_id, variant, sid, accepts)
+        lease, first, variant = await self.chooser.choose(camera_id, variant, sid, accepts)
         hub: Hub = lease.hub
-        hevc = variant is None and hub.info is not None and hub.info.codec == "hevc"
+        # The main stream or the camera's own sub-stream go untouched: H.265 stays H.265.
+        hevc = variant in (None, "sub") and hub.info is not None and hub.info.codec == "hevc"
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         track = PassthroughTrack(
             hub,
@@ -181,115 +186,12 @@ class Relay:
         )
         return session, answer
 
-    async def _source(
-        self, camera_id: str, variant: str | None, sid: str, accepts: set[str]
-    ) -> tuple[Any, bytes, str | None]:
-        """Lease the hub this viewer gets and wait for its first keyframe.
-
-        ``accepts`` are the codecs the viewer offered (``h264``, ``hevc``): an H.265
-        camera goes through untouched to a viewer that offered H.265.
-        Returns the lease, that keyframe, and the variant actually used.
-        """
-        streams = self.gw.part("streams")
-        if streams is None:
-            raise CameraUnavailable("live video is not available: no stream manager")
-        auto = variant == "auto"
-        if auto:
-            variant = None
-        lease = self._acquire(streams, camera_id, variant, sid)
-        try:
-            first = await self._wait_keyframe(camera_id, lease.hub)
-            info = lease.hub.info
-            if auto and info is not None and not _passes(info, accepts) and "h264" in accepts:
-                sub = await self._sub_stream(streams, camera_id, sid, accepts)
-                if sub is not None:
-                    lease.release()
-                    log.info("%s: %s source, viewer gets the sub-stream", camera_id, info.codec)
-                    return sub[0], sub[1], "sub"
-            if variant is None and info is not None and not _passes(info, accepts):
-                # H.265, MJPEG or B-frames: browsers get the shared transcode instead.
-                # Take the transcode before letting go of the source, so the ingest
-                # does not stop in between.
-                if "h264" not in accepts:
-                    self.rejected["codec"] += 1
-                    raise whep.OfferError(
-                        f"camera {camera_id} sends {info.codec}"
-                        f"{' with B-frames' if info.has_b_frames else ''}"
-                        " and the offer has no H.264 to transcode it to"
-                    )
-                log.info("%s: %s source, viewer gets the h264 transcode", camera_id, info.codec)
-                main, variant, lease = lease, "h264", None
-                try:
-                    lease = self._acquire(streams, camera_id, variant, sid)
-                finally:
-                    main.release()
-                first = await self._wait_keyframe(camera_id, lease.hub)
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            raise
-        return lease, first, variant
-
-    async def _sub_stream(
-        self, streams: Any, camera_id: str, sid: str, accepts: set[str]
-    ) -> tuple[Any, bytes] | None:
-        """The camera's own sub-stream when this viewer can take it untouched, else None.
-
-        Cameras commonly send H.265 on the main stream and H.264 on the sub-stream;
-        ONVIF Media1 often names both H264, so the stream itself is asked.
-        """
-        cameras = getattr(streams, "cameras", None)
-        if cameras is None or cameras.effective_profile(camera_id, "sub") != "sub":
-            return None  # no sub-stream of its own
-        try:
-            lease = streams.acquire(camera_id, "sub", consumer=f"whep:{sid}")
-        except (KeyError, ValueError, RuntimeError):
-            return None
-        try:
-            first = await self._wait_keyframe(camera_id, lease.hub, timeout=SUB_WAIT_S)
-        except CameraUnavailable:
-            lease.release()
-            return None
-        info = lease.hub.info
-        if info is None or not _passes(info, accepts):
-            lease.release()
-            return None
-        return lease, first
-
+    # The stream access the SFU relay and the WHIP pusher share (gateway.relay.sfu).
     def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
-        try:
-            return streams.acquire(camera_id, "main", variant=variant, consumer=f"whep:{sid}")
-        except KeyError:  # UnknownCamera is a KeyError
-            self.rejected["unknown"] += 1
-            raise CameraNotFound(f"unknown camera {camera_id!r} / 未知摄像机") from None
-        except (ValueError, RuntimeError) as err:
-            self.rejected["unavailable"] += 1
-            raise CameraUnavailable(f"camera {camera_id}: {err}", retry_after=2) from None
+        return self.chooser.acquire(streams, camera_id, variant, sid)
 
     async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
-        """The cached GOP's keyframe once the hub has fresh video, else 503 with a reason."""
-        wait = self.settings.source_wait_s if timeout is None else timeout
-        data = await fresh_keyframe(hub, wait)
-        if data is not None:
-            return data
-        if timeout is None:  # a probe (``auto``'s sub-stream) is no rejection
-            self.rejected["offline"] += 1
-        raise CameraUnavailable(
-            f"camera {camera_id} is offline: {self._offline_reason(camera_id)} / 摄像机离线",
-            retry_after=1,
-        )
-
-    def _offline_reason(self, camera_id: str) -> str:
-        registry = self.gw.part("registry")
-        cam = None
-        if registry is not None:
-            with contextlib.suppress(Exception):
-                cam = registry.get(camera_id)
-        status = getattr(cam, "status", None)
-        reason = getattr(cam, "reason", "") or getattr(cam, "status_reason", "")
-        if status and status != "online":
-            return f"{status}{': ' + reason if reason else ''}"
-        return f"no video within {self.settings.source_wait_s:g} s"
+        return await self.chooser.wait_keyframe(camera_id, hub, timeout)
 
     async def add_candidates(self, session: Session, frag: str) -> None:
         """Trickle ICE (PATCH): add the viewer's late candidates."""
@@ -437,13 +339,6 @@ class Relay:
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
         sent = sum(s.track.bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
-
-
-def _passes(info: StreamInfo, accepts: set[str]) -> bool:
-    """Whether a viewer that offered ``accepts`` can take this stream untouched."""
-    if info.has_b_frames:  # WebRTC decoders stall on reordered frames
-        return False
-    return info.codec in accepts and info.codec in ("h264", "hevc")
 
 
 def build(gw: Any) -> Relay:

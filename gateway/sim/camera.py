@@ -86,6 +86,14 @@ class SimCamera:
     events: bool = True  # an ONVIF events service (PullPoint); False: none, as old cameras
     alarms: dict[str, bool] = field(default_factory=dict)  # kind (ALARM_KINDS) → raised
     media2: str = "off"  # ONVIF Media2: "off" | "on" | "h265-only" (H.265 only in Media2)
+    # ONVIF clients as cameras need them: the SOAP versions answered ("1.2", "1.1" only,
+    # or "both"); the camera's clock offset from true time (GetSystemDateAndTime and the
+    # WS-Security check follow it); how far a UsernameToken's Created may be from that
+    # clock; and whether UsernameTokens are taken at all (False: HTTP digest only).
+    soap: str = "1.2"
+    clock_offset_s: float = 0.0
+    auth_window_s: float = 300.0
+    ws_security: bool = True
     picture: str = "normal"  # one of PICTURE_MODES
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)

@@ -47,6 +47,7 @@ from gateway.sim.onvif_soap import (
     find_username_token,
     not_authorized,
     parse_request,
+    request_version,
 )
 
 log = logging.getLogger(__name__)
@@ -193,9 +194,11 @@ class OnvifServer(asyncio.AbstractServer):
             return Response(404, b"not found\n")
         if request.method != "POST":
             return Response(405, b"use POST\n", headers={"Allow": "POST"})
+        version = request_version(request.body, self.camera.soap)
         try:
-            return await self._soap(request)
+            return await self._soap(request, version)
         except SoapFault as fault:
+            fault.version = version
             log.debug(
                 "sim %s: SOAP fault to %s: %s %s",
                 self.camera.id,
@@ -203,10 +206,10 @@ class OnvifServer(asyncio.AbstractServer):
                 fault.subcode,
                 fault,
             )
-            return Response(fault.http_status, fault.envelope(), SOAP_TYPE)
+            return Response(fault.http_status, fault.envelope(), _content_type(version))
 
-    async def _soap(self, request: Request) -> Response:
-        header, op = parse_request(request.body)
+    async def _soap(self, request: Request, version: str) -> Response:
+        header, op = parse_request(request.body, self.camera.soap)
         qname = etree.QName(op)
         key = (qname.namespace or "", qname.localname)
         handler = self.operations.get(key)
@@ -223,28 +226,33 @@ class OnvifServer(asyncio.AbstractServer):
                 "Receiver", "ter:ActionNotSupported", f"{qname.localname} is not supported"
             )
         if key not in PRE_AUTH:
-            challenge = self._authenticate(request, header)
+            challenge = self._authenticate(request, header, version)
             if challenge is not None:
                 return challenge
         result = handler(self.camera, op)
         if inspect.isawaitable(result):
             result = await result
-        return Response(200, envelope(result), SOAP_TYPE)
+        return Response(200, envelope(result, version), _content_type(version))
 
-    def _authenticate(self, request: Request, header: etree._Element | None) -> Response | None:
-        """None when authorised; a 401 challenge when no credentials came at all."""
+    def _authenticate(
+        self, request: Request, header: etree._Element | None, version: str = "1.2"
+    ) -> Response | None:
+        """None when authorised; a 401 challenge when no credentials came at all (or,
+        on a camera that refuses WS-Security, no valid HTTP digest)."""
         cam = self.camera
         token = find_username_token(header)
-        if token is not None:
-            self.auth.check(
-                token, cam.username, cam.password, float(getattr(cam, "clock_offset_s", 0) or 0)
-            )
+        if token is not None and cam.ws_security:
+            self.auth.window_s = cam.auth_window_s
+            self.auth.check(token, cam.username, cam.password, cam.clock_offset_s)
             return None
         authorization = request.headers.get("authorization")
         if onvif_httpauth.check(authorization, request.method, cam.username, cam.password):
             return None
         fault = not_authorized("Authentication required")
-        return Response(401, fault.envelope(), SOAP_TYPE, headers=onvif_httpauth.challenge())
+        fault.version = version
+        return Response(
+            401, fault.envelope(), _content_type(version), headers=onvif_httpauth.challenge()
+        )
 
     async def _snapshot(self, request: Request) -> Response:
         cam = self.camera
@@ -263,6 +271,10 @@ class OnvifServer(asyncio.AbstractServer):
             log.exception("sim %s: snapshot failed", cam.id)
             return Response(503, b"snapshot unavailable\n")
         return Response(200, bytes(jpeg), "image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def _content_type(version: str) -> str:
+    return SOAP_TYPE if version != "1.1" else "text/xml; charset=utf-8"
 
 
 def _snapshot_challenge() -> dict[str, str | list[str]]:

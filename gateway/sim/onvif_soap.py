@@ -69,15 +69,32 @@ class SoapFault(Exception):
     ``subcode`` is one QName or several separated by spaces, outermost first.
     """
 
-    def __init__(self, code: str, subcode: str, reason: str, http_status: int | None = None):
+    def __init__(
+        self,
+        code: str,
+        subcode: str,
+        reason: str,
+        http_status: int | None = None,
+        version: str = "1.2",
+    ):
         super().__init__(reason)
         self.code = code
         self.subcode = subcode
         self.reason = reason
-        # SOAP 1.2 HTTP binding: sender faults are 400, all others 500.
+        self.version = version  # of the envelope it goes back in
+        # SOAP 1.2 HTTP binding: sender faults are 400, all others 500 (1.1: all 500).
         self.http_status = http_status or (400 if code == "Sender" else 500)
 
     def envelope(self) -> bytes:
+        if self.version == "1.1":
+            # SOAP 1.1 has faultcode/faultstring; the ONVIF subcodes go in the detail.
+            code = {"Sender": "Client", "Receiver": "Server"}.get(self.code, self.code)
+            return envelope(
+                f"<env:Fault><faultcode>env:{x(code)}</faultcode>"
+                f"<faultstring>{x(self.reason)}</faultstring>"
+                f"<detail><ter:Subcodes>{x(self.subcode)}</ter:Subcodes></detail></env:Fault>",
+                "1.1",
+            )
         # "ter:InvalidArgVal ter:NoProfile" nests as Subcode/Value + Subcode/Subcode/Value.
         sub = ""
         for value in reversed(self.subcode.split()):
@@ -93,12 +110,21 @@ def not_authorized(reason: str = "Sender not authorized") -> SoapFault:
     return SoapFault("Sender", "ter:NotAuthorized", reason)
 
 
-def envelope(body: str) -> bytes:
-    """A SOAP 1.2 envelope around ``body`` (markup already escaped)."""
+def envelope(body: str, version: str = "1.2") -> bytes:
+    """A SOAP 1.2 (or 1.1) envelope around ``body`` (markup already escaped)."""
+    decl = NSMAP_DECL if version != "1.1" else NSMAP_DECL.replace(ENV, SOAP11_ENV)
     return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<env:Envelope {NSMAP_DECL}>'
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<env:Envelope {decl}>'
         f"<env:Header/><env:Body>{body}</env:Body></env:Envelope>"
     ).encode()
+
+
+def request_version(body: bytes, accepted: str) -> str:
+    """The SOAP version to answer ``body`` in, for a camera that answers ``accepted``
+    ("1.2", "1.1" or "both")."""
+    if accepted == "1.1" or (accepted == "both" and SOAP11_ENV.encode() in body[:4096]):
+        return "1.1"
+    return "1.2"
 
 
 _PARSER = etree.XMLParser(
@@ -112,8 +138,13 @@ _PARSER = etree.XMLParser(
 )
 
 
-def parse_request(body: bytes) -> tuple[etree._Element | None, etree._Element]:
-    """The SOAP Header (or None) and the operation element of a request body."""
+def parse_request(
+    body: bytes, accepted: str = "1.2"
+) -> tuple[etree._Element | None, etree._Element]:
+    """The SOAP Header (or None) and the operation element of a request body.
+
+    ``accepted``: the SOAP versions the camera answers ("1.2", "1.1" or "both").
+    """
     if not body.strip():
         raise SoapFault("Sender", "ter:InvalidArgVal", "empty request body")
     # A quick refusal before parsing; the DOCTYPE check after parsing covers
@@ -127,12 +158,17 @@ def parse_request(body: bytes) -> tuple[etree._Element | None, etree._Element]:
         raise SoapFault("Sender", "ter:InvalidArgVal", f"malformed XML: {err}") from None
     if root.getroottree().docinfo.doctype:
         raise SoapFault("Sender", "ter:InvalidArgVal", "DTDs are not allowed")
-    if root.tag == f"{{{SOAP11_ENV}}}Envelope":
+    if root.tag == f"{{{SOAP11_ENV}}}Envelope" and accepted == "1.2":
         raise SoapFault("VersionMismatch", "ter:WrongSOAPVersion", "SOAP 1.2 is required", 500)
-    if root.tag != f"{{{ENV}}}Envelope":
-        raise SoapFault("Sender", "ter:InvalidArgVal", "not a SOAP 1.2 envelope")
-    header = root.find(f"{{{ENV}}}Header")
-    body_el = root.find(f"{{{ENV}}}Body")
+    if root.tag == f"{{{ENV}}}Envelope" and accepted == "1.1":
+        raise SoapFault(
+            "VersionMismatch", "ter:WrongSOAPVersion", "SOAP 1.1 is required", 500, "1.1"
+        )
+    ns = SOAP11_ENV if root.tag == f"{{{SOAP11_ENV}}}Envelope" else ENV
+    if root.tag != f"{{{ns}}}Envelope":
+        raise SoapFault("Sender", "ter:InvalidArgVal", "not a SOAP envelope")
+    header = root.find(f"{{{ns}}}Header")
+    body_el = root.find(f"{{{ns}}}Body")
     operation = None if body_el is None else next(iter(body_el.iterchildren("*")), None)
     if operation is None:
         raise SoapFault("Sender", "ter:InvalidArgVal", "empty SOAP Body")

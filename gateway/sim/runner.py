@@ -123,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-events", action="store_true", help="no ONVIF events service (as older cameras)"
     )
+    p.add_argument(
+        "--soap",
+        choices=["1.2", "1.1", "both"],
+        default="1.2",
+        help="SOAP versions the ONVIF side answers (1.1: only SOAP 1.1, as old firmwares)",
+    )
+    p.add_argument(
+        "--clock-offset", type=float, default=0.0, help="the camera's clock is S s off true time"
+    )
+    p.add_argument(
+        "--auth-window",
+        type=float,
+        default=300.0,
+        help="WS-Security Created must be within S s of the camera's clock",
+    )
+    p.add_argument(
+        "--no-ws-security",
+        action="store_true",
+        help="refuse WS-Security UsernameTokens: HTTP digest only",
+    )
     p.add_argument("--control-port", type=int, default=0, help="control API port (0: any)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -167,6 +187,10 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             max_sessions=args.max_sessions,
             events=not getattr(args, "no_events", False),
             media2=getattr(args, "media2", "off"),
+            soap=getattr(args, "soap", "1.2"),
+            clock_offset_s=getattr(args, "clock_offset", 0.0),
+            auth_window_s=getattr(args, "auth_window", 300.0),
+            ws_security=not getattr(args, "no_ws_security", False),
             name=args.names[i - 1] if i <= len(args.names) else "",
         )
         cams.append(cam)

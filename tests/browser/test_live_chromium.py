@@ -202,6 +202,9 @@ def test_hevc_camera_plays_through_the_transcoder(
             assert codes and {c["index"] for c in codes} == {sim.cameras[0]["index"]}
             sessions = gw.client.get("/api/v1/relay/sessions").json()["sessions"]
             assert [s["variant"] for s in sessions] == ["h264"]
+            # The player was told so by the answer (the wall's tile shows "H.264 转码").
+            served = page.evaluate("() => window.player.served")
+            assert served == {"variant": "h264", "codec": "h264"}, served
             page.close()
         finally:
             gw.stop()

@@ -105,6 +105,7 @@ def test_a_tile_switches_to_the_low_bitrate_variant(page: Any) -> None:
     assert f"/api/v1/streams/{OTHER_CAM}/whep?variant=low" in req.value.url
     assert page.get_attribute(tile(0), "data-variant") == "low"
     assert page.inner_text(f"{tile(0)} .overlay .variant") == "低码率"
+    page.wait_for_selector(f'{tile(0)}[data-served="low"]', timeout=30_000)
     rates = assert_tiles_play(page, [OTHER_CAM, PTZ_CAM], timeout=40)
     width = page.evaluate(f"() => document.querySelector('{tile(0)} video').videoWidth")
     print("low variant frames/s:", {k: round(v, 1) for k, v in rates.items()}, "width", width)
@@ -113,6 +114,9 @@ def test_a_tile_switches_to_the_low_bitrate_variant(page: Any) -> None:
     page.hover(tile(0))
     page.click(f"{tile(0)} .variant-btn")
     assert page.get_attribute(tile(0), "data-variant") == "main"
+    # An H.264 camera to Chromium: the main stream untouched, and the tile says so.
+    page.wait_for_selector(f'{tile(0)}[data-served="main"]', timeout=30_000)
+    assert page.inner_text(f"{tile(0)} .overlay .variant") == "H.264 直通"
 
 
 def test_ptz_pad_moves_a_remote_ptz_camera(page: Any, ui_system: UiSystem) -> None:

@@ -161,8 +161,10 @@ class SfuRelay:
     ) -> tuple[SfuSession | Session, str]:
         """Answer a viewer's offer through Janus, or through the direct relay."""
         backend = self.backend_for(camera_id)
-        if variant is not None or backend is None:
-            self.fallbacks["variant" if variant is not None else "sfu down"] += 1
+        # ``auto`` (the WHEP default) is the SFU's case too: an H.264 main stream through
+        # Janus; anything else falls back to the direct relay, which chooses for it.
+        if variant not in (None, "auto") or backend is None:
+            self.fallbacks["variant" if backend is not None else "sfu down"] += 1
             return await self.direct.open(camera_id, offer_sdp, variant=variant, caller=caller)
         lease = self.direct._acquire(self._streams(), camera_id, None, "sfu-probe")
         try:
@@ -172,7 +174,7 @@ class SfuRelay:
                 self.fallbacks["codec"] += 1
                 lease.release()
                 lease = None
-                return await self.direct.open(camera_id, offer_sdp, caller=caller)
+                return await self.direct.open(camera_id, offer_sdp, variant=variant, caller=caller)
             try:
                 viewer = sdp.viewer_offer(offer_sdp, whep.profile_level_id_from_annexb(first))
             except sdp.SdpError as err:

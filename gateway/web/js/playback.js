@@ -29,8 +29,18 @@ async function fetchTimeline(ref, start, end) {
   return { segments, gaps, events: events.reverse() };
 }
 
-export function clipUrl(ref, start, end, download = false) {
-  const q = `start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}${download ? "&download=1" : ""}`;
+// Cameras record H.265; a browser without an H.265 decoder asks for H.265 footage as H.264
+// (transcoded once by the gateway, `codec=h264`). Downloads stay as recorded.
+const HEVC_TYPE = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
+export const PLAYS_HEVC = Boolean((window.MediaSource && MediaSource.isTypeSupported(HEVC_TYPE))
+  || document.createElement("video").canPlayType(HEVC_TYPE) === "probably");
+
+// An H.264 copy is made before it plays: ask for a minute at a time.
+const TRANSCODE_CHUNK_MS = 60000;
+
+export function clipUrl(ref, start, end, download = false, h264 = false) {
+  const codec = h264 && !download ? "&codec=h264" : "";
+  const q = `start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}${download ? "&download=1" : ""}${codec}`;
   const token = localStorage.getItem("gw_token");
   const auth = token ? `&access_token=${encodeURIComponent(token)}` : "";
   return ref.includes("/")
@@ -166,9 +176,11 @@ export class Playback {
     // Clicked in a gap: start at the next recorded segment.
     const seg = this.data.segments.find((s) => new Date(s.end) > at) || null;
     const from = seg && new Date(seg.start) > at ? new Date(seg.start) : at;
-    const to = end || new Date(from.getTime() + 10 * 60000);
+    const h264 = !PLAYS_HEVC && Boolean(seg) && seg.codec === "hevc";
+    let to = end || new Date(from.getTime() + 10 * 60000);
+    if (h264 && to - from > TRANSCODE_CHUNK_MS) to = new Date(from.getTime() + TRANSCODE_CHUNK_MS);
     this.cursor = from;
-    this.video.src = clipUrl(ref, from, to);
+    this.video.src = clipUrl(ref, from, to, false, h264);
     this.video.play().catch(() => {});
     this.download.href = clipUrl(ref, from, to, true);
     this.download.hidden = false;

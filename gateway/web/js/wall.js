@@ -35,12 +35,23 @@ export function openPlayer(video, ref, variant = "main", callbacks = {}) {
   return player;
 }
 
+// The tile's label for what the gateway serves: passthrough, the camera's sub-stream or the transcode.
+function servedLabel(served, asked) {
+  const codec = served.codec === "h265" ? "H.265" : "H.264";
+  if (served.variant === "low" || asked === "low") return t("low_stream");
+  if (served.variant === "sub") return `${codec} ${t("served_sub")}`;
+  if (served.variant === "h264") return `H.264 ${t("served_transcode")}`;
+  if (served.variant === "main") return `${codec} ${t("served_passthrough")}`;
+  return "";
+}
+
 class Tile {
   constructor(wall, index) {
     this.wall = wall;
     this.index = index;
     this.ref = null;
     this.variant = "main";
+    this.served = null; // {variant, codec} from the WHEP answer
     this.player = null;
     this.stats = { fps: 0, kbps: 0, latencyMs: null, framesDecoded: 0 };
     this._inbound = null;
@@ -109,15 +120,19 @@ class Tile {
     this.node.dataset.framesDecoded = "0";
     const onState = (state, detail) => this.onState(state, detail);
     const onStats = (s) => this.onStats(s);
+    const onServed = (s) => this.onServed(s);
+    this.served = null;
+    delete this.node.dataset.served;
     if (preopened) {
       this.node.replaceChild(preopened.video, this.video); // same task: it keeps playing
       this.video = preopened.video;
       this.player = preopened.player;
-      Object.assign(this.player.opts, { onState, onStats });
+      Object.assign(this.player.opts, { onState, onStats, onServed });
       this.onState(this.player.state);
+      if (this.player.served) this.onServed(this.player.served);
       return;
     }
-    this.player = openPlayer(this.video, ref, this.variant, { onState, onStats });
+    this.player = openPlayer(this.video, ref, this.variant, { onState, onStats, onServed });
   }
 
   onState(state, detail = "") {
@@ -135,6 +150,15 @@ class Tile {
     const cam = this.wall.tree.cameras.get(this.ref);
     const status = state === "playing" ? "online" : state === "offline" ? "offline" : cam?.status || "unknown";
     this.statusEl.className = `dot ${status}`;
+  }
+
+  // What the gateway sends this tile ("H.265 直通", "H.264 子码流", "转码"), from the WHEP answer.
+  onServed(served) {
+    this.served = served;
+    this.node.dataset.served = served.variant || "";
+    this.node.dataset.codec = served.codec || "";
+    this.variantEl.textContent = servedLabel(served, this.variant);
+    this.variantEl.hidden = !this.variantEl.textContent;
   }
 
   onStats(s) {
@@ -222,7 +246,7 @@ class Tile {
     this.tools.querySelector(".fs-btn").textContent = t("fullscreen");
     this.tools.querySelector(".close-btn").textContent = t("close");
     if (this.ref) {
-      this.variantEl.textContent = this.variant === "low" ? t("low_stream") : "";
+      this.variantEl.textContent = this.served ? servedLabel(this.served, this.variant) : this.variant === "low" ? t("low_stream") : "";
       this.onState(this.node.dataset.state || "connecting");
       this.renderStats();
     }

@@ -4,6 +4,7 @@
 //     token,                      // bearer token; default: localStorage "gw_token"
 //     onState: (state, detail) => {},  // connecting|connected|playing|reconnecting|offline|error|stopped
 //     onStats: (s) => {},         // {fps, kbps, framesDecoded, framesDropped, width, height, packetsLost}
+//     onServed: (s) => {},        // {variant: main|sub|h264|low, codec: h264|h265}, from the answer
 //   });
 //   p.start(); … p.stop();
 //
@@ -196,6 +197,9 @@ export class WhepPlayer {
       this.location = loc ? new URL(loc, new URL(this.url, location.href)).href : null;
       late.url = this.location;
       late.etag = r.headers.get("ETag");
+      // What the gateway chose for this offer (passthrough, sub-stream or transcode).
+      this.served = { variant: r.headers.get("X-Stream-Variant") || "", codec: r.headers.get("X-Stream-Codec") || "" };
+      if (this.opts.onServed) this.opts.onServed(this.served);
       await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
       this._trickle(gen, pc, late);
       this._watch(gen);
