@@ -132,6 +132,10 @@ class RequestServer:
                 raise AccessError(400, "seconds must be in (0, 86400]")
             reason = str(params.get("reason", "cascade"))[:200]
             await self._respond(req, data=await access.record(gw, req.path, seconds, reason))
+        elif req.op == "inspect":
+            await self._respond(
+                req, data=await gw.part("cascade").inspections.answer(req.path, params)
+            )
         else:
             raise AccessError(400, f"unsupported op {req.op}")
 

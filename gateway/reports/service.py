@@ -117,8 +117,15 @@ class ReportService:
                 log.exception("inspection of %s failed", yesterday)
 
     # -- making a report ---------------------------------------------------------------
-    def run(self, day: date | None = None, publish: bool = True) -> dict[str, Any]:
-        """Inspect ``day`` (default today, so far), store the report and send it up."""
+    def run(
+        self, day: date | None = None, publish: bool = True, run: str | None = None
+    ) -> dict[str, Any]:
+        """Inspect ``day`` (default today, so far), store the report and send it up.
+
+        ``run`` is the id of an on-demand inspection (:mod:`gateway.cascade.inspect`):
+        it goes up with the report, even one without cameras, so the gateway that asked
+        sees that this node has answered.
+        """
         day = day or self.today()
         if day > self.today():
             raise ValueError(f"{day} is in the future / 日期不能晚于今天")
@@ -148,6 +155,8 @@ class ReportService:
             "final": final,
             "created": now,
         }
+        if run:
+            report["run"] = run
         report_store.put(self.db, self.node, day.isoformat(), report, final)
         self.runs += 1
         if self.last is None or report["day"] >= self.last["day"]:
@@ -212,8 +221,8 @@ class ReportService:
     # -- the cascade roll-up -------------------------------------------------------------
     def _send_up(self, report: dict[str, Any]) -> None:
         # Nothing to send for a gateway without cameras (its parent aggregates the nodes
-        # below it anyway); it also keeps camera-less gateways from publishing at all.
-        if self.bus is None or not report["rows"]:
+        # below it anyway), except the answer to an on-demand run (whose asker waits).
+        if self.bus is None or not (report["rows"] or report.get("run")):
             return
         rows = [{**r, "offline": r["offline"][:MAX_LISTED]} for r in report["rows"]]
         for r in rows:
@@ -246,6 +255,8 @@ class ReportService:
         except (ValueError, TypeError, KeyError):
             log.warning("malformed inspection report from %s ignored", source)
             return
+        if not data["rows"]:
+            return  # an on-demand run's answer from a gateway without cameras: no report
         data["node"] = source
         report_store.put(self.db, source, day, data, bool(data.get("final")))
         self.received += 1
