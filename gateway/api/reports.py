@@ -109,9 +109,9 @@ async def run_report(
     part = _part(gw)
     body = body or RunRequest()
     key = _key(gw, body.node) or ""
-    if caller.scope and not key:
+    if caller.scope and not body.node:
         key = caller.scope.strip("/")  # a scoped operator inspects their own subtree
-    if key and not caller.sees(key):
+    elif caller.scope and not (key and caller.sees(key)):
         raise HTTPException(403, f"node {key or gw.path!r} is outside your scope / 无权限")
     cascade = gw.part("cascade")
     if cascade is None:  # no cascade part: only this gateway can be inspected

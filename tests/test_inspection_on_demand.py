@@ -1,0 +1,156 @@
+"""Inspection on demand (按需巡检) of any subtree, carried down the cascade as ``inspect``.
+
+Real gateway processes on loopback: city ← town-a ← village-1, village-2. The city
+asks for a subtree; fresh rows come up from the villages of that subtree and from no
+other; a village offline when asked runs and delivers when it connects again; bad
+nodes and nodes outside an operator's scope get a clear 4xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.cascade_support import issue_token_api, start_levels, stored_events, wait_for
+from tests.support import GatewayProcess, login
+
+CAMERA = {"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}
+QUIET = {"motion": {"enabled": False}}
+SCOPED_PW = "scoped-operator-pw-1"
+
+
+def _run(gw: GatewayProcess, run_id: str) -> dict[str, Any]:
+    r = gw.client.get(f"/api/v1/reports/inspection/runs/{run_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _states(run: dict[str, Any]) -> dict[str, str]:
+    return {n["node"]: n["state"] for n in run["nodes"]}
+
+
+def _run_events(gw: GatewayProcess, run_id: str) -> list[dict[str, Any]]:
+    return [e for e in stored_events(gw, "inspection") if e["data"].get("run") == run_id]
+
+
+def _online(gw: GatewayProcess, child: str) -> bool:
+    children = gw.client.get("/api/v1/cascade").json()["children"]
+    return any(c["name"] == child and c["online"] for c in children)
+
+
+def test_city_inspects_a_subtree_through_the_cascade(gateway_factory) -> None:
+    lv = start_levels(gateway_factory, village_extra={"cameras": [CAMERA], **QUIET})
+    city, town, v1 = lv.city, lv.town, lv.village
+    v2 = gateway_factory(
+        {
+            "cameras": [CAMERA],
+            **QUIET,
+            "cascade": {
+                "level": "village",
+                "id": "village-2",
+                "name": "西村",
+                "heartbeat_s": 1.0,
+                "offline_after_s": 3.0,
+                "parent": {"url": town.base_url, "token": issue_token_api(town, "village-2")},
+            },
+        },
+        name="village-2",
+    )
+    wait_for(lambda: _online(city, "town-a"), 20, "the town at the city")
+    wait_for(lambda: _online(town, "village-1") and _online(town, "village-2"), 20, "villages")
+
+    # 1. one village: its fresh rows arrive at the city, and nothing from its neighbour
+    r = city.client.post("/api/v1/reports/inspection/run", json={"node": "town-a/village-1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    run = body["run"]
+    assert body["node"] == "town-a/village-1" and run["node"] == "town-a/village-1"
+    assert set(_states(run)) == {"town-a/village-1"}
+    assert _states(run)["town-a/village-1"] in ("waiting", "arrived")
+    done = wait_for(lambda: (s := _run(city, run["id"]))["complete"] and s, 20, "village-1 rows")
+    assert _states(done) == {"town-a/village-1": "arrived"} and done["counts"]["arrived"] == 1
+    sources = {e["source"] for e in _run_events(city, run["id"])}
+    assert sources == {"town-a/village-1"}
+    report = city.client.get(
+        "/api/v1/reports/inspection", params={"node": "town-a/village-1"}
+    ).json()
+    assert report["run"] == run["id"] and not report["final"]
+    assert [row["camera"] for row in report["rows"]] == ["town-a/village-1/cam-01"]
+    assert report["rows"][0]["offline"], "the unreachable camera's outage is listed"
+    assert [e["data"]["run"] for e in stored_events(v1, "inspection")] == [run["id"]]
+    assert stored_events(v2, "inspection") == []  # village-2 was never asked
+
+    # 2. the whole town with village-2 offline: it is listed as not yet answered …
+    assert v2.client.post("/api/v1/cascade/uplink", json={"enabled": False}).status_code == 200
+    wait_for(lambda: not _online(town, "village-2"), 20, "village-2 offline at the town")
+    r = city.client.post("/api/v1/reports/inspection/run", json={"node": "town-a"})
+    assert r.status_code == 200, r.text
+    run = r.json()["run"]
+    assert _states(run)["town-a/village-2"] == "offline"
+    assert set(_states(run)) == {"town-a", "town-a/village-1", "town-a/village-2"}
+    part = wait_for(
+        lambda: (
+            (s := _run(city, run["id"]))["counts"]["arrived"] == 2
+            and _states(s)["town-a/village-2"] == "offline"
+            and s
+        ),
+        20,
+        "the town and village-1 answered",
+    )
+    assert not part["complete"]
+    assert {e["source"] for e in _run_events(city, run["id"])} == {"town-a", "town-a/village-1"}
+    # (the town has no cameras: its answer is an empty report, not stored as one)
+    assert (
+        city.client.get("/api/v1/reports/inspection", params={"node": "town-a"}).json()["cameras"]
+        == 0
+    )
+
+    # … and delivers when it returns: the town kept the request and sends it then
+    assert v2.client.post("/api/v1/cascade/uplink", json={"enabled": True}).status_code == 200
+    done = wait_for(lambda: (s := _run(city, run["id"]))["complete"] and s, 30, "village-2 rows")
+    assert set(_states(done).values()) == {"arrived"}
+    got = city.client.get("/api/v1/reports/inspection", params={"node": "town-a/village-2"})
+    assert got.status_code == 200 and got.json()["run"] == run["id"]
+    assert [n["id"] for n in city.client.get("/api/v1/reports/inspection/runs").json()][:2] == [
+        run["id"],
+        body["run"]["id"],
+    ]
+
+    # 3. bad input gets a clear 4xx
+    cases = [
+        ({"node": "town-b"}, 404, "unknown node"),
+        ({"node": "town-a/village-9"}, 404, "unknown node"),
+        ({"node": "town-a/village-1/cam-01"}, 400, "is a camera"),
+        ({"node": "town-a", "date": "2999-01-01"}, 400, "future"),
+        ({"node": "x" * 700}, 422, ""),
+    ]
+    for payload, code, words in cases:
+        r = city.client.post("/api/v1/reports/inspection/run", json=payload)
+        assert r.status_code == code, (payload, r.text)
+        assert words in r.text
+    assert city.client.get("/api/v1/reports/inspection/runs/nope").status_code == 404
+
+    # 4. an operator scoped to village-1 inspects it, and nothing outside it
+    r = city.client.post(
+        "/api/v1/auth/users",
+        json={
+            "username": "v1op",
+            "password": SCOPED_PW,
+            "role": "operator",
+            "scope": "town-a/village-1",
+        },
+    )
+    assert r.status_code in (200, 201), r.text
+    token = login(city.base_url, "v1op", SCOPED_PW)
+    with httpx.Client(
+        base_url=city.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as scoped:
+        for node in ("town-a", "town-a/village-2", "city"):
+            r = scoped.post("/api/v1/reports/inspection/run", json={"node": node})
+            assert r.status_code == 403 and "scope" in r.text, (node, r.text)
+        r = scoped.post("/api/v1/reports/inspection/run", json={})  # their own subtree
+        assert r.status_code == 200 and r.json()["run"]["node"] == "town-a/village-1", r.text
+        mine = scoped.get("/api/v1/reports/inspection/runs").json()
+        assert {x["node"] for x in mine} == {"town-a/village-1"}
+        assert scoped.get(f"/api/v1/reports/inspection/runs/{run['id']}").status_code == 404
