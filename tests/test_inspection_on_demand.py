@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.cascade_support import issue_token_api, start_levels, stored_events, wait_for
-from tests.support import GatewayProcess, login
+from tests.support import GatewayProcess, login, small_sim_args
 
 CAMERA = {"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}
 QUIET = {"motion": {"enabled": False}}
@@ -39,8 +39,10 @@ def _online(gw: GatewayProcess, child: str) -> bool:
     return any(c["name"] == child and c["online"] for c in children)
 
 
-def test_city_inspects_a_subtree_through_the_cascade(gateway_factory) -> None:
-    lv = start_levels(gateway_factory, village_extra={"cameras": [CAMERA], **QUIET})
+def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factory) -> None:
+    sim = sim_factory(*small_sim_args("127.0.86.1", fps=10, gop=10), "--no-onvif")
+    live = {"id": "cam-01", "rtsp_url": sim.cameras[0]["rtsp_main"]}
+    lv = start_levels(gateway_factory, village_extra={"cameras": [live], **QUIET})
     city, town, v1 = lv.city, lv.town, lv.village
     v2 = gateway_factory(
         {
@@ -77,7 +79,12 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory) -> None:
     ).json()
     assert report["run"] == run["id"] and not report["final"]
     assert [row["camera"] for row in report["rows"]] == ["town-a/village-1/cam-01"]
-    assert report["rows"][0]["offline"], "the unreachable camera's outage is listed"
+    # with a fresh snapshot, fetched from the village through the town
+    assert report["rows"][0]["snapshot"] is not None
+    snap = city.client.get(
+        "/api/v1/reports/inspection/snapshot", params={"camera": "town-a/village-1/cam-01"}
+    )
+    assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8", snap.text[:200]
     assert [e["data"]["run"] for e in stored_events(v1, "inspection")] == [run["id"]]
     assert stored_events(v2, "inspection") == []  # village-2 was never asked
 
@@ -130,6 +137,12 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory) -> None:
         assert r.status_code == code, (payload, r.text)
         assert words in r.text
     assert city.client.get("/api/v1/reports/inspection/runs/nope").status_code == 404
+    # village-2's camera is unreachable: its row has no picture, and asking says so
+    assert got.json()["rows"][0]["snapshot"] is None
+    r = city.client.get(
+        "/api/v1/reports/inspection/snapshot", params={"camera": "town-a/village-2/cam-01"}
+    )
+    assert r.status_code == 404 and "no inspection snapshot" in r.text
 
     # 4. an operator scoped to village-1 inspects it, and nothing outside it
     r = city.client.post(

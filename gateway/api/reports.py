@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
+from gateway.cascade import access
 from gateway.reports.inspection import aggregate
 
 router = APIRouter(tags=["reports"])
@@ -135,6 +136,24 @@ async def run_report(
             "run": run,
         }
     return {**_visible(report, caller), "run": run}
+
+
+@router.get("/api/v1/reports/inspection/snapshot", response_class=Response)
+async def inspection_snapshot(
+    camera: str = Query(max_length=640, description="Camera path below this gateway"),
+    gw: Gateway = Depends(get_gateway),
+    caller: Caller = Depends(require("viewer")),
+) -> Response:
+    """The fresh snapshot (JPEG) the latest on-demand inspection took of a camera,
+    fetched through the cascade from the gateway that owns the camera."""
+    camera = camera.strip("/")
+    if not caller.sees(camera):
+        raise HTTPException(403, f"camera {camera!r} is outside your scope / 无权限")
+    try:
+        body = await access.inspection_snapshot(gw, camera)
+    except access.AccessError as err:
+        raise HTTPException(err.status, str(err)) from None
+    return Response(body, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 def _inspections(gw: Gateway) -> Any:

@@ -229,6 +229,7 @@ Op = Literal[
     "record",
     "event_snapshot",
     "inspect",
+    "inspection_snapshot",
 ]
 
 

@@ -134,6 +134,7 @@ class ReportService:
         final = now >= end
         end = min(end, now)
         continuous = self.continuous()
+        snapshots = report_store.snapshot_times(self.db)
         rows = [
             inspect_camera(
                 self.db,
@@ -146,6 +147,9 @@ class ReportService:
             )
             for cid, name in self.cameras()
         ]
+        for row in rows:  # a fresh snapshot taken within the day (by an on-demand run)
+            taken = snapshots.get(row["camera"])
+            row["snapshot"] = taken if taken is not None and start <= taken <= end else None
         report = {
             **aggregate(self.node, rows),
             "day": day.isoformat(),
@@ -172,6 +176,15 @@ class ReportService:
             report["recording_completeness"],
         )
         return report
+
+    def put_snapshot(self, camera: str, jpeg: bytes) -> None:
+        """Keep a fresh snapshot of a local camera for its inspection row."""
+        report_store.put_snapshot(self.db, camera, self.clock(), jpeg)
+
+    def snapshot(self, camera: str) -> bytes | None:
+        """The latest inspection snapshot of a local camera, if any."""
+        found = report_store.get_snapshot(self.db, camera)
+        return found[1] if found else None
 
     def metrics(self) -> Iterator[Any]:
         """Prometheus: per camera the figures of the latest report (today's when made)."""

@@ -20,6 +20,14 @@ MIGRATIONS = [
     );
     CREATE INDEX inspection_reports_day ON inspection_reports(day)
     """,
+    # the fresh snapshot an on-demand inspection took of each camera (the latest only)
+    """
+    CREATE TABLE inspection_snapshots (
+        camera TEXT PRIMARY KEY,
+        taken REAL NOT NULL,
+        jpeg BLOB NOT NULL
+    )
+    """,
 ]
 
 
@@ -94,3 +102,23 @@ def days_with_below(db: Database, node: str, below: str | None, limit: int = 400
             (node, len(below) + 1, below + "/", limit),
         )
     return [r["day"] for r in rows]
+
+
+def put_snapshot(db: Database, camera: str, taken: float, jpeg: bytes) -> None:
+    """Keep ``jpeg`` as the camera's inspection snapshot (replacing the previous one)."""
+    db.execute(
+        "INSERT INTO inspection_snapshots(camera, taken, jpeg) VALUES (?, ?, ?)"
+        " ON CONFLICT(camera) DO UPDATE SET taken=excluded.taken, jpeg=excluded.jpeg",
+        (camera, taken, jpeg),
+    )
+
+
+def get_snapshot(db: Database, camera: str) -> tuple[float, bytes] | None:
+    row = db.query_one("SELECT taken, jpeg FROM inspection_snapshots WHERE camera = ?", (camera,))
+    return (row["taken"], bytes(row["jpeg"])) if row else None
+
+
+def snapshot_times(db: Database) -> dict[str, float]:
+    """When each camera's inspection snapshot was taken."""
+    rows = db.query("SELECT camera, taken FROM inspection_snapshots")
+    return {r["camera"]: r["taken"] for r in rows}
