@@ -108,7 +108,7 @@ async def run_report(
     is this gateway's own report when it was inspected.
     """
     part = _part(gw)
-    body = body or RunRequest()
+    body = body or RunRequest(date=None, node=None, subtree=True)
     key = _key(gw, body.node) or ""
     if caller.scope and not body.node:
         key = caller.scope.strip("/")  # a scoped operator inspects their own subtree

@@ -256,7 +256,7 @@ class Inspections:
         registry = self.gw.part("registry")
 
         def down(cid: str) -> bool:
-            cam = registry.get(cid) if registry is not None else None
+            cam: Any = registry.get(cid) if registry is not None else None
             status = cam.public().get("status") if hasattr(cam, "public") else None
             return status in ("offline", "unauthorised", "error")
 
