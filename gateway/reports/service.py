@@ -109,10 +109,14 @@ class ReportService:
         yesterday = (self.today() - timedelta(days=1)).isoformat()
         stored = report_store.get(self.db, self.node, yesterday)
         if stored is None or not stored.get("final"):
+            # A gateway in service then (a report of yesterday or before: it was off at
+            # midnight, say a village's power cut) sends the missed report up now, once:
+            # next start finds it final. A brand-new one makes it but claims nothing up.
+            in_service = stored is not None or any(
+                d < yesterday for d in report_store.days(self.db, self.node, limit=10)
+            )
             try:
-                # stored, not published: an event at every start would be noise (and the
-                # daily run or an operator's "inspect now" sends reports up)
-                self.run(date.fromisoformat(yesterday), publish=False)
+                self.run(date.fromisoformat(yesterday), publish=in_service)
             except Exception:
                 log.exception("inspection of %s failed", yesterday)
 
