@@ -1,4 +1,5 @@
-"""Inspection on demand (按需巡检) of any subtree, carried down the cascade as ``inspect``.
+"""Inspection on demand (按需巡检) of any subtree, carried down the cascade as ``inspect``,
+and a covered camera's diagnosis raised and cleared at the city.
 
 Real gateway processes on loopback: city ← town-a ← village-1, village-2. The city
 asks for a subtree; fresh rows come up from the villages of that subtree and from no
@@ -8,6 +9,7 @@ nodes and nodes outside an operator's scope get a clear 4xx.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ from tests.support import GatewayProcess, login, small_sim_args
 CAMERA = {"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}
 QUIET = {"motion": {"enabled": False}}
 SCOPED_PW = "scoped-operator-pw-1"
+DIAGNOSIS = {"interval_s": 1.0, "raise_after": 2, "clear_after": 2}
 
 
 def _run(gw: GatewayProcess, run_id: str) -> dict[str, Any]:
@@ -34,6 +37,23 @@ def _run_events(gw: GatewayProcess, run_id: str) -> list[dict[str, Any]]:
     return [e for e in stored_events(gw, "inspection") if e["data"].get("run") == run_id]
 
 
+def _samples(gw: GatewayProcess) -> int:
+    rows = gw.client.get("/api/v1/diagnosis").json()
+    return next((r.get("samples", 0) for r in rows if r["camera"] == "cam-01"), 0)
+
+
+def _occlusion(gw: GatewayProcess) -> dict[str, Any] | None:
+    events = gw.client.get("/api/v1/events", params={"type": "diagnosis"}).json()
+    return next(
+        (
+            e
+            for e in events
+            if e["camera"] == "town-a/village-1/cam-01" and e["data"].get("kind") == "occlusion"
+        ),
+        None,
+    )
+
+
 def _online(gw: GatewayProcess, child: str) -> bool:
     children = gw.client.get("/api/v1/cascade").json()["children"]
     return any(c["name"] == child and c["online"] for c in children)
@@ -42,7 +62,9 @@ def _online(gw: GatewayProcess, child: str) -> bool:
 def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factory) -> None:
     sim = sim_factory(*small_sim_args("127.0.86.1", fps=10, gop=10), "--no-onvif")
     live = {"id": "cam-01", "rtsp_url": sim.cameras[0]["rtsp_main"]}
-    lv = start_levels(gateway_factory, village_extra={"cameras": [live], **QUIET})
+    # village-1 diagnoses its camera once a second (10 s by default) on the motion frames
+    village_1 = {"cameras": [live], "motion": {"fps": 5}, "diagnosis": DIAGNOSIS}
+    lv = start_levels(gateway_factory, village_extra=village_1)
     city, town, v1 = lv.city, lv.town, lv.village
     v2 = gateway_factory(
         {
@@ -62,6 +84,22 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factor
     wait_for(lambda: _online(city, "town-a"), 20, "the town at the city")
     wait_for(lambda: _online(town, "village-1") and _online(town, "village-2"), 20, "villages")
 
+    # 0. covering the village's camera raises diagnosis occlusion at the city within
+    # 15 s, and uncovering clears it (issue 14's end-to-end point, through two hops)
+    wait_for(lambda: _samples(v1) >= 4, 60, "village-1's reference picture (four samples)")
+    t0 = time.monotonic()
+    sim.picture(sim.cameras[0]["id"], "cover")
+    raised = wait_for(lambda: _occlusion(city), 30, "occlusion at the city")
+    took = time.monotonic() - t0
+    print(f"occlusion at the city {took:.1f} s after covering the camera")
+    assert took <= 15.0 and raised["end"] is None
+    t0 = time.monotonic()
+    sim.picture(sim.cameras[0]["id"], "normal")
+    wait_for(lambda: (e := _occlusion(city)) and e["end"] is not None, 30, "cleared at the city")
+    took = time.monotonic() - t0
+    print(f"occlusion cleared at the city {took:.1f} s after uncovering")
+    assert took <= 15.0
+
     # 1. one village: its fresh rows arrive at the city, and nothing from its neighbour
     r = city.client.post("/api/v1/reports/inspection/run", json={"node": "town-a/village-1"})
     assert r.status_code == 200, r.text
@@ -79,7 +117,10 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factor
     ).json()
     assert report["run"] == run["id"] and not report["final"]
     assert [row["camera"] for row in report["rows"]] == ["town-a/village-1/cam-01"]
-    # with a fresh snapshot, fetched from the village through the town
+    # with the day's diagnosis states …
+    assert report["rows"][0]["faults"] == ["occlusion"]
+    assert report["rows"][0]["diagnosis"][0]["end"] is not None
+    # … and a fresh snapshot, fetched from the village through the town
     assert report["rows"][0]["snapshot"] is not None
     snap = city.client.get(
         "/api/v1/reports/inspection/snapshot", params={"camera": "town-a/village-1/cam-01"}
