@@ -99,11 +99,15 @@ class ReportService:
             await asyncio.sleep(self.seconds_to_next_run())
             try:
                 await asyncio.to_thread(self.run, self.today() - timedelta(days=1))
-                cutoff = self.today() - timedelta(days=self.settings.keep_days)
-                await asyncio.to_thread(report_store.delete_before, self.db, cutoff.isoformat())
+                await asyncio.to_thread(self.prune)
             except Exception as err:
                 self.last_error = f"{type(err).__name__}: {err}"
                 log.exception("daily inspection failed")
+
+    def prune(self) -> int:
+        """Delete the reports older than ``keep_days`` (default 400); how many went."""
+        cutoff = self.today() - timedelta(days=self.settings.keep_days)
+        return report_store.delete_before(self.db, cutoff.isoformat())
 
     def _catch_up(self) -> None:
         yesterday = (self.today() - timedelta(days=1)).isoformat()
