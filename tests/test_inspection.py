@@ -52,7 +52,12 @@ def scripted_day(db: Database, day: date = DAY) -> None:
         skip = at(10, 0, day) <= t < at(10, 10, day) or at(14, 0, day) <= t < at(14, 5, day)
         if not skip:
             rec_store.insert_segment(
-                db, camera="cam-01", start=t, end=t + 59.6, path=f"cam-01/{n}.mp4", status="closed"
+                db,
+                camera="cam-01",
+                start=t,
+                end=t + 59.6,
+                path=f"cam-01/{day}/{n}.mp4",
+                status="closed",
             )
         t, n = t + 60, n + 1
     rec_store.insert_gap(db, "cam-01", at(14, 0, day), at(14, 5, day), "disk_full")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
@@ -13,6 +13,7 @@ from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cascade import access
 from gateway.reports.inspection import aggregate
+from gateway.reports.week import week_report
 
 router = APIRouter(tags=["reports"])
 
@@ -54,13 +55,19 @@ def get_report(
         None, max_length=640, description="Node path below this gateway; this gateway by default"
     ),
     day: dt.date | None = Query(None, alias="date", description="YYYY-MM-DD; latest by default"),
+    period: Literal["day", "week"] = Query(
+        "day", description="week: the seven days ending on the date (default today), summed"
+    ),
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
     """A stored report: node figures, then cameras worst first."""
     part = _part(gw)
     key = _key(gw, node)
-    report = part.get(day, key)
+    if period == "week":
+        report = week_report(gw.db, part.node, key or part.node, day or part.today())
+    else:
+        report = part.get(day, key)
     if report is None:
         raise HTTPException(
             404, f"no inspection report of {key or gw.path} for {day or 'any day'} / 无巡检报告"

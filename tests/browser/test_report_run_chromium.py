@@ -59,6 +59,14 @@ def test_report_page_runs_a_tree_inspection_and_shows_who_answered(gateway_facto
         runs = city.client.get("/api/v1/reports/inspection/runs").json()
         assert len(runs) == 1 and runs[0]["id"] == page.locator("#runbox").get_attribute("data-run")
         assert runs[0]["day"] is None  # today so far, not the day shown before
+        # the week (7 days to the date) of the same tree
+        page.select_option("#period", "week")
+        page.wait_for_function(
+            "document.getElementById('title').textContent.includes('周报 / week')"
+        )
+        page.wait_for_selector('#cameras tr[data-camera="town-a/village-1/cam-01"]')
+        assert page.locator('#children tr[data-node="town-a/village-1"]').count() == 1
+        shot(page, "inspection-week")
         # camera names come from below: one that looks like a formula stays text in the CSV
         row = {"camera": "c", "name": "=HYPERLINK(1)", "online_percent": 1, "recording": None,
                "faults": [], "diagnosis": []}  # fmt: skip
