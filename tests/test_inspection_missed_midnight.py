@@ -74,7 +74,7 @@ def test_a_village_off_at_midnight_delivers_exact_figures_to_town_and_city(
         (lv.town, "village-1", "village-1/cam-01"),
         (lv.city, "town-a/village-1", "town-a/village-1/cam-01"),
     ):
-        row = wait_for(lambda gw=gw, node=node: _row(gw, node, iso), 30, f"{camera} of {iso}")
+        row = wait_for(lambda gw=gw, node=node: _row(gw, node, iso), 90, f"{camera} of {iso}")
         assert row["camera"] == camera
         assert row["online_percent"] == pytest.approx(ONLINE, abs=0.05)
         assert [o["seconds"] for o in row["offline"]] == [600.0]
