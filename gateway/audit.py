@@ -40,6 +40,7 @@ ACTIONS: dict[str, str] = {
     "settings_change": "修改设置 / settings changed",
     "export": "录像导出 / evidence export",
     "tour_change": "修改轮巡 / tour changed",
+    "inspection_run": "按需巡检 / inspection on demand",
 }
 PURGE_PERIOD_S = 3600.0
 MAX_TEXT = 200

@@ -165,6 +165,9 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factor
         body["run"]["id"],
     ]
 
+    audit = city.client.get("/api/v1/audit", params={"action": "inspection_run"}).json()
+    assert {e["detail"]["run"] for e in audit["entries"]} >= {run["id"], body["run"]["id"]}
+
     # 3. bad input gets a clear 4xx
     cases = [
         ({"node": "town-b"}, 404, "unknown node"),

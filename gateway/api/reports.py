@@ -6,9 +6,10 @@ import asyncio
 import datetime as dt
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cascade import access
@@ -104,6 +105,7 @@ def report_trend(
 
 @router.post("/api/v1/reports/inspection/run")
 async def run_report(
+    request: Request,
     body: RunRequest | None = None,
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
@@ -136,6 +138,7 @@ async def run_report(
         raise HTTPException(404, str(err)) from None
     except ValueError as err:
         raise HTTPException(400, str(err)) from None
+    note(gw, caller, "inspection_run", request, node=key or gw.path, run=run.get("id", ""))
     if report is None:
         return {
             "node": key or gw.path,
