@@ -128,6 +128,8 @@ def _factories() -> list[tuple[str, Any]]:
     from gateway.plans.service import build as build_plans
     from gateway.recorder.service import create as build_recorder
     from gateway.relay.sessions import build as build_relay
+    from gateway.relay.sfu.relay import build as build_sfu
+    from gateway.relay.sfu.whip import build as build_whip_out
     from gateway.reports.service import build as build_reports
     from gateway.streams.manager import build as build_streams
     from gateway.tours import build as build_tours
@@ -139,6 +141,8 @@ def _factories() -> list[tuple[str, Any]]:
         ("registry", build_registry),  # before streams: they read its URLs
         ("streams", build_streams),
         ("relay", build_relay),  # leases hubs per viewer
+        ("sfu", build_sfu),  # only with relay.sfu: viewers through Janus, the relay as fallback
+        ("whip_out", build_whip_out),  # only with relay.whip_out: cameras published over WHIP
         ("diagnosis", build_diagnosis),  # before motion: taps its workers' frames
         ("motion", build_motion),  # leases each camera's sub-stream
         ("camera_events", build_camera_events),  # the cameras' own ONVIF alarms (PullPoint)

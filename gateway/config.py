@@ -305,6 +305,59 @@ class IceServer(_Model):
     credential: SecretStr | None = Field(None, title="TURN credential")
 
 
+class SfuSettings(_Model):
+    """An existing SFU (Janus's streaming plugin) that serves the viewers of ``relay``."""
+
+    kind: Literal["janus"] = Field("janus", title="SFU kind", description="Janus 1.x, HTTP API")
+    url: str = Field(
+        title="Janus HTTP API URL",
+        description="e.g. http://10.0.0.5:8088/janus",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+    )
+    more_urls: list[Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]] = Field(
+        default_factory=list,
+        title="Further Janus servers",
+        description="Cameras are spread over all servers by a hash of their path; "
+        "each camera is fed to one server (the next one if it is down)",
+    )
+    api_secret: SecretStr | None = Field(None, title="Janus api_secret (janus.jcfg)")
+    admin_key: SecretStr | None = Field(
+        None, title="Streaming plugin admin_key", description="Needed to create mountpoints"
+    )
+    rtp_host: str | None = Field(
+        None,
+        title="Where to send RTP",
+        description="Janus's address as seen from this gateway (one server only); "
+        "default: the URL's host",
+    )
+    srtp: bool = Field(
+        True,
+        title="Encrypt the feed to Janus (SRTP)",
+        description="A fresh key per mountpoint, given to Janus over its API (use https)",
+    )
+    request_timeout_s: float = Field(
+        5, gt=0, le=60, title="Janus request timeout (s)", description="Then: direct relay"
+    )
+    retry_s: float = Field(
+        5, gt=0, le=600, title="Retry Janus after (s)", description="While down, viewers go direct"
+    )
+    linger_s: float = Field(
+        10, ge=0, le=3600, title="Keep a camera's feed this long after its last viewer (s)"
+    )
+
+
+class WhipTarget(_Model):
+    """A camera published to a WHIP server (RFC 9725): MediaMTX, LiveKit Ingress, …"""
+
+    camera: str = Field(title="Camera id or path")
+    url: str = Field(
+        title="WHIP endpoint URL",
+        description="e.g. http://mediamtx:8889/cam-01/whip",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+    )
+    token: SecretStr | None = Field(None, title="Bearer token for the WHIP server")
+
+
 class RelaySettings(_Model):
     ice_servers: list[IceServer] = Field(default_factory=list, title="ICE servers")
     interfaces: list[str] = Field(
@@ -344,6 +397,16 @@ class RelaySettings(_Model):
         title="Resolve viewers' mDNS (.local) candidates",
         description="Off: such candidates are dropped (resolving them multicasts); "
         "browsers still connect through peer-reflexive candidates",
+    )
+    sfu: SfuSettings | None = Field(
+        None,
+        title="Serve viewers through an SFU (Janus)",
+        description="Each watched camera is fed to the SFU once; viewers keep the WHEP URL",
+    )
+    whip_out: list[WhipTarget] = Field(
+        default_factory=list,
+        title="Publish cameras over WHIP",
+        description="Each listed camera is published once to its WHIP server and kept up",
     )
 
 

@@ -28,14 +28,15 @@ def serve(settings: Settings) -> int:
 
     gw = Gateway(settings)
     app = create_app(gw)
-    ssl = {}
+    certfile: str | None = None
+    keyfile: str | None = None
     cert, key = settings.server.tls_cert, settings.server.tls_key
     if not (cert and key) and settings.server.tls_self_signed:
         cert, key = ensure_self_signed(
             settings.data_dir, settings.cascade.id, [settings.server.host]
         )
     if cert and key:
-        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        certfile, keyfile = str(cert), str(key)
         log.info("HTTPS certificate %s, SHA-256 fingerprint %s", cert, fingerprint(cert))
     log.info(
         "gateway %s (%s) listening on %s:%s",
@@ -51,7 +52,8 @@ def serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
-        **ssl,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
     server = uvicorn.Server(config)
     code = 0

@@ -200,9 +200,17 @@ class Received:
 class WhepClient:
     """A minimal WHEP client on aiortc: offer, POST, answer, decode."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, *, decode_every: int = 1) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        *,
+        decode_every: int = 1,
+        addresses: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
         self.http = http
         self.url = url
+        self.addresses = addresses  # host candidates offered
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.received = Received()
         self.location: str | None = None
@@ -215,7 +223,7 @@ class WhepClient:
         self.pc.addTransceiver("video", direction="recvonly")
         self.pc.on("track", lambda track: self._on_track(track))
         offer = await self.pc.createOffer()
-        with host_addresses(["127.0.0.1"]):
+        with host_addresses(list(self.addresses)):
             await self.pc.setLocalDescription(offer)
         self.started_at = time.monotonic()
         r = await self.http.post(

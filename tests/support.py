@@ -121,9 +121,10 @@ class GatewayProcess(Proc):
         name: str = "gw",
         login_as_admin: bool = True,
         tls: bool = False,
+        port: int | None = None,
         **env: str,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()  # a restart passes the port it had
         self.data_dir = tmp / f"{name}-data"
         cfg = dict(config or {})
         cfg.setdefault("server", {})

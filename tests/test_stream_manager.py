@@ -17,7 +17,8 @@ from fastapi import FastAPI
 
 from gateway.config import Settings
 from gateway.streams.hub import Hub
-from gateway.streams.manager import SnapshotUnavailable, StreamManager, UnknownCamera
+from gateway.streams.manager import StreamManager, UnknownCamera
+from gateway.streams.snapshot import SnapshotUnavailable
 from gateway.streams.source import StreamSource
 from tests.rtsp_support import RtspTestServer, make_clip, until
 

@@ -98,9 +98,10 @@ def logout(request: Request, response: Response, gw: Gateway = Depends(get_gatew
     tok = (
         header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
     )
-    if tok and gw.part("auth"):
-        who = gw.auth.verify(tok)
-        gw.auth.logout(tok)
+    auth = gw.part("auth")
+    if tok and auth:
+        who = auth.verify(tok)
+        auth.logout(tok)
         if who is not None:
             note(gw, who, "logout", request)
     response.delete_cookie(COOKIE)

@@ -3,6 +3,7 @@ each with its live status. Passwords are write-only: responses say ``password_se
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Response
@@ -44,6 +45,17 @@ def get_upstream(
     if uid not in part.configs:
         raise HTTPException(404, f"no upstream platform {uid!r}")
     return dict(part.describe(uid))
+
+
+@router.get(PREFIX + "/{uid}/channels")
+async def upstream_channels(
+    uid: str, gw: Gateway = Depends(get_gateway), _caller: Caller = Depends(require("admin"))
+) -> dict[str, Any]:
+    """The catalog this platform gets: channel ids, folders and the camera of each."""
+    part = _part(gw)
+    if uid not in part.configs:
+        raise HTTPException(404, f"no upstream platform {uid!r}")
+    return {"channels": await asyncio.to_thread(part.channels, uid)}
 
 
 @router.post(PREFIX, status_code=201)

@@ -23,7 +23,7 @@ def _probe(gw: Gateway) -> DatabaseProbe:
     probe = gw.extras.get("health_probe")
     if probe is None:
         probe = gw.extras.setdefault("health_probe", DatabaseProbe(gw.db.path))
-    return probe  # type: ignore[no-any-return]
+    return probe
 
 
 @router.get(

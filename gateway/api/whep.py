@@ -39,7 +39,8 @@ BASE = "/api/v1/streams/{camera_id:path}/whep"
 
 
 def _relay(gw: Gateway) -> Relay:
-    relay = gw.part("relay")
+    # With relay.sfu configured the SFU part answers (same interface), else the relay.
+    relay = gw.part("sfu") or gw.part("relay")
     if relay is None:
         raise HTTPException(503, "live video is turned off / 实时视频未启用")
     return relay

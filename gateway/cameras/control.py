@@ -11,7 +11,7 @@ from typing import Any
 from gateway.cameras import onvif
 from gateway.cameras.model import Camera
 
-PTZ_ACTIONS = ("move", "stop", "goto_preset")
+PTZ_ACTIONS = ("move", "stop", "goto_preset", "set_preset", "remove_preset")
 
 
 class OnvifControl:
@@ -57,27 +57,34 @@ class OnvifControl:
         tilt: float = 0.0,
         zoom: float = 0.0,
         preset: str | None = None,
+        name: str | None = None,
         **_ignored: Any,
     ) -> dict[str, Any]:
-        """Move (velocities -1..1), stop, or go to a preset; raises ValueError on bad input."""
+        """Move (velocities -1..1), stop, go to a preset, set one (here, under ``name``;
+        ``preset`` overwrites that one) or remove one; raises ValueError on bad input."""
         cam = self._must(camera_id)
         if action not in PTZ_ACTIONS:
             raise ValueError(f"action must be one of {PTZ_ACTIONS}")
-        for name, value in (("pan", pan), ("tilt", tilt), ("zoom", zoom)):
+        for axis, value in (("pan", pan), ("tilt", tilt), ("zoom", zoom)):
             if not -1.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must be between -1 and 1")
+                raise ValueError(f"{axis} must be between -1 and 1")
         if not cam.ptz or not cam.main_profile:
             raise ValueError(f"camera {camera_id} has no PTZ")
-        if action == "goto_preset" and not preset:
-            raise ValueError("preset is required for goto_preset")
+        if action in ("goto_preset", "remove_preset") and not preset:
+            raise ValueError(f"preset is required for {action}")
         try:
             client = await self._client(cam)
             if action == "move":
                 await client.ptz_move(cam.main_profile, float(pan), float(tilt), float(zoom))
             elif action == "stop":
                 await client.ptz_stop(cam.main_profile)
-            else:
+            elif action == "goto_preset":
                 await client.ptz_goto(cam.main_profile, str(preset))
+            elif action == "remove_preset":
+                await client.ptz_remove_preset(cam.main_profile, str(preset))
+            else:
+                token = await client.ptz_set_preset(cam.main_profile, preset, name)
+                return {"ok": True, "camera": camera_id, "action": action, "preset": token}
         except onvif.OnvifError:
             await self._drop_client(camera_id)
             raise

@@ -381,6 +381,22 @@ class OnvifClient:
         request = {"ProfileToken": token, "PresetToken": preset}
         await self._call("GotoPreset", lambda: ptz.GotoPreset(request))
 
+    async def ptz_set_preset(self, token: str, preset: str | None, name: str | None) -> str:
+        """Store the current position (as ``preset``, or a new preset named ``name``)."""
+        ptz = await self._ptz()
+        request: dict[str, Any] = {"ProfileToken": token}
+        if preset:
+            request["PresetToken"] = preset
+        if name:
+            request["PresetName"] = name
+        answer = await self._call("SetPreset", lambda: ptz.SetPreset(request))
+        return str(answer or preset or "")
+
+    async def ptz_remove_preset(self, token: str, preset: str) -> None:
+        ptz = await self._ptz()
+        request = {"ProfileToken": token, "PresetToken": preset}
+        await self._call("RemovePreset", lambda: ptz.RemovePreset(request))
+
 
 def _get(obj: Any, *path: str) -> Any:
     for name in path:

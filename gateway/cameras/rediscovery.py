@@ -105,11 +105,11 @@ class DiscoveryService:
             self.listener = None
         for task in list(self._adding):
             task.cancel()
-        for task in (self._loop_task, self._task):
-            if task is not None:
-                task.cancel()
+        for running in (self._loop_task, self._task):
+            if running is not None:
+                running.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await running
 
     # -- scans -------------------------------------------------------------
 
@@ -145,6 +145,8 @@ class DiscoveryService:
         out = []
         for cam in registry.list() if registry else []:
             host = (cam.onvif or {}).get("host")
+            if not isinstance(host, str):
+                continue
             with contextlib.suppress(ValueError):
                 out.append(str(ipaddress.ip_address(host)))
         return out
@@ -293,7 +295,8 @@ class DiscoveryService:
             if self._task is None or self._task.done():
                 try:
                     self.start_scan()
-                    await self._task
+                    if self._task is not None:
+                        await self._task
                 except (FieldError, ScanBusy) as err:
                     log.warning("periodic discovery skipped: %s", err)
                 except asyncio.CancelledError:

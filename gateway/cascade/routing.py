@@ -43,8 +43,8 @@ class Routing:
         # The child may itself still be fetching it from its own child: try a few times.
         for delay in (0.3, 0.4, 0.5, 1.0, 2.0, 4.0):  # soon: the alarm list waits for it
             await asyncio.sleep(delay)
-            if session.closed or await asyncio.to_thread(
-                event_store.get_snapshot, self.db, event_id
+            if session.closed or (
+                await asyncio.to_thread(event_store.get_snapshot, self.db, event_id) is not None
             ):
                 return
             ch = session.open_channel()

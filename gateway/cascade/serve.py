@@ -121,15 +121,13 @@ class RequestServer:
             await self._respond(req, data={"bytes": total, "content_type": "video/mp4"})
         elif req.op == "event_snapshot":
             event_id = str(params.get("event_id", ""))[:64]
-            body = (
-                await asyncio.to_thread(event_store.get_snapshot, gw.db, event_id)
-                if event_id
-                else None
-            )
-            if body is None:
+            jpeg: bytes | None = None
+            if event_id:
+                jpeg = await asyncio.to_thread(event_store.get_snapshot, gw.db, event_id)
+            if jpeg is None:
                 raise AccessError(404, f"no snapshot for event {event_id!r}")
-            await self._send_body(req, [body])
-            await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
+            await self._send_body(req, [jpeg])
+            await self._respond(req, data={"bytes": len(jpeg), "content_type": "image/jpeg"})
         elif req.op == "record":
             seconds = float(params.get("seconds", 60))
             if not 0 < seconds <= 86400:

@@ -152,7 +152,7 @@ class ChildSession:
             type="request",
             id=rid,
             op=op,
-            path=path,  # type: ignore[arg-type]
+            path=path,
             channel=channel.number if channel else 0,
             params=params or {},
         )

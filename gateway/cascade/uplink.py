@@ -172,13 +172,13 @@ class Uplink:
         target = _address(self.parent.url)
         # Only a parent that is down is probed: one whose port answers but refuses the
         # session (a revoked token, say) keeps the plain backoff.
-        probe = bool(target) and wait > PROBE_EVERY_S and not await port_open(*target)
+        probe = target is not None and wait > PROBE_EVERY_S and not await port_open(*target)
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), min(left, PROBE_EVERY_S))
                 return
-            if probe and await port_open(*target):
+            if probe and target is not None and await port_open(*target):
                 return
 
     async def _session(self) -> None:
@@ -294,6 +294,10 @@ class Uplink:
 
     async def _pump_events(self) -> None:
         while True:
+            # Cleared before reading, never after: an event appended while the read runs
+            # sets it again, so the wait below returns at once (clearing after the read
+            # lost that wake-up and left the last event of a burst in the outbox).
+            self._wake.clear()
             if self._sent_seq - self.acked_seq < WINDOW:
                 batch = await asyncio.to_thread(self.outbox.read, self._sent_seq, BATCH)
                 if batch:
@@ -302,7 +306,6 @@ class Uplink:
                     self._sent_seq = batch[-1][0]
                     self.events_sent += len(batch)
                     continue
-            self._wake.clear()
             await self._wake.wait()
 
     def _upward(self, ev: Event) -> Event:

@@ -158,14 +158,16 @@ class CameraDiagnoser:
         }
         events = []
         jpeg: bytes | None = None
-        for kind in self.machine.update(t, final):
-            st = self.machine.states[kind]
+        for changed in self.machine.update(t, final):
+            st = self.machine.states[changed]
             if st.active:
                 st.event_id = new_event_id()
                 if jpeg is None and snapshot is not None:
                     jpeg = snapshot()
                 st.snapshot = jpeg is not None
-            events.append(self._event(kind, t, final[kind], m, mode, jpeg if st.active else None))
+            events.append(
+                self._event(changed, t, final[changed], m, mode, jpeg if st.active else None)
+            )
         for ev, snap in events:
             try:
                 self.publish(ev, snap)

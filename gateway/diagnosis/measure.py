@@ -52,7 +52,7 @@ def picture_from_planes(y: np.ndarray, u: np.ndarray | None, v: np.ndarray | Non
 
 def _plane(frame: av.VideoFrame, index: int, h: int, w: int) -> np.ndarray:
     plane = frame.planes[index]
-    buf = np.frombuffer(plane, np.uint8, count=h * plane.line_size)
+    buf = np.frombuffer(memoryview(plane), np.uint8, count=h * plane.line_size)
     return buf.reshape(h, plane.line_size)[:, :w]
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from gateway.gb28181 import sdp
 from gateway.gb28181.media_api import MediaBackend, MediaError, MediaRequest, MediaSession
 from gateway.gb28181.platform import Platform
+from gateway.gb28181.playback import Playback
+from gateway.gb28181.records import RecordSource
 from gateway.gb28181.sip.agent import Addr, SipTimeout, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage, addr_params, addr_uri, uri_user
 
@@ -32,15 +34,20 @@ class Dialog:
 
 
 class Calls:
-    def __init__(self, client: Platform, media: MediaBackend | None) -> None:
+    def __init__(
+        self, client: Platform, media: MediaBackend | None, records: RecordSource | None = None
+    ) -> None:
         self.client = client
         self.media = media
         self.dialogs: dict[str, Dialog] = {}
+        self.playback = Playback(client, records)  # s=Playback/Download and their INFO
 
     def playing(self) -> int:
-        return len(self.dialogs)
+        return len(self.dialogs) + self.playback.playing()
 
     async def handle(self, req: SipMessage, addr: Addr) -> SipMessage | None:
+        if self.playback.wants(req):
+            return await self.playback.handle(req)
         if req.method == "INVITE":
             return await self._invite(req)
         if req.method == "ACK":
@@ -154,8 +161,22 @@ class Calls:
         except Exception:
             log.exception("gb28181: closing the stream of %s failed", dialog.camera)
 
+    async def media_ended(self, call_id: str, reason: str) -> bool:
+        """The stream of ``call_id`` ended by itself (camera gone, the platform stopped
+        reading, a send error): forget its dialog and hang up with a BYE, so the platform
+        does not wait for video that will not come. False if the dialog is not ours."""
+        dialog = self.dialogs.pop(call_id, None)
+        if dialog is None:
+            return False
+        log.info("gb28181 %s: stream of %s ended: %s; sending BYE",
+                 self.client.cfg.id, dialog.camera, reason)  # fmt: skip
+        if dialog.acked:  # before the ACK the dialog is not confirmed; it just lapses
+            await self._bye(dialog)
+        return True
+
     async def close_all(self) -> None:
         """Stop every stream and hang up each dialog with a BYE (best effort)."""
+        await self.playback.close_all()
         dialogs = list(self.dialogs.values())
         for dialog in dialogs:
             await self._close(dialog.call_id, "stopping")

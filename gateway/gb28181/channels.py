@@ -28,6 +28,7 @@ class Channel:
     online: bool = True
     address: str = ""
     ptz: bool = False
+    status: str = ""  # the tree's camera status (online, offline, error …), for catalog events
 
     def catalog_fields(self, civil_code: str) -> list[tuple[str, object]]:
         """The fields of this channel's catalog <Item> (GB/T 28181-2016 A.2.4.4)."""
@@ -129,6 +130,7 @@ class ChannelDirectory:
                     online=cam.status == "online" and node.status != "offline",
                     address=cam.location,
                     ptz=cam.ptz,
+                    status=cam.status if node.status != "offline" else "offline",
                 )
             )
         for child in node.children:

@@ -20,8 +20,13 @@ from pydantic import ValidationError
 
 from gateway.cascade.protocol import GatewayNode
 from gateway.config import Gb28181Settings, GbUpstream
+from gateway.events.bus import EventBus
+from gateway.gb28181.alarms import AlarmForwarder
+from gateway.gb28181.changes import ChangeWatcher
 from gateway.gb28181.channels import ChannelDirectory
+from gateway.gb28181.control import AccessControl, CameraControl
 from gateway.gb28181.media_api import MediaBackend
+from gateway.gb28181.records import GatewayRecords, RecordSource
 from gateway.gb28181.upstream import UpstreamClient
 from gateway.store.db import Database
 
@@ -49,8 +54,13 @@ class Gb28181Part:
         media: MediaBackend | None,
         overrides_path: Path | None = None,
         backoff_s: float = 1.0,
+        records: RecordSource | None = None,
+        cameras: CameraControl | None = None,
+        bus: EventBus | None = None,
+        changes_s: float = 1.0,
     ) -> None:
         self.settings = settings
+        self.records = records  # RecordInfo and Playback/Download (None: refused)
         self.db = db
         self.tree = tree
         self.media = media
@@ -69,19 +79,41 @@ class Gb28181Part:
         self.clients: dict[str, UpstreamClient] = {}
         self._lock = asyncio.Lock()
         self._started = False
+        self._hangups: set[asyncio.Task[bool]] = set()
+        # The PS backend reports streams that end by themselves; their dialogs get a BYE.
+        if media is not None and getattr(media, "on_ended", 0) is None:
+            media.on_ended = self.media_ended  # type: ignore[attr-defined]
+        self.cameras, self.bus = cameras, bus  # PTZ for DeviceControl; events for alarms
+        self.changes = ChangeWatcher(lambda: self.clients, changes_s)
+        self.alarms = AlarmForwarder(lambda: self.clients)
+
+    def media_ended(self, call_id: str, reason: str) -> None:
+        """``on_ended`` of the media backend: the dialog's client hangs up (a BYE)."""
+        for client in list(self.clients.values()):
+            if call_id in client.calls.dialogs:
+                task = asyncio.ensure_future(client.calls.media_ended(call_id, reason))
+                self._hangups.add(task)
+                task.add_done_callback(self._hangups.discard)
+                return
 
     def _client(self, cfg: GbUpstream) -> UpstreamClient:
-        directory = ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
+        directory = self._client_directory(cfg)
         return UpstreamClient(
             cfg,
             directory=directory,
             media=self.media,
             t1=self.settings.sip_t1_s,
             backoff_s=self.backoff_s,
+            records=self.records,
+            cameras=self.cameras,
         )
 
     async def start(self) -> None:
         self._started = True
+        self.changes.start()
+        self.alarms.start()
+        if self.bus is not None:
+            self.bus.add_listener(self.alarms.on_event)
         for cfg in self.configs.values():
             if cfg.enabled:
                 await self._start_client(cfg)
@@ -97,6 +129,11 @@ class Gb28181Part:
 
     async def stop(self) -> None:
         self._started = False
+        await asyncio.gather(*self._hangups, return_exceptions=True)  # BYEs under way
+        if self.bus is not None:
+            self.bus.remove_listener(self.alarms.on_event)
+        await self.changes.stop()
+        await self.alarms.stop()
         clients, self.clients = list(self.clients.values()), {}
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
@@ -108,7 +145,29 @@ class Gb28181Part:
         public["password_set"] = bool(cfg.password.get_secret_value())
         client = self.clients.get(uid)
         public["status"] = client.status() if client else {"id": uid, "state": "disabled"}
+        public["status"]["alarms_held"] = self.alarms.held(uid)
         return public
+
+    def channels(self, uid: str) -> list[dict[str, Any]]:
+        """What this platform is shown: each channel's GB id, kind, name, parent and camera
+        (so an operator can tell which 20-digit id is which camera)."""
+        cfg = self.configs[uid]
+        client = self.clients.get(uid)
+        directory = client.directory if client else self._client_directory(cfg)
+        return [
+            {
+                "gb_id": c.gb_id,
+                "kind": c.kind,
+                "name": c.name,
+                "parent_id": c.parent_id,
+                "camera": c.camera_path,
+                "online": c.online,
+            }
+            for c in directory.channels()
+        ]
+
+    def _client_directory(self, cfg: GbUpstream) -> ChannelDirectory:
+        return ChannelDirectory(self.db, self.tree, id_prefix(cfg), cfg.share)
 
     def list_all(self) -> list[dict[str, Any]]:
         return [self.describe(uid) for uid in self.configs]
@@ -211,4 +270,7 @@ def build(gw: Any) -> Gb28181Part | None:
         tree=lambda: tree.build(gw),
         media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
         overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
+        records=GatewayRecords(gw),
+        cameras=AccessControl(gw),
+        bus=gw.bus,
     )

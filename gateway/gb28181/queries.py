@@ -10,6 +10,7 @@ import time
 
 from gateway.gb28181 import manscdp
 from gateway.gb28181.platform import Platform
+from gateway.gb28181.records import RecordInfo, RecordSource
 from gateway.gb28181.sip.agent import SipTimeout, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage
 
@@ -18,8 +19,9 @@ SUPPORTED = ("Catalog", "DeviceInfo", "DeviceStatus", "ConfigDownload")
 
 
 class Queries:
-    def __init__(self, client: Platform) -> None:
+    def __init__(self, client: Platform, records: RecordSource | None = None) -> None:
         self.client = client
+        self.record_info = RecordInfo(client, records)
         self.channels_pushed = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -30,6 +32,8 @@ class Queries:
         except manscdp.ManscdpError as err:
             log.warning("gb28181 %s: refused a MESSAGE body: %s", cfg.id, err)
             return make_response(req, 400, f"Bad MANSCDP body: {err}"[:120], new_tag())
+        if query.root == "Query" and query.cmd == "RecordInfo":
+            return await self.record_info.handle(req, query)
         if query.root != "Query" or query.cmd not in SUPPORTED:
             log.info("gb28181 %s: %s %s not supported", cfg.id, query.root, query.cmd)
             return make_response(req, 200, "OK", new_tag())  # platforms retry a 4xx forever

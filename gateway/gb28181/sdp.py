@@ -28,9 +28,19 @@ class Offer:
     ssrc_text: str
     f_line: str
     payload_type: int
+    t_line: str = "0 0"  # Playback/Download: the span (see gateway.gb28181.playback)
+    download_speed: float = 1.0  # Download: a=downloadspeed
 
 
-def parse_offer(body: bytes) -> Offer:
+def session_of(body: bytes) -> str:
+    """The ``s=`` of an SDP body ("" if none): Play, Playback or Download."""
+    for line in body[:MAX_SDP].decode("ascii", "replace").splitlines():
+        if line.startswith("s="):
+            return line[2:].strip()
+    return ""
+
+
+def parse_offer(body: bytes, sessions: tuple[str, ...] = ("Play",)) -> Offer:
     if len(body) > MAX_SDP:
         raise SdpError("SDP too large")
     try:
@@ -38,6 +48,7 @@ def parse_offer(body: bytes) -> Offer:
     except UnicodeDecodeError:
         raise SdpError("SDP is not ASCII") from None
     session = host = proto = setup = ssrc = f_line = ""
+    t_line, speed = "0 0", "1"
     port = -1
     payloads: list[str] = []
     for raw in text.splitlines():
@@ -63,8 +74,13 @@ def parse_offer(body: bytes) -> Offer:
             ssrc = value
         elif key == "f":
             f_line = value
-    if session.lower() != "play":
-        raise SdpError(f"session {session[:20]!r} not supported (only Play)")
+        elif key == "t":
+            t_line = value
+        elif key == "a" and value.startswith("downloadspeed:"):
+            speed = value[14:].strip()
+    match = [s for s in sessions if s.lower() == session.lower()]
+    if not match:
+        raise SdpError(f"session {session[:20]!r} not supported (only {'/'.join(sessions)})")
     if port < 0 or port > 65535:
         raise SdpError("no video media line")
     try:
@@ -86,7 +102,13 @@ def parse_offer(body: bytes) -> Offer:
     pt = 96  # PS; a platform listing other payloads first still takes 96 when offered
     if "96" not in payloads and payloads and payloads[0].isdigit() and int(payloads[0]) < 128:
         pt = int(payloads[0])
-    return Offer("Play", host, port, transport, int(ssrc), ssrc, f_line, pt)
+    try:
+        download_speed = float(speed)
+    except ValueError:
+        raise SdpError(f"bad a=downloadspeed {speed[:20]!r}") from None
+    return Offer(
+        match[0], host, port, transport, int(ssrc), ssrc, f_line, pt, t_line, download_speed
+    )
 
 
 def answer(offer: Offer, *, device_id: str, host: str, port: int) -> bytes:
@@ -94,9 +116,9 @@ def answer(offer: Offer, *, device_id: str, host: str, port: int) -> bytes:
     lines = [
         "v=0",
         f"o={device_id} 0 0 IN IP4 {host}",
-        "s=Play",
+        f"s={offer.session}",
         f"c=IN IP4 {host}",
-        "t=0 0",
+        f"t={offer.t_line}",
         f"m=video {port} {proto} {offer.payload_type}",
         "a=sendonly",
         f"a=rtpmap:{offer.payload_type} PS/90000",

@@ -20,11 +20,14 @@ from gateway.config import GbUpstream
 from gateway.gb28181 import manscdp
 from gateway.gb28181.calls import Calls
 from gateway.gb28181.channels import ChannelDirectory
+from gateway.gb28181.control import CameraControl, DeviceControl
 from gateway.gb28181.media_api import MediaBackend
 from gateway.gb28181.queries import Queries
+from gateway.gb28181.records import RecordSource
 from gateway.gb28181.sip.agent import Addr, SipAgent, SipTimeout, Timers, make_response, new_tag
 from gateway.gb28181.sip.digest import authorization, parse_challenge
 from gateway.gb28181.sip.message import SipMessage, SipParseError
+from gateway.gb28181.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 BACKOFF_MAX_S = 60.0
@@ -45,6 +48,8 @@ class UpstreamClient:
         media: MediaBackend | None,
         t1: float = 0.5,
         backoff_s: float = 1.0,
+        records: RecordSource | None = None,
+        cameras: CameraControl | None = None,
     ) -> None:
         self.cfg = cfg
         self.directory = directory
@@ -57,8 +62,10 @@ class UpstreamClient:
             local_port=cfg.local_port,
             timers=Timers(t1=t1, t2=max(4.0, t1 * 8)),
         )
-        self.queries = Queries(self)
-        self.calls = Calls(self, media)
+        self.queries = Queries(self, records)
+        self.calls = Calls(self, media, records)
+        self.control = DeviceControl(self, cameras)
+        self.subscriptions = Subscriptions(self)
         self.state = "stopped"
         self.last_error = ""
         self.last_keepalive: float | None = None
@@ -108,6 +115,7 @@ class UpstreamClient:
                 await self._task
             self._task = None
         await self.calls.close_all()
+        await self.subscriptions.close()
         if self.state == "online":
             try:  # unregister; a platform that is gone must not hold up shutdown
                 await self._register(0, timeout=min(2.0, self.agent.timers.b))
@@ -128,6 +136,8 @@ class UpstreamClient:
             "local_port": self.agent.local_port,
             "channels_pushed": self.queries.channels_pushed,
             "streams_playing": self.calls.playing(),
+            "subscriptions": sorted(s.kind for s in self.subscriptions.subs.values()),
+            "ptz_commands": self.control.done,
         }
 
     async def _run(self) -> None:
@@ -284,13 +294,15 @@ class UpstreamClient:
 
     async def _handle(self, req: SipMessage, addr: Addr) -> SipMessage | None:
         if req.method == "MESSAGE":
-            return await self.queries.handle(req)
-        if req.method in ("INVITE", "ACK", "BYE", "CANCEL"):
+            return await self.control.handle(req) or await self.queries.handle(req)
+        if req.method == "SUBSCRIBE":
+            return await self.subscriptions.handle(req)
+        if req.method in ("INVITE", "ACK", "BYE", "CANCEL", "INFO"):
             return await self.calls.handle(req, addr)
         if req.method == "OPTIONS":
             return make_response(req, 200, "OK", new_tag())
         resp = make_response(req, 405, "Method Not Allowed", new_tag())
-        resp.add("Allow", "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS")
+        resp.add("Allow", "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS, INFO, SUBSCRIBE")
         return resp
 
 

@@ -126,8 +126,9 @@ class OpenCVReference(MotionDetector):
         cv2.accumulateWeighted(blur, self._avg, self.alpha)
         delta = cv2.absdiff(blur, cv2.convertScaleAbs(self._avg))
         _, mask = cv2.threshold(delta, self.threshold, 255, cv2.THRESH_BINARY)
-        mask = cv2.bitwise_and(mask, self._keep)
-        mask = cv2.dilate(mask, None, iterations=2)
+        if self._keep is not None:
+            mask = cv2.bitwise_and(mask, self._keep)
+        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=2)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         boxes, area = [], 0.0
         for c in contours:

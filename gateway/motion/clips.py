@@ -19,8 +19,10 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 from gateway.config import MotionSettings
+from gateway.streams.avcodec import video_context
 
 Interval = tuple[float, float]
 
@@ -161,7 +163,7 @@ def _h264_roundtrip(
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Encode with libx264 at ``kbps`` (GOP 50, no B-frames, like a camera) and decode."""
     w, h = size
-    enc = av.CodecContext.create("libx264", "w")
+    enc = video_context("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base = Fraction(1, 25)
     enc.framerate = Fraction(25, 1)
@@ -169,7 +171,7 @@ def _h264_roundtrip(
     enc.gop_size = 50
     enc.max_b_frames = 0
     enc.options = {"preset": "ultrafast", "tune": "zerolatency"}
-    dec = av.CodecContext.create("h264", "r")
+    dec = video_context("h264", "r")
     chroma = np.full((h // 2, w // 2), 128, np.uint8)
     times: list[float] = []
     for i, (t, y) in enumerate(frames):
@@ -194,11 +196,11 @@ def _pad(plane: np.ndarray, line_size: int) -> bytes:
 
 
 def _decoded(
-    dec: av.CodecContext, packet: av.Packet, times: list[float]
+    dec: VideoCodecContext, packet: av.Packet, times: list[float]
 ) -> Iterator[tuple[float, np.ndarray]]:
     for frame in dec.decode(av.Packet(bytes(packet))):
         plane = frame.planes[0]
-        y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+        y = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)
         yield times.pop(0), y[:, : frame.width].copy()
 
 

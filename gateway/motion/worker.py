@@ -23,12 +23,14 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 from gateway.config import MotionSettings
 from gateway.events.model import Event
 from gateway.motion.detector import FrameDiffDetector, MotionDetector
 from gateway.motion.events import EventTracker, MotionEvent, Transition, snapshot_jpeg
-from gateway.streams.hub import Hub, HubClosed
+from gateway.streams.avcodec import video_context
+from gateway.streams.hub import Hub, HubClosed, Subscription
 from gateway.streams.packet import AccessUnit, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ def luma_plane(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name in _Y_FIRST or frame.format.name == "gray":
         plane = frame.planes[0]
         h, stride = frame.height, plane.line_size
-        return np.frombuffer(plane, np.uint8, count=h * stride).reshape(h, stride)[:, : frame.width]
+        rows = np.frombuffer(memoryview(plane), np.uint8, count=h * stride).reshape(h, stride)
+        return rows[:, : frame.width]
     return frame.to_ndarray(format="gray")  # high bit depth or packed: rare, slower
 
 
@@ -74,7 +77,7 @@ class MotionWorker:
         self.tap_errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sub = None
+        self._sub: Subscription | None = None
         self.tracker = EventTracker.from_settings(settings)
         self.detector: MotionDetector | None = None
         # counters, read by stats()
@@ -144,7 +147,7 @@ class MotionWorker:
 
     def _loop(self, cpu0: float) -> None:
         assert self._sub is not None
-        decoder: av.CodecContext | None = None
+        decoder: VideoCodecContext | None = None
         epoch: int | None = None
         failed_epoch: int | None = None  # no decoder for this connection: skip it
         next_due = 0.0  # stream seconds of the next frame to analyse
@@ -178,7 +181,11 @@ class MotionWorker:
             for frame in frames:
                 self.decoded += 1
                 window_frames += 1
-                pts = au.seconds if frame.pts is None else float(frame.pts * frame.time_base)
+                pts = (
+                    au.seconds
+                    if frame.pts is None or frame.time_base is None
+                    else float(frame.pts * frame.time_base)
+                )
                 if pts < next_due - 0.01:  # not due yet (10 ms of timestamp jitter allowed)
                     continue
                 step = 1.0 / fps
@@ -189,8 +196,8 @@ class MotionWorker:
                 self._check_skip(decoder, window_frames / (au.wallclock - window_start), fps)
                 window_start, window_frames = au.wallclock, 0
 
-    def _decoder(self, info: StreamInfo) -> av.CodecContext:
-        ctx = av.CodecContext.create(info.codec, "r")
+    def _decoder(self, info: StreamInfo) -> VideoCodecContext:
+        ctx = video_context(info.codec, "r")
         if info.extradata:
             ctx.extradata = info.extradata
         ctx.thread_count = 1  # one camera, one core share: threads only add latency
@@ -207,13 +214,13 @@ class MotionWorker:
         )
         return ctx
 
-    def _check_skip(self, decoder: av.CodecContext, decoded_fps: float, fps: float) -> None:
+    def _check_skip(self, decoder: VideoCodecContext, decoded_fps: float, fps: float) -> None:
         """Keep NONREF skipping only while enough frames are left to analyse."""
         if decoder.skip_frame == "NONREF" and decoded_fps < fps * 1.5:
             decoder.skip_frame = "DEFAULT"
             log.info("%s: few reference frames; decoding all frames", self.camera_id)
 
-    def _decode(self, decoder: av.CodecContext, au: AccessUnit) -> list[av.VideoFrame]:
+    def _decode(self, decoder: VideoCodecContext, au: AccessUnit) -> list[av.VideoFrame]:
         packet = av.Packet(au.data)
         packet.pts, packet.dts, packet.time_base = au.pts, au.dts, au.time_base
         try:

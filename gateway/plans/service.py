@@ -10,6 +10,7 @@ by hand or by which linkage rule, and what each step did.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import time
@@ -182,8 +183,8 @@ class Plans:
             return {**step, "ok": False, "error": _reason(err)}
         return {**step, "ok": True}
 
-    async def _notify(self, plan: PlanIn, event: Event) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    async def _notify(self, plan: PlanIn, event: Event) -> builtins.list[dict[str, Any]]:
+        out: builtins.list[dict[str, Any]] = []
         payload = event.model_dump(mode="json")
         if plan.notify.mqtt_topic:
             mqtt = self.gw.part("mqtt")

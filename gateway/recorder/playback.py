@@ -78,6 +78,7 @@ def build_clip(
 
     def emit(packet: av.Packet, wall: float, src_tb: Fraction) -> None:
         nonlocal last_dts, frames, last_wall
+        assert t0 is not None and ost is not None  # set before the first emit
         dts = round((wall - t0) / CLIP_TB)
         dts = max(dts, last_dts + 1)
         shift = packet.pts - packet.dts if packet.pts is not None else 0
@@ -108,10 +109,12 @@ def build_clip(
                     ost.time_base = CLIP_TB
                     if ist.codec_context.name == "hevc":
                         ost.codec_tag = "hvc1"
-                elif not _same_stream(template, ist):
+                elif template is None or not _same_stream(template, ist):
                     truncated = True
                     break
                 tb = ist.time_base
+                if tb is None:
+                    continue  # a stream without a time base cannot be placed in time
                 base = None
                 try:
                     for packet in inp.demux(ist):

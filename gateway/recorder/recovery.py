@@ -102,7 +102,11 @@ def probe(path: Path, decode: bool = False) -> ProbeResult:
                 decoded += len(cc.decode(packet))
         if decode:
             decoded += len(cc.decode(None))
-        duration = float((last - first + (step or 0)) * tb) if first is not None else 0.0
+        duration = (
+            float((last - first + (step or 0)) * tb)
+            if first is not None and last is not None and tb is not None
+            else 0.0
+        )
         return ProbeResult(
             stream.codec_context.name, cc.width, cc.height, frames, keys, duration, decoded
         )

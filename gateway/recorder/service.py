@@ -10,7 +10,6 @@ its thread (pre-roll, post-roll); ``record_for`` is the linkage entry point.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
@@ -146,7 +145,7 @@ class Recorder:
         log.info("camera %s: recording %s (%s stream)", camera, policy.mode, policy.stream)
         return worker
 
-    def _worker_finished(self, worker: CameraRecorder) -> None:
+    def worker_finished(self, worker: CameraRecorder) -> None:
         with self._lock:
             if self.workers.get(worker.camera) is worker:
                 del self.workers[worker.camera]
@@ -156,16 +155,11 @@ class Recorder:
         streams = self.gw.part("streams")
         if streams is None:
             raise RuntimeError("no stream manager")
-        lease = streams.acquire(camera, profile, consumer="recorder")
-        if inspect.isawaitable(lease):
-            lease = asyncio.run_coroutine_threadsafe(lease, self.gw.loop).result(30)
-        return lease
+        return streams.acquire(camera, profile, consumer="recorder")
 
     def release(self, lease: Any) -> None:
         try:
-            result = lease.release()
-            if inspect.isawaitable(result):
-                asyncio.run_coroutine_threadsafe(result, self.gw.loop).result(30)
+            lease.release()
         except Exception as err:
             log.warning("releasing a stream lease failed: %s", err)
 

@@ -17,19 +17,39 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from gateway.recorder.index import segment_path
+from gateway.config import Settings
+from gateway.recorder.index import RecordingIndex, segment_path
 from gateway.recorder.policy import Policy
 from gateway.recorder.recovery import probe, trim_to_fragments
+from gateway.recorder.retention import Retention
 from gateway.recorder.triggers import GopRing, Triggers
 from gateway.recorder.triggers import media_time as _media
 from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, codec_facts, is_disk_full
 from gateway.streams.hub import HubClosed
 from gateway.streams.packet import AccessUnit
 
-if TYPE_CHECKING:
-    from gateway.recorder.service import Recorder
+
+class Recorder(Protocol):
+    """What a camera's worker needs of the recorder (gateway.recorder.service.Recorder)."""
+
+    settings: Settings
+    root: Path
+    index: RecordingIndex
+    retention: Retention
+
+    def acquire(self, camera: str, profile: str) -> Any: ...
+
+    def release(self, lease: Any) -> None: ...
+
+    def mark_event(self, camera: str, start: float, end: float) -> None: ...
+
+    def publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None: ...
+
+    def worker_finished(self, worker: CameraRecorder) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +174,7 @@ class CameraRecorder(threading.Thread):
         self._interrupt("stopped")
         self.state = "stopped"
         if self.transient:
-            self.rec._worker_finished(self)
+            self.rec.worker_finished(self)
 
     def _consume(self, sub: Any) -> None:
         stall_s = max(2.0, self.rec.settings.streams.stall_timeout_s)

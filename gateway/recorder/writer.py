@@ -166,7 +166,7 @@ class SegmentWriter:
         self._last_dts: int | None = None
         self._frame_ticks = max(1, int(Fraction(1, 25) / first.time_base))
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = None
+        self._container: av.container.OutputContainer | None = None
         with TEMPLATES.get(first.data, codec, parameter_sets) as src:
             self._open(path, src, first)
 
@@ -215,12 +215,14 @@ class SegmentWriter:
         packet.duration = self._frame_ticks
         packet.is_keyframe = au.keyframe
         packet.stream = self._stream
+        assert self._container is not None, "write after close"
         self._container.mux(packet)
         self._last_dts = dts
         self.frames += 1
 
     def close(self) -> SegmentResult:
         """Write the trailer and return the file's facts. Raises on write errors."""
+        assert self._container is not None, "closed twice"
         try:
             self._container.close()
         finally:

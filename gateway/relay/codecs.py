@@ -78,12 +78,12 @@ def capability(codec: RTCRtpCodecParameters) -> RTCRtpCodecCapability:
 
 
 def _scoped_find_common_codecs(
-    local: list[RTCRtpCodecParameters], remote: list[RTCRtpCodecParameters]
+    local_codecs: list[RTCRtpCodecParameters], remote_codecs: list[RTCRtpCodecParameters]
 ) -> list[RTCRtpCodecParameters]:
     extra = _scoped.get()
-    if extra and local is aiortc_codecs.CODECS["video"]:
-        local = [*extra, *local]
-    return _find_common_codecs(local, remote)
+    if extra and local_codecs is aiortc_codecs.CODECS["video"]:
+        local_codecs = [*extra, *local_codecs]
+    return _find_common_codecs(local_codecs, remote_codecs)
 
 
 def _scoped_get_capabilities(kind: str) -> RTCRtpCapabilities:

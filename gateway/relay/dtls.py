@@ -61,7 +61,7 @@ def prefer_server_role(pc: RTCPeerConnection, offer: aiortc_sdp.SessionDescripti
     switched = 0
     for transceiver in pc.getTransceivers():
         transport = transceiver.receiver.transport
-        if roles.get(transceiver.mid) == "auto" and transport._role == "auto":
+        if roles.get(transceiver.mid or "") == "auto" and transport._role == "auto":
             transport._set_role("server")
             switched += 1
     return switched

@@ -165,7 +165,7 @@ class Relay:
             lease=lease,
             caller=caller,
             etag=f'"{secrets.token_hex(8)}"',
-            remote_ufrag=video.ice.usernameFragment if video.ice else "",
+            remote_ufrag=(video.ice.usernameFragment or "") if video.ice else "",
         )
         self.sessions[sid] = session
         self.opened += 1

@@ -124,7 +124,7 @@ class PassthroughTrack(MediaStreamTrack):
         self._burst_rate = burst_bytes_per_s
         self._burst_next = 0.0
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self.subscription is None:

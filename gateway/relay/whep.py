@@ -103,7 +103,8 @@ def parse_offer(text: str) -> tuple[aiortc_sdp.SessionDescription, list[OfferCod
     h264 = [
         OfferCodec(c.payloadType, str(c.parameters.get("profile-level-id", H264_PM1_DEFAULT)))
         for c in video.rtp.codecs
-        if c.mimeType.lower() == "video/h264"
+        if c.payloadType is not None
+        and c.mimeType.lower() == "video/h264"
         and str(c.parameters.get("packetization-mode", "0")) == "1"
     ]
     if not h264 and not offered_h265(desc):

@@ -136,7 +136,7 @@ def recording(
     segs = rec_store.segments(db, camera, start, end)
     covered = union(clip(((s["start"], s["end"]) for s in segs), start, end), bridge=min_gap_s)
     known = rec_store.gaps(db, camera, start, end)
-    gaps = []
+    gaps: list[dict[str, Any]] = []
     for a, b in holes(covered, start, end):
         if b - a < min_gap_s:
             continue  # a segment join at the day's edge

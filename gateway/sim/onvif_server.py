@@ -265,7 +265,7 @@ class OnvifServer(asyncio.AbstractServer):
         return Response(200, bytes(jpeg), "image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-def _snapshot_challenge() -> dict[str, str]:
+def _snapshot_challenge() -> dict[str, str | list[str]]:
     # Offer Digest (preferred) and Basic; clients pick the one they support.
     return onvif_httpauth.challenge(basic=True)
 

@@ -239,7 +239,7 @@ class RtspConnection:
         transport = headers.get("transport", "")
         spec = transport.split(",")[0].strip()
         parts = [x.strip() for x in spec.split(";")]
-        params = dict(x.split("=", 1) if "=" in x else (x.lower(), "") for x in parts[1:])
+        params = dict(x.partition("=")[::2] if "=" in x else (x.lower(), "") for x in parts[1:])
         proto = parts[0].upper()
         if "multicast" in params:
             raise RtspError(461, "Unsupported Transport")

@@ -150,10 +150,10 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             args.size = (args.size[0] & ~7, args.size[1] & ~7)
             args.sub_size = (args.sub_size[0] & ~7, args.sub_size[1] & ~7)
         profiles = [
-            SimProfile("profile_main", "MainStream", *args.size, main_fps, args.gop, encoding,
-                       args.bitrate, "/main", args.bframes),
-            SimProfile("profile_sub", "SubStream", *args.sub_size, sub_fps, args.gop, encoding,
-                       args.sub_bitrate, "/sub", args.bframes),
+            SimProfile("profile_main", "MainStream", args.size[0], args.size[1], main_fps,
+                       args.gop, encoding, args.bitrate, "/main", args.bframes),
+            SimProfile("profile_sub", "SubStream", args.sub_size[0], args.sub_size[1], sub_fps,
+                       args.gop, encoding, args.sub_bitrate, "/sub", args.bframes),
         ]  # fmt: skip
         cam = SimCamera(
             index=i,

@@ -18,10 +18,12 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 from gateway.sim.camera import SimCamera, SimProfile
 from gateway.sim.rtp import h264_payloads, h265_payloads, jpeg_payloads, split_annexb
 from gateway.sim.scene import MOTION_BAND, Scene, picture_fault
+from gateway.streams.avcodec import video_context
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,10 @@ class EncodedUnit:
     payloads: list[bytes] = field(default_factory=list)  # RTP payloads, cut once for all
 
 
-def make_codec_context(profile: SimProfile) -> av.CodecContext:
+def make_codec_context(profile: SimProfile) -> VideoCodecContext:
     """A PyAV encoder for the profile: low latency, fixed GOP, one thread."""
     name = _CODECS[profile.encoding]
-    ctx = av.CodecContext.create(name, "w")
+    ctx = video_context(name, "w")
     ctx.width, ctx.height = profile.width, profile.height
     ctx.time_base = Fraction(1, profile.fps)
     ctx.framerate = Fraction(profile.fps, 1)
@@ -256,6 +258,7 @@ class ProfileEncoder:
 
 def _parameter_sets(nals: list[bytes], encoding: str) -> list[bytes]:
     """The VPS/SPS/PPS among ``nals``, in order, or [] when one is missing."""
+    want: dict[int, bytes | None]
     if encoding == "H264":
         want = {7: None, 8: None}
         for nal in nals:

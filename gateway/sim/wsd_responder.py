@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -94,7 +95,7 @@ def _types_match(types_el: etree._Element | None) -> bool:
 
 def _scopes_match(scopes_el: etree._Element | None, ours: list[str]) -> bool:
     wanted = (scopes_el.text or "").split() if scopes_el is not None else []
-    if not wanted:
+    if not wanted or scopes_el is None:
         return True
     rule = scopes_el.get("MatchBy", "")
     if not rule or rule in {ns + "/rfc3986" for ns in WSD.values()}:
@@ -102,6 +103,11 @@ def _scopes_match(scopes_el: etree._Element | None, ours: list[str]) -> bool:
     if rule in {ns + "/strcmp0" for ns in WSD.values()}:
         return all(w in ours for w in wanted)
     return False  # an unknown rule matches nothing (WS-Discovery 5.1)
+
+
+def _same(endpoint: _CameraEndpoint) -> _CameraEndpoint:
+    """The protocol factory for an endpoint made beforehand."""
+    return endpoint
 
 
 class _CameraEndpoint(asyncio.DatagramProtocol):
@@ -264,7 +270,9 @@ class WsdResponder:
                 sock.close()
                 raise
             endpoint = _CameraEndpoint(self, camera)
-            transport, _ = await loop.create_datagram_endpoint(lambda e=endpoint: e, sock=sock)
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(_same, endpoint), sock=sock
+            )
             self._transports.append(transport)
             self.endpoints.append(endpoint)
             listeners = getattr(camera, "listeners", None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from gateway.events.model import Event
 from gateway.store.db import Database
+from gateway.store.event import Event
 
 MIGRATIONS = [
     """
@@ -68,7 +68,8 @@ def query(
     limit: int = 200,
 ) -> list[Event]:
     """Events newest first. ``camera_prefix`` matches a subtree (``village-3/``)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | int] = []
     if camera:
         where.append("camera = ?")
         params.append(camera)

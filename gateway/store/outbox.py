@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from gateway.events.model import Event
 from gateway.store.db import Database
+from gateway.store.event import Event
 
 MIGRATIONS = [
     """

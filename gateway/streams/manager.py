@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -27,6 +28,7 @@ from gateway.streams import reach
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource
+from gateway.streams.snapshot import take_snapshot
 from gateway.streams.source import StreamSource
 from gateway.streams.transcode import VARIANTS, TranscodeSource
 
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 15.0
 PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-Resolver = Callable[[str, str], "StreamSource | None"]
+Resolver = Callable[..., "StreamSource | None"]  # (camera, profile[, variant])
 
 
 class UnknownCamera(KeyError):
@@ -42,10 +44,6 @@ class UnknownCamera(KeyError):
 
     def __str__(self) -> str:
         return f"unknown camera {self.args[0]!r} / 未知摄像机"
-
-
-class SnapshotUnavailable(LookupError):
-    """No picture could be had: no cached keyframe, no snapshot URI, no stream."""
 
 
 class Lease:
@@ -284,9 +282,11 @@ class StreamManager:
         task = entry.task
         stopper = asyncio.ensure_future(self._finish(entry, task))
         self._stopping[entry.key] = stopper
-        stopper.add_done_callback(
-            lambda t, key=entry.key: self._stopping.get(key) is t and self._stopping.pop(key)
-        )
+        stopper.add_done_callback(functools.partial(self._stopped, entry.key))
+
+    def _stopped(self, key: Any, stopper: asyncio.Future[None]) -> None:
+        if self._stopping.get(key) is stopper:
+            self._stopping.pop(key)
 
     async def _finish(self, entry: _Entry, task: asyncio.Task[None] | None) -> None:
         if task is not None:
@@ -424,8 +424,6 @@ class StreamManager:
     # -- snapshots ---------------------------------------------------------------------
     async def snapshot(self, camera_id: str, profile: str = "main", timeout: float = 8.0) -> bytes:
         """A JPEG of the camera now (see :mod:`gateway.streams.snapshot`)."""
-        from gateway.streams.snapshot import take_snapshot
-
         return await take_snapshot(self, camera_id, profile, timeout)
 
 

@@ -12,21 +12,49 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 import httpx
 
 from gateway.logs import redact
+from gateway.streams.avcodec import video_context
+from gateway.streams.cameras import CameraLookup
+from gateway.streams.hub import Hub
 from gateway.streams.packet import AccessUnit, StreamInfo
-
-if TYPE_CHECKING:
-    from gateway.streams.manager import StreamManager
 
 log = logging.getLogger(__name__)
 
 MAX_JPEG = 16 * 1024 * 1024
+
+
+class SnapshotUnavailable(LookupError):
+    """No picture could be had: no cached keyframe, no snapshot URI, no stream."""
+
+
+class _Lease(Protocol):
+    hub: Hub
+
+    def release(self) -> None: ...
+
+
+class StreamManager(Protocol):
+    """What a snapshot needs of the stream manager (it is the only implementation)."""
+
+    cameras: CameraLookup
+
+    def hub(
+        self, camera_id: str, profile: str = "main", variant: str | None = None
+    ) -> Hub | None: ...
+
+    def acquire(
+        self,
+        camera_id: str,
+        profile: str = "main",
+        variant: str | None = None,
+        consumer: str = "",
+    ) -> _Lease: ...
 
 
 def decode_jpeg(info: StreamInfo, units: list[AccessUnit], quality: int = 85) -> bytes:
@@ -35,7 +63,7 @@ def decode_jpeg(info: StreamInfo, units: list[AccessUnit], quality: int = 85) ->
 
     if info.codec == "mjpeg" and units:
         return units[0].data
-    ctx = av.CodecContext.create(info.codec, "r")
+    ctx = video_context(info.codec, "r")
     if info.extradata:
         ctx.extradata = info.extradata
     frame = None
@@ -147,8 +175,6 @@ async def take_snapshot(
     manager: StreamManager, camera_id: str, profile: str, timeout: float
 ) -> bytes:
     """See the module docstring. Raises UnknownCamera or SnapshotUnavailable."""
-    from gateway.streams.manager import SnapshotUnavailable
-
     jpeg = await _from_hub(manager, camera_id, profile)
     if jpeg is None:
         jpeg = await _from_uri(manager, camera_id, timeout)

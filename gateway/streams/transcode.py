@@ -30,6 +30,7 @@ import av
 from av.video.frame import PictureType
 
 from gateway.config import RelaySettings
+from gateway.streams.avcodec import video_context
 from gateway.streams.hub import Hub, HubClosed
 from gateway.streams.nal import ParameterSets
 from gateway.streams.packet import AccessUnit, StreamInfo
@@ -127,7 +128,7 @@ class TranscodeSource(StreamSource):
             self._enc = None  # restart the output on a new epoch too
         key = (info.codec, au.epoch)
         if self._dec is None or self._dec_key != key:
-            self._dec = av.CodecContext.create(info.codec, "r")
+            self._dec = video_context(info.codec, "r")
             if info.extradata:
                 self._dec.extradata = info.extradata
             self._dec.thread_type = "SLICE"  # frame threads would add latency
@@ -201,7 +202,7 @@ class TranscodeSource(StreamSource):
     ) -> None:
         assert self._out is not None
         gop = max(1, round(fps))
-        enc = av.CodecContext.create("libx264", "w")
+        enc = video_context("libx264", "w")
         enc.width, enc.height = size
         enc.pix_fmt = "yuv420p"
         enc.time_base = time_base

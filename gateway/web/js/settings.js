@@ -1,10 +1,11 @@
 // Settings (设置): cameras (discover, add, edit, remove), motion zones/masks drawn on a snapshot,
-// recording policy, children platforms and their tokens, users.
+// recording policy, children platforms and their tokens, upper GB/T 28181 platforms, users.
 import { api, el, fmtTime } from "./api.js";
 import { renderAudit } from "./audit.js";
+import { renderUpstream } from "./gbupstream.js";
 import { t } from "./i18n.js";
 
-const SECTIONS = ["settings_cameras", "settings_motion", "settings_recording", "settings_children", "settings_users", "settings_audit"];
+const SECTIONS = ["settings_cameras", "settings_motion", "settings_recording", "settings_children", "settings_gb28181", "settings_users", "settings_audit"];
 const enc = encodeURIComponent;
 
 async function attempt(fn, note) {
@@ -41,6 +42,7 @@ export class Settings {
       settings_cameras: () => this.cameras(), settings_motion: () => this.motion(),
       settings_recording: () => this.recording(), settings_children: () => this.children(), settings_users: () => this.users(),
       settings_audit: () => renderAudit(this.body),
+      settings_gb28181: () => renderUpstream(this.body, (fn) => attempt(fn, this.note)),
     }[section];
     render().catch((err) => { this.body.replaceChildren(el("p", { class: "error" }, err.status === 403 ? t("forbidden") : err.message)); });
   }

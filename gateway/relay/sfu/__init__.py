@@ -1,0 +1,1 @@
+"""Viewers through an existing SFU (Janus): the gateway feeds each camera once."""
