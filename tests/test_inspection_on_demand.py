@@ -1,5 +1,6 @@
-"""Inspection on demand (按需巡检) of any subtree, carried down the cascade as ``inspect``,
-and a covered camera's diagnosis raised and cleared at the city.
+"""Inspection on demand (按需巡检) of any subtree, carried down the cascade as ``inspect``;
+a covered camera's diagnosis raised and cleared at the city; a village off at midnight
+delivering its missed daily report with exact figures at the village, town and city.
 
 Real gateway processes on loopback: city ← town-a ← village-1, village-2. The city
 asks for a subtree; fresh rows come up from the villages of that subtree and from no
@@ -10,17 +11,26 @@ nodes and nodes outside an operator's scope get a clear 4xx.
 from __future__ import annotations
 
 import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from gateway.reports.inspection import aggregate
+from gateway.store import reports as report_store
+from gateway.store.db import Database
 from tests.cascade_support import issue_token_api, start_levels, stored_events, wait_for
 from tests.support import GatewayProcess, login, small_sim_args
+from tests.test_inspection import TZ, scripted_day
 
 CAMERA = {"id": "cam-01", "rtsp_url": "rtsp://127.0.0.1:9/none"}
 QUIET = {"motion": {"enabled": False}}
 SCOPED_PW = "scoped-operator-pw-1"
 DIAGNOSIS = {"interval_s": 1.0, "raise_after": 2, "clear_after": 2}
+ONLINE = 100 * (86400 - 600) / 86400  # the scripted day: out 10:00–10:10
+RECORDED = 100 * (86400 - 900) / 86400  # and no recording 14:00–14:05 either
 
 
 def _run(gw: GatewayProcess, run_id: str) -> dict[str, Any]:
@@ -35,6 +45,35 @@ def _states(run: dict[str, Any]) -> dict[str, str]:
 
 def _run_events(gw: GatewayProcess, run_id: str) -> list[dict[str, Any]]:
     return [e for e in stored_events(gw, "inspection") if e["data"].get("run") == run_id]
+
+
+def _yesterday() -> date:
+    # not across local midnight while the test runs: the gateways' "yesterday" must be ours
+    while (now := datetime.now(TZ)).hour == 23 and now.minute >= 58:
+        time.sleep(5)
+    return now.date() - timedelta(days=1)
+
+
+def _seed(data_dir: Path, node: str, day: date) -> None:
+    """The scripted day in a gateway's database, and a report of the day before (so the
+    gateway counts as in service then)."""
+    data_dir.mkdir(parents=True)
+    db = Database(data_dir / "gateway.db")
+    try:
+        scripted_day(db, day)
+        report_store.init(db)
+        before = (day - timedelta(days=1)).isoformat()
+        report_store.put(db, node, before, {**aggregate(node, []), "day": before}, True)
+    finally:
+        db.close()
+
+
+def _final_row(gw: GatewayProcess, node: str | None, day: str) -> dict[str, Any] | None:
+    params = {"date": day, **({"node": node} if node else {})}
+    r = gw.client.get("/api/v1/reports/inspection", params=params)
+    if r.status_code != 200 or not r.json()["final"] or not r.json()["rows"]:
+        return None
+    return r.json()["rows"][0]
 
 
 def _samples(gw: GatewayProcess) -> int:
@@ -59,16 +98,21 @@ def _online(gw: GatewayProcess, child: str) -> bool:
     return any(c["name"] == child and c["online"] for c in children)
 
 
-def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factory) -> None:
+def test_city_inspects_a_subtree_through_the_cascade(
+    gateway_factory, sim_factory, tmp_path: Path
+) -> None:
     sim = sim_factory(*small_sim_args("127.0.86.1", fps=10, gop=10), "--no-onvif")
     live = {"id": "cam-01", "rtsp_url": sim.cameras[0]["rtsp_main"]}
     # village-1 diagnoses its camera once a second (10 s by default) on the motion frames
     village_1 = {"cameras": [live], "motion": {"fps": 5}, "diagnosis": DIAGNOSIS}
     lv = start_levels(gateway_factory, village_extra=village_1)
     city, town, v1 = lv.city, lv.town, lv.village
+    # village-2 was off at midnight (a power cut): its database holds the scripted day
+    yesterday = _yesterday()
+    _seed(tmp_path / "village-2-data", "village-2", yesterday)  # gateway_factory's data dir
     v2 = gateway_factory(
         {
-            "cameras": [CAMERA],
+            "cameras": [{**CAMERA, "recording": {"mode": "continuous"}}],
             **QUIET,
             "cascade": {
                 "level": "village",
@@ -83,6 +127,29 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factor
     )
     wait_for(lambda: _online(city, "town-a"), 60, "the town at the city")
     wait_for(lambda: _online(town, "village-1") and _online(town, "village-2"), 60, "villages")
+
+    # A. it makes the missed daily report as it starts and sends it up: the scripted day
+    # (a 10 minute outage, a 5 minute recording gap) gives the exact figures at every level
+    iso = yesterday.isoformat()
+    for gw, node, camera in (
+        (v2, None, "cam-01"),
+        (town, "village-2", "village-2/cam-01"),
+        (city, "town-a/village-2", "town-a/village-2/cam-01"),
+    ):
+        row = wait_for(lambda gw=gw, node=node: _final_row(gw, node, iso), 90, f"{camera} {iso}")
+        assert row["camera"] == camera
+        assert row["online_percent"] == pytest.approx(ONLINE, abs=0.05)
+        assert [o["seconds"] for o in row["offline"]] == [600.0]
+        rec = row["recording"]
+        assert rec["percent"] == pytest.approx(RECORDED, abs=0.05)
+        assert [(g["reason"], round(g["seconds"])) for g in rec["gaps"]] == [
+            ("camera_offline", 600),
+            ("disk_full", 300),
+        ]
+    tree = city.client.get("/api/v1/reports/inspection", params={"date": iso}).json()["tree"]
+    assert tree["cameras"] == 1  # village-1 is brand new: it claims nothing for yesterday
+    assert tree["online_rate"] == pytest.approx(ONLINE, abs=0.05)
+    assert tree["recording_completeness"] == pytest.approx(RECORDED, abs=0.05)
 
     # 0. covering the village's camera raises diagnosis occlusion at the city within
     # 15 s, and uncovering clears it (issue 14's end-to-end point, through two hops)
@@ -127,7 +194,7 @@ def test_city_inspects_a_subtree_through_the_cascade(gateway_factory, sim_factor
     )
     assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8", snap.text[:200]
     assert [e["data"]["run"] for e in stored_events(v1, "inspection")] == [run["id"]]
-    assert stored_events(v2, "inspection") == []  # village-2 was never asked
+    assert not [e for e in stored_events(v2, "inspection") if "run" in e["data"]]  # not asked
 
     # 2. the whole town with village-2 offline: it is listed as not yet answered …
     assert v2.client.post("/api/v1/cascade/uplink", json={"enabled": False}).status_code == 200
