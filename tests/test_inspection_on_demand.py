@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from gateway.reports.inspection import aggregate
 from gateway.store import reports as report_store
 from gateway.store.db import Database
+from tests import support
 from tests.cascade_support import issue_token_api, start_levels, stored_events, wait_for
 from tests.support import GatewayProcess, login, small_sim_args
 from tests.test_inspection import TZ, scripted_day
@@ -99,7 +101,7 @@ def _online(gw: GatewayProcess, child: str) -> bool:
 
 
 def test_city_inspects_a_subtree_through_the_cascade(
-    gateway_factory, sim_factory, tmp_path: Path
+    gateway_factory, sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim = sim_factory(*small_sim_args("127.0.86.1", fps=10, gop=10), "--no-onvif")
     live = {"id": "cam-01", "rtsp_url": sim.cameras[0]["rtsp_main"]}
@@ -221,7 +223,17 @@ def test_city_inspects_a_subtree_through_the_cascade(
         == 0
     )
 
-    # … and delivers when it returns: the town kept the request and sends it then
+    # … the town reboots meanwhile: it keeps the request in its database …
+    town_cfg = yaml.safe_load((tmp_path / "town.yaml").read_text(encoding="utf-8"))
+    port = town.port
+    town.stop()
+    # the same data dir and port (the villages' configs name it)
+    monkeypatch.setattr(support, "free_port", lambda host="127.0.0.1": port)
+    town = gateway_factory(town_cfg, name="town")
+    wait_for(lambda: _online(city, "town-a") and _online(town, "village-1"), 60, "town back")
+    assert _states(_run(city, run["id"]))["town-a/village-2"] == "offline"
+
+    # … and village-2 delivers when it returns: the town sends it the request then
     assert v2.client.post("/api/v1/cascade/uplink", json={"enabled": True}).status_code == 200
     done = wait_for(lambda: (s := _run(city, run["id"]))["complete"] and s, 60, "village-2 rows")
     assert set(_states(done).values()) == {"arrived"}

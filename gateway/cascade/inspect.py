@@ -8,7 +8,8 @@ inspection now (:meth:`gateway.reports.service.ReportService.run`) and asks its
 children. Each run publishes its report as an ``inspection`` event carrying the run
 id, which climbs through the uplinks' durable outboxes like the daily reports, so
 the rows arrive even from a child that was offline: the hop above it keeps the
-request and sends it when the child connects again.
+request (in its database, with the day asked for) and sends it when the child
+connects again.
 
 Paths: ``inspect`` names a gateway node as the receiving child's parent sees it,
 i.e. starting with the child's own id (``town-a/village-1`` sent to ``town-a``),
@@ -43,6 +44,7 @@ from gateway.cascade.access import AccessError
 from gateway.cascade.session import ChildGone, RemoteError
 from gateway.cascade.tree import build, find_camera
 from gateway.events.model import Event
+from gateway.store import reports as report_store
 
 log = logging.getLogger(__name__)
 STATES = ("ran", "offline", "no_answer", "error")
@@ -100,6 +102,12 @@ class Inspections:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
+        # kept requests survive a restart of this gateway (a town rebooted meanwhile)
+        kept = await asyncio.to_thread(self._load_pending)
+        for child, path, params in kept:
+            self.pending.setdefault(child, []).append((path, params))
+        if kept:
+            log.info("%d inspection requests kept for children that were offline", len(kept))
         self.gw.bus.add_listener(self._on_event)
         self.downlink.on_change(self._on_child_change)
 
@@ -279,7 +287,7 @@ class Inspections:
         known = _find_node(link.node(), path)
         below = gateway_nodes(known) if known is not None else [path]
         if not link.online:
-            self._pend(name, path, params)
+            await self._pend(name, path, params)
             return [{"node": n, "state": "offline"} for n in below]
         budget = float(params.get("budget", BUDGET_S))
         try:
@@ -287,7 +295,7 @@ class Inspections:
                 "inspect", path, {**params, "budget": max(1.0, budget - HOP_S)}, timeout=budget
             )
         except ChildGone:
-            self._pend(name, path, params)
+            await self._pend(name, path, params)
             return [{"node": n, "state": "offline"} for n in below]
         except RemoteError as err:  # no answer in time: the rows may still come
             return [{"node": n, "state": "no_answer", "error": str(err)[:200]} for n in below]
@@ -296,25 +304,37 @@ class Inspections:
         return _checked(resp.data, name)
 
     # -- children that were offline --------------------------------------------------------
-    def _pend(self, name: str, path: str, params: dict[str, Any]) -> None:
+    def _load_pending(self) -> list[tuple[str, str, dict[str, Any]]]:
+        report_store.init(self.gw.db)
+        return report_store.pending_all(self.gw.db)
+
+    async def _pend(self, name: str, path: str, params: dict[str, Any]) -> None:
+        reports = self.gw.part("reports")
+        if not params.get("day") and reports is not None:
+            # the day asked for, not the day the child comes back
+            params = {**params, "day": reports.today().isoformat()}
         queue = self.pending.setdefault(name, [])
         queue.append((path, params))
         del queue[:-MAX_PENDING]
+        await asyncio.to_thread(
+            report_store.pending_add, self.gw.db, name, path, params, MAX_PENDING
+        )
         log.info("inspection %s of %s kept until child %s connects", params["run"], path, name)
 
     def _on_child_change(self, kind: str, value: Any) -> None:
         if kind != "node" or value not in self.pending:
             return
         link = self.downlink.links.get(value)
-        if link is None:
-            self.pending.pop(value, None)
-        elif link.online:
+        if link is None or link.online:  # forgotten (revoked), or back: ask it now
             queue = self.pending.pop(value)
-            task = asyncio.get_running_loop().create_task(self._resend(value, queue))
+            task = asyncio.get_running_loop().create_task(self._resend(value, queue, link))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _resend(self, name: str, queue: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _resend(self, name: str, queue: list[tuple[str, dict[str, Any]]], link: Any) -> None:
+        await asyncio.to_thread(report_store.pending_clear, self.gw.db, name)
+        if link is None:
+            return
         for path, params in queue:
             log.info("child %s is back: asking it for inspection %s", name, params["run"])
             with contextlib.suppress(Exception):

@@ -28,6 +28,17 @@ MIGRATIONS = [
         jpeg BLOB NOT NULL
     )
     """,
+    # on-demand inspections kept for a child that was offline, sent when it connects
+    """
+    CREATE TABLE inspection_pending (
+        id INTEGER PRIMARY KEY,
+        child TEXT NOT NULL,
+        path TEXT NOT NULL,
+        params TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX inspection_pending_child ON inspection_pending(child)
+    """,
 ]
 
 
@@ -122,3 +133,27 @@ def snapshot_times(db: Database) -> dict[str, float]:
     """When each camera's inspection snapshot was taken."""
     rows = db.query("SELECT camera, taken FROM inspection_snapshots")
     return {r["camera"]: r["taken"] for r in rows}
+
+
+def pending_add(db: Database, child: str, path: str, params: dict[str, Any], keep: int) -> None:
+    """Keep a request for ``child`` (its ``keep`` newest only)."""
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO inspection_pending(child, path, params, created) VALUES (?, ?, ?, ?)",
+            (child, path, json.dumps(params), time.time()),
+        )
+        conn.execute(
+            "DELETE FROM inspection_pending WHERE child = ? AND id NOT IN"
+            " (SELECT id FROM inspection_pending WHERE child = ? ORDER BY id DESC LIMIT ?)",
+            (child, child, keep),
+        )
+
+
+def pending_all(db: Database) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every kept request, oldest first: (child, path, params)."""
+    rows = db.query("SELECT child, path, params FROM inspection_pending ORDER BY id")
+    return [(r["child"], r["path"], json.loads(r["params"])) for r in rows]
+
+
+def pending_clear(db: Database, child: str) -> None:
+    db.execute("DELETE FROM inspection_pending WHERE child = ?", (child,))
