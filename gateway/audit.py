@@ -41,6 +41,7 @@ ACTIONS: dict[str, str] = {
     "export": "录像导出 / evidence export",
     "tour_change": "修改轮巡 / tour changed",
     "map_change": "修改电子地图 / e-map changed",
+    "inspection_run": "按需巡检 / inspection on demand",
 }
 PURGE_PERIOD_S = 3600.0
 MAX_TEXT = 200

@@ -36,33 +36,38 @@ def status(db: Database, camera: str, t: float, online: bool) -> None:
     )
 
 
-def scripted_day(db: Database) -> None:
+def scripted_day(db: Database, day: date = DAY) -> None:
     """cam-01: online since yesterday, out 10:00–10:10; recorded in 60 s segments
     (0.4 s holes at the joins) except 10:00–10:10 (camera offline) and a 5 minute gap
     at 14:00 that the recorder logged as disk_full. cam-02: online all day, not
     recorded, covered 11:00–11:30."""
     event_store.init(db)
     rec_store.init(db)
-    status(db, "cam-01", at(9, day=DAY - timedelta(days=1)), True)
-    status(db, "cam-01", at(10, 0), False)
-    status(db, "cam-01", at(10, 10), True)
-    status(db, "cam-02", at(8, day=DAY - timedelta(days=1)), True)
-    t, n = at(0) - 60, 0
-    while t < at(0, day=DAY + timedelta(days=1)):
-        skip = at(10, 0) <= t < at(10, 10) or at(14, 0) <= t < at(14, 5)
+    status(db, "cam-01", at(9, day=day - timedelta(days=1)), True)
+    status(db, "cam-01", at(10, 0, day), False)
+    status(db, "cam-01", at(10, 10, day), True)
+    status(db, "cam-02", at(8, day=day - timedelta(days=1)), True)
+    t, n = at(0, 0, day) - 60, 0
+    while t < at(0, day=day + timedelta(days=1)):
+        skip = at(10, 0, day) <= t < at(10, 10, day) or at(14, 0, day) <= t < at(14, 5, day)
         if not skip:
             rec_store.insert_segment(
-                db, camera="cam-01", start=t, end=t + 59.6, path=f"cam-01/{n}.mp4", status="closed"
+                db,
+                camera="cam-01",
+                start=t,
+                end=t + 59.6,
+                path=f"cam-01/{day}/{n}.mp4",
+                status="closed",
             )
         t, n = t + 60, n + 1
-    rec_store.insert_gap(db, "cam-01", at(14, 0), at(14, 5), "disk_full")
+    rec_store.insert_gap(db, "cam-01", at(14, 0, day), at(14, 5, day), "disk_full")
     event_store.upsert(
         db,
         Event(
             camera="cam-02",
             type="diagnosis",
-            start=datetime.fromtimestamp(at(11), UTC),
-            end=datetime.fromtimestamp(at(11, 30), UTC),
+            start=datetime.fromtimestamp(at(11, 0, day), UTC),
+            end=datetime.fromtimestamp(at(11, 30, day), UTC),
             data={"kind": "occlusion", "name": "遮挡", "reason": "遮挡：66% 的画面被遮挡"},
         ),
     )

@@ -92,6 +92,19 @@ async def snapshot(gw: Any, path: str) -> bytes:
         raise AccessError(502, f"snapshot of {path} failed: {err}") from None
 
 
+async def inspection_snapshot(gw: Any, path: str) -> bytes:
+    """The fresh snapshot the latest on-demand inspection took of the camera."""
+    down = _remote(gw, path)
+    if down is not None:
+        body, _ = await _call_remote(down.fetch(path, "inspection_snapshot"))
+        return body
+    reports = gw.part("reports")
+    body = await asyncio.to_thread(reports.snapshot, path) if reports is not None else None
+    if body is None:
+        raise AccessError(404, f"no inspection snapshot of {path!r} / 无巡检快照")
+    return body
+
+
 async def ptz(gw: Any, path: str, command: dict[str, Any]) -> dict[str, Any]:
     """Move (or stop, or go to a preset) a PTZ camera."""
     down = _remote(gw, path)

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from gateway.cascade.downlink import Downlink
+from gateway.cascade.inspect import Inspections
 from gateway.cascade.tree import find_camera
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,7 @@ class Cascade:
     def __init__(self, gw: Any) -> None:
         self.gw = gw
         self.downlink = Downlink(gw)
+        self.inspections = Inspections(gw, self.downlink)  # on-demand 巡检 of subtrees
         self.uplink: Any = None
         if gw.settings.cascade.parent is not None:
             from gateway.cascade.uplink import Uplink
@@ -28,12 +30,14 @@ class Cascade:
         if streams is not None and hasattr(streams, "add_resolver"):
             streams.add_resolver(self.resolve)
         await self.downlink.start()
+        await self.inspections.start()
         if self.uplink is not None:
             await self.uplink.start()
 
     async def stop(self) -> None:
         if self.uplink is not None:
             await self.uplink.stop()
+        await self.inspections.stop()
         await self.downlink.stop()
 
     def resolve(self, camera_id: str, profile: str = "main", variant: str | None = None) -> Any:

@@ -231,11 +231,18 @@ Op = Literal[
     "lock",
     "map",  # the e-map of a node below (gateway.maps)
     "map_image",
+    "inspect",
+    "inspection_snapshot",
 ]
 
 
 class Request(_Msg):
-    """A request from the parent, answered by a :class:`Response` with the same id."""
+    """A request from the parent, answered by a :class:`Response` with the same id.
+
+    ``path`` is as the child sees it (the parent strips the child's id), except for
+    ``inspect``, whose path names a gateway node and keeps the child's id in front:
+    the child's own node has no shorter name (see :mod:`gateway.cascade.inspect`).
+    """
 
     type: Literal["request"]
     op: Op

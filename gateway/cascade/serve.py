@@ -102,6 +102,10 @@ class RequestServer:
             body = await access.snapshot(gw, req.path)
             await self._send_body(req, [body])
             await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
+        elif req.op == "inspection_snapshot":
+            body = await access.inspection_snapshot(gw, req.path)
+            await self._send_body(req, [body])
+            await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
         elif req.op == "ptz":
             await self._respond(req, data=await access.ptz(gw, req.path, params))
         elif req.op == "presets":
@@ -140,6 +144,10 @@ class RequestServer:
             if body is not None:
                 await self._send_body(req, [body])
             await self._respond(req, data={**data, "bytes": len(body or b"")})
+        elif req.op == "inspect":
+            await self._respond(
+                req, data=await gw.part("cascade").inspections.answer(req.path, params)
+            )
         else:
             raise AccessError(400, f"unsupported op {req.op}")
 

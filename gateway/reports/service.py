@@ -99,26 +99,41 @@ class ReportService:
             await asyncio.sleep(self.seconds_to_next_run())
             try:
                 await asyncio.to_thread(self.run, self.today() - timedelta(days=1))
-                cutoff = self.today() - timedelta(days=self.settings.keep_days)
-                await asyncio.to_thread(report_store.delete_before, self.db, cutoff.isoformat())
+                await asyncio.to_thread(self.prune)
             except Exception as err:
                 self.last_error = f"{type(err).__name__}: {err}"
                 log.exception("daily inspection failed")
+
+    def prune(self) -> int:
+        """Delete the reports older than ``keep_days`` (default 400); how many went."""
+        cutoff = self.today() - timedelta(days=self.settings.keep_days)
+        return report_store.delete_before(self.db, cutoff.isoformat())
 
     def _catch_up(self) -> None:
         yesterday = (self.today() - timedelta(days=1)).isoformat()
         stored = report_store.get(self.db, self.node, yesterday)
         if stored is None or not stored.get("final"):
+            # A gateway in service then (a report of yesterday or before: it was off at
+            # midnight, say a village's power cut) sends the missed report up now, once:
+            # next start finds it final. A brand-new one makes it but claims nothing up.
+            in_service = stored is not None or any(
+                d < yesterday for d in report_store.days(self.db, self.node, limit=10)
+            )
             try:
-                # stored, not published: an event at every start would be noise (and the
-                # daily run or an operator's "inspect now" sends reports up)
-                self.run(date.fromisoformat(yesterday), publish=False)
+                self.run(date.fromisoformat(yesterday), publish=in_service)
             except Exception:
                 log.exception("inspection of %s failed", yesterday)
 
     # -- making a report ---------------------------------------------------------------
-    def run(self, day: date | None = None, publish: bool = True) -> dict[str, Any]:
-        """Inspect ``day`` (default today, so far), store the report and send it up."""
+    def run(
+        self, day: date | None = None, publish: bool = True, run: str | None = None
+    ) -> dict[str, Any]:
+        """Inspect ``day`` (default today, so far), store the report and send it up.
+
+        ``run`` is the id of an on-demand inspection (:mod:`gateway.cascade.inspect`):
+        it goes up with the report, even one without cameras, so the gateway that asked
+        sees that this node has answered.
+        """
         day = day or self.today()
         if day > self.today():
             raise ValueError(f"{day} is in the future / 日期不能晚于今天")
@@ -127,6 +142,7 @@ class ReportService:
         final = now >= end
         end = min(end, now)
         continuous = self.continuous()
+        snapshots = report_store.snapshot_times(self.db)
         rows = [
             inspect_camera(
                 self.db,
@@ -139,6 +155,9 @@ class ReportService:
             )
             for cid, name in self.cameras()
         ]
+        for row in rows:  # a fresh snapshot taken within the day (by an on-demand run)
+            taken = snapshots.get(row["camera"])
+            row["snapshot"] = taken if taken is not None and start <= taken <= end else None
         report = {
             **aggregate(self.node, rows),
             "day": day.isoformat(),
@@ -148,6 +167,8 @@ class ReportService:
             "final": final,
             "created": now,
         }
+        if run:
+            report["run"] = run
         report_store.put(self.db, self.node, day.isoformat(), report, final)
         self.runs += 1
         if self.last is None or report["day"] >= self.last["day"]:
@@ -163,6 +184,15 @@ class ReportService:
             report["recording_completeness"],
         )
         return report
+
+    def put_snapshot(self, camera: str, jpeg: bytes) -> None:
+        """Keep a fresh snapshot of a local camera for its inspection row."""
+        report_store.put_snapshot(self.db, camera, self.clock(), jpeg)
+
+    def snapshot(self, camera: str) -> bytes | None:
+        """The latest inspection snapshot of a local camera, if any."""
+        found = report_store.get_snapshot(self.db, camera)
+        return found[1] if found else None
 
     def metrics(self) -> Iterator[Any]:
         """Prometheus: per camera the figures of the latest report (today's when made)."""
@@ -212,8 +242,8 @@ class ReportService:
     # -- the cascade roll-up -------------------------------------------------------------
     def _send_up(self, report: dict[str, Any]) -> None:
         # Nothing to send for a gateway without cameras (its parent aggregates the nodes
-        # below it anyway); it also keeps camera-less gateways from publishing at all.
-        if self.bus is None or not report["rows"]:
+        # below it anyway), except the answer to an on-demand run (whose asker waits).
+        if self.bus is None or not (report["rows"] or report.get("run")):
             return
         rows = [{**r, "offline": r["offline"][:MAX_LISTED]} for r in report["rows"]]
         for r in rows:
@@ -246,6 +276,8 @@ class ReportService:
         except (ValueError, TypeError, KeyError):
             log.warning("malformed inspection report from %s ignored", source)
             return
+        if not data["rows"]:
+            return  # an on-demand run's answer from a gateway without cameras: no report
         data["node"] = source
         report_store.put(self.db, source, day, data, bool(data.get("final")))
         self.received += 1

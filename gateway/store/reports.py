@@ -20,6 +20,25 @@ MIGRATIONS = [
     );
     CREATE INDEX inspection_reports_day ON inspection_reports(day)
     """,
+    # the fresh snapshot an on-demand inspection took of each camera (the latest only)
+    """
+    CREATE TABLE inspection_snapshots (
+        camera TEXT PRIMARY KEY,
+        taken REAL NOT NULL,
+        jpeg BLOB NOT NULL
+    )
+    """,
+    # on-demand inspections kept for a child that was offline, sent when it connects
+    """
+    CREATE TABLE inspection_pending (
+        id INTEGER PRIMARY KEY,
+        child TEXT NOT NULL,
+        path TEXT NOT NULL,
+        params TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX inspection_pending_child ON inspection_pending(child)
+    """,
 ]
 
 
@@ -94,3 +113,47 @@ def days_with_below(db: Database, node: str, below: str | None, limit: int = 400
             (node, len(below) + 1, below + "/", limit),
         )
     return [r["day"] for r in rows]
+
+
+def put_snapshot(db: Database, camera: str, taken: float, jpeg: bytes) -> None:
+    """Keep ``jpeg`` as the camera's inspection snapshot (replacing the previous one)."""
+    db.execute(
+        "INSERT INTO inspection_snapshots(camera, taken, jpeg) VALUES (?, ?, ?)"
+        " ON CONFLICT(camera) DO UPDATE SET taken=excluded.taken, jpeg=excluded.jpeg",
+        (camera, taken, jpeg),
+    )
+
+
+def get_snapshot(db: Database, camera: str) -> tuple[float, bytes] | None:
+    row = db.query_one("SELECT taken, jpeg FROM inspection_snapshots WHERE camera = ?", (camera,))
+    return (row["taken"], bytes(row["jpeg"])) if row else None
+
+
+def snapshot_times(db: Database) -> dict[str, float]:
+    """When each camera's inspection snapshot was taken."""
+    rows = db.query("SELECT camera, taken FROM inspection_snapshots")
+    return {r["camera"]: r["taken"] for r in rows}
+
+
+def pending_add(db: Database, child: str, path: str, params: dict[str, Any], keep: int) -> None:
+    """Keep a request for ``child`` (its ``keep`` newest only)."""
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO inspection_pending(child, path, params, created) VALUES (?, ?, ?, ?)",
+            (child, path, json.dumps(params), time.time()),
+        )
+        conn.execute(
+            "DELETE FROM inspection_pending WHERE child = ? AND id NOT IN"
+            " (SELECT id FROM inspection_pending WHERE child = ? ORDER BY id DESC LIMIT ?)",
+            (child, child, keep),
+        )
+
+
+def pending_all(db: Database) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every kept request, oldest first: (child, path, params)."""
+    rows = db.query("SELECT child, path, params FROM inspection_pending ORDER BY id")
+    return [(r["child"], r["path"], json.loads(r["params"])) for r in rows]
+
+
+def pending_clear(db: Database, child: str) -> None:
+    db.execute("DELETE FROM inspection_pending WHERE child = ?", (child,))

@@ -5,6 +5,7 @@ import { api, health as readHealth, setUnauthorisedHandler } from "./api.js";
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
 import { PlanLauncher } from "./plans.js";
 import { TourRunner } from "./tours.js";
+import { TourEditor } from "./tour_editor.js";
 import { Playback } from "./playback.js";
 import { Settings } from "./settings.js";
 import { DeviceTree } from "./tree.js";
@@ -124,6 +125,9 @@ async function boot() {
   state.emap = new EMap($("#view-map"), {
     tree: state.tree, wall: state.wall, canEdit: me.role === "operator" || me.role === "admin",
     onPlayOnWall: (ref, i) => { switchView("live"); state.wall.tiles[i]?.play(ref); state.wall.changed(); },
+  });
+  state.tourEditor = new TourEditor(state.tree, state.tours, {
+    isAdmin: me.role === "admin", editButton: $("#tour-edit"), newButton: $("#tour-new"),
   });
   document.body.dataset.ready = "1"; // everything is wired (the browser tests wait for this)
   setInterval(() => state.tree.load().catch(() => {}), 15000);

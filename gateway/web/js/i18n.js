@@ -55,6 +55,11 @@ export const STRINGS = {
     tour: "轮巡", choose_tour: "选择轮巡", no_tours: "无轮巡", tour_empty: "没有可播放的摄像机",
     tour_start: "开始轮巡", tour_pause: "暂停/继续", tour_prev: "上一页", tour_next: "下一页",
     tour_stop: "停止轮巡", tour_paused: "已暂停", tour_running: "轮巡中", tour_skipped: "已跳过",
+    tour_new: "新建轮巡", tour_edit: "编辑轮巡", tour_items: "摄像机和节点（按顺序）", tour_node: "节点",
+    tour_item_hint: "输入或选择摄像机/节点", tour_dwell: "每页停留（秒）", tour_shared: "共享（所有人可用，仅管理员）",
+    tour_no_name: "请填写轮巡名称", tour_no_cameras: "轮巡至少需要一台摄像机或一个节点",
+    tour_unknown_item: "不是设备树上的摄像机或节点", tour_bad_dwell: "停留时间须在 3-3600 秒之间",
+    tour_saved: "轮巡已保存", tour_deleted: "轮巡已删除", move_up: "上移", move_down: "下移",
   },
   en: {
     app_title: "Edge video gateway",
@@ -111,6 +116,11 @@ export const STRINGS = {
     tour: "Tour", choose_tour: "Choose a tour", no_tours: "No tours", tour_empty: "no camera to show",
     tour_start: "Start tour", tour_pause: "Pause/resume", tour_prev: "Previous page", tour_next: "Next page",
     tour_stop: "Stop tour", tour_paused: "paused", tour_running: "running", tour_skipped: "skipped",
+    tour_new: "New tour", tour_edit: "Edit tour", tour_items: "Cameras and nodes, in order", tour_node: "node",
+    tour_item_hint: "Type or pick a camera / node", tour_dwell: "Seconds per page", tour_shared: "Shared with everyone (admins only)",
+    tour_no_name: "Enter the tour's name", tour_no_cameras: "A tour needs at least one camera or node",
+    tour_unknown_item: "not a camera or node of the device tree", tour_bad_dwell: "Seconds per page must be 3-3600",
+    tour_saved: "Tour saved", tour_deleted: "Tour deleted", move_up: "Move up", move_down: "Move down",
   },
 };
 
