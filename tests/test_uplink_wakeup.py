@@ -27,7 +27,6 @@ async def test_an_event_appended_during_an_empty_read_is_sent(tmp_path: Path) ->
     village = Village(spec, tmp_path)
     uplink = village.uplink
     uplink._loop = asyncio.get_running_loop()
-    village.bus.add_listener(uplink._on_event)
     sent: list[Any] = []
 
     async def send_text(msg: Any) -> None:
@@ -55,4 +54,3 @@ async def test_an_event_appended_during_an_empty_read_is_sent(tmp_path: Path) ->
         assert [item.event.data["seq"] for item in sent] == [1, 2, 3]
     finally:
         pump.cancel()
-        village.bus.remove_listener(uplink._on_event)

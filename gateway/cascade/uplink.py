@@ -65,11 +65,14 @@ class Uplink:
         self._kick = asyncio.Event()
         self._last_rx = time.monotonic()
         self.server = RequestServer(gw, self)
+        # Listening from construction, not from start(): parts built before us may publish
+        # while they start (a village's missed daily report, say); those events wait in
+        # the outbox for the parent like any other.
+        self.gw.bus.add_listener(self._on_event)
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.gw.bus.add_listener(self._on_event)
         registry = self.gw.part("registry")
         if registry is not None:
             registry.on_change(self._on_camera)
