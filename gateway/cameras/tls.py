@@ -25,6 +25,7 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -117,8 +118,9 @@ class TlsPolicy:
 
 def untrusted(label: str, host: str, port: int | None, seen: str | None, why: str) -> TlsError:
     shown = f"; its SHA-256 fingerprint is {seen}" if seen else ""
+    where = f"{host}:{port}" if port is not None else host
     return TlsError(
-        f"{label}: the HTTPS certificate of {host}:{port} is self-signed or not issued by a "
+        f"{label}: the HTTPS certificate of {where} is self-signed or not issued by a "
         f"trusted CA ({why}){shown}. To allow it, set the camera's onvif.tls_fingerprint "
         f"to that fingerprint after checking it on the camera, or onvif.tls_trust_self_signed: "
         f"true to pin the certificate seen first (gateway probe: --tls-fingerprint FP or "
@@ -175,3 +177,12 @@ def from_aiohttp(label: str, err: aiohttp.ClientError) -> TlsError | None:
         why = getattr(err.certificate_error, "verify_message", "") or str(err.certificate_error)
         return untrusted(label, err.host, err.port, None, why)
     return None
+
+
+def policy_of(settings: dict[str, Any] | None) -> tuple[bool, TlsPolicy]:
+    """(``https``, policy) from a camera's stored ``onvif`` settings."""
+    settings = settings or {}
+    return bool(settings.get("https")), TlsPolicy(
+        fingerprint=settings.get("tls_fingerprint") or None,
+        trust_on_first_use=bool(settings.get("tls_trust_self_signed")),
+    )
