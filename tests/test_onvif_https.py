@@ -18,7 +18,9 @@ import pytest
 
 from gateway.cameras import onvif
 from gateway.cameras.cli import probe_main
+from gateway.cameras.model import Camera, apply_config
 from gateway.cameras.tls import TlsError, TlsPolicy, normalize_fingerprint, pretty
+from gateway.config import CameraConfig
 from tests.support import small_sim_args
 
 SECRET = "Pw-https-7f3a9c"  # the camera's password: must never reach a log or an answer
@@ -62,6 +64,11 @@ def test_probe_over_https_refuses_then_pins_and_shows_the_fingerprint(
     cam = sim.cameras[0]
     fp = cam["tls_fingerprint"]
     assert cam["onvif_url"].startswith("https://") and len(fp) == 64
+
+    # Plain HTTP to the HTTPS port: the error says the camera answers HTTPS.
+    code, _, err = _probe(capsys, monkeypatch, cam)
+    assert code != 0
+    assert "answers HTTPS" in err and "--https" in err and fp in err, err
 
     # Without the option: refused, saying the certificate is self-signed and how to allow it.
     code, _, err = _probe(capsys, monkeypatch, cam, "--https")
@@ -166,3 +173,21 @@ def test_camera_api_pins_on_first_use_and_refuses_a_new_certificate(
     log = (tmp_path / "gw-https.log").read_text(encoding="utf-8", errors="replace")
     assert "pinned" in log and first in log  # the fingerprint is logged, the password never
     assert SECRET not in log
+
+
+def test_a_config_file_camera_keeps_the_pin_learned_on_first_use() -> None:
+    first_use = {"host": "10.0.0.5", "port": 443, "https": True, "tls_trust_self_signed": True}
+    cam = Camera(id="cam-1")
+    apply_config(cam, CameraConfig(id="cam-1", onvif=first_use))
+    assert cam.onvif is not None and cam.onvif["https"] is True
+    assert cam.onvif["tls_fingerprint"] is None
+    cam.onvif["tls_fingerprint"] = "ab" * 32  # learned by the first probe
+    apply_config(cam, CameraConfig(id="cam-1", onvif=first_use))  # a restart
+    assert cam.onvif["tls_fingerprint"] == "ab" * 32
+    apply_config(cam, CameraConfig(id="cam-1", onvif={**first_use, "host": "10.0.0.6"}))
+    assert cam.onvif["tls_fingerprint"] is None  # another camera: nothing carried over
+    pinned = {"host": "10.0.0.5", "port": 443, "https": True, "tls_fingerprint": pretty("cd" * 32)}
+    apply_config(cam, CameraConfig(id="cam-1", onvif=pinned))
+    assert cam.onvif["tls_fingerprint"] == "cd" * 32
+    with pytest.raises(ValueError, match="tls_fingerprint"):
+        CameraConfig(id="cam-1", onvif={**pinned, "tls_fingerprint": "not-a-fingerprint"})

@@ -297,7 +297,19 @@ def apply_config(cam: Camera, cfg: CameraConfig) -> tuple[str | None, str | None
     if cfg.recording is not None:
         cam.recording_settings = cfg.recording.model_dump(mode="json")
     if cfg.onvif is not None:
-        cam.onvif = {"host": cfg.onvif.host, "port": cfg.onvif.port, "username": cfg.onvif.username}
+        old = cam.onvif or {}
+        same = (old.get("host"), old.get("port")) == (cfg.onvif.host, cfg.onvif.port)
+        pinned = cfg.onvif.tls_fingerprint
+        learned = old.get("tls_fingerprint") if same and cfg.onvif.tls_trust_self_signed else None
+        cam.onvif = {
+            "host": cfg.onvif.host,
+            "port": cfg.onvif.port,
+            "username": cfg.onvif.username,
+            "https": cfg.onvif.https,
+            # A pin learned on first use stays across restarts while the endpoint is the same.
+            "tls_fingerprint": normalize_fingerprint(pinned) if pinned else learned,
+            "tls_trust_self_signed": cfg.onvif.tls_trust_self_signed,
+        }
         cam.rtsp_url = cam.sub_rtsp_url = None
         password = cfg.onvif.password.get_secret_value() if cfg.onvif.password else None
         return cfg.onvif.username, password

@@ -39,7 +39,7 @@ from gateway.cameras.snapshot import DEFAULT_TIMEOUT
 from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
 from gateway.cameras.soap import SoapClient
 from gateway.cameras.soap11 import SoapVersion
-from gateway.cameras.tls import TlsPolicy, from_aiohttp
+from gateway.cameras.tls import TlsPolicy, from_aiohttp, https_hint
 from gateway.cameras.urls import fix_host as fix_host
 from gateway.cameras.urls import strip_credentials as strip_credentials
 from gateway.cameras.urls import with_credentials as with_credentials
@@ -203,8 +203,16 @@ class OnvifClient:
             return
         try:
             await self._connect()
-        except BaseException:
+        except (UnreachableError, OnvifError) as err:
             await self.close()  # __aexit__ does not run when __aenter__ fails
+            if self.https or isinstance(err, AuthError) or "no answer" in str(err):
+                raise
+            hint = await https_hint(self.label, self.host, self.port, min(self.timeout, 3.0))
+            if hint is None:
+                raise
+            raise hint from None
+        except BaseException:
+            await self.close()
             raise
 
     async def _connect(self) -> None:

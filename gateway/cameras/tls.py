@@ -169,6 +169,18 @@ async def _peer(label: str, host: str, port: int, timeout: float) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+async def https_hint(label: str, host: str, port: int, timeout: float) -> TlsError | None:
+    """For a plain-HTTP request that failed: an error saying the port answers HTTPS, if it does."""
+    try:
+        seen = await _peer(label, host, port, timeout)
+    except OnvifError:
+        return None
+    return TlsError(
+        f"{label}: {host}:{port} answers HTTPS, not plain HTTP (certificate SHA-256 {seen}). "
+        f"Set the camera's onvif.https: true (gateway probe: --https)"
+    )
+
+
 def from_aiohttp(label: str, err: aiohttp.ClientError) -> TlsError | None:
     """Our error for an aiohttp certificate failure during a request, else None."""
     if isinstance(err, aiohttp.ServerFingerprintMismatch):
