@@ -128,11 +128,11 @@ def test_camera_api_pins_on_first_use_and_refuses_a_new_certificate(
     sim_factory, gateway_factory, tmp_path: Path
 ) -> None:
     base = _base()
-    args = _sim_args(base)
+    args = [*small_sim_args(base, cameras=2, fps=5, wsd=True), "--https", "--password", SECRET]
     sim = sim_factory(*args, name="sim-api")
-    cam = sim.cameras[0]
+    cam, other = sim.cameras
     first = cam["tls_fingerprint"]
-    gw = gateway_factory(name="gw-https")
+    gw = gateway_factory({"discovery": {"interval_s": 0, "timeout_s": 1}}, name="gw-https")
     onvif_in = {
         "host": cam["address"],
         "port": cam["http_port"],
@@ -155,6 +155,21 @@ def test_camera_api_pins_on_first_use_and_refuses_a_new_certificate(
     assert body["onvif"]["tls_fingerprint"] == first
     assert body["onvif"]["https"] is True and body["vendor"] == "GatewaySim"
     assert len(body["profiles"]) == 2
+
+    # Found by discovery with an https XAddr: added with https on, refused until allowed.
+    scan = {"ranges": [base.rpartition(".")[0] + ".0/30"]}
+    assert gw.client.post("/api/v1/discovery", json=scan).status_code == 202
+    deadline = time.monotonic() + 60
+    while (status := gw.client.get("/api/v1/discovery").json())["state"] != "done":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    found = {d["address"]: d for d in status["results"]}
+    assert found[cam["address"]]["camera"] == "cam-tls", status
+    add = {"address": other["address"], "username": "admin", "password": SECRET}
+    r = gw.client.post("/api/v1/discovery/add", json=add)
+    assert r.status_code == 201, r.text
+    assert r.json()["onvif"]["https"] is True and r.json()["status"] == "error", r.json()
+    assert other["tls_fingerprint"] in r.json()["reason"] and "self-signed" in r.json()["reason"]
 
     # The camera comes back with another certificate: refused, both fingerprints named.
     sim.stop()
