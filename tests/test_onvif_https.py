@@ -55,6 +55,12 @@ def test_fingerprint_forms() -> None:
     for bad in ("ab" * 31, "zz" * 32, "", "ab" * 33):
         with pytest.raises(ValueError, match="64 hex"):
             normalize_fingerprint(bad)
+    # One ssl= object per pin: aiohttp pools keep-alive connections by it.
+    policy = TlsPolicy(trust_on_first_use=True)
+    unpinned = policy.aiohttp_ssl()
+    assert policy.aiohttp_ssl() is unpinned
+    policy.learned = fp
+    assert policy.aiohttp_ssl() is policy.aiohttp_ssl() is not unpinned
 
 
 def test_probe_over_https_refuses_then_pins_and_shows_the_fingerprint(

@@ -24,7 +24,7 @@ import ipaddress
 import logging
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -84,12 +84,21 @@ class TlsPolicy:
     def pin(self) -> str | None:
         return self.fingerprint or self.learned
 
+    _ssl: tuple[str | None, ssl.SSLContext | aiohttp.Fingerprint] | None = field(
+        default=None, repr=False, compare=False
+    )
+
     def aiohttp_ssl(self) -> ssl.SSLContext | aiohttp.Fingerprint:
-        """The ``ssl=`` argument for every aiohttp request to the camera."""
+        """The ``ssl=`` argument for every aiohttp request to the camera.
+
+        The same object each time while the pin stays: aiohttp keys pooled connections
+        by it, so keep-alive connections are reused.
+        """
         pin = self.pin
-        if pin:
-            return aiohttp.Fingerprint(bytes.fromhex(pin))
-        return _verifying_context()
+        if self._ssl is None or self._ssl[0] != pin:
+            made = aiohttp.Fingerprint(bytes.fromhex(pin)) if pin else _verifying_context()
+            self._ssl = (pin, made)
+        return self._ssl[1]
 
     async def check_peer(self, label: str, host: str, port: int, timeout: float) -> str:
         """Connect once and apply the policy; returns the certificate's fingerprint.
