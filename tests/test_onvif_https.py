@@ -161,6 +161,8 @@ def test_camera_api_pins_on_first_use_and_refuses_a_new_certificate(
     assert body["onvif"]["tls_fingerprint"] == first
     assert body["onvif"]["https"] is True and body["vendor"] == "GatewaySim"
     assert len(body["profiles"]) == 2
+    presets = gw.client.get("/api/v1/cameras/cam-tls/presets")  # PTZ over the pinned https
+    assert presets.status_code == 200, presets.text
 
     # Found by discovery with an https XAddr: added with https on, refused until allowed.
     scan = {"ranges": [base.rpartition(".")[0] + ".0/30"]}
@@ -188,6 +190,8 @@ def test_camera_api_pins_on_first_use_and_refuses_a_new_certificate(
     assert "changed" in body["reason"], body
     assert first in body["reason"] and second in body["reason"], body
     assert body["onvif"]["tls_fingerprint"] == first  # still the pinned one: no silent accept
+    presets = gw.client.get("/api/v1/cameras/cam-tls/presets")
+    assert presets.status_code == 502 and second in presets.text, presets.text
 
     text = json.dumps(gw.client.get("/api/v1/cameras/cam-tls").json())
     assert SECRET not in text
