@@ -207,7 +207,7 @@ class OnvifClient:
             await self.close()  # __aexit__ does not run when __aenter__ fails
             if self.https or isinstance(err, AuthError) or "no answer" in str(err):
                 raise
-            hint = await https_hint(self.label, self.host, self.port, min(self.timeout, 3.0))
+            hint = await https_hint(self.label, self.host, self.port, min(self.timeout, 10.0))
             if hint is None:
                 raise
             raise hint from None
