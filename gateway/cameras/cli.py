@@ -200,7 +200,7 @@ def _split_host(text: str, default_port: int = 80) -> tuple[str, int]:
 
 
 def probe_main(argv: Sequence[str]) -> int:
-    """``gateway probe HOST[:PORT] --username U --password P [--json]``."""
+    """``gateway probe HOST[:PORT] --username U --password P [--json] [--https [--tls-…]]``."""
     import os
 
     parser = _Parser(
