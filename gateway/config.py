@@ -267,6 +267,13 @@ class OnvifEndpoint(_Model):
     port: int = Field(80, ge=1, le=65535, title="ONVIF port")
     username: str | None = Field(None, title="ONVIF user")
     password: SecretStr | None = Field(None, title="ONVIF password")
+    https: bool = Field(False, title="ONVIF over HTTPS")
+    tls_fingerprint: str | None = Field(
+        None,
+        pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$",
+        title="Camera certificate SHA-256 (pinned)",
+    )
+    tls_trust_self_signed: bool = Field(False, title="Pin the camera's certificate on first use")
 
 
 class CameraConfig(_Model):

@@ -26,6 +26,7 @@ from typing import Any
 from gateway.cameras import onvif
 from gateway.cameras.pullpoint import TEV, PullPoint
 from gateway.cameras.soap import SoapClient, SoapFault
+from gateway.cameras.tls import TlsPolicy, policy_of
 from gateway.cameras.topics import ChannelState, classify
 from gateway.events.model import Event, utcnow
 
@@ -140,7 +141,16 @@ class CameraEvents:
             if cam.motion.source not in ("camera", "both"):
                 continue
             user, password = registry.credentials(cam.id)
-            out[cam.id] = (cam.onvif["host"], cam.onvif["port"], user, password)
+            https, tls = policy_of(cam.onvif)
+            out[cam.id] = (
+                cam.onvif["host"],
+                cam.onvif["port"],
+                user,
+                password,
+                https,
+                tls.fingerprint,
+                tls.trust_on_first_use,
+            )
         return out
 
     def _sync(self) -> None:
@@ -222,8 +232,11 @@ class CameraEvents:
     async def _session(
         self, cid: str, key: tuple[Any, ...], state: CameraEventState, channels: ChannelState
     ) -> None:
-        host, port, user, password = key
-        client = onvif.OnvifClient(host, port, user, password, timeout=self.timeout_s, label=cid)
+        host, port, user, password, https, pinned, first_use = key
+        tls = TlsPolicy(fingerprint=pinned, trust_on_first_use=first_use)
+        client = onvif.OnvifClient(
+            host, port, user, password, timeout=self.timeout_s, label=cid, https=https, tls=tls
+        )
         try:
             await client.connect()
             events_url = client.services().get(TEV)
@@ -232,7 +245,9 @@ class CameraEvents:
             await client.close()
         if not events_url:
             raise Unsupported("the camera lists no events service")
-        soap = SoapClient(cid, user, password, clock_offset_s=offset, timeout=self.timeout_s)
+        soap = SoapClient(
+            cid, user, password, clock_offset_s=offset, timeout=self.timeout_s, tls=tls
+        )
         pullpoint = PullPoint(soap, events_url, lifetime_s=self.lifetime_s)
         try:
             try:

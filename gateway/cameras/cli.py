@@ -180,11 +180,11 @@ def _ip_sort(address: str) -> tuple[int, int]:
         return 9, 0
 
 
-def _split_host(text: str) -> tuple[str, int]:
+def _split_host(text: str, default_port: int = 80) -> tuple[str, int]:
     from gateway.cameras.model import check_host
 
     text = text.strip()
-    port = 80
+    port = default_port
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         if rest.startswith(":"):
@@ -200,7 +200,7 @@ def _split_host(text: str) -> tuple[str, int]:
 
 
 def probe_main(argv: Sequence[str]) -> int:
-    """``gateway probe HOST[:PORT] --username U --password P [--json]``."""
+    """``gateway probe HOST[:PORT] --username U --password P [--json] [--https [--tls-…]]``."""
     import os
 
     parser = _Parser(
@@ -217,9 +217,28 @@ def probe_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--timeout", type=float, default=5.0, metavar="S")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--https", action="store_true", help="ONVIF over HTTPS (port 443 if none)")
+    parser.add_argument(
+        "--tls-fingerprint", metavar="SHA256", default=None, help="accept only this certificate"
+    )
+    parser.add_argument(
+        "--tls-trust-self-signed",
+        action="store_true",
+        help="accept the certificate the camera shows now (trust on first use) and print it",
+    )
     args = parser.parse_args(list(argv))
+    pinned: str | None = None
+    if args.tls_fingerprint is not None:
+        from gateway.cameras.tls import normalize_fingerprint
+
+        try:
+            pinned = normalize_fingerprint(args.tls_fingerprint)
+        except ValueError as err:
+            print(f"gateway probe: --tls-fingerprint {err}", file=sys.stderr)
+            return EXIT_USAGE
+    https = args.https or pinned is not None or args.tls_trust_self_signed
     try:
-        host, port = _split_host(args.target)
+        host, port = _split_host(args.target, 443 if https else 80)
     except ValueError:
         print(f"gateway probe: {args.target!r} is not HOST or HOST:PORT", file=sys.stderr)
         return EXIT_USAGE
@@ -231,12 +250,21 @@ def probe_main(argv: Sequence[str]) -> int:
         password = os.environ.get("GATEWAY_PROBE_PASSWORD")
     _logging(with_onvif=True)
     from gateway.cameras import onvif
+    from gateway.cameras.tls import TlsPolicy
 
     label = f"{host}:{port}"
+    tls = TlsPolicy(fingerprint=pinned, trust_on_first_use=args.tls_trust_self_signed)
 
     async def run() -> onvif.ProbeResult:
         async with onvif.OnvifClient(
-            host, port, args.username, password, timeout=args.timeout, label=label
+            host,
+            port,
+            args.username,
+            password,
+            timeout=args.timeout,
+            label=label,
+            https=https,
+            tls=tls,
         ) as client:
             return await client.probe()
 
@@ -270,6 +298,7 @@ def probe_main(argv: Sequence[str]) -> int:
         "snapshot_uri": result.snapshot_uri,
         "ptz": result.ptz,
         "services": result.services,
+        "tls_fingerprint": tls.pin if https else None,
     }
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
@@ -283,6 +312,8 @@ def probe_main(argv: Sequence[str]) -> int:
         f"events: {'yes' if events else 'no'}  Media2: {'yes' if media2 else 'no'}  "
         f"snapshot: {result.snapshot_uri or '-'}"
     )
+    if https:
+        print(f"HTTPS certificate SHA-256: {tls.pin or 'verified by a trusted CA'}")
     rows = [
         [
             p.token,

@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.cameras import onvif
 from gateway.cameras.model import Camera
+from gateway.cameras.tls import policy_of
 
 PTZ_ACTIONS = ("move", "stop", "goto_preset", "set_preset", "remove_preset")
 
@@ -32,6 +33,7 @@ class OnvifControl:
             if not cam.onvif:
                 raise ValueError(f"camera {cam.id} has no ONVIF endpoint")
             user, password = self.credentials(cam.id)
+            https, tls = policy_of(cam.onvif)
             client = onvif.OnvifClient(
                 cam.onvif["host"],
                 cam.onvif["port"],
@@ -39,6 +41,8 @@ class OnvifControl:
                 password,
                 timeout=self.timeout,
                 label=cam.id,
+                https=https,
+                tls=tls,
             )
             await client.connect()
             self._clients[cam.id] = client
@@ -107,4 +111,5 @@ class OnvifControl:
             return None
         user, password = self.credentials(camera_id)
         url = onvif.fix_host(cam.snapshot_uri, cam.onvif["host"]) if cam.onvif else cam.snapshot_uri
-        return await onvif.fetch_snapshot(url, user, password, timeout=self.timeout)
+        tls = policy_of(cam.onvif)[1]
+        return await onvif.fetch_snapshot(url, user, password, timeout=self.timeout, tls=tls)

@@ -10,6 +10,7 @@ from aiohttp import ClientResponse, DigestAuthMiddleware
 from gateway.cameras import soap11, wsd
 from gateway.cameras.errors import AuthError, OnvifError
 from gateway.cameras.soap11 import SoapVersion
+from gateway.cameras.tls import TlsPolicy
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def guard_transport(
     username: str | None = None,
     password: str | None = None,
     version: SoapVersion | None = None,
+    tls: TlsPolicy | None = None,
 ) -> None:
     """Replace the service's HTTP read with a bounded one that checks the XML first.
 
@@ -32,16 +34,20 @@ def guard_transport(
     401 with a Digest challenge: the request is repeated with digest credentials,
     and the transport keeps using them. A device that answers in SOAP 1.1 gets SOAP
     1.1 from then on (``version``, shared by the camera's services; see
-    :mod:`gateway.cameras.soap11`).
+    :mod:`gateway.cameras.soap11`). HTTPS is checked by ``tls`` (CA-verified or pinned,
+    :mod:`gateway.cameras.tls`), never accepted blindly as the library would.
     """
     transport = service.transport
     if getattr(transport, "_gateway_guarded", False):
         return
     digest: list[DigestAuthMiddleware] = []
     mode = version or SoapVersion()
+    policy = tls or TlsPolicy()
 
     async def post(address: str, data: bytes, headers: dict[str, str]) -> ClientResponse:
         extra: dict[str, Any] = {"middlewares": tuple(digest)} if digest else {}
+        if address.lower().startswith("https:"):
+            extra["ssl"] = policy.aiohttp_ssl()
         return await transport.session.post(
             address, data=data, headers=headers, timeout=transport._client_timeout, **extra
         )

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.cameras.tls import normalize_fingerprint
 from gateway.cameras.urls import strip_credentials
 from gateway.config import ID_PATTERN, CameraConfig, MotionSettings, RecordingSettings
 from gateway.events.model import utcnow
@@ -42,7 +43,8 @@ class Camera:
     model: str = ""
     firmware: str = ""
     serial: str = ""
-    onvif: dict[str, Any] | None = None  # {"host", "port", "username"}
+    # {"host", "port", "username", "https", "tls_fingerprint", "tls_trust_self_signed"}
+    onvif: dict[str, Any] | None = None
     rtsp_url: str | None = None  # without credentials
     sub_rtsp_url: str | None = None
     profiles: list[dict[str, Any]] = field(default_factory=list)
@@ -154,6 +156,18 @@ class OnvifIn(_In):
     port: int = Field(80, ge=1, le=65535)
     username: str | None = Field(None, max_length=128)
     password: str | None = Field(None, max_length=256)
+    https: bool = Field(False, description="ONVIF over HTTPS (the port is then often 443)")
+    tls_fingerprint: str | None = Field(
+        None, max_length=100, description="Accept only this certificate (SHA-256, hex)"
+    )
+    tls_trust_self_signed: bool = Field(
+        False, description="Pin the certificate seen first (trust on first use)"
+    )
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        return normalize_fingerprint(v) if v else None
 
     @field_validator("host")
     @classmethod
@@ -166,6 +180,18 @@ class OnvifPatch(_In):
     port: int | None = Field(None, ge=1, le=65535)
     username: str | None = Field(None, max_length=128)
     password: str | None = Field(None, max_length=256)
+    https: bool | None = Field(None, description="ONVIF over HTTPS (the port is then often 443)")
+    tls_fingerprint: str | None = Field(
+        None, max_length=100, description="Accept only this certificate (SHA-256, hex)"
+    )
+    tls_trust_self_signed: bool | None = Field(
+        None, description="Pin the certificate seen first (trust on first use)"
+    )
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        return normalize_fingerprint(v) if v else None
 
     @field_validator("host")
     @classmethod
@@ -271,7 +297,19 @@ def apply_config(cam: Camera, cfg: CameraConfig) -> tuple[str | None, str | None
     if cfg.recording is not None:
         cam.recording_settings = cfg.recording.model_dump(mode="json")
     if cfg.onvif is not None:
-        cam.onvif = {"host": cfg.onvif.host, "port": cfg.onvif.port, "username": cfg.onvif.username}
+        old = cam.onvif or {}
+        same = (old.get("host"), old.get("port")) == (cfg.onvif.host, cfg.onvif.port)
+        pinned = cfg.onvif.tls_fingerprint
+        learned = old.get("tls_fingerprint") if same and cfg.onvif.tls_trust_self_signed else None
+        cam.onvif = {
+            "host": cfg.onvif.host,
+            "port": cfg.onvif.port,
+            "username": cfg.onvif.username,
+            "https": cfg.onvif.https,
+            # A pin learned on first use stays across restarts while the endpoint is the same.
+            "tls_fingerprint": normalize_fingerprint(pinned) if pinned else learned,
+            "tls_trust_self_signed": cfg.onvif.tls_trust_self_signed,
+        }
         cam.rtsp_url = cam.sub_rtsp_url = None
         password = cfg.onvif.password.get_secret_value() if cfg.onvif.password else None
         return cfg.onvif.username, password

@@ -39,6 +39,7 @@ from gateway.cameras.snapshot import DEFAULT_TIMEOUT
 from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
 from gateway.cameras.soap import SoapClient
 from gateway.cameras.soap11 import SoapVersion
+from gateway.cameras.tls import TlsPolicy, from_aiohttp, https_hint
 from gateway.cameras.urls import fix_host as fix_host
 from gateway.cameras.urls import strip_credentials as strip_credentials
 from gateway.cameras.urls import with_credentials as with_credentials
@@ -92,15 +93,21 @@ class _Camera(onvif.ONVIFCamera):
 
     label = ""
     soap_version: SoapVersion | None = None  # set per camera by OnvifClient
+    tls: TlsPolicy | None = None  # set per camera by OnvifClient
 
     async def create_onvif_service(self, name: str, *args: Any, **kwargs: Any) -> Any:
         service = await super().create_onvif_service(name, *args, **kwargs)
-        guard_transport(service, self.label, self.user, self.passwd, self.soap_version)
+        guard_transport(service, self.label, self.user, self.passwd, self.soap_version, self.tls)
         return service
 
 
 class OnvifClient:
-    """One camera's ONVIF services. ``async with OnvifClient(...) as c: await c.probe()``."""
+    """One camera's ONVIF services. ``async with OnvifClient(...) as c: await c.probe()``.
+
+    ``https``: the device service is ``https://host:port/onvif/device_service``; its
+    certificate is checked by ``tls`` first (see :mod:`gateway.cameras.tls`), and
+    every request (also to https XAddrs of a plain-HTTP camera) is checked the same way.
+    """
 
     def __init__(
         self,
@@ -111,8 +118,12 @@ class OnvifClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         label: str | None = None,
+        https: bool = False,
+        tls: TlsPolicy | None = None,
     ) -> None:
         self.host = host
+        self.https = https
+        self.tls = tls or TlsPolicy()
         self.port = port
         self.username = username
         self.password = password
@@ -163,16 +174,28 @@ class OnvifClient:
             raise UnreachableError(f"{self.label}: {what} timed out") from None
         except ONVIFError as err:
             cause = err.__cause__ or err
-            if isinstance(cause, aiohttp.ClientConnectionError | OSError):
+            if isinstance(cause, aiohttp.ClientError):
+                raise self._client_error(what, cause) from None
+            if isinstance(cause, OSError):
                 raise UnreachableError(f"cannot reach {self.label}: {cause}") from None
             raise OnvifError(f"{self.label}: {what} failed: {cause}") from None
-        except (aiohttp.ClientConnectionError, OSError) as err:
+        except aiohttp.ClientError as err:
+            raise self._client_error(what, err) from None
+        except OSError as err:
             raise UnreachableError(f"cannot reach {self.label}: {err}") from None
-        except (aiohttp.ClientError, zeep.exceptions.Error) as err:
+        except zeep.exceptions.Error as err:
             raise OnvifError(f"{self.label}: {what} failed: {err}") from None
         except (AttributeError, TypeError, ValueError, KeyError, IndexError) as err:
             # A reply that parsed but does not have the shape the spec promises.
             raise OnvifError(f"{self.label}: unexpected reply to {what} ({err})") from None
+
+    def _client_error(self, what: str, err: aiohttp.ClientError) -> OnvifError:
+        certificate = from_aiohttp(self.label, err)
+        if certificate is not None:
+            return certificate
+        if isinstance(err, aiohttp.ClientConnectionError):
+            return UnreachableError(f"cannot reach {self.label}: {err}")
+        return OnvifError(f"{self.label}: {what} failed: {err}")
 
     async def connect(self) -> None:
         """Measure the clock offset and find the device's services."""
@@ -180,14 +203,27 @@ class OnvifClient:
             return
         try:
             await self._connect()
-        except BaseException:
+        except (UnreachableError, OnvifError) as err:
             await self.close()  # __aexit__ does not run when __aenter__ fails
+            if self.https or isinstance(err, AuthError) or "no answer" in str(err):
+                raise
+            hint = await https_hint(self.label, self.host, self.port, min(self.timeout, 10.0))
+            if hint is None:
+                raise
+            raise hint from None
+        except BaseException:
+            await self.close()
             raise
 
     async def _connect(self) -> None:
-        cam = _Camera(self.host, self.port, self.username, self.password, adjust_time=True)
+        host = self.host
+        if self.https:
+            await self.tls.check_peer(self.label, self.host, self.port, self.timeout)
+            host = f"https://[{self.host}]" if ":" in self.host else f"https://{self.host}"
+        cam = _Camera(host, self.port, self.username, self.password, adjust_time=True)
         cam.label = self.label
         cam.soap_version = self.soap_version
+        cam.tls = self.tls
         self._cam = cam
         await self._call("device service", cam.create_devicemgmt_service, network=False)
         try:
@@ -310,6 +346,7 @@ class OnvifClient:
             clock_offset_s=self.clock_offset_s or 0.0,
             timeout=self.timeout,
             version=self.soap_version,
+            tls=self.tls,
         )
         media = Media2(soap, self.services()[TR2])
         try:

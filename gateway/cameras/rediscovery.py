@@ -278,12 +278,14 @@ class DiscoveryService:
                 "not among the last discovery results; run a scan first",
             )
         host, port = onvif_endpoint(device)
+        # An https XAddr: ONVIF over HTTPS (a self-signed certificate still needs allowing).
+        https = bool(device.xaddrs) and device.xaddrs[0].lower().startswith("https://")
         registry = self.gw.registry
         spec = CameraCreate(
             id=tags.pop("id", None) or registry.next_id(),
             name=name or device.name or None,
             location=tags.pop("location", None) or device.location or None,
-            onvif=OnvifIn(host=host, port=port, username=username, password=password),
+            onvif=OnvifIn(host=host, port=port, username=username, password=password, https=https),
             endpoint=device.endpoint,
             **tags,
         )

@@ -34,6 +34,7 @@ from gateway.cameras.model import (
     slug,
 )
 from gateway.cameras.secrets import SecretStore
+from gateway.cameras.tls import policy_of
 from gateway.config import CameraConfig
 from gateway.events.model import Event
 from gateway.store import cameras as store
@@ -343,6 +344,9 @@ class Registry(OnvifControl):
                         "host": spec.onvif.host,
                         "port": spec.onvif.port,
                         "username": spec.onvif.username,
+                        "https": spec.onvif.https,
+                        "tls_fingerprint": spec.onvif.tls_fingerprint,
+                        "tls_trust_self_signed": spec.onvif.tls_trust_self_signed,
                     }
                     if spec.onvif
                     else None
@@ -378,8 +382,16 @@ class Registry(OnvifControl):
             return cam
         user, password = self.credentials(camera_id)
         await self._drop_client(camera_id)
+        https, tls = policy_of(cam.onvif)
         client = onvif.OnvifClient(
-            cam.onvif["host"], cam.onvif["port"], user, password, timeout=self.timeout, label=cam.id
+            cam.onvif["host"],
+            cam.onvif["port"],
+            user,
+            password,
+            timeout=self.timeout,
+            label=cam.id,
+            https=https,
+            tls=tls,
         )
         try:
             async with client:
@@ -398,6 +410,9 @@ class Registry(OnvifControl):
             return self._must(camera_id)
         with self._lock:
             apply_probe(cam, result)
+            if tls.learned and cam.onvif is not None:  # trust on first use: pinned from now on
+                cam.onvif = {**cam.onvif, "tls_fingerprint": tls.learned}
+                log.info("camera %s: HTTPS certificate pinned, SHA-256 %s", camera_id, tls.learned)
         self._probe_failed.discard(camera_id)
         self.set_status(camera_id, "online", "")
         return self._must(camera_id)

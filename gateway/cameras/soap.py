@@ -29,6 +29,7 @@ from aiohttp import DigestAuthMiddleware
 from gateway.cameras import soap11, wsd
 from gateway.cameras.errors import AuthError, OnvifError, UnreachableError
 from gateway.cameras.soap11 import SoapVersion
+from gateway.cameras.tls import TlsPolicy, from_aiohttp
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
@@ -104,8 +105,10 @@ class SoapClient:
         clock_offset_s: float = 0.0,
         timeout: float = 5.0,
         version: SoapVersion | None = None,
+        tls: TlsPolicy | None = None,
     ) -> None:
         self.label = label
+        self.tls = tls or TlsPolicy()  # https URLs: CA-verified or pinned, never blind
         # Shared with the camera's other clients: SOAP 1.1 once it shows it speaks only that.
         self.version = version or SoapVersion()
         self.username = username
@@ -156,9 +159,14 @@ class SoapClient:
             raise UnreachableError(
                 f"{self.label}: no answer to {what} within {limit:g} s"
             ) from None
-        except (aiohttp.ClientConnectionError, OSError) as err:
+        except OSError as err:
             raise UnreachableError(f"cannot reach {self.label}: {err}") from None
         except aiohttp.ClientError as err:
+            certificate = from_aiohttp(self.label, err)
+            if certificate is not None:
+                raise certificate from None
+            if isinstance(err, aiohttp.ClientConnectionError):
+                raise UnreachableError(f"cannot reach {self.label}: {err}") from None
             raise OnvifError(f"{self.label}: {what} failed: {err}") from None
         if status in (401, 403):
             raise AuthError(f"authentication failed for {self.label} (HTTP {status})")
@@ -184,6 +192,8 @@ class SoapClient:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         extra: dict[str, Any] = {"middlewares": (self._digest,)} if self._digest else {}
+        if url.lower().startswith("https:"):
+            extra["ssl"] = self.tls.aiohttp_ssl()
         headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{action}"'}
         data = self._envelope(action, url, body)
         if self.version.soap11:

@@ -95,6 +95,8 @@ class SimCamera:
     auth_window_s: float = 300.0
     ws_security: bool = True
     picture: str = "normal"  # one of PICTURE_MODES
+    tls: Any = field(default=None, repr=False)  # ssl.SSLContext: ONVIF HTTP on TLS (--https)
+    tls_fingerprint: str = ""  # SHA-256 of the served certificate, hex
     # Renders the current picture as JPEG; set by the runner (gateway.sim.source).
     snapshot_renderer: Callable[[SimCamera], bytes] | None = field(default=None, repr=False)
     # Called with (camera, what) after online/fault/motion change; the runner
@@ -141,13 +143,18 @@ class SimCamera:
         path = p.rtsp_path if p else "/" + profile_token_or_path.lstrip("/")
         return f"rtsp://{self.address}:{self.rtsp_port}{path}"
 
+    @property
+    def http_scheme(self) -> str:
+        """``https`` when the ONVIF side serves TLS (``--https``), else ``http``."""
+        return "https" if self.tls is not None else "http"
+
     def onvif_url(self) -> str:
         """The ONVIF device service address."""
-        return f"http://{self.address}:{self.http_port}/onvif/device_service"
+        return f"{self.http_scheme}://{self.address}:{self.http_port}/onvif/device_service"
 
     def snapshot_url(self) -> str:
         """The HTTP JPEG snapshot address served by the ONVIF side."""
-        return f"http://{self.address}:{self.http_port}/snapshot.jpg"
+        return f"{self.http_scheme}://{self.address}:{self.http_port}/snapshot.jpg"
 
     def snapshot_jpeg(self) -> bytes:
         """The current picture (main profile size) as JPEG, rendered on demand."""
@@ -213,6 +220,7 @@ class SimCamera:
             "rtsp_main": self.rtsp_url(main.rtsp_path) if main else None,
             "rtsp_sub": self.rtsp_url(sub.rtsp_path) if sub else None,
             "snapshot_url": self.snapshot_url(),
+            "tls_fingerprint": self.tls_fingerprint or None,
             "endpoint": self.endpoint,
             "username": self.username,
             "password": self.password,

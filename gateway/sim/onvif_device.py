@@ -22,7 +22,7 @@ VERSION = (2, 60)
 
 def xaddr(camera: Any, service: str) -> str:
     """The URL of one service (``device_service``, ``media_service``, ``ptz_service``)."""
-    return f"http://{camera.address}:{camera.http_port}/onvif/{service}"
+    return f"{camera.http_scheme}://{camera.address}:{camera.http_port}/onvif/{service}"
 
 
 def has_ptz(camera: Any) -> bool:

@@ -186,9 +186,7 @@ class EventsService:
             sub.queue.extend(self._messages(kind, self.state.get(kind, False), "Initialized"))
         self.subscriptions[sub.id] = sub
         self.counters["created"] += 1
-        address = (
-            f"http://{self.camera.address}:{self.camera.http_port}{SUBSCRIPTION_PREFIX}{sub.id}"
-        )
+        address = f"{self.camera.http_scheme}://{self.camera.address}:{self.camera.http_port}{SUBSCRIPTION_PREFIX}{sub.id}"
         return (
             "<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>"
             f"<wsa:Address>{x(address)}</wsa:Address></tev:SubscriptionReference>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -114,10 +115,10 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def listen(self, host: str, port: int) -> None:
-        """Bind and start serving (SO_REUSEADDR, so a closed port can be re-bound)."""
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Bind and start serving (SO_REUSEADDR, so a closed port can be re-bound); TLS if given."""
         self._server = await asyncio.start_server(
-            self._serve_connection, host, port, limit=MAX_HEAD_BYTES, reuse_address=True
+            self._serve_connection, host, port, limit=MAX_HEAD_BYTES, reuse_address=True, ssl=tls
         )
 
     @property

@@ -127,7 +127,7 @@ def get_stream_uri(camera: Any, op: etree._Element) -> str:
 
 def get_snapshot_uri(camera: Any, op: etree._Element) -> str:
     _profile(camera, text_of(op, "ProfileToken"))
-    uri = f"http://{camera.address}:{camera.http_port}/snapshot.jpg"
+    uri = f"{camera.http_scheme}://{camera.address}:{camera.http_port}/snapshot.jpg"
     return _media_uri("trt:GetSnapshotUri", uri)
 
 

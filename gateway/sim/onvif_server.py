@@ -120,7 +120,9 @@ class OnvifServer(asyncio.AbstractServer):
                 return
             online = bool(getattr(self.camera, "online", True))
             if online and not self.http.listening:
-                await self.http.listen(self.camera.address, self.camera.http_port)
+                await self.http.listen(
+                    self.camera.address, self.camera.http_port, getattr(self.camera, "tls", None)
+                )
                 if self._went_offline:
                     log.info("sim %s: ONVIF back online", self.camera.id)
             elif not online and self.http.listening:
@@ -291,12 +293,7 @@ async def start(camera: Any) -> OnvifServer:
     if isinstance(listeners, list):
         listeners.append(server._on_camera_change)
         listeners.append(server.events.on_camera_change)
-    log.info(
-        "sim %s: ONVIF on http://%s:%s/onvif/device_service",
-        camera.id,
-        camera.address,
-        camera.http_port,
-    )
+    log.info("sim %s: ONVIF on %s", camera.id, camera.onvif_url())
     return server
 
 

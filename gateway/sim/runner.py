@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse WS-Security UsernameTokens: HTTP digest only",
     )
+    p.add_argument(
+        "--https",
+        action="store_true",
+        help="serve ONVIF HTTP on TLS with a new self-signed certificate (fingerprint on ready)",
+    )
     p.add_argument("--control-port", type=int, default=0, help="control API port (0: any)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -194,6 +199,11 @@ def build_cameras(args: argparse.Namespace) -> list[SimCamera]:
             name=args.names[i - 1] if i <= len(args.names) else "",
         )
         cams.append(cam)
+    if getattr(args, "https", False):
+        from gateway.sim.tls import self_signed
+
+        for cam in cams:
+            cam.tls, cam.tls_fingerprint = self_signed(cam.address)
     return cams
 
 
