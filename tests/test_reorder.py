@@ -79,6 +79,13 @@ def test_invented_first_timestamp_then_zero_is_not_b_frames() -> None:
     assert det.glitches == 1
 
 
+def test_an_invented_timestamp_is_not_compared() -> None:
+    det = ReorderDetector()
+    det.feed(1, None, measured=False)
+    assert not feed(det, [-400, 3200, 6800])  # the clock starts below the made-up 1
+    assert det.glitches == 0
+
+
 def test_real_ibbp_reordering_is_b_frames_from_pts_alone() -> None:
     det = ReorderDetector()
     pts = ibbp(20)
@@ -202,3 +209,34 @@ async def test_sim_h265_b_frames_detected_only_when_encoded(sim_factory, bframes
         assert session is not None
         # the timestamps themselves tell, not only the decoder's SPS-derived flag
         assert session.reorder.b_frames is bframes
+
+
+# -- the ingest's demux loop: the cause seen with the simulator -------------------------------
+class _Packet:
+    def __init__(self, pts: int | None, keyframe: bool) -> None:
+        self.pts = self.dts = pts
+        self.is_keyframe = keyframe
+        self.data = b"\x00\x00\x01\x26\x01\xaf" if keyframe else b"\x00\x00\x01\x02\x01\xd0"
+        self.size = len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def test_first_picture_without_timestamp_then_clock_below_it(session: _Session) -> None:
+    # FFmpeg sets the RTP clock's zero from the PLAY reply's RTP-Info rtptime, which the
+    # simulator takes from the wall clock while its frames carry the encoder's time line,
+    # a frame or two behind under load: the first pictures come out at pts <= 0. FFmpeg's
+    # parser gives the first one no timestamp at all, and the ingest made up pts 1.
+    pts: list[int | None] = [None, -400, 3200, *range(6800, 100 * TICK, TICK)]
+    packets = [_Packet(p, i % 25 == 0) for i, p in enumerate(pts)]
+    stream = _stream()
+    stream.time_base = Fraction(1, 90000)
+    container = SimpleNamespace(
+        streams=SimpleNamespace(video=[stream]), demux=lambda _s: iter(packets)
+    )
+    session._demux(container)
+    info = session.hub.info
+    assert info is not None and not info.has_b_frames
+    assert session.delivered == len(packets)
+    assert session.source.stats()["timestamp_glitches"] == 0

@@ -255,6 +255,7 @@ class _Session:
         self.reorder = ReorderDetector()  # B-frames: a reordering pattern, not one step
         self._last_dts: int | None = None
         self._last_pts: int | None = None
+        self._invented_pts: int | None = None  # the last pts made up for a packet without
         self._time_base = Fraction(1, 90000)
 
     def start(self) -> None:
@@ -338,7 +339,9 @@ class _Session:
             self.last_packet = time.monotonic()
             pts = packet.pts if packet.pts is not None else packet.dts
             if pts is None:
-                pts = (self._last_pts or 0) + 1
+                # FFmpeg's RTP parser leaves the first picture of a session without
+                # timestamps at times; this one is not on the stream's clock.
+                pts = self._invented_pts = (self._last_pts or 0) + 1
             for unit in self.assembler.push(bytes(packet), pts, packet.dts, packet.is_keyframe):
                 self._emit(unit, stream)
         if not self.stop.is_set():
@@ -351,7 +354,7 @@ class _Session:
             self.source.skipped += 1
             return
         pts, dts = unit.pts, unit.dts
-        b_frames = self.reorder.feed(pts, dts)
+        b_frames = self.reorder.feed(pts, dts, measured=pts != self._invented_pts)
         dts = pts if dts is None and not b_frames else dts
         if self._last_dts is not None and dts is not None:
             jump = abs(dts - self._last_dts) * self._time_base

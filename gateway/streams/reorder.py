@@ -4,8 +4,8 @@ A stream with B-frames sends pictures out of presentation order: the presentatio
 timestamp steps back every few pictures (IBBP: one step back per three pictures), and
 the demuxer reports a decode timestamp different from the presentation one. A single
 backward step is something else: an RTP timestamp glitch, a late packet, a clock the
-camera re-based, or a timestamp the ingest had to invent (FFmpeg gives the first picture
-of an RTSP session no timestamp at all at times; see ``_Session._demux``). Marking the
+camera re-based. (A timestamp the ingest had to invent, for a packet FFmpeg gave none,
+is not compared at all: ``feed(..., measured=False)``.) Marking the
 stream as having B-frames for such a step would take H.265/H.264 passthrough away from
 WebRTC viewers for the whole session.
 
@@ -39,9 +39,16 @@ class ReorderDetector:
         self._count = 0  # units fed
         self._evidence: deque[int] = deque()  # unit numbers with evidence, in the window
 
-    def feed(self, pts: int, dts: int | None) -> bool:
-        """Account for one unit; True once the stream is known to have B-frames."""
+    def feed(self, pts: int, dts: int | None, *, measured: bool = True) -> bool:
+        """Account for one unit; True once the stream is known to have B-frames.
+
+        ``measured=False``: ``pts`` was made up (the packet had none); it is neither
+        evidence nor compared with the next unit's.
+        """
         self._count += 1
+        if not measured:
+            self._last_pts = None
+            return self.b_frames
         reordered = (self._last_pts is not None and pts < self._last_pts) or (
             dts is not None and dts != pts
         )
