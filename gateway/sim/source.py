@@ -77,6 +77,10 @@ def make_codec_context(profile: SimProfile) -> VideoCodecContext:
             f"repeat-headers=1:scenecut=0:bframes={bframes}:keyint={profile.gop}"
             f":min-keyint={profile.gop}:log-level=error:pools=1:frame-threads=1"
         )
+        if bframes:
+            # tune=zerolatency turns the lookahead off, and x265 refuses B-frames without
+            # a lookahead longer than a run of them ("Lookahead depth must be greater...").
+            params += f":rc-lookahead={bframes + 1}"
         ctx.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",

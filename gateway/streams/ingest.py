@@ -37,6 +37,7 @@ from gateway.streams.assembler import AccessUnitAssembler, Unit
 from gateway.streams.hub import Hub
 from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.reach import backoff
+from gateway.streams.reorder import ReorderDetector
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, STOPPED, StreamSource
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class RtspSource(StreamSource):
         self.skipped = 0  # packets before the first keyframe of a connection
         self.merge_hint = False  # learned: this camera splits pictures
         self.assembler_dropped = 0  # held bytes over the assembler's bounds, ended sessions
+        self.ts_glitches = 0  # lone backward timestamp steps (not B-frames), ended sessions
         self._reported: str | None = None
         self._session: _Session | None = None
         self._unreachable = False  # the last attempt found the camera's port shut
@@ -152,6 +154,7 @@ class RtspSource(StreamSource):
             self.merge_hint = True
         if session.assembler is not None:
             self.assembler_dropped += session.assembler.oversize_dropped
+        self.ts_glitches += session.reorder.glitches
         return session.delivered > 0
 
     async def _await_end(self, session: _Session) -> None:
@@ -191,6 +194,7 @@ class RtspSource(StreamSource):
             abandoned=self.abandoned,
             skipped_before_keyframe=self.skipped,
             assembler_dropped=self.assembler_dropped + _live_dropped(self._session),
+            timestamp_glitches=self.ts_glitches + _live_glitches(self._session),
         )
         return out
 
@@ -202,6 +206,10 @@ _UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno
 def _live_dropped(session: _Session | None) -> int:
     asm = session.assembler if session is not None else None
     return asm.oversize_dropped if asm is not None else 0
+
+
+def _live_glitches(session: _Session | None) -> int:
+    return session.reorder.glitches if session is not None else 0
 
 
 def _describe(err: BaseException) -> str:
@@ -244,9 +252,10 @@ class _Session:
         self._info: StreamInfo | None = None
         self._since_key = 0
         self._gop: int | None = None
-        self._b_frames = False
+        self.reorder = ReorderDetector()  # B-frames: a reordering pattern, not one step
         self._last_dts: int | None = None
         self._last_pts: int | None = None
+        self._invented_pts: int | None = None  # the last pts made up for a packet without
         self._time_base = Fraction(1, 90000)
 
     def start(self) -> None:
@@ -330,7 +339,9 @@ class _Session:
             self.last_packet = time.monotonic()
             pts = packet.pts if packet.pts is not None else packet.dts
             if pts is None:
-                pts = (self._last_pts or 0) + 1
+                # FFmpeg's RTP parser leaves the first picture of a session without
+                # timestamps at times; this one is not on the stream's clock.
+                pts = self._invented_pts = (self._last_pts or 0) + 1
             for unit in self.assembler.push(bytes(packet), pts, packet.dts, packet.is_keyframe):
                 self._emit(unit, stream)
         if not self.stop.is_set():
@@ -343,11 +354,8 @@ class _Session:
             self.source.skipped += 1
             return
         pts, dts = unit.pts, unit.dts
-        if self._last_pts is not None and pts < self._last_pts:
-            self._b_frames = True  # presentation order differs from decode order
-        if dts is not None and dts != pts:
-            self._b_frames = True
-        dts = pts if dts is None and not self._b_frames else dts
+        b_frames = self.reorder.feed(pts, dts, measured=pts != self._invented_pts)
+        dts = pts if dts is None and not b_frames else dts
         if self._last_dts is not None and dts is not None:
             jump = abs(dts - self._last_dts) * self._time_base
             if jump > JUMP_S:
@@ -384,7 +392,8 @@ class _Session:
         else:
             self._since_key += 1
         ctx = stream.codec_context
-        b_frames = self._b_frames or bool(ctx.has_b_frames)
+        # ctx.has_b_frames: the reorder depth FFmpeg found while probing (the SPS says so).
+        b_frames = self.reorder.b_frames or bool(ctx.has_b_frames)
         if self._info is None or changed or b_frames != self._info.has_b_frames:
             rate = stream.average_rate or stream.guessed_rate
             self._info = StreamInfo(

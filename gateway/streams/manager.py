@@ -415,6 +415,13 @@ class StreamManager:
                 "counter",
             )
             yield Sample(
+                "stream_timestamp_glitches_total",
+                s["source"].get("timestamp_glitches", 0),
+                labels,
+                "Lone backward timestamp steps ignored (not taken for B-frames)",
+                "counter",
+            )
+            yield Sample(
                 "stream_online",
                 1 if s["state"] == "online" else 0,
                 labels,
