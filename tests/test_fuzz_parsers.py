@@ -233,7 +233,8 @@ def _run_sim(bodies: list[bytes]) -> None:
         try:
             for body in bodies:
                 try:
-                    await server._soap(_soap_request(body))
+                    version = onvif_soap.request_version(body, server.camera.soap)
+                    await server._soap(_soap_request(body), version)
                 except onvif_soap.SoapFault as fault:
                     assert_clear(fault)
                     etree.fromstring(fault.envelope())  # the fault itself is well formed
