@@ -86,4 +86,7 @@ def test_timeline_click_plays_from_there_with_speed_and_download(
     r = ui_system.village.client.get(href)
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     assert "attachment" in r.headers.get("content-disposition", "")
+    # the evidence export page, preset with this camera and the clip's span
+    exp = page.get_attribute(".pb-export", "href")
+    assert exp.startswith("export.html?camera=cam-01&start=") and "&end=" in exp
     shot(page, "16-playback-local")

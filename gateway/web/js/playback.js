@@ -69,6 +69,9 @@ export class Playback {
     this.speed = el("select", { class: "pb-speed" }, ...[0.5, 1, 2, 4, 8].map((s) => el("option", { value: String(s), selected: s === 1 }, `${s}×`)));
     this.download = el("a", { class: "pb-download button", download: "" }, t("download"));
     this.download.hidden = true;
+    // the evidence export page (录像导出), preset with this camera and span
+    this.exportLink = el("a", { class: "pb-export button", target: "_blank" }, t("export_span"));
+    this.exportLink.hidden = true;
     this.info = el("span", { class: "pb-info" });
     this.canvas = el("canvas", { width: 1400, height: 64 });
     this.cursor = null;
@@ -95,7 +98,7 @@ export class Playback {
       el("div", { class: "pb-controls" },
         el("label", {}, t("camera"), " ", this.camera), el("label", {}, t("date"), " ", this.date),
         el("label", {}, t("timeline"), " ", this.zoom), el("label", {}, t("speed"), " ", this.speed),
-        this.download, this.legend, this.info),
+        this.download, this.exportLink, this.legend, this.info),
       this.timeline,
       el("div", { class: "pb-video" }, this.video));
   }
@@ -184,6 +187,9 @@ export class Playback {
     this.video.play().catch(() => {});
     this.download.href = clipUrl(ref, from, to, true);
     this.download.hidden = false;
+    const span = `start=${encodeURIComponent(from.toISOString())}&end=${encodeURIComponent(to.toISOString())}`;
+    this.exportLink.href = `export.html?camera=${encodeURIComponent(ref)}&${span}`;
+    this.exportLink.hidden = false;
     this.info.textContent = `${fmtTime(from.toISOString())} → ${fmtTime(to.toISOString())}`;
     this.container.dataset.clip = this.video.src;
     this.draw();
