@@ -75,8 +75,9 @@ class Maps:
         sha = hashlib.sha256(data).hexdigest()
         name = f"{sha[:32]}.{image.kind}"
         await asyncio.to_thread(self._write, name, data)
-        old = store.put_image(
-            self.db, node, name, image.kind, (image.width, image.height), len(data), sha, user
+        size = (image.width, image.height)
+        old = await asyncio.to_thread(
+            store.put_image, self.db, node, name, image.kind, size, len(data), sha, user
         )
         if old:
             with contextlib.suppress(OSError):
@@ -84,7 +85,7 @@ class Maps:
         self.uploads += 1
         log.info("map of %r: %s %dx%d (%d bytes) by %s", node, image.kind, image.width,
                  image.height, len(data), user)  # fmt: skip
-        found = store.get(self.db, node)
+        found = await asyncio.to_thread(store.get, self.db, node)
         assert found is not None
         return found
 
