@@ -1,9 +1,11 @@
 """The operator's page (issue 7) in real headless Chromium against a city ← town ← village system.
 
-The tests run in order on one page at the city (the command centre) and share the
-system of ``ui_system``: log in, the tree, a 4-split wall, scripted motion → an alarm
-with its thumbnail (timed at the town and at the city), the linkage switching the
-wall, playback of the alarm's clip, English, and 16 tiles playing at once.
+One operator's session on one page at the city (the command centre), on the system of
+``ui_system``: log in, the tree, a 4-split wall, scripted motion → an alarm with its
+thumbnail (timed at the town and at the city), the linkage switching the wall, playback
+of the alarm's clip, English, and 16 tiles playing at once. Each step builds on the one
+before (the alarm the linkage and the playback use, the logged-in page), so the session
+is one test whose steps run in this order, whatever order the suite runs in.
 Screenshots go to ``test-artifacts/ui/``.
 """
 
@@ -33,12 +35,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 CITY_MOTION_CAM = f"town-a/{MOTION_CAM}"
 TILE_FRAMES = "() => window.gw.wall.tileStats().map((s) => [s.ref, s.framesDecoded, s.state])"
 
-# Notes when an alarm row for the camera appears and when its thumbnail has loaded.
+# Notes when a new alarm row for the camera appears and when its thumbnail has loaded.
 WATCH_ALARM = """(camera) => {
   window.__alarm = { row: null, thumb: null };
+  const rows = () => [...document.querySelectorAll('#alarm-list li.alarm.motion')]
+    .filter((li) => li.dataset.camera === camera);
+  const before = new Set(rows().map((li) => li.dataset.id));  // earlier events do not count
   const check = () => {
-    const row = [...document.querySelectorAll('#alarm-list li.alarm.motion')]
-      .find((li) => li.dataset.camera === camera);
+    const row = rows().find((li) => !before.has(li.dataset.id));
     if (!row) return;
     if (!window.__alarm.row) window.__alarm.row = Date.now();
     const img = row.querySelector('img');
@@ -123,7 +127,7 @@ def assert_tiles_play(page: Any, refs: list[str], timeout: float = 30) -> dict[s
     return rates
 
 
-def test_login_form_in_chinese_then_the_tree_shows_city_town_village(
+def step_login_form_in_chinese_then_the_tree_shows_city_town_village(
     city_page: Any, ui_system: UiSystem
 ) -> None:
     page = city_page
@@ -163,7 +167,7 @@ def test_login_form_in_chinese_then_the_tree_shows_city_town_village(
     shot(page, "02-tree")
 
 
-def test_four_split_wall_plays_four_feeds(city_page: Any, ui_system: UiSystem) -> None:
+def step_four_split_wall_plays_four_feeds(city_page: Any, ui_system: UiSystem) -> None:
     page = city_page
     page.click('.layout-btn[data-layout="4"]')
     # Drag the village node onto the first tile: its four cameras fill the wall.
@@ -176,10 +180,28 @@ def test_four_split_wall_plays_four_feeds(city_page: Any, ui_system: UiSystem) -
     shot(page, "03-wall-4")
 
 
-def test_motion_shows_an_alarm_with_a_thumbnail_within_2s(
+def quiet_and_rearmed(ui_system: UiSystem) -> None:
+    """No motion under way at the village camera and the town's linkage out of its cooldown,
+    whatever other modules sharing ``ui_system`` did with them before."""
+    ui_system.village_sim.motion("cam-01", False)
+
+    def ended() -> bool:
+        evs = ui_system.town.client.get(
+            "/api/v1/events", params={"camera": MOTION_CAM, "type": "motion"}
+        ).json()
+        return not evs or evs[0]["end"] is not None
+
+    wait_for(ended, 30, "no motion event open at the town", every=0.3)
+    rules = ui_system.town.client.get("/api/v1/linkage").json()["rules"]
+    r = ui_system.town.client.put("/api/v1/linkage", json=rules)  # re-set: cooldowns restart
+    assert r.status_code == 200, r.text
+
+
+def step_motion_shows_an_alarm_with_a_thumbnail_within_2s(
     city_page: Any, browser: Any, ui_system: UiSystem
 ) -> None:
     page = city_page
+    quiet_and_rearmed(ui_system)
     town = new_page(browser)
     try:
         ui_login(town, ui_system.town.base_url)
@@ -222,7 +244,7 @@ def test_motion_shows_an_alarm_with_a_thumbnail_within_2s(
         town.context.close()
 
 
-def test_linkage_switches_the_wall_to_its_group(city_page: Any) -> None:
+def step_linkage_switches_the_wall_to_its_group(city_page: Any) -> None:
     page = city_page
     group = [f"town-a/{c}" for c in GROUP_AT_TOWN]
     row = page.locator("#alarm-list li.linkage").first
@@ -241,7 +263,7 @@ def test_linkage_switches_the_wall_to_its_group(city_page: Any) -> None:
     shot(page, "06-linkage-wall")
 
 
-def test_playback_of_the_alarm_clip_plays(city_page: Any, ui_system: UiSystem) -> None:
+def step_playback_of_the_alarm_clip_plays(city_page: Any, ui_system: UiSystem) -> None:
     page = city_page
     ui_system.village_sim.motion("cam-01", False)
 
@@ -276,7 +298,7 @@ def test_playback_of_the_alarm_clip_plays(city_page: Any, ui_system: UiSystem) -
     shot(page, "07-playback")
 
 
-def test_switching_to_english_changes_the_labels(city_page: Any) -> None:
+def step_switching_to_english_changes_the_labels(city_page: Any) -> None:
     page = city_page
     page.click('.tab[data-view="live"]')
     page.click("#lang-toggle")
@@ -294,7 +316,7 @@ def test_switching_to_english_changes_the_labels(city_page: Any) -> None:
     assert page.inner_text('.tab[data-view="live"]') == "实时预览"
 
 
-def test_sixteen_tiles_play_and_the_page_stays_responsive(
+def step_sixteen_tiles_play_and_the_page_stays_responsive(
     city_page: Any, ui_system: UiSystem
 ) -> None:
     page = city_page
@@ -351,3 +373,16 @@ def test_sixteen_tiles_play_and_the_page_stays_responsive(
     assert summary["raf_interval_ms_median"] < 100, summary
     assert median > 5, summary  # sources send 15 fps
     assert not page.errors, page.errors
+
+
+@pytest.mark.timeout(900)
+def test_an_operators_session_at_the_city(
+    city_page: Any, browser: Any, ui_system: UiSystem
+) -> None:
+    step_login_form_in_chinese_then_the_tree_shows_city_town_village(city_page, ui_system)
+    step_four_split_wall_plays_four_feeds(city_page, ui_system)
+    step_motion_shows_an_alarm_with_a_thumbnail_within_2s(city_page, browser, ui_system)
+    step_linkage_switches_the_wall_to_its_group(city_page)
+    step_playback_of_the_alarm_clip_plays(city_page, ui_system)
+    step_switching_to_english_changes_the_labels(city_page)
+    step_sixteen_tiles_play_and_the_page_stays_responsive(city_page, ui_system)
