@@ -149,6 +149,10 @@ def _fuzz_operation(
             case.query = _pin(case.query)
         response = case.call(base_url=gateway.base_url, headers=headers, timeout=15)
         counts[label] = counts.get(label, 0) + 1
+        if response.status_code == 503 and "下级平台离线" in response.text:
+            # A child the fuzzing itself registered (POST /api/v1/children) and that never
+            # connected: "child gateway … is offline" is the documented answer, not a fault.
+            return
         try:
             case.validate_response(response, checks=[not_a_server_error])
         except (Exception, BaseExceptionGroup):  # schemathesis raises a FailureGroup
