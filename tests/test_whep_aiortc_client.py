@@ -234,7 +234,14 @@ def test_aiortc_client_plays_from_the_simulator_and_a_killed_viewer_is_torn_down
         assert viewer.stdout.readline().startswith("playing")
         status = gw.client.get("/api/v1/relay/sessions").json()
         assert len(status["sessions"]) == 1
-        time.sleep(2)  # let RTCP flow, so the relay knows this viewer sends it
+        # RTCP flows, and the relay has seen it: it then knows this viewer sends reports
+        seen = time.monotonic()
+        while time.monotonic() - seen < 30:
+            status = gw.client.get("/api/v1/relay/sessions").json()
+            if status["sessions"] and status["sessions"][0].get("viewer_reports"):
+                break
+            time.sleep(0.25)
+        assert status["sessions"][0]["viewer_reports"], status
         os.killpg(viewer.pid, signal.SIGKILL)  # gone without DELETE or DTLS close
         killed = time.monotonic()
         while time.monotonic() - killed < 15:

@@ -68,6 +68,7 @@ class Session:
             "units_sent": t.units_sent,
             "bytes_sent": t.bytes_sent,
             "dropped": t.dropped,
+            "viewer_reports": self.rx_flowing,  # RTCP seen from the viewer since connecting
             "first_unit_after_s": (
                 round(t.first_sent_at - self.created, 3) if t.first_sent_at else None
             ),
