@@ -146,7 +146,9 @@ class SoapClient:
         try:
             async with asyncio.timeout(limit):
                 status, challenge, content = await self._post(url, action, body)
-                digest = challenge.startswith("digest") and self._digest is None
+                # The first digest challenge, or one to a digest of ours the camera refused
+                # (a stale nonce, say): answered afresh, once per call.
+                digest = challenge.startswith("digest")
                 if status == 401 and digest and self.username:
                     self._digest = DigestAuthMiddleware(
                         self.username, self.password or "", preemptive=True
