@@ -9,11 +9,12 @@ import logging
 from dataclasses import dataclass
 
 from gateway.gb28181 import sdp
+from gateway.gb28181.bye import send_bye
 from gateway.gb28181.media_api import MediaBackend, MediaError, MediaSession
 from gateway.gb28181.platform import Platform
 from gateway.gb28181.playback import Playback
 from gateway.gb28181.records import RecordSource
-from gateway.gb28181.sip.agent import Addr, SipTimeout, make_response, new_tag
+from gateway.gb28181.sip.agent import Addr, make_response, new_tag
 from gateway.gb28181.sip.message import SipMessage, addr_params, addr_uri, uri_user
 
 log = logging.getLogger(__name__)
@@ -173,13 +174,4 @@ class Calls:
         await asyncio.gather(*(self._bye(d) for d in dialogs if d.acked))
 
     async def _bye(self, dialog: Dialog) -> None:
-        bye = SipMessage(method="BYE", uri=dialog.remote_target)
-        bye.add("From", dialog.local)
-        bye.add("To", dialog.remote)
-        bye.add("Call-ID", dialog.call_id)
-        bye.add("CSeq", "1 BYE")
-        try:
-            await self.client.agent.request(bye, timeout=min(2.0, self.client.agent.timers.b))
-        except (SipTimeout, OSError) as err:
-            cfg_id = self.client.cfg.id
-            log.info("gb28181 %s: BYE for %s unanswered: %s", cfg_id, dialog.camera, err)
+        await send_bye(self.client.agent, dialog, 1, "the stream")

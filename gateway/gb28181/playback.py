@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.gb28181 import manscdp, mansrtsp, sdp
+from gateway.gb28181.bye import send_bye
 from gateway.gb28181.platform import Platform
 from gateway.gb28181.ps.recorded import RecordedStream, codec_of
 from gateway.gb28181.ps.rtp import SinkError, open_sink
@@ -265,15 +266,7 @@ class Playback:
         await asyncio.gather(*(self._bye(d) for d in dialogs if d.acked))
 
     async def _bye(self, dialog: PlaybackDialog) -> None:
-        bye = SipMessage(method="BYE", uri=dialog.remote_target)
-        bye.add("From", dialog.local)
-        bye.add("To", dialog.remote)
-        bye.add("Call-ID", dialog.call_id)
-        bye.add("CSeq", f"{next(self._cseq)} BYE")
-        try:
-            await self.client.agent.request(bye, timeout=min(2.0, self.client.agent.timers.b))
-        except (SipTimeout, OSError) as err:
-            log.info("gb28181: BYE for the playback of %s unanswered: %s", dialog.camera, err)
+        await send_bye(self.client.agent, dialog, next(self._cseq), "the playback")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
