@@ -9,7 +9,6 @@ the oldest events, never the gateway's memory.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from gateway.aio import within
 from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
@@ -88,7 +88,7 @@ async def stream_events(
             yield "retry: 3000\n: connected\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                    event = await within(sub.queue.get(), KEEPALIVE_S)
                 except TimeoutError:
                     if await request.is_disconnected():
                         return

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.aio import within
 from gateway.cameras import onvif
 from gateway.cameras.pullpoint import TEV, PullPoint
 from gateway.cameras.soap import SoapClient, SoapFault
@@ -123,7 +124,7 @@ class CameraEvents:
     async def _supervise(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SUPERVISE_S)
+                await within(self._wake.wait(), SUPERVISE_S)
             self._wake.clear()
             try:
                 self._sync()
@@ -261,7 +262,7 @@ class CameraEvents:
             await self._pull_loop(cid, pullpoint, state, channels)
         finally:
             with contextlib.suppress(onvif.OnvifError, asyncio.CancelledError):
-                await asyncio.wait_for(pullpoint.unsubscribe(), 2)
+                await within(pullpoint.unsubscribe(), 2)
             await soap.close()
 
     async def _pull_loop(
@@ -342,7 +343,7 @@ class CameraEvents:
         if registry is None or not hasattr(registry, "snapshot"):
             return
         try:
-            jpeg = await asyncio.wait_for(registry.snapshot(cid), self.timeout_s)
+            jpeg = await within(registry.snapshot(cid), self.timeout_s)
         except Exception as err:  # no snapshot is no reason to lose the event
             log.info("%s: no snapshot for the camera's alarm: %s", cid, err)
             return

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from gateway.aio import within
 from gateway.cameras import wsd
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class Scan:
                 self._message_ids.add(message_id)
                 transport.sendto(data, (address, self.port))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(answered.wait(), self.timeout)
+                await within(answered.wait(), self.timeout)
             self._waiting.pop(address, None)
             self.result.probed += 1
             if self.progress:

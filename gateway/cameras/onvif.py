@@ -29,6 +29,8 @@ import zeep.exceptions
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 from onvif.util import is_auth_error, stringify_onvif_error
 
+from gateway.aio import within
+
 # Re-exported: callers see one module for the whole ONVIF side.
 from gateway.cameras.errors import AuthError as AuthError
 from gateway.cameras.errors import OnvifError as OnvifError
@@ -246,7 +248,7 @@ class OnvifClient:
         cam, self._cam, self._connected = self._cam, None, False
         if cam is not None:
             try:
-                await asyncio.wait_for(cam.close(), 2)
+                await within(cam.close(), 2)
             except Exception as err:  # closing must never mask the real outcome
                 log.debug("%s: closing the ONVIF client failed: %s", self.label, err)
 

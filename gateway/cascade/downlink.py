@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
 
+from gateway.aio import within
 from gateway.cascade import protocol as p
 from gateway.cascade.routing import Routing
 from gateway.cascade.session import (
@@ -167,7 +168,7 @@ class Downlink(Routing):
             self._session_ended(link, session)
 
     async def _handshake(self, session: ChildSession, link: ChildLink) -> p.Hello:
-        raw = await asyncio.wait_for(session.ws.receive(), 10)
+        raw = await within(session.ws.receive(), 10)
         text = raw.get("text")
         if text is None:
             raise p.ProtocolError("first message must be a text hello")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from gateway.aio import within
 from gateway.cascade import access
 from gateway.cascade import protocol as p
 from gateway.cascade.access import AccessError
@@ -253,7 +254,7 @@ class Inspections:
             raise AccessError(503, "inspection reports are turned off here / 未启用巡检")
         day = date.fromisoformat(params["day"]) if params.get("day") else None
         with contextlib.suppress(TimeoutError):  # rows without a picture rather than late
-            await asyncio.wait_for(self._snapshots(reports), SNAPSHOTS_S)
+            await within(self._snapshots(reports), SNAPSHOTS_S)
         try:
             return await asyncio.to_thread(reports.run, day, True, params["run"])
         except ValueError as err:
@@ -273,7 +274,7 @@ class Inspections:
         async def one(cid: str) -> None:
             async with gate:
                 try:
-                    jpeg = await asyncio.wait_for(access.snapshot(self.gw, cid), SNAPSHOT_S)
+                    jpeg = await within(access.snapshot(self.gw, cid), SNAPSHOT_S)
                     await asyncio.to_thread(reports.put_snapshot, cid, jpeg)
                 except Exception as err:  # one camera's picture must not fail the run
                     log.info("inspection snapshot of %s failed: %s", cid, err or type(err))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.aio import within
 from gateway.cascade import protocol as p
 from gateway.cascade.tree import offline
 
@@ -161,7 +162,7 @@ class ChildSession:
         )
         try:
             await self.send(msg)
-            return await asyncio.wait_for(fut, timeout)
+            return await within(fut, timeout)
         except TimeoutError:
             raise RemoteError(
                 504, f"child {self.name} did not answer {op} in {timeout:.0f}s"

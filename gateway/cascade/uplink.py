@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateway import __version__
+from gateway.aio import within
 from gateway.cascade import protocol as p
 from gateway.cascade.serve import RequestServer
 from gateway.cascade.tree import build, camera_node, join, rebase
@@ -179,7 +180,7 @@ class Uplink:
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), min(left, PROBE_EVERY_S))
+                await within(self._kick.wait(), min(left, PROBE_EVERY_S))
                 return
             if probe and target is not None and await port_open(*target):
                 return
@@ -210,7 +211,7 @@ class Uplink:
                     )
                 )
             )
-            welcome = p.parse_parent(await asyncio.wait_for(ws.recv(), 10))
+            welcome = p.parse_parent(await within(ws.recv(), 10))
             if not isinstance(welcome, p.Welcome):
                 raise p.ProtocolError(f"expected welcome, got {welcome.type}")
             self._ws = ws

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from gateway.aio import within
 from gateway.events.model import Event
 from gateway.store import events as event_store
 from gateway.store.db import Database
@@ -38,7 +39,7 @@ class EventSubscription:
         return await self.queue.get()
 
     async def get(self, timeout: float | None = None) -> Event:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        return await within(self.queue.get(), timeout)
 
     def close(self) -> None:
         self._bus._unsubscribe(self)

@@ -8,7 +8,6 @@ States: ``registering`` → ``online`` → (keepalive misses, 403, timeout) ``of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import itertools
 import logging
@@ -31,6 +30,7 @@ from gateway.gb28181.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 BACKOFF_MAX_S = 60.0
+STOP_WAIT_S = 5.0  # a stop never waits longer for the signalling task
 
 
 class RegisterError(Exception):
@@ -77,6 +77,7 @@ class UpstreamClient:
         self._call_id = secrets.token_hex(10)
         self._from_tag = new_tag()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._nonce: dict[str, str] | None = None
         self._nc = 0
 
@@ -104,15 +105,18 @@ class UpstreamClient:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         await self.agent.start()
         self.state = "registering"
         self._task = asyncio.create_task(self._run(), name=f"gb28181-{self.cfg.id}")
 
     async def stop(self) -> None:
+        self._stopping = True  # the loops end by themselves even if a cancel were lost
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+            if not done:
+                log.error("gb28181 %s: the signalling task did not stop; left behind", self.cfg.id)
             self._task = None
         await self.calls.close_all()
         await self.subscriptions.close()
@@ -142,7 +146,7 @@ class UpstreamClient:
 
     async def _run(self) -> None:
         backoff = self.backoff_s
-        while True:
+        while not self._stopping:
             self.state = "registering"
             try:
                 await self._register(self.cfg.expires_s)
@@ -168,7 +172,7 @@ class UpstreamClient:
         loop = asyncio.get_running_loop()
         refresh_at = loop.time() + max(self.cfg.expires_s * 0.8, self.cfg.expires_s - 60)
         misses = 0
-        while True:
+        while not self._stopping:
             wait = min(self.cfg.keepalive_s, max(0.0, refresh_at - loop.time()))
             await asyncio.sleep(wait)
             if loop.time() >= refresh_at:

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.aio import within
 from gateway.config import MotionSettings
 from gateway.events.model import Event
 from gateway.motion.worker import MotionWorker
@@ -111,7 +112,7 @@ class MotionService:
     async def _supervise(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SUPERVISE_S)
+                await within(self._wake.wait(), SUPERVISE_S)
             self._wake.clear()
             try:
                 await self._sync()

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from gateway.aio import within
 from gateway.audit import Audit
 from gateway.events.model import Event
 from gateway.plans.model import PlanIn
@@ -167,7 +168,7 @@ class Plans:
         step = {"step": "preset", "camera": camera, "preset": preset}
         try:
             command = {"action": "goto_preset", "preset": preset}
-            await asyncio.wait_for(access.ptz(self.gw, camera, command), STEP_TIMEOUT_S)
+            await within(access.ptz(self.gw, camera, command), STEP_TIMEOUT_S)
         except Exception as err:
             return {**step, "ok": False, "error": _reason(err)}
         return {**step, "ok": True}
@@ -178,7 +179,7 @@ class Plans:
         step = {"step": "record", "camera": camera, "seconds": seconds}
         try:
             reason = f"plan:{plan}"
-            await asyncio.wait_for(access.record(self.gw, camera, seconds, reason), STEP_TIMEOUT_S)
+            await within(access.record(self.gw, camera, seconds, reason), STEP_TIMEOUT_S)
         except Exception as err:
             return {**step, "ok": False, "error": _reason(err)}
         return {**step, "ok": True}

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.aio import within
 from gateway.sim.camera import ALARM_KINDS, FAULT_MODES, PICTURE_MODES, SimCamera
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ class ControlServer:
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         status, body = 400, {"error": "bad request"}
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            head = await within(reader.readuntil(b"\r\n\r\n"), 10)
             method, path, headers = _parse(head)
             length = int(headers.get("content-length", "0") or 0)
             if not 0 <= length <= MAX_REQUEST:
                 raise HttpError(400, "bad Content-Length")
-            raw = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+            raw = await within(reader.readexactly(length), 10) if length else b""
             status, body = 200, await self.handle(method, path, raw)
         except HttpError as err:
             status, body = err.status, {"error": str(err)}

@@ -34,6 +34,7 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.aio import within
 from gateway.sim.onvif_device import events_service_capabilities
 from gateway.sim.onvif_soap import SoapFault, text_of, x, xa
 
@@ -254,7 +255,7 @@ class EventsService:
                 break
             sub.wake.clear()
             try:
-                await asyncio.wait_for(sub.wake.wait(), remaining)
+                await within(sub.wake.wait(), remaining)
             except TimeoutError:
                 break
         messages = [sub.queue.popleft() for _ in range(min(limit, len(sub.queue)))]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
+from gateway.aio import within
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -134,7 +136,7 @@ class HttpServer:
             writer.close()
         if server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2)
+                await within(server.wait_closed(), 2)
 
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -161,7 +163,7 @@ class HttpServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> bool:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
+            head = await within(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
         except asyncio.IncompleteReadError as err:
             if err.partial.strip():
                 await self._reject(writer, 400, "truncated request head")
@@ -205,7 +207,7 @@ class HttpServer:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if not length:
             return b""
-        return await asyncio.wait_for(reader.readexactly(length), BODY_TIMEOUT_S)
+        return await within(reader.readexactly(length), BODY_TIMEOUT_S)
 
     async def _reject(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
         log.debug("sim %s: rejecting request: %s %s", self.name, status, message)

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import av
 import httpx
 
+from gateway.aio import within
 from gateway.logs import redact
 from gateway.streams.avcodec import video_context
 from gateway.streams.cameras import CameraLookup
@@ -131,7 +132,7 @@ async def _from_uri(manager: StreamManager, camera_id: str, timeout: float) -> b
         return None
     if hasattr(registry, "snapshot"):  # the registry fetches it (ONVIF client, credentials)
         try:
-            jpeg = await asyncio.wait_for(registry.snapshot(camera_id), timeout)
+            jpeg = await within(registry.snapshot(camera_id), timeout)
         except Exception as err:
             log.info("%s: registry snapshot failed: %s", camera_id, redact(str(err)))
             return None

@@ -19,6 +19,7 @@ import json
 import signal
 import sys
 
+from gateway.aio import within
 from gateway.config import Settings
 from gateway.gb28181.media_api import MediaError, MediaRequest, Transport
 from gateway.gb28181.ps.backend import PsMediaBackend
@@ -74,7 +75,7 @@ async def run(args: argparse.Namespace) -> int:
         print(json.dumps({"sending": True, "local": f"{session.local_host}:{session.local_port}",
                           "ssrc": ssrc, "transport": transport}), flush=True)  # fmt: skip
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(ended), args.seconds or None)
+            await within(asyncio.shield(ended), args.seconds or None)
         status = backend.status()
         figures = status["streams"][0] if status["streams"] else {}
         await backend.close("cli")

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.aio import within
 from gateway.gb28181.sip.message import (
     SipMessage,
     SipParseError,
@@ -138,7 +139,7 @@ class SipAgent:
         async with self._connect_lock:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
-            reader, writer = await asyncio.wait_for(
+            reader, writer = await within(
                 asyncio.open_connection(
                     self.remote[0],
                     self.remote[1],
@@ -222,7 +223,7 @@ class SipAgent:
                     if self.transport != "udp":
                         return await fut
                     try:
-                        return await asyncio.wait_for(asyncio.shield(fut), interval)
+                        return await within(asyncio.shield(fut), interval)
                     except TimeoutError:
                         await self._send(msg, self.remote)
                         interval = min(interval * 2, self.timers.t2)
@@ -287,7 +288,7 @@ class SipAgent:
             async with asyncio.timeout(self.timers.b):
                 while not event.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), interval)
+                        await within(event.wait(), interval)
                     if not event.is_set():
                         await self._send(resp, addr)
                         interval = min(interval * 2, self.timers.t2)

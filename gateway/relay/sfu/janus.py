@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateway.aio import within
+
 log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 30.0  # Janus answers a long poll with a keepalive after 30 s
@@ -233,7 +235,7 @@ class JanusClient:
         self._pending[tx] = fut  # before posting: the event may beat the ack
         try:
             await self._post(f"{self._session_path()}/{handle}", body)
-            event = await asyncio.wait_for(fut, self.timeout)
+            event = await within(fut, self.timeout)
         except TimeoutError:
             raise JanusDown(f"Janus did not answer {message.get('request')!r} in time") from None
         finally:
