@@ -20,10 +20,10 @@ import httpx
 
 from gateway.aio import within
 from gateway.logs import redact
-from gateway.streams.avcodec import video_context
+from gateway.media.access_unit import AccessUnit, StreamInfo
+from gateway.media.avcodec import video_context
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,11 @@ from typing import Any
 from gateway.gb28181.media_api import MediaError, MediaRequest, MediaSession
 from gateway.gb28181.ps.mux import STREAM_TYPES, PsMuxer
 from gateway.gb28181.ps.rtp import DEFAULT_MTU, RtpPacketizer, RtpSink, SinkError, open_sink
+from gateway.media.access_unit import AccessUnit
+from gateway.media.nal import sniff_codec
+from gateway.media.params import ParameterSets
 from gateway.streams.hub import Hub, HubClosed, Subscription, fresh_keyframe
 from gateway.streams.manager import Lease, StreamManager
-from gateway.streams.nal import ParameterSets, split_annexb
-from gateway.streams.packet import AccessUnit
 
 log = logging.getLogger(__name__)
 
@@ -384,9 +385,4 @@ def _codec_of(hub: Hub, keyframe: bytes) -> str:
     """The hub's codec, or (no stream info yet) a guess from the keyframe's NAL units."""
     if hub.info is not None and hub.info.codec:
         return hub.info.codec
-    for nal in split_annexb(keyframe):
-        if (nal[0] >> 1) & 0x3F in (32, 33, 34):  # H.265 VPS/SPS/PPS
-            return "hevc"
-        if nal[0] & 0x1F in (7, 8):  # H.264 SPS/PPS
-            return "h264"
-    return "h264"
+    return sniff_codec(keyframe) or "h264"
