@@ -6,7 +6,8 @@ import ipaddress
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal (not a DNS name)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -27,7 +28,7 @@ def fix_host(url: str, host: str) -> str:
         _ = parts.port  # raises ValueError on a bad port
     except ValueError:
         return url
-    if not url_host or url_host == host or not _is_ip(url_host):
+    if not url_host or url_host == host or not is_ip(url_host):
         return url
     return with_host(url, host)
 

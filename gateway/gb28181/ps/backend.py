@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from gateway.media.nal import sniff_codec
 from gateway.media.params import ParameterSets
 from gateway.streams.hub import Hub, HubClosed, Subscription, fresh_keyframe
 from gateway.streams.manager import Lease, StreamManager
+from gateway.urls import is_ip
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,10 @@ class PsMediaBackend:
         elif r.transport not in TRANSPORTS:
             problem = f"unsupported media transport {r.transport!r}"
         elif r.transport != "tcp-listen" and not (
-            _is_ip(r.remote_host) and 0 < r.remote_port < 65536
+            is_ip(r.remote_host) and 0 < r.remote_port < 65536
         ):
             problem = f"bad media address {r.remote_host!r}:{r.remote_port} (an IP and a port)"
-        elif not _is_ip(r.local_host) or (r.remote_host and not _is_ip(r.remote_host)):
+        elif not is_ip(r.local_host) or (r.remote_host and not is_ip(r.remote_host)):
             # IP literals only: no name lookups on the media path (SDP c= lines carry IPs).
             problem = f"bad media address {r.local_host!r} / {r.remote_host!r}"
         elif not 0 <= r.ssrc <= 0xFFFFFFFF:
@@ -367,14 +367,6 @@ def build(gw: Any) -> PsMediaBackend | None:
     """Factory for ``gateway.app._factories``: needs the stream manager part."""
     streams = gw.part("streams")
     return None if streams is None else PsMediaBackend(streams)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _with_data(au: AccessUnit, data: bytes) -> AccessUnit:
