@@ -38,9 +38,9 @@ from gateway.diagnosis.accuracy import (
 )
 from gateway.diagnosis.camera import CameraDiagnoser
 from gateway.diagnosis.synth import scene
+from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.motion.worker import MotionWorker
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 
 SIZES = [(640, 360), (1280, 720), (1920, 1080)]
 

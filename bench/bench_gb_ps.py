@@ -37,7 +37,7 @@ from pylibsrtp import Policy, Session  # noqa: E402
 
 from gateway.gb28181.ps.mux import PsMuxer  # noqa: E402
 from gateway.gb28181.ps.rtp import RtpPacketizer  # noqa: E402
-from gateway.streams.packet import AccessUnit  # noqa: E402
+from gateway.media.access_unit import AccessUnit  # noqa: E402
 from tests.rtsp_support import make_clip  # noqa: E402
 
 FPS = 25

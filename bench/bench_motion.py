@@ -28,12 +28,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config import MotionSettings
+from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.motion.accuracy import OpenCVReference, run_clip, score, totals
 from gateway.motion.clips import Clip, Mover, catalogue
 from gateway.motion.detector import FrameDiffDetector
 from gateway.motion.worker import MotionWorker
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 
 SIZES = [(640, 360), (1280, 720), (1920, 1080)]
 

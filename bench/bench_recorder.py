@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.config import parse_settings  # noqa: E402
 from gateway.events.bus import EventBus  # noqa: E402
+from gateway.media.access_unit import AccessUnit  # noqa: E402
 from gateway.recorder.service import Recorder  # noqa: E402
 from gateway.store.db import Database  # noqa: E402
 from gateway.streams.hub import Hub  # noqa: E402
-from gateway.streams.packet import AccessUnit  # noqa: E402
 
 FPS = 25
 TB = Fraction(1, 90000)

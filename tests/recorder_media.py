@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from gateway.streams.packet import AccessUnit
+from gateway.media.access_unit import AccessUnit
 
 TB = Fraction(1, 90000)
 

@@ -21,10 +21,10 @@ import httpx
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.relay.ice import host_addresses
 from gateway.sim import barcode
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 
 
 class EncodedCamera:

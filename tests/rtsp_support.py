@@ -25,7 +25,8 @@ from functools import lru_cache
 import av
 import numpy as np
 
-from gateway.streams.nal import nal_type, parameter_set_types, split_annexb
+from gateway.media.annexb import split_annexb
+from gateway.media.nal import nal_type, parameter_set_types
 
 MTU = 1400
 

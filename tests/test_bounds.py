@@ -14,12 +14,12 @@ from types import SimpleNamespace
 from gateway.cascade import protocol as p
 from gateway.cascade.downlink import Downlink
 from gateway.cascade.session import ChildSession
+from gateway.media.access_unit import AccessUnit
+from gateway.media.annexb import join_annexb
+from gateway.media.assembler import MAX_PREFIX_BYTES, MAX_UNIT_BYTES, AccessUnitAssembler
 from gateway.recorder.triggers import RING_MAX_BYTES, GopRing
 from gateway.store.db import Database
-from gateway.streams.assembler import MAX_PREFIX_BYTES, MAX_UNIT_BYTES, AccessUnitAssembler
 from gateway.streams.hub import Hub
-from gateway.streams.nal import join_annexb
-from gateway.streams.packet import AccessUnit
 
 IDR = b"\x65\x88\x84\x21"
 SLICE = b"\x41\x9a\x21"

@@ -13,10 +13,10 @@ from gateway.cascade import protocol as p
 from gateway.config import LinkageRule
 from gateway.events.linkage import matches
 from gateway.events.model import Event
+from gateway.media.access_unit import AccessUnit
 from gateway.store import children
 from gateway.store.db import Database
 from gateway.store.outbox import Outbox
-from gateway.streams.packet import AccessUnit
 from tests.support import ROOT
 
 

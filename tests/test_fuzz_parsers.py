@@ -23,11 +23,11 @@ from lxml import etree
 
 from gateway.cameras import wsd
 from gateway.cascade import protocol as p
+from gateway.media.access_unit import AccessUnit
 from gateway.sim import onvif_soap
 from gateway.sim.camera import SimCamera, SimProfile
 from gateway.sim.onvif_http import Request
 from gateway.sim.onvif_server import OnvifServer
-from gateway.streams.packet import AccessUnit
 from tests.test_wsd_parse import HIK_STYLE, ODD_VENDOR, TWO_MATCHES
 
 FAST = settings(max_examples=250, deadline=None)

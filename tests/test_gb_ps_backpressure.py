@@ -23,9 +23,9 @@ from gateway.config import Settings
 from gateway.gb28181.media_api import MediaError, MediaRequest
 from gateway.gb28181.ps import rtp
 from gateway.gb28181.ps.backend import PsMediaBackend
+from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.streams.hub import Hub, Subscription
 from gateway.streams.manager import StreamManager
-from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.source import ONLINE, StreamSource
 from tests.ps_support import parse_ps, rtp_to_ps, split_rfc4571
 from tests.rtsp_support import until

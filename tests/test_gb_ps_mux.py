@@ -19,7 +19,7 @@ from gateway.gb28181.ps.mux import (
     program_stream_map,
 )
 from gateway.gb28181.ps.rtp import RtpPacketizer, frame_rfc4571
-from gateway.streams.packet import AccessUnit
+from gateway.media.access_unit import AccessUnit
 from tests.ps_support import ffprobe, mpeg_crc32, parse_ps, rtp_to_ps, split_rfc4571
 from tests.rtsp_support import make_clip
 

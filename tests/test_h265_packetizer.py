@@ -15,8 +15,11 @@ from aiortc import RTCPeerConnection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.relay import codecs, h265
-from gateway.relay.h265 import H265Encoder, depacketize, nal_type, packetize
+from gateway.media import h265
+from gateway.media.h265 import nal_type
+from gateway.relay import codecs
+from gateway.relay import h265 as rtp_h265
+from gateway.relay.h265 import H265Encoder, depacketize, packetize
 
 
 def nal(kind: int, body: bytes, layer: int = 0, tid: int = 1) -> bytes:
@@ -50,7 +53,7 @@ def test_a_large_nal_unit_is_cut_into_fragments_marked_start_and_end(
         assert payloads == [unit]
         return
     assert len(payloads) >= 2
-    assert all(nal_type(p) == h265.TYPE_FU for p in payloads)
+    assert all(nal_type(p) == rtp_h265.TYPE_FU for p in payloads)
     assert all(p[2] & 0x3F == nal_type(unit) for p in payloads)
     starts = [bool(p[2] & 0x80) for p in payloads]
     ends = [bool(p[2] & 0x40) for p in payloads]
@@ -83,10 +86,10 @@ TRAIL = nal(1, b"\x26" * 300)
 
 def test_parameter_sets_travel_in_one_aggregation_packet_before_the_keyframe() -> None:
     payloads = packetize([VPS, SPS, PPS, IDR])
-    assert nal_type(payloads[0]) == h265.TYPE_AP
+    assert nal_type(payloads[0]) == rtp_h265.TYPE_AP
     assert depacketize(payloads[:1]) == [VPS, SPS, PPS]
-    assert all(nal_type(p) == h265.TYPE_FU for p in payloads[1:])
-    assert all(len(p) <= h265.PACKET_MAX for p in payloads)
+    assert all(nal_type(p) == rtp_h265.TYPE_FU for p in payloads[1:])
+    assert all(len(p) <= rtp_h265.PACKET_MAX for p in payloads)
 
 
 def _packet(data: bytes, pts: int) -> av.Packet:

@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
+from gateway.media.access_unit import AccessUnit
 from gateway.streams.hub import Hub, HubClosed
-from gateway.streams.packet import AccessUnit
 
 TB = Fraction(1, 90000)
 

@@ -18,17 +18,13 @@ import av
 import pytest
 
 from gateway.config import StreamSettings
-from gateway.streams.assembler import AccessUnitAssembler
+from gateway.media.access_unit import AccessUnit
+from gateway.media.annexb import avcc_to_annexb, join_annexb, split_annexb
+from gateway.media.assembler import AccessUnitAssembler
+from gateway.media.nal import nal_type
+from gateway.media.params import extradata_parameter_sets
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource
-from gateway.streams.nal import (
-    avcc_to_annexb,
-    extradata_parameter_sets,
-    join_annexb,
-    nal_type,
-    split_annexb,
-)
-from gateway.streams.packet import AccessUnit
 from tests.rtsp_support import RtspTestServer, make_clip, until
 
 SPS = b"\x67\x64\x00\x1e\xac"

@@ -120,3 +120,17 @@ def test_store_depends_on_nothing_above_it() -> None:
         if not dep.startswith("gateway.store")
     }
     assert above == set()
+
+
+def test_media_is_a_bottom_layer() -> None:
+    """The codec layer (``gateway.media``) builds on nothing of the gateway but ``gateway.aio``."""
+    graph = _graph()
+    assert any(mod.startswith("gateway.media.") for mod in graph)
+    above = {
+        (mod, dep)
+        for mod, deps in graph.items()
+        if mod == "gateway.media" or mod.startswith("gateway.media.")
+        for dep in deps
+        if not dep.startswith("gateway.media") and dep != "gateway.aio"
+    }
+    assert above == set()

@@ -13,10 +13,10 @@ import numpy as np
 
 from gateway.config import MotionSettings
 from gateway.events.model import Event
+from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.motion.clips import Clip, Mover
 from gateway.motion.worker import MotionWorker
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 
 FPS = 25
 SETTINGS = MotionSettings(fps=5, start_after_s=0.3, end_after_s=1.0, cooldown_s=0.5)

@@ -158,7 +158,11 @@ def test_retention_evicts_oldest_unlocked_first_and_by_age(tmp_path: Path) -> No
 def test_a_new_resolution_gets_its_own_header_while_repeats_reuse_the_template(
     tmp_path: Path,
 ) -> None:
-    from gateway.recorder.writer import TEMPLATES, parameter_set_bytes
+    from gateway.media.nal import parameter_set_units
+    from gateway.recorder.writer import TEMPLATES
+
+    def parameter_set_bytes(data: bytes, codec: str) -> bytes:
+        return b"|".join(parameter_set_units(codec, data))
 
     small = encode_aus(25, size=(320, 240))
     large = encode_aus(25, size=(640, 480))

@@ -6,9 +6,10 @@ from fractions import Fraction
 
 import pytest
 
+from gateway.media import h264
+from gateway.media.access_unit import AccessUnit
 from gateway.relay import whep
 from gateway.relay.track import CLOCK_RATE, SQUEEZE_TICKS, RebasingClock
-from gateway.streams.packet import AccessUnit
 
 TB = Fraction(1, 1000)  # a camera clock in milliseconds
 
@@ -53,8 +54,8 @@ def test_squeezed_burst_then_live_spacing() -> None:
 
 def test_profile_level_id_from_sps() -> None:
     sps = b"\x00\x00\x00\x01\x67\x64\x00\x28\xac" + b"\x00\x00\x01\x68\xee"
-    assert whep.profile_level_id_from_annexb(sps + b"\x00\x00\x01\x65\x88") == "640028"
-    assert whep.profile_level_id_from_annexb(b"\x00\x00\x01\x41\x9a") is None
+    assert h264.profile_level_id(sps + b"\x00\x00\x01\x65\x88") == "640028"
+    assert h264.profile_level_id(b"\x00\x00\x01\x41\x9a") is None
 
 
 def test_codec_preferences_put_the_source_profile_first() -> None:

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.config import StreamSettings
-from gateway.streams.assembler import Unit
+from gateway.media.assembler import Unit
+from gateway.media.reorder import ReorderDetector
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource, _Session
-from gateway.streams.reorder import ReorderDetector
 from tests.rtsp_support import until
 from tests.support import free_port
 from tests.test_ingest import Ingest, fast

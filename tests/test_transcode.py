@@ -13,10 +13,11 @@ import av
 import pytest
 
 from gateway.config import RelaySettings, Settings
+from gateway.media.access_unit import AccessUnit, StreamInfo
+from gateway.media.annexb import split_annexb
+from gateway.media.nal import nal_type
 from gateway.streams.hub import Hub
 from gateway.streams.manager import StreamManager
-from gateway.streams.nal import nal_type, split_annexb
-from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.transcode import TranscodeSource
 from tests.rtsp_support import RtspTestServer, make_clip, until
 

@@ -18,9 +18,9 @@ from pydantic import (
 )
 
 from gateway.cameras.tls import normalize_fingerprint
-from gateway.cameras.urls import strip_credentials
 from gateway.config import ID_PATTERN, CameraConfig, MotionSettings, RecordingSettings
 from gateway.events.model import utcnow
+from gateway.urls import strip_credentials
 
 STATUSES = ("online", "offline", "unauthorised", "error")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")

@@ -42,9 +42,9 @@ from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
 from gateway.cameras.soap import SoapClient
 from gateway.cameras.soap11 import SoapVersion
 from gateway.cameras.tls import TlsPolicy, from_aiohttp, https_hint
-from gateway.cameras.urls import fix_host as fix_host
-from gateway.cameras.urls import strip_credentials as strip_credentials
-from gateway.cameras.urls import with_credentials as with_credentials
+from gateway.urls import fix_host as fix_host
+from gateway.urls import strip_credentials as strip_credentials
+from gateway.urls import with_credentials as with_credentials
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element
 
 from gateway.cameras.errors import OnvifError
 from gateway.cameras.soap import SoapClient, find, find_all, local, text
-from gateway.cameras.urls import fix_host
+from gateway.urls import fix_host
 
 TEV = "http://www.onvif.org/ver10/events/wsdl"
 WSNT = "http://docs.oasis-open.org/wsn/b-2"

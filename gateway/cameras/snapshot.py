@@ -9,7 +9,7 @@ import httpx
 
 from gateway.cameras.errors import AuthError, OnvifError, UnreachableError
 from gateway.cameras.tls import TlsPolicy, mismatch, untrusted
-from gateway.cameras.urls import host_of
+from gateway.urls import host_of
 
 DEFAULT_TIMEOUT = 5.0
 

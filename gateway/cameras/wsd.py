@@ -15,12 +15,14 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
+
+from gateway.urls import with_host
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MULTICAST_GROUP = "239.255.255.250"
@@ -338,14 +340,6 @@ def _ip_version(host: str) -> int | None:
         return None
 
 
-def _with_host(url: str, host: str) -> str:
-    parts = urlsplit(url)
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def _same_subnet(host: str, sender_ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``host`` is an address in the sender's /24 (IPv4) or /64 (IPv6)."""
     try:
@@ -395,7 +389,7 @@ def fix_xaddrs(xaddrs: list[str], sender: str) -> list[str]:
         usable = _host_is_usable(host, sender)
         same_family = sender_ip is not None and _ip_version(host) == sender_ip.version
         if not usable or (same_family and not names_sender):
-            fixed = _with_host(raw, sender)
+            fixed = with_host(raw, sender, keep_userinfo=False)
             if fixed not in first:
                 first.append(fixed)
         else:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from gateway.config import ID_PATTERN
 from gateway.events.model import Event
-from gateway.streams.packet import AccessUnit
+from gateway.media.access_unit import AccessUnit
 
 VERSION = 1
 MAX_TEXT_BYTES = 4 * 1024 * 1024

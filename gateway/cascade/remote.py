@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from gateway.cascade.session import ChildGone, RemoteError
+from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, StreamSource
 
 log = logging.getLogger(__name__)

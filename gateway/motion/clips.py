@@ -22,7 +22,7 @@ import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
 from gateway.config import MotionSettings
-from gateway.streams.avcodec import video_context
+from gateway.media.avcodec import video_context
 
 Interval = tuple[float, float]
 

@@ -27,11 +27,11 @@ from av.video.codeccontext import VideoCodecContext
 
 from gateway.config import MotionSettings
 from gateway.events.model import Event
+from gateway.media.access_unit import AccessUnit, StreamInfo
+from gateway.media.avcodec import video_context
 from gateway.motion.detector import FrameDiffDetector, MotionDetector
 from gateway.motion.events import EventTracker, MotionEvent, Transition, snapshot_jpeg
-from gateway.streams.avcodec import video_context
 from gateway.streams.hub import Hub, HubClosed, Subscription
-from gateway.streams.packet import AccessUnit, StreamInfo
 
 log = logging.getLogger(__name__)
 

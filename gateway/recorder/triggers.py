@@ -12,7 +12,7 @@ import functools
 from collections import deque
 from fractions import Fraction
 
-from gateway.streams.packet import AccessUnit
+from gateway.media.access_unit import AccessUnit
 
 MAX_ONGOING_EVENT_S = 300.0  # an event that never gets its end stops triggering after this
 RING_MAX_BYTES = 64 * 1024 * 1024

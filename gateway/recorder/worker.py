@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.config import Settings
+from gateway.media.access_unit import AccessUnit
 from gateway.recorder.index import RecordingIndex, segment_path
 from gateway.recorder.policy import Policy
 from gateway.recorder.recovery import probe, trim_to_fragments
@@ -29,7 +30,6 @@ from gateway.recorder.triggers import GopRing, Triggers
 from gateway.recorder.triggers import media_time as _media
 from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, codec_facts, is_disk_full
 from gateway.streams.hub import HubClosed
-from gateway.streams.packet import AccessUnit
 
 
 class Recorder(Protocol):

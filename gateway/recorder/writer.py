@@ -29,15 +29,14 @@ from typing import Any
 
 import av
 
-from gateway.streams.packet import AccessUnit
+from gateway.media.access_unit import AccessUnit
+from gateway.media.annexb import is_annexb
+from gateway.media.nal import nal_types, parameter_set_units, sniff_codec, sps_type
 
 log = logging.getLogger(__name__)
 
 FRAG_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
 SUPPORTED_CODECS = ("h264", "hevc")
-# NAL unit types of the parameter sets, per codec (H.264 SPS=7; HEVC VPS=32, SPS=33).
-_SPS_TYPE = {"h264": 7, "hevc": 33}
-_PARAMETER_SETS = {"h264": {7, 8}, "hevc": {32, 33, 34}}
 
 
 class UnsupportedCodec(Exception):
@@ -52,37 +51,6 @@ def is_disk_full(err: BaseException) -> bool:
     return "no space left" in text or "disk quota" in text
 
 
-def nal_types(data: bytes, codec: str) -> set[int]:
-    """NAL unit types present in an Annex B buffer (looks at start codes only)."""
-    types: set[int] = set()
-    i = data.find(b"\x00\x00\x01")
-    while i >= 0 and i + 3 < len(data):
-        head = data[i + 3]
-        types.add((head >> 1) & 0x3F if codec == "hevc" else head & 0x1F)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    return types
-
-
-def parameter_set_bytes(data: bytes, codec: str) -> bytes:
-    """The VPS/SPS/PPS NAL units of an Annex B buffer, concatenated (the stream's identity)."""
-    wanted = _PARAMETER_SETS[codec]
-    starts = []
-    i = data.find(b"\x00\x00\x01")
-    while i >= 0:
-        starts.append(i + 3)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    out = []
-    for n, begin in enumerate(starts):
-        if begin >= len(data):
-            break
-        head = data[begin]
-        kind = (head >> 1) & 0x3F if codec == "hevc" else head & 0x1F
-        if kind in wanted:
-            stop = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-            out.append(data[begin:stop].rstrip(b"\x00"))
-    return b"|".join(out)
-
-
 class _Templates:
     """Template streams by parameter sets: probing a keyframe costs a decode (~20 ms at
     1080p), so it is done once per camera stream configuration, not once per segment."""
@@ -95,10 +63,11 @@ class _Templates:
     @contextmanager
     def get(self, keyframe: bytes, codec: str, parameter_sets: bytes) -> Iterator[av.VideoStream]:
         data = keyframe
-        if parameter_sets and _SPS_TYPE[codec] not in nal_types(keyframe, codec):
+        if parameter_sets and sps_type(codec) not in nal_types(codec, keyframe):
             # The camera sent its parameter sets only out of band (SDP): put them in front.
             data = parameter_sets + keyframe
-        key = (codec, parameter_set_bytes(data, codec))
+        # The parameter sets are the stream's identity.
+        key = (codec, b"|".join(parameter_set_units(codec, data)))
         with self._lock:
             container = self._items.get(key) if key[1] else None
             if container is None:
@@ -123,13 +92,12 @@ def codec_facts(hub: Any, first: AccessUnit) -> tuple[str, bytes]:
     """(codec, Annex B parameter sets from the SDP) of the stream ``first`` came from."""
     info = getattr(hub, "info", None)
     extradata = bytes(info.extradata) if info is not None and info.extradata else b""
-    if not extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+    if not is_annexb(extradata):
         extradata = b""  # avcC/hvcC form: the keyframes carry their own parameter sets
     if info is not None and info.codec:
         return info.codec, extradata
-    # No facts yet: an H.265 VPS/SPS NAL header (40 01 / 42 01) after a start code.
-    hevc = b"\x00\x00\x01\x40\x01" in first.data or b"\x00\x00\x01\x42\x01" in first.data
-    return ("hevc" if hevc else "h264"), extradata
+    # No facts yet: the keyframe's parameter sets tell.
+    return sniff_codec(first.data) or "h264", extradata
 
 
 @dataclass

@@ -22,10 +22,10 @@ from collections import Counter
 from typing import Any
 
 from gateway.config import RelaySettings
+from gateway.media.access_unit import StreamInfo
 from gateway.relay import whep
 from gateway.relay.model import CameraNotFound, CameraUnavailable
 from gateway.streams.hub import Hub, fresh_keyframe
-from gateway.streams.packet import StreamInfo
 
 log = logging.getLogger(__name__)
 

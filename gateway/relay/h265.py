@@ -24,39 +24,21 @@ import av
 from aiortc.codecs.base import Encoder
 from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
 
+from gateway.media.annexb import iter_nals
+from gateway.media.h265 import NAL_HEADER_SIZE, is_irap, nal_type
+from gateway.media.params import ParameterSets
+
 PACKET_MAX = 1300  # as aiortc's H.264: room for SRTP, header extensions and TURN
-NAL_HEADER_SIZE = 2
 FU_HEADER_SIZE = 1
 LENGTH_SIZE = 2
 TYPE_AP = 48
 TYPE_FU = 49
 TYPE_PACI = 50
-VPS, SPS, PPS, AUD = 32, 33, 34, 35
-PARAMETER_SETS = (VPS, SPS, PPS)
-
-
-def nal_type(nal: bytes) -> int:
-    return (nal[0] >> 1) & 0x3F
-
-
-def is_irap(nal: bytes) -> bool:
-    return 16 <= nal_type(nal) <= 23
 
 
 def split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B byte string, start codes (3 or 4 bytes) removed."""
-    nals: list[bytes] = []
-    i = data.find(b"\x00\x00\x01")
-    while i >= 0:
-        start = i + 3
-        j = data.find(b"\x00\x00\x01", start)
-        nal = data[start:] if j < 0 else data[start:j]
-        if j >= 0:
-            nal = nal.rstrip(b"\x00")  # the zero of the next 4-byte start code
-        if len(nal) >= NAL_HEADER_SIZE:
-            nals.append(nal)
-        i = j
-    return nals
+    """NAL units of an Annex B byte string that have at least a whole header."""
+    return [nal for nal in iter_nals(data) if len(nal) >= NAL_HEADER_SIZE]
 
 
 def _ap_header(nals: list[bytes]) -> bytes:
@@ -159,8 +141,12 @@ class H265Encoder(Encoder):
 
     def __init__(self, max_size: int = PACKET_MAX) -> None:
         self.max_size = max_size
-        self.parameter_sets: dict[int, bytes] = {}
-        self.sets_inserted = 0
+        self.params = ParameterSets("hevc")
+
+    @property
+    def sets_inserted(self) -> int:
+        """Keyframes that arrived without parameter sets and got the last ones seen."""
+        return self.params.inserted
 
     def encode(
         self, frame: av.frame.Frame, force_keyframe: bool = False
@@ -175,22 +161,5 @@ class H265Encoder(Encoder):
 
     def with_parameter_sets(self, nals: list[bytes]) -> list[bytes]:
         """``nals`` with the last known VPS/SPS/PPS before an IRAP picture lacking them."""
-        present = set()
-        for nal in nals:
-            kind = nal_type(nal)
-            if kind in PARAMETER_SETS:
-                self.parameter_sets[kind] = nal
-                present.add(kind)
-        missing = [
-            self.parameter_sets[k]
-            for k in PARAMETER_SETS
-            if k not in present and k in self.parameter_sets
-        ]
-        if not missing or not any(is_irap(n) for n in nals):
-            return nals
-        return self._insert(nals, missing)
-
-    def _insert(self, nals: list[bytes], sets: list[bytes]) -> list[bytes]:
-        self.sets_inserted += 1
-        at = 1 if nals and nal_type(nals[0]) == AUD else 0  # the delimiter stays first
-        return [*nals[:at], *sets, *nals[at:]]
+        irap = any(is_irap(nal_type(nal)) for nal in nals)
+        return self.params.fix_nals(nals, irap)

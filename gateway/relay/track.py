@@ -25,8 +25,8 @@ from fractions import Fraction
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from gateway.media.access_unit import AccessUnit
 from gateway.streams.hub import Hub, HubClosed, Subscription
-from gateway.streams.packet import AccessUnit
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ negotiate it for this answer only.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +28,15 @@ from aiortc import codecs as aiortc_codecs
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
+# relay/sessions.py asks for these through this module (its rewrite is under way elsewhere).
+from gateway.media.h264 import profile_level_id as profile_level_id_from_annexb  # noqa: F401
+from gateway.media.h265 import profile_idc as h265_profile_from_annexb  # noqa: F401
 from gateway.relay import codecs, dtls
 from gateway.relay.ice import host_addresses
 
 log = logging.getLogger(__name__)
 
 H264_PM1_DEFAULT = "42e01f"  # constrained baseline 3.1: every WebRTC stack offers it
-_START_CODE = re.compile(rb"\x00\x00\x01")
 
 
 class OfferError(ValueError):
@@ -53,15 +54,6 @@ def _h264_profile(plid: str) -> aiortc_sdp.H264Profile | None:
         return aiortc_sdp.parse_h264_profile_level_id(plid)[0]
     except (ValueError, TypeError):
         return None
-
-
-def profile_level_id_from_annexb(data: bytes) -> str | None:
-    """``profile-level-id`` (6 hex digits) from the first SPS in Annex B ``data``."""
-    for match in _START_CODE.finditer(data):
-        start = match.end()
-        if start + 4 <= len(data) and data[start] & 0x1F == 7:
-            return data[start + 1 : start + 4].hex()
-    return None
 
 
 def strip_mdns_candidates(sdp_text: str) -> str:
@@ -121,17 +113,6 @@ def offered_h265(desc: aiortc_sdp.SessionDescription) -> list[dict[str, Any]]:
     if video is None:
         return []
     return [dict(c.parameters) for c in video.rtp.codecs if c.mimeType.lower() == "video/h265"]
-
-
-def h265_profile_from_annexb(data: bytes) -> int | None:
-    """``general_profile_idc`` of the first H.265 SPS in ``data`` (1 Main, 2 Main 10)."""
-    for match in _START_CODE.finditer(data):
-        start = match.end()
-        # header (2 bytes), then vps id / max sub-layers / nesting (1 byte), then
-        # profile_space(2) tier(1) profile_idc(5); too early for emulation prevention.
-        if start + 4 <= len(data) and (data[start] >> 1) & 0x3F == 33:
-            return data[start + 3] & 0x1F
-    return None
 
 
 def choose_h265(offered: list[dict[str, Any]], source_profile: int | None) -> dict[str, Any]:

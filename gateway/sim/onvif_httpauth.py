@@ -15,15 +15,13 @@ import os
 import re
 import time
 
+from gateway.digest import response as digest_response
+
 REALM = "gateway-sim"
 NONCE_LIFETIME_S = 300.0
 _SLACK_S = 1.0  # the wall clock may step back a little between issue and answer
 _KEY = os.urandom(32)
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def _nonce(now: float | None = None) -> str:
@@ -76,19 +74,22 @@ def check(
     params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
     if params.get("algorithm", "MD5").upper() != "MD5" or not _nonce_ok(params.get("nonce", "")):
         return False
-    ha1 = _md5(f"{username}:{params.get('realm', '')}:{password}")
-    ha2 = _md5(f"{method}:{params.get('uri', '')}")
-    if params.get("qop"):
-        if params["qop"] != "auth":
-            return False
-        material = ":".join(
-            (ha1, params["nonce"], params.get("nc", ""), params.get("cnonce", ""), "auth", ha2)
-        )
-    else:
-        material = f"{ha1}:{params['nonce']}:{ha2}"
+    if params.get("qop") and params["qop"] != "auth":
+        return False
+    want = digest_response(
+        username=username,
+        realm=params.get("realm", ""),
+        password=password,
+        method=method,
+        uri=params.get("uri", ""),
+        nonce=params["nonce"],
+        qop=params.get("qop") or None,
+        nc=params.get("nc", ""),
+        cnonce=params.get("cnonce", ""),
+    )
     return (
         _same(params.get("username", ""), username)
-        & _same(params.get("response", ""), _md5(material))
+        & _same(params.get("response", ""), want)
         & (params.get("realm") == REALM)
     )
 

@@ -11,6 +11,7 @@ import base64
 import secrets
 import struct
 
+from gateway.media import h264, h265
 from gateway.sim.camera import SimProfile
 
 MAX_PAYLOAD = 1400  # keeps UDP datagrams under a 1500-byte MTU
@@ -53,24 +54,6 @@ def sdp(address: str, title: str, profile: SimProfile, sets: list[bytes]) -> str
     return "\r\n".join(lines) + "\r\n"
 
 
-def split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B byte stream, start codes removed."""
-    nals: list[bytes] = []
-    i = data.find(b"\x00\x00\x01")
-    while i >= 0:
-        start = i + 3
-        j = data.find(b"\x00\x00\x01", start)
-        end = len(data) if j < 0 else j
-        # a 4-byte start code leaves one zero at the end of the previous unit
-        nal = data[start:end]
-        if j >= 0 and nal.endswith(b"\x00"):
-            nal = nal.rstrip(b"\x00")
-        if nal:
-            nals.append(nal)
-        i = j
-    return nals
-
-
 def h264_payloads(nals: list[bytes], max_payload: int = MAX_PAYLOAD) -> list[bytes]:
     """RFC 6184 packetization-mode 1: single NAL unit packets and FU-A fragments."""
     out: list[bytes] = []
@@ -79,7 +62,7 @@ def h264_payloads(nals: list[bytes], max_payload: int = MAX_PAYLOAD) -> list[byt
             out.append(nal)
             continue
         indicator = (nal[0] & 0xE0) | 28
-        nal_type = nal[0] & 0x1F
+        nal_type = h264.nal_type(nal)
         body = nal[1:]
         step = max_payload - 2
         for off in range(0, len(body), step):
@@ -96,7 +79,7 @@ def h265_payloads(nals: list[bytes], max_payload: int = MAX_PAYLOAD) -> list[byt
         if len(nal) <= max_payload:
             out.append(nal)
             continue
-        nal_type = (nal[0] >> 1) & 0x3F
+        nal_type = h265.nal_type(nal)
         head = bytes(((nal[0] & 0x81) | (49 << 1), nal[1]))
         body = nal[2:]
         step = max_payload - 3

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
+
+from gateway.digest import response as digest_response
 
 REALM = "GatewaySim"
 
@@ -30,9 +31,14 @@ def verify(
         return _same(user, username.encode()) & _same(pw, password.encode())
     if mode == "digest" and authorization[:7].lower() == "digest ":
         f = _params(authorization[7:])
-        ha1 = _md5(f"{username}:{REALM}:{password}")
-        ha2 = _md5(f"{method}:{f.get('uri', '')}")
-        want = _md5(f"{ha1}:{nonce}:{ha2}")
+        want = digest_response(
+            username=username,
+            realm=REALM,
+            password=password,
+            method=method,
+            uri=f.get("uri", ""),
+            nonce=nonce,
+        )
         return (
             _same(f.get("username", "").encode(), username.encode())
             & _same(f.get("nonce", "").encode(), nonce.encode())
@@ -62,7 +68,3 @@ def _params(text: str) -> dict[str, str]:
         key, _, value = item.strip().partition("=")
         out[key.strip().lower()] = value.strip().strip('"')
     return out
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()  # RTSP Digest is MD5 by definition

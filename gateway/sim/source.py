@@ -20,10 +20,12 @@ import av
 import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
+from gateway.media.annexb import iter_nals
+from gateway.media.avcodec import video_context
+from gateway.media.nal import first_parameter_sets
 from gateway.sim.camera import SimCamera, SimProfile
-from gateway.sim.rtp import h264_payloads, h265_payloads, jpeg_payloads, split_annexb
+from gateway.sim.rtp import h264_payloads, h265_payloads, jpeg_payloads
 from gateway.sim.scene import MOTION_BAND, Scene, picture_fault
-from gateway.streams.avcodec import video_context
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ class ProfileEncoder:
         frame = self._frame(time.time(), 0)
         packets = list(ctx.encode(frame)) + list(ctx.encode(None))
         for pkt in packets:
-            sets = _parameter_sets(split_annexb(bytes(pkt)), self.profile.encoding)
+            sets = _parameter_sets(list(iter_nals(bytes(pkt))), self.profile.encoding)
             if sets:
                 return sets
         raise RuntimeError(f"{self.camera.id}: encoder gave no parameter sets")
@@ -242,7 +244,7 @@ class ProfileEncoder:
             nals: list[bytes] = []
             payloads = jpeg_payloads(data, self.profile.width, self.profile.height)
         else:
-            nals = split_annexb(data)
+            nals = list(iter_nals(data))
             if self._param_sets is None:
                 self._param_sets = _parameter_sets(nals, encoding) or None
             payloads = h264_payloads(nals) if encoding == "H264" else h265_payloads(nals)
@@ -262,22 +264,7 @@ class ProfileEncoder:
 
 def _parameter_sets(nals: list[bytes], encoding: str) -> list[bytes]:
     """The VPS/SPS/PPS among ``nals``, in order, or [] when one is missing."""
-    want: dict[int, bytes | None]
-    if encoding == "H264":
-        want = {7: None, 8: None}
-        for nal in nals:
-            t = nal[0] & 0x1F
-            if t in want and want[t] is None:
-                want[t] = nal
-    else:
-        want = {32: None, 33: None, 34: None}
-        for nal in nals:
-            t = (nal[0] >> 1) & 0x3F
-            if t in want and want[t] is None:
-                want[t] = nal
-    if any(v is None for v in want.values()):
-        return []
-    return [v for v in want.values() if v is not None]
+    return first_parameter_sets("h264" if encoding == "H264" else "hevc", nals)
 
 
 __all__ = ["MOTION_BAND", "EncodedUnit", "ProfileEncoder", "Scene", "make_codec_context"]

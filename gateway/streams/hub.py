@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from gateway.streams.packet import AccessUnit, StreamInfo
+from gateway.media.access_unit import AccessUnit, StreamInfo
 
 # Bytes one subscriber may have queued (besides its count bound): a 4K camera's GOPs
 # at 240 units can be hundreds of MB. Beyond it the subscriber sheds like a slow one.

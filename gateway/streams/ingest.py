@@ -32,12 +32,12 @@ import av
 
 from gateway.config import StreamSettings
 from gateway.logs import redact
+from gateway.media.access_unit import AccessUnit, StreamInfo
+from gateway.media.assembler import AccessUnitAssembler, Unit
+from gateway.media.reorder import ReorderDetector
 from gateway.streams import sockets
-from gateway.streams.assembler import AccessUnitAssembler, Unit
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.reach import backoff
-from gateway.streams.reorder import ReorderDetector
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, STOPPED, StreamSource
 
 log = logging.getLogger(__name__)

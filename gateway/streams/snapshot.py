@@ -13,17 +13,17 @@ import inspect
 import logging
 import time
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 import httpx
 
 from gateway.aio import within
 from gateway.logs import redact
-from gateway.streams.avcodec import video_context
+from gateway.media.access_unit import AccessUnit, StreamInfo
+from gateway.media.avcodec import video_context
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
-from gateway.streams.packet import AccessUnit, StreamInfo
+from gateway.urls import strip_credentials
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,11 @@ async def _from_hub(manager: StreamManager, camera_id: str, profile: str) -> byt
 
 async def fetch_snapshot_uri(uri: str, timeout: float) -> bytes:
     """GET a camera's snapshot URI; credentials in the URL go to Basic or Digest auth."""
-    parts = urlsplit(uri)
     auth_pair = None
-    if parts.username is not None:
-        auth_pair = (unquote(parts.username), unquote(parts.password or ""))
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        uri = urlunsplit(parts._replace(netloc=netloc))
+    clean, username, password = strip_credentials(uri)
+    if clean != uri:
+        auth_pair = (username or "", password or "")
+        uri = clean
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
         r = await client.get(uri)
         if r.status_code == 401 and auth_pair is not None:

@@ -30,10 +30,10 @@ import av
 from av.video.frame import PictureType
 
 from gateway.config import RelaySettings
-from gateway.streams.avcodec import video_context
+from gateway.media.access_unit import AccessUnit, StreamInfo
+from gateway.media.avcodec import video_context
+from gateway.media.params import ParameterSets
 from gateway.streams.hub import Hub, HubClosed
-from gateway.streams.nal import ParameterSets
-from gateway.streams.packet import AccessUnit, StreamInfo
 from gateway.streams.source import CONNECTING, OFFLINE, ONLINE, STOPPED, StreamSource
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections import Counter
@@ -29,10 +28,12 @@ from typing import Any
 from gateway.gb28181.media_api import MediaError, MediaRequest, MediaSession
 from gateway.gb28181.ps.mux import STREAM_TYPES, PsMuxer
 from gateway.gb28181.ps.rtp import DEFAULT_MTU, RtpPacketizer, RtpSink, SinkError, open_sink
+from gateway.media.access_unit import AccessUnit
+from gateway.media.nal import sniff_codec
+from gateway.media.params import ParameterSets
 from gateway.streams.hub import Hub, HubClosed, Subscription, fresh_keyframe
 from gateway.streams.manager import Lease, StreamManager
-from gateway.streams.nal import ParameterSets, split_annexb
-from gateway.streams.packet import AccessUnit
+from gateway.urls import is_ip
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +203,10 @@ class PsMediaBackend:
         elif r.transport not in TRANSPORTS:
             problem = f"unsupported media transport {r.transport!r}"
         elif r.transport != "tcp-listen" and not (
-            _is_ip(r.remote_host) and 0 < r.remote_port < 65536
+            is_ip(r.remote_host) and 0 < r.remote_port < 65536
         ):
             problem = f"bad media address {r.remote_host!r}:{r.remote_port} (an IP and a port)"
-        elif not _is_ip(r.local_host) or (r.remote_host and not _is_ip(r.remote_host)):
+        elif not is_ip(r.local_host) or (r.remote_host and not is_ip(r.remote_host)):
             # IP literals only: no name lookups on the media path (SDP c= lines carry IPs).
             problem = f"bad media address {r.local_host!r} / {r.remote_host!r}"
         elif not 0 <= r.ssrc <= 0xFFFFFFFF:
@@ -368,14 +369,6 @@ def build(gw: Any) -> PsMediaBackend | None:
     return None if streams is None else PsMediaBackend(streams)
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _with_data(au: AccessUnit, data: bytes) -> AccessUnit:
     return au if data is au.data else replace(au, data=data)
 
@@ -384,9 +377,4 @@ def _codec_of(hub: Hub, keyframe: bytes) -> str:
     """The hub's codec, or (no stream info yet) a guess from the keyframe's NAL units."""
     if hub.info is not None and hub.info.codec:
         return hub.info.codec
-    for nal in split_annexb(keyframe):
-        if (nal[0] >> 1) & 0x3F in (32, 33, 34):  # H.265 VPS/SPS/PPS
-            return "hevc"
-        if nal[0] & 0x1F in (7, 8):  # H.264 SPS/PPS
-            return "h264"
-    return "h264"
+    return sniff_codec(keyframe) or "h264"

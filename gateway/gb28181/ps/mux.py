@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from gateway.streams.packet import AccessUnit
+from gateway.media.access_unit import AccessUnit
 
 STREAM_TYPES = {"h264": 0x1B, "hevc": 0x24}  # H.222.0 table 2-34; GB/T 28181 annex C
 VIDEO_STREAM_ID = 0xE0

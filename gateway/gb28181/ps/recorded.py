@@ -26,7 +26,9 @@ import av
 from gateway.gb28181.media_api import MediaRequest
 from gateway.gb28181.ps.mux import CLOCK_HZ, STREAM_TYPES, PsMuxer
 from gateway.gb28181.ps.rtp import DEFAULT_MTU, RtpPacketizer, RtpSink, SinkError
-from gateway.streams.nal import ParameterSets, avcc_to_annexb, is_annexb, looks_avcc
+from gateway.media.annexb import avcc_to_annexb, is_annexb, looks_avcc
+from gateway.media.nal import length_size
+from gateway.media.params import ParameterSets
 
 log = logging.getLogger(__name__)
 BATCH = 8  # units read per trip to the reader thread
@@ -55,14 +57,6 @@ def codec_of(files: list[tuple[Source, float, float]]) -> str:
         except (OSError, av.FFmpegError):
             continue
     return ""
-
-
-def _length_size(codec: str, extradata: bytes) -> int:
-    if codec == "h264" and len(extradata) > 4 and extradata[0] == 1:
-        return (extradata[4] & 3) + 1
-    if codec == "hevc" and len(extradata) > 21 and extradata[0] == 1:
-        return (extradata[21] & 3) + 1
-    return 4
 
 
 class _Cursor:
@@ -135,7 +129,7 @@ def _file_units(path: Path, seg_start: float) -> Generator[Unit, None, None]:
         codec = str(ist.codec_context.name)
         extradata = bytes(ist.codec_context.extradata or b"")
         params = ParameterSets(codec, extradata)
-        size = _length_size(codec, extradata)
+        size = length_size(codec, extradata)
         base: int | None = None
         try:
             for packet in inp.demux(ist):

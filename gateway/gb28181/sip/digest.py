@@ -3,14 +3,10 @@ with ``qop=auth`` or without qop. The password is only ever an argument here."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
+from gateway.digest import response as digest_response
 from gateway.gb28181.sip.message import SipParseError
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def parse_challenge(value: str) -> dict[str, str]:
@@ -59,8 +55,14 @@ def authorization(
 ) -> str:
     """The Authorization header value answering ``challenge``."""
     realm, nonce = challenge["realm"], challenge["nonce"]
-    ha1 = _md5(f"{username}:{realm}:{password}")
-    ha2 = _md5(f"{method}:{uri}")
+    facts = {
+        "username": username,
+        "realm": realm,
+        "password": password,
+        "method": method,
+        "uri": uri,
+        "nonce": nonce,
+    }
     qops = [q.strip().lower() for q in challenge.get("qop", "").split(",") if q.strip()]
     parts = [
         f'username="{username}"',
@@ -71,12 +73,12 @@ def authorization(
     if "auth" in qops:
         cnonce = cnonce or secrets.token_hex(8)
         nc_text = f"{nc:08x}"
-        response = _md5(f"{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")
+        response = digest_response(**facts, qop="auth", nc=nc_text, cnonce=cnonce)
         parts += [f'response="{response}"', "qop=auth", f"nc={nc_text}", f'cnonce="{cnonce}"']
     elif qops:
         raise SipParseError(f"unsupported qop {challenge['qop'][:20]!r} (only auth)")
     else:
-        response = _md5(f"{ha1}:{nonce}:{ha2}")
+        response = digest_response(**facts)
         parts.append(f'response="{response}"')
     parts.append("algorithm=MD5")
     if "opaque" in challenge:

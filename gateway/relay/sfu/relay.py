@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import RelaySettings, SfuSettings
+from gateway.media import h264
 from gateway.relay import whep
 from gateway.relay.model import IceRestartUnsupported, RelayError, Session
 from gateway.relay.sessions import Relay
@@ -176,7 +177,7 @@ class SfuRelay:
                 lease = None
                 return await self.direct.open(camera_id, offer_sdp, variant=variant, caller=caller)
             try:
-                viewer = sdp.viewer_offer(offer_sdp, whep.profile_level_id_from_annexb(first))
+                viewer = sdp.viewer_offer(offer_sdp, h264.profile_level_id(first))
             except sdp.SdpError as err:
                 raise whep.OfferError(str(err)) from None
             viewer.prefer({pt for cam, pt in backend.mountpoints if cam == camera_id})

@@ -23,16 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.streams.nal import (
-    ParameterSets,
-    avcc_to_annexb,
-    is_annexb,
-    is_irap,
-    is_vcl,
-    looks_avcc,
-    nal_type,
-    split_annexb,
-)
+from gateway.media.annexb import avcc_to_annexb, is_annexb, looks_avcc, split_annexb
+from gateway.media.nal import is_irap, is_vcl, nal_type
+from gateway.media.params import ParameterSets
 
 # Parameter sets and SEI before one picture: a few KB in practice.
 MAX_PREFIX_BYTES = 1024 * 1024

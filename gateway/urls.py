@@ -1,4 +1,4 @@
-"""URL helpers: patch unroutable hosts, insert and strip credentials."""
+"""URL helpers: rewrite a URL's host, insert and strip credentials (the one place for them)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import ipaddress
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal (not a DNS name)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -24,16 +25,24 @@ def fix_host(url: str, host: str) -> str:
     try:
         parts = urlsplit(url)
         url_host = parts.hostname or ""
-        port = parts.port
+        _ = parts.port  # raises ValueError on a bad port
     except ValueError:
         return url
-    if not url_host or url_host == host or not _is_ip(url_host):
+    if not url_host or url_host == host or not is_ip(url_host):
         return url
+    return with_host(url, host)
+
+
+def with_host(url: str, host: str, *, keep_userinfo: bool = True) -> str:
+    """``url`` with its host replaced by ``host`` (an IPv6 literal gets brackets); the port,
+    path, query and (unless ``keep_userinfo`` is false) credentials stay. ValueError on a
+    URL whose port does not parse."""
+    parts = urlsplit(url)
     netloc = f"[{host}]" if ":" in host else host
-    if port:
-        netloc = f"{netloc}:{port}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
     userinfo = parts.netloc.rpartition("@")[0]
-    if userinfo:
+    if userinfo and keep_userinfo:
         netloc = f"{userinfo}@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
