@@ -14,6 +14,7 @@ import time
 from gateway.config import StreamSettings
 from gateway.streams.hub import Hub
 from gateway.streams.ingest import RtspSource
+from gateway.streams.sockets import tcp_table
 from tests.rtsp_support import RtspTestServer, make_clip, until
 
 STREAMS = 8
@@ -34,14 +35,7 @@ def _established_to(port: int) -> int:
     calling thread, while the camera side leaves ESTABLISHED only when its softirq has
     run the FIN, which a loaded machine defers (CI once saw it a moment late).
     """
-    count = 0
-    with open("/proc/self/net/tcp", encoding="ascii") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if int(fields[2].split(":")[1], 16) == port and fields[3] == "01":
-                count += 1
-    return count
+    return sum(1 for _, remote, state in tcp_table().values() if remote == port and state == 1)
 
 
 async def _round(server: RtspTestServer, n: int) -> None:

@@ -189,8 +189,8 @@ def test_the_city_reads_the_village_map_two_hops_down(ui_system: UiSystem) -> No
     assert pins[f"{node}/{VILLAGE_CAM}"]["name"] == "小学门口"
 
     def online() -> bool:  # a fresh system: the camera's state climbs two hops first
-        doc = city.get("/api/v1/maps", params={"node": node}).json()
-        return {p["camera"]: p["status"] for p in doc["pins"]}[f"{node}/{VILLAGE_CAM}"] == "online"
+        now = city.get("/api/v1/maps", params={"node": node}).json()
+        return {p["camera"]: p["status"] for p in now["pins"]}[f"{node}/{VILLAGE_CAM}"] == "online"
 
     wait_for(online, 30, "the village camera online on the city's map", every=0.3)
     img = city.get(doc["image_url"])
