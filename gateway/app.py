@@ -9,11 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from gateway.audit import Audit
+from gateway.auth.service import AuthService
+from gateway.cameras.camera_events import build as build_camera_events
+from gateway.cameras.rediscovery import create as build_discovery
+from gateway.cameras.registry import create as build_registry
+from gateway.cascade.part import build as build_cascade
 from gateway.config import Settings
+from gateway.diagnosis.service import build as build_diagnosis
 from gateway.events.bus import EventBus
+from gateway.events.linkage import build as build_linkage
+from gateway.events.mqtt import build as build_mqtt
+from gateway.export.service import build as build_export
+from gateway.gb28181.part import build as build_gb28181
+from gateway.gb28181.ps.backend import build as build_ps_backend
+from gateway.looplag import LoopLag
+from gateway.maps.service import build as build_maps
+from gateway.motion.service import build as build_motion
+from gateway.plans.service import build as build_plans
+from gateway.recorder.service import create as build_recorder
+from gateway.relay.sessions import build as build_relay
+from gateway.relay.sfu.relay import build as build_sfu
+from gateway.relay.sfu.whip import build as build_whip_out
+from gateway.reports.service import build as build_reports
 from gateway.store.db import Database
+from gateway.streams.manager import build as build_streams
+from gateway.tours import Tours
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +44,9 @@ log = logging.getLogger(__name__)
 class Part(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+
+
+P = TypeVar("P", bound="Part | None")
 
 
 class StartupFailed(RuntimeError):
@@ -52,17 +78,43 @@ class Gateway:
         return self.settings.cascade.id
 
     def _build(self) -> None:
-        """Create the parts. Each part's module is imported here, never the reverse."""
-        for name, factory in _factories():
-            try:
-                part = factory(self)
-            except Exception:
-                log.exception("could not build part %s", name)
-                raise
-            if part is not None:
-                self.parts[name] = part
-                self.states[name] = "built"
-                setattr(self, name, part)
+        """Create the parts in start order (stopped in reverse), each handed its neighbours.
+
+        A part that configuration turns off is ``None``; its neighbours' types say so.
+        """
+        s = self.settings
+        self.looplag = self.add("looplag", LoopLag())  # first: it watches the shared loop
+        self.auth = self.add("auth", AuthService(self.db, s.auth))
+        self.audit = self.add("audit", Audit(self.db, s.audit))  # before relay and plans
+        self.registry = self.add("registry", build_registry(self))  # before streams
+        self.streams = self.add("streams", build_streams(self))
+        self.relay = self.add("relay", build_relay(self))  # leases hubs per viewer
+        self.sfu = self.add("sfu", build_sfu(self))  # only with relay.sfu
+        self.whip_out = self.add("whip_out", build_whip_out(self))  # only with relay.whip_out
+        self.diagnosis = self.add("diagnosis", build_diagnosis(self))  # before motion
+        self.motion = self.add("motion", build_motion(self))  # leases sub-streams
+        self.camera_events = self.add("camera_events", build_camera_events(self))
+        self.recorder = self.add("recorder", build_recorder(self))  # before linkage
+        self.reports = self.add("reports", build_reports(self))  # reads the recorder's index
+        self.plans = self.add("plans", build_plans(self))  # before linkage, which launches them
+        self.linkage = self.add("linkage", build_linkage(self))
+        self.tours = self.add("tours", Tours(self.db))
+        self.maps = self.add("maps", build_maps(self))
+        self.cascade = self.add("cascade", build_cascade(self))  # registers a resolver
+        self.export = self.add("export", build_export(self))  # reads through recorder, cascade
+        self.discovery = self.add("discovery", build_discovery(self))  # marks cameras seen
+        self.gb28181_media = self.add(
+            "gb28181_media", build_ps_backend(self) if s.gb28181 else None
+        )
+        self.gb28181 = self.add("gb28181", build_gb28181(self))  # after cascade: its tree
+        self.mqtt = self.add("mqtt", build_mqtt(self))  # last: it only listens to the bus
+
+    def add(self, name: str, part: P) -> P:
+        """Register a built part (or None, for a part that is off) for start and stop."""
+        if part is not None:
+            self.parts[name] = part
+            self.states[name] = "built"
+        return part
 
     def part(self, name: str) -> Any:
         return self.parts.get(name)
@@ -104,61 +156,3 @@ class Gateway:
             except Exception:
                 self.states[name] = "failed"
                 log.exception("stopping %s failed", name)
-
-
-def _factories() -> list[tuple[str, Any]]:
-    """(name, factory(gateway) -> part | None) in start order (stopped in reverse).
-
-    Imported here, not at the top, so that parts import this module and never the
-    reverse. A factory returns None when configuration turns its part off.
-    """
-    from gateway.audit import build as build_audit
-    from gateway.auth.service import build as build_auth
-    from gateway.cameras.camera_events import build as build_camera_events
-    from gateway.cameras.rediscovery import create as build_discovery
-    from gateway.cameras.registry import create as build_registry
-    from gateway.cascade.part import build as build_cascade
-    from gateway.diagnosis.service import build as build_diagnosis
-    from gateway.events.linkage import build as build_linkage
-    from gateway.events.mqtt import build as build_mqtt
-    from gateway.export.service import build as build_export
-    from gateway.gb28181.part import build as build_gb28181
-    from gateway.gb28181.ps.backend import build as build_ps_backend
-    from gateway.looplag import build as build_looplag
-    from gateway.maps.service import build as build_maps
-    from gateway.motion.service import build as build_motion
-    from gateway.plans.service import build as build_plans
-    from gateway.recorder.service import create as build_recorder
-    from gateway.relay.sessions import build as build_relay
-    from gateway.relay.sfu.relay import build as build_sfu
-    from gateway.relay.sfu.whip import build as build_whip_out
-    from gateway.reports.service import build as build_reports
-    from gateway.streams.manager import build as build_streams
-    from gateway.tours import build as build_tours
-
-    return [
-        ("looplag", build_looplag),  # first: it watches the loop the others share
-        ("auth", build_auth),
-        ("audit", build_audit),  # before the parts that record into it (relay, plans)
-        ("registry", build_registry),  # before streams: they read its URLs
-        ("streams", build_streams),
-        ("relay", build_relay),  # leases hubs per viewer
-        ("sfu", build_sfu),  # only with relay.sfu: viewers through Janus, the relay as fallback
-        ("whip_out", build_whip_out),  # only with relay.whip_out: cameras published over WHIP
-        ("diagnosis", build_diagnosis),  # before motion: taps its workers' frames
-        ("motion", build_motion),  # leases each camera's sub-stream
-        ("camera_events", build_camera_events),  # the cameras' own ONVIF alarms (PullPoint)
-        ("recorder", build_recorder),  # before linkage, which asks it to record
-        ("reports", build_reports),  # reads the recorder's index and the status events
-        ("plans", build_plans),  # before linkage, whose rules may launch plans
-        ("linkage", build_linkage),
-        ("tours", build_tours),  # kept here, run by the operators' pages
-        ("maps", build_maps),  # e-maps (电子地图); the cascade answers its children's with it
-        ("cascade", build_cascade),  # registers a resolver with streams
-        ("export", build_export),  # after recorder and cascade: reads footage through both
-        ("discovery", build_discovery),  # after registry: marks cameras seen
-        # PS/RTP sender for GB/T 28181 platforms, only with gb28181 configured
-        ("gb28181_media", lambda gw: build_ps_backend(gw) if gw.settings.gb28181 else None),
-        ("gb28181", build_gb28181),  # after cascade: its catalog is the merged tree
-        ("mqtt", build_mqtt),  # last: it only listens to the bus
-    ]

@@ -149,8 +149,11 @@ def test_gateway_run_exits_non_zero_with_the_reason_when_a_part_fails(tmp_path: 
         import sys
         import gateway.app as app
         from tests.test_health import _Boom
-        real = app._factories
-        app._factories = lambda: [*real(), ("boom", lambda gw: _Boom())]
+        real = app.Gateway._build
+        def _build(self):
+            real(self)
+            self.add("boom", _Boom())
+        app.Gateway._build = _build
         from gateway.cli import main
         sys.exit(main(["run", "--config", {str(cfg)!r}]))
         """
