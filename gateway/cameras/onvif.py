@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
@@ -37,6 +36,10 @@ from gateway.cameras.errors import OnvifError as OnvifError
 from gateway.cameras.errors import UnreachableError as UnreachableError
 from gateway.cameras.guard import guard_transport
 from gateway.cameras.media2 import TR2, Media2
+from gateway.cameras.profiles import DeviceInfo as DeviceInfo
+from gateway.cameras.profiles import ProbeResult as ProbeResult
+from gateway.cameras.profiles import Profile as Profile
+from gateway.cameras.profiles import from_media1
 from gateway.cameras.snapshot import DEFAULT_TIMEOUT
 from gateway.cameras.snapshot import fetch_snapshot as fetch_snapshot
 from gateway.cameras.soap import SoapClient
@@ -49,45 +52,6 @@ from gateway.urls import with_credentials as with_credentials
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-@dataclass
-class DeviceInfo:
-    manufacturer: str = ""
-    model: str = ""
-    firmware: str = ""
-    serial: str = ""
-    hardware_id: str = ""
-    clock_offset_s: float | None = None
-
-
-@dataclass
-class Profile:
-    """One media profile: a stream the camera offers."""
-
-    token: str
-    name: str = ""
-    encoding: str = ""
-    width: int = 0
-    height: int = 0
-    fps: float | None = None
-    gop: int | None = None
-    bitrate_kbps: int | None = None
-    stream_uri: str = ""
-    ptz: bool = False
-    service: str = "media"  # where it was read: "media" (ver10) or "media2" (ver20)
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class ProbeResult:
-    device: DeviceInfo
-    profiles: list[Profile] = field(default_factory=list)
-    snapshot_uri: str | None = None
-    ptz: bool = False
-    services: dict[str, str] = field(default_factory=dict)  # namespace → XAddr
 
 
 class _Camera(onvif.ONVIFCamera):
@@ -280,7 +244,7 @@ class OnvifClient:
         raw = await self._call("GetProfiles", media.GetProfiles)
         out = []
         for p in raw or []:
-            profile = _profile(p)
+            profile = from_media1(p)
             if profile is not None:
                 out.append(profile)
         return out
@@ -440,32 +404,3 @@ class OnvifClient:
         ptz = await self._ptz()
         request = {"ProfileToken": token, "PresetToken": preset}
         await self._call("RemovePreset", lambda: ptz.RemovePreset(request))
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for name in path:
-        if obj is None:
-            return None
-        obj = getattr(obj, name, None)
-    return obj
-
-
-def _profile(p: Any) -> Profile | None:
-    token = getattr(p, "token", None)
-    encoder = getattr(p, "VideoEncoderConfiguration", None)
-    if not token or encoder is None:
-        return None  # audio-only or metadata profiles: not a video stream
-    fps = _get(encoder, "RateControl", "FrameRateLimit")
-    bitrate = _get(encoder, "RateControl", "BitrateLimit")
-    gop = _get(encoder, "H264", "GovLength") or _get(encoder, "MPEG4", "GovLength")
-    return Profile(
-        token=str(token)[:64],
-        name=str(getattr(p, "Name", "") or "")[:128],
-        encoding=str(getattr(encoder, "Encoding", "") or "")[:16],
-        width=int(_get(encoder, "Resolution", "Width") or 0),
-        height=int(_get(encoder, "Resolution", "Height") or 0),
-        fps=float(fps) if fps else None,
-        gop=int(gop) if gop else None,
-        bitrate_kbps=int(bitrate) if bitrate else None,
-        ptz=getattr(p, "PTZConfiguration", None) is not None,
-    )
