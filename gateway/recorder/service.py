@@ -25,7 +25,7 @@ from gateway.recorder.playback import Clip, ClipCache
 from gateway.recorder.policy import Policy, policy_from
 from gateway.recorder.recovery import recover
 from gateway.recorder.retention import Retention, disk_state
-from gateway.recorder.worker import CameraRecorder
+from gateway.recorder.worker import CameraRecorder, Surroundings
 from gateway.store import events as event_store
 from gateway.store import recordings as store
 from gateway.streams.manager import Lease, StreamManager
@@ -73,6 +73,17 @@ class Recorder:
             over_limit=self.retention.over_limit,
         )
         self.retention.add_reclaimer(self.clips.reclaim)
+        # What the camera threads get of the recorder, and nothing more.
+        self._around = Surroundings(
+            index=self.index,
+            retention=self.retention,
+            acquire=self._acquire,
+            release=self._release,
+            publish=self._publish_status,
+            finished=self._worker_finished,
+            continuous_days=self.settings.retention.continuous_days,
+            stall_timeout_s=self.settings.streams.stall_timeout_s,
+        )
         self.workers: dict[str, CameraRecorder] = {}
         self.recovered: dict[str, int] = {}
         self._lock = threading.RLock()
@@ -148,7 +159,7 @@ class Recorder:
     def _spawn(
         self, camera: str, policy: Policy, transient: bool = False, until: float = 0.0
     ) -> CameraRecorder:
-        worker = CameraRecorder(self, camera, policy, transient=transient)
+        worker = CameraRecorder(self._around, camera, policy, transient=transient)
         if until:
             # Before start: a transient thread that finds nothing to do ends at once.
             worker.trigger(None, time.time(), until, post_s=0.0)
@@ -157,18 +168,18 @@ class Recorder:
         log.info("camera %s: recording %s (%s stream)", camera, policy.mode, policy.stream)
         return worker
 
-    def worker_finished(self, worker: CameraRecorder) -> None:
+    def _worker_finished(self, worker: CameraRecorder) -> None:
         with self._lock:
             if self.workers.get(worker.camera) is worker:
                 del self.workers[worker.camera]
 
     # -- streams (called from worker threads) ------------------------------------------
-    def acquire(self, camera: str, profile: str) -> Lease:
+    def _acquire(self, camera: str, profile: str) -> Lease:
         if self.streams is None:
             raise RuntimeError("no stream manager")
         return self.streams.acquire(camera, profile, consumer="recorder")
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         try:
             lease.release()
         except Exception as err:
@@ -185,10 +196,7 @@ class Recorder:
         end = event.end.timestamp() if event.end else None
         worker.trigger(event.id, event.start.timestamp(), end)
 
-    def mark_event(self, camera: str, start: float, end: float) -> None:
-        store.mark_event(self.core.db, camera, start, end)
-
-    def publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None:
+    def _publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None:
         try:
             self.core.bus.publish(
                 Event(camera=camera, type=type_, source=self.core.path, data=data)
