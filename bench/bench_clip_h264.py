@@ -45,9 +45,8 @@ def record(data: Path, seconds: int, size: tuple[int, int]) -> tuple[Recorder, f
     db = Database(data / "gateway.db")
     gw = SimpleNamespace(
         settings=settings, data_dir=data, db=db, bus=EventBus(db), loop=None, path="gw",
-        part=lambda name: None,
     )  # fmt: skip
-    rec = Recorder(gw)
+    rec = Recorder(gw, registry=None, streams=None)
     t0 = round(time.time()) - 3600
     aus = encode_aus(seconds * 25, gop=25, codec="hevc", size=size)
     path = segment_path(rec.root, "cam-01", t0)

@@ -152,9 +152,8 @@ def run_ours(src: Path, out: Path, paced: bool = False) -> tuple[float, int]:
     hub = Hub("cam/main")
     gw = SimpleNamespace(
         settings=settings, data_dir=out, db=db, bus=EventBus(db), loop=None, path="bench",
-        part={"streams": _Streams(hub)}.get,
     )  # fmt: skip
-    rec = Recorder(gw)
+    rec = Recorder(gw, registry=None, streams=_Streams(hub))
     import asyncio
 
     start_cpu = cpu_self()

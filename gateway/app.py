@@ -29,7 +29,7 @@ from gateway.looplag import LoopLag
 from gateway.maps.service import build as build_maps
 from gateway.motion.service import build as build_motion
 from gateway.plans.service import build as build_plans
-from gateway.recorder.service import create as build_recorder
+from gateway.recorder.service import Recorder
 from gateway.relay.sessions import build as build_relay
 from gateway.relay.sfu.relay import build as build_sfu
 from gateway.relay.sfu.whip import build as build_whip_out
@@ -94,7 +94,9 @@ class Gateway:
         self.diagnosis = self.add("diagnosis", build_diagnosis(self))  # before motion
         self.motion = self.add("motion", build_motion(self))  # leases sub-streams
         self.camera_events = self.add("camera_events", build_camera_events(self))
-        self.recorder = self.add("recorder", build_recorder(self))  # before linkage
+        self.recorder = self.add(
+            "recorder", Recorder(self, registry=self.registry, streams=self.streams)
+        )  # before linkage
         self.reports = self.add("reports", build_reports(self))  # reads the recorder's index
         self.plans = self.add("plans", build_plans(self))  # before linkage, which launches them
         self.linkage = self.add("linkage", build_linkage(self))

@@ -34,9 +34,8 @@ def make_recorder(data: Path, codec: str, segments: int = 4) -> SimpleNamespace:
     db = Database(data / "gateway.db")
     gw = SimpleNamespace(
         settings=settings, data_dir=data, db=db, bus=EventBus(db), loop=None, path="gw",
-        part=lambda name: None,
     )  # fmt: skip
-    rec = Recorder(gw)
+    rec = Recorder(gw, registry=None, streams=None)
     t0 = round(time.time()) - 3600
     aus = encode_aus(100, gop=25, codec=codec)
     for i in range(segments):

@@ -60,7 +60,7 @@ def _recorded(tmp_path: Path, codec: str) -> tuple[Any, float]:
         loop=None,
         path="gw",
     )
-    rec = Recorder(gw)
+    rec = Recorder(gw, registry=None, streams=None)
     gw.part = lambda name: rec if name == "recorder" else None
     t0 = float(round(time.time()) - 3600)
     aus = encode_aus(100, gop=25, codec=codec)

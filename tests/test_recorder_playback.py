@@ -44,9 +44,10 @@ def recorded(tmp_path: Path):
         bus=EventBus(db),
         loop=None,
         path="gw",
-        part=lambda name: rec if name == "recorder" else None,
+        part=lambda name: rec if name == "recorder" else None,  # until the API reads gw.recorder
     )
-    rec = Recorder(gw)
+    rec = Recorder(gw, registry=None, streams=None)
+    gw.recorder = rec
     t0 = round(time.time()) - 3600
     aus = encode_aus(100, gop=GOP)
     for start in (t0, t0 + 4, t0 + 12):

@@ -15,12 +15,11 @@ from pathlib import Path
 from gateway.config import parse_settings
 from gateway.recorder.index import RecordingIndex, segment_path
 from gateway.recorder.retention import Retention
-from gateway.recorder.service import Recorder
 from gateway.store import recordings as store
 from gateway.store.db import Database
 from gateway.streams.hub import Hub
 from tests.recorder_media import HubFeeder
-from tests.test_recorder_service import make_gateway, wait_for
+from tests.test_recorder_service import make_gateway, make_recorder, wait_for
 
 FAIL_GAPS = (
     "CREATE TRIGGER fail_gaps BEFORE INSERT ON rec_gaps"
@@ -41,7 +40,7 @@ async def test_a_gap_the_database_refuses_is_stored_later_and_leaves_nothing_ope
     hub = Hub("cam-01/main")
     gw.streams.hubs[("cam-01", "main")] = hub
     feeder = HubFeeder(hub).start()
-    rec = Recorder(gw)
+    rec = make_recorder(gw)
     await rec.start()
     try:
         closed = lambda: [  # noqa: E731

@@ -31,8 +31,6 @@ def make_gateway(tmp_path: Path, cameras: list[dict], **recording) -> SimpleName
         }
     )
     db = Database(tmp_path / "gateway.db")
-    streams = HubStreams()
-    parts = {"streams": streams}
     return SimpleNamespace(
         settings=settings,
         data_dir=tmp_path,
@@ -40,9 +38,13 @@ def make_gateway(tmp_path: Path, cameras: list[dict], **recording) -> SimpleName
         bus=EventBus(db),
         loop=None,
         path="gw",
-        streams=streams,
-        part=parts.get,
+        streams=HubStreams(),
     )
+
+
+def make_recorder(gw: SimpleNamespace) -> Recorder:
+    """The recorder on ``gw``'s hubs, its cameras from the config (no registry)."""
+    return Recorder(gw, registry=None, streams=gw.streams)
 
 
 async def wait_for(predicate, timeout: float = 20.0) -> None:
@@ -62,7 +64,7 @@ async def test_continuous_recording_with_a_dropout_leaves_one_explicit_gap(
     hub = Hub("cam-01/main")
     gw.streams.hubs[("cam-01", "main")] = hub
     feeder = HubFeeder(hub).start()
-    rec = Recorder(gw)
+    rec = make_recorder(gw)
     await rec.start()
     try:
         await asyncio.sleep(5)
@@ -110,7 +112,7 @@ async def test_event_mode_records_pre_and_post_roll_around_an_event(tmp_path: Pa
     hub = Hub("cam-01/main")
     gw.streams.hubs[("cam-01", "main")] = hub
     feeder = HubFeeder(hub, gop=12).start()
-    rec = Recorder(gw)
+    rec = make_recorder(gw)
     await rec.start()
     try:
         await asyncio.sleep(3)
@@ -144,7 +146,7 @@ async def test_record_for_records_a_camera_that_is_not_recorded_and_stops(tmp_pa
     hub = Hub("cam-02/main")
     gw.streams.hubs[("cam-02", "main")] = hub
     feeder = HubFeeder(hub).start()
-    rec = Recorder(gw)
+    rec = make_recorder(gw)
     await rec.start()
     try:
         assert rec.workers == {}
@@ -167,7 +169,7 @@ async def test_both_mode_flags_continuous_segments_around_an_event(tmp_path: Pat
     hub = Hub("cam-01/main")
     gw.streams.hubs[("cam-01", "main")] = hub
     feeder = HubFeeder(hub).start()
-    rec = Recorder(gw)
+    rec = make_recorder(gw)
     await rec.start()
     try:
         await asyncio.sleep(4.5)
@@ -192,7 +194,7 @@ async def test_hevc_camera_is_recorded_as_hvc1_without_transcoding(tmp_path: Pat
     hub = Hub("cam-05/main")
     gw.streams.hubs[("cam-05", "main")] = hub
     feeder = HubFeeder(hub, codec="hevc").start()
-    rec = Recorder(gw)
+    rec = make_recorder(gw)
     await rec.start()
     try:
         await asyncio.sleep(5)

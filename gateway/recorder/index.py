@@ -143,6 +143,10 @@ class RecordingIndex:
         log.info("camera %s: gap of %.1f s recorded (%s)", camera, end - start, reason)
         return gap_id
 
+    def mark_event(self, camera: str, start: float, end: float) -> None:
+        """Flag the camera's segments overlapping [start, end] as event footage."""
+        store.mark_event(self.db, camera, start, end)
+
     def end_gap(self, gap_id: int, end: float) -> None:
         store.update_gap_end(self.db, gap_id, end)
 

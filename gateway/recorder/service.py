@@ -3,7 +3,7 @@
 Policies come from the camera registry (``camera.recording``) when there is one,
 else from the config (``cameras[*].recording``, default ``recording``). Each recorded
 camera gets a :class:`~gateway.recorder.worker.CameraRecorder` thread consuming the
-camera's hub through ``gw.streams``. Events on the bus for a camera hand a trigger to
+camera's hub through the stream manager. Events on the bus for a camera hand a trigger to
 its thread (pre-roll, post-roll); ``record_for`` is the linkage entry point.
 """
 
@@ -17,15 +17,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.cameras.registry import Registry
+from gateway.core import Core
 from gateway.events.model import Event
 from gateway.recorder.index import RecordingIndex
 from gateway.recorder.playback import Clip, ClipCache
 from gateway.recorder.policy import Policy, policy_from
 from gateway.recorder.recovery import recover
 from gateway.recorder.retention import Retention, disk_state
-from gateway.recorder.worker import CameraRecorder
+from gateway.recorder.worker import CameraRecorder, Surroundings
 from gateway.store import events as event_store
 from gateway.store import recordings as store
+from gateway.streams.manager import Lease, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +48,42 @@ def is_trigger(event: Event) -> bool:
 
 
 class Recorder:
-    """Continuous and event recording for every camera whose policy asks for it."""
+    """Continuous and event recording for every camera whose policy asks for it.
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.settings = gw.settings
-        self.root: Path = Path(gw.data_dir) / "recordings"
+    ``registry``: where the cameras and their policies come from; None takes them from
+    the config. ``streams``: where the cameras' hubs come from; None only for a recorder
+    that serves playback of what is on disk (its camera threads wait for a stream).
+    """
+
+    def __init__(
+        self, core: Core, *, registry: Registry | None, streams: StreamManager | None
+    ) -> None:
+        self.core = core
+        self.registry = registry
+        self.streams = streams
+        self.settings = core.settings
+        self.root: Path = Path(core.data_dir) / "recordings"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.index = RecordingIndex(gw.db, self.root)
-        self.retention = Retention(self.index, gw.settings.retention)
+        self.index = RecordingIndex(core.db, self.root)
+        self.retention = Retention(self.index, core.settings.retention)
         self.clips = ClipCache(
             self.index,
-            Path(gw.data_dir) / "clips",
-            max_bytes=int(gw.settings.retention.clip_cache_mb * 1024 * 1024),
+            Path(core.data_dir) / "clips",
+            max_bytes=int(core.settings.retention.clip_cache_mb * 1024 * 1024),
             over_limit=self.retention.over_limit,
         )
         self.retention.add_reclaimer(self.clips.reclaim)
+        # What the camera threads get of the recorder, and nothing more.
+        self._around = Surroundings(
+            index=self.index,
+            retention=self.retention,
+            acquire=self._acquire,
+            release=self._release,
+            publish=self._publish_status,
+            finished=self._worker_finished,
+            continuous_days=self.settings.retention.continuous_days,
+            stall_timeout_s=self.settings.streams.stall_timeout_s,
+        )
         self.workers: dict[str, CameraRecorder] = {}
         self.recovered: dict[str, int] = {}
         self._lock = threading.RLock()
@@ -73,10 +96,9 @@ class Recorder:
         self.recovered = await asyncio.to_thread(recover, self.index)
         if any(self.recovered.values()):
             log.info("recordings recovered after an unclean stop: %s", self.recovered)
-        self.gw.bus.add_listener(self._on_event)
-        registry = self.gw.part("registry")
-        if registry is not None and hasattr(registry, "on_change"):
-            registry.on_change(lambda _camera: self.reconcile())
+        self.core.bus.add_listener(self._on_event)
+        if self.registry is not None:
+            self.registry.on_change(lambda _camera: self.reconcile())
         self._started = True
         self.reconcile()
         self._retention_thread = threading.Thread(
@@ -86,7 +108,7 @@ class Recorder:
 
     async def stop(self) -> None:
         self._stopping.set()
-        self.gw.bus.remove_listener(self._on_event)
+        self.core.bus.remove_listener(self._on_event)
         with self._lock:
             workers = list(self.workers.values())
             self.workers.clear()
@@ -102,18 +124,19 @@ class Recorder:
     def policies(self) -> dict[str, Policy]:
         """Camera id → recording policy, for the cameras that record."""
         out: dict[str, Policy] = {}
-        registry = self.gw.part("registry")
-        if registry is not None:
-            for cam in registry.list():
-                if not getattr(cam, "enabled", True):
+        if self.registry is not None:
+            for cam in self.registry.list():
+                if not cam.enabled:
                     continue
-                policy = policy_from(getattr(cam, "recording", None) or self.settings.recording)
+                policy = policy_from(cam.recording)  # the camera's own, or the defaults
                 if policy:
                     out[cam.id] = policy
             return out
-        for cam in self.settings.cameras:
-            if cam.enabled and (policy := policy_from(self.settings.camera_recording(cam))):
-                out[cam.id] = policy
+        for configured in self.settings.cameras:
+            if not configured.enabled:
+                continue
+            if policy := policy_from(self.settings.camera_recording(configured)):
+                out[configured.id] = policy
         return out
 
     def reconcile(self) -> None:
@@ -136,7 +159,7 @@ class Recorder:
     def _spawn(
         self, camera: str, policy: Policy, transient: bool = False, until: float = 0.0
     ) -> CameraRecorder:
-        worker = CameraRecorder(self, camera, policy, transient=transient)
+        worker = CameraRecorder(self._around, camera, policy, transient=transient)
         if until:
             # Before start: a transient thread that finds nothing to do ends at once.
             worker.trigger(None, time.time(), until, post_s=0.0)
@@ -145,19 +168,18 @@ class Recorder:
         log.info("camera %s: recording %s (%s stream)", camera, policy.mode, policy.stream)
         return worker
 
-    def worker_finished(self, worker: CameraRecorder) -> None:
+    def _worker_finished(self, worker: CameraRecorder) -> None:
         with self._lock:
             if self.workers.get(worker.camera) is worker:
                 del self.workers[worker.camera]
 
     # -- streams (called from worker threads) ------------------------------------------
-    def acquire(self, camera: str, profile: str) -> Any:
-        streams = self.gw.part("streams")
-        if streams is None:
+    def _acquire(self, camera: str, profile: str) -> Lease:
+        if self.streams is None:
             raise RuntimeError("no stream manager")
-        return streams.acquire(camera, profile, consumer="recorder")
+        return self.streams.acquire(camera, profile, consumer="recorder")
 
-    def release(self, lease: Any) -> None:
+    def _release(self, lease: Lease) -> None:
         try:
             lease.release()
         except Exception as err:
@@ -174,12 +196,11 @@ class Recorder:
         end = event.end.timestamp() if event.end else None
         worker.trigger(event.id, event.start.timestamp(), end)
 
-    def mark_event(self, camera: str, start: float, end: float) -> None:
-        store.mark_event(self.gw.db, camera, start, end)
-
-    def publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None:
+    def _publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None:
         try:
-            self.gw.bus.publish(Event(camera=camera, type=type_, source=self.gw.path, data=data))
+            self.core.bus.publish(
+                Event(camera=camera, type=type_, source=self.core.path, data=data)
+            )
         except Exception as err:  # the database may sit on the full disk too
             log.warning("camera %s: could not publish %s: %s", camera, type_, err)
 
@@ -215,7 +236,7 @@ class Recorder:
         Raises KeyError when the event does not exist.
         """
         if event_id is not None:
-            event = event_store.get(self.gw.db, event_id)
+            event = event_store.get(self.core.db, event_id)
             if event is None:
                 raise KeyError(event_id)
             policy = self.policies().get(event.camera) or policy_from(self.settings.recording)
@@ -224,13 +245,13 @@ class Recorder:
             start = event.start.timestamp() - pre
             end = (event.end or event.start).timestamp() + post
             if locked:
-                store.add_lock(self.gw.db, event.camera, start, end, event_id)
+                store.add_lock(self.core.db, event.camera, start, end, event_id)
             else:
-                store.remove_event_locks(self.gw.db, event_id)
-            ids = [s["id"] for s in store.segments(self.gw.db, event.camera, start, end)]
+                store.remove_event_locks(self.core.db, event_id)
+            ids = [s["id"] for s in store.segments(self.core.db, event.camera, start, end)]
             return {"event_id": event_id, "camera": event.camera, "locked": locked, "segments": ids}
         ids = [int(i) for i in segment_ids or []]
-        store.set_locked(self.gw.db, ids, locked)
+        store.set_locked(self.core.db, ids, locked)
         return {"locked": locked, "segments": ids}
 
     # -- playback -----------------------------------------------------------------------
@@ -306,7 +327,7 @@ class Recorder:
         return {
             "cameras": cams,
             "disk": disk_info,
-            "index": store.usage(self.gw.db),
+            "index": store.usage(self.core.db),
             "evicted": self.retention.evicted,
             "evicted_bytes": self.retention.evicted_bytes,
             "recovered": self.recovered,
@@ -350,8 +371,3 @@ def _join_all(threads: list[threading.Thread | None]) -> None:
     for thread in threads:
         if thread is not None and thread.is_alive():
             thread.join(10)
-
-
-def create(gw: Any) -> Recorder:
-    """Factory for ``gateway.app._factories()``."""
-    return Recorder(gw)

@@ -1,27 +1,28 @@
-"""One camera's recording thread: hub subscription → segments, gaps, pre-roll, disk full.
+"""One camera's recording thread: hub subscription → segments, with pre-roll and post-roll.
 
 The thread owns everything about the camera's recording (writer, ring, timers), so
 nothing here needs a lock except the hand-off queue that events and ``record_for``
-feed (:meth:`CameraRecorder.trigger`).
-
-Times: each access unit gets a wall-clock time from its media time plus the smallest
-arrival delay seen in its run (see :meth:`CameraRecorder._wall`). Consecutive
-segments of one run therefore join exactly, and a gap appears only where the stream
-really broke: epoch change (camera reconnect), stall, a jump in timestamps (dropped
-GOPs), a full disk or a gateway restart.
+feed (:meth:`CameraRecorder.trigger`). Its other concerns live next door: the wall
+clock (:mod:`~gateway.recorder.clock`), the holes between runs
+(:mod:`~gateway.recorder.gaps`), a full disk (:mod:`~gateway.recorder.diskguard`) and
+its error count (:mod:`~gateway.recorder.faults`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from gateway.config import Settings
 from gateway.media.access_unit import AccessUnit
+from gateway.recorder.clock import StreamClock
+from gateway.recorder.diskguard import DiskGuard
+from gateway.recorder.faults import Faults
+from gateway.recorder.gaps import Gaps
 from gateway.recorder.index import RecordingIndex, segment_path
 from gateway.recorder.policy import Policy
 from gateway.recorder.recovery import probe, trim_to_fragments
@@ -29,32 +30,24 @@ from gateway.recorder.retention import Retention
 from gateway.recorder.triggers import GopRing, Triggers
 from gateway.recorder.triggers import media_time as _media
 from gateway.recorder.writer import SegmentWriter, UnsupportedCodec, codec_facts, is_disk_full
-from gateway.streams.hub import HubClosed
-
-
-class Recorder(Protocol):
-    """What a camera's worker needs of the recorder (gateway.recorder.service.Recorder)."""
-
-    settings: Settings
-    root: Path
-    index: RecordingIndex
-    retention: Retention
-
-    def acquire(self, camera: str, profile: str) -> Any: ...
-
-    def release(self, lease: Any) -> None: ...
-
-    def mark_event(self, camera: str, start: float, end: float) -> None: ...
-
-    def publish_status(self, camera: str, type_: str, data: dict[str, Any]) -> None: ...
-
-    def worker_finished(self, worker: CameraRecorder) -> None: ...
-
+from gateway.streams.hub import Hub, HubClosed, Subscription
+from gateway.streams.manager import Lease
 
 log = logging.getLogger(__name__)
 
-OFFSET_LEAK = 1e-3  # s per s: far above any camera clock drift, far below a delay burst
-CLOCK_STEP_S = 10.0
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What every camera thread of one recorder is given (by ``service.Recorder``)."""
+
+    index: RecordingIndex
+    retention: Retention
+    acquire: Callable[[str, str], Lease]  # (camera, profile): a lease on the camera's hub
+    release: Callable[[Lease], None]
+    publish: Callable[[str, str, dict[str, Any]], None]  # (camera, type, data): a status event
+    finished: Callable[[CameraRecorder], None]  # a transient thread ended on its own
+    continuous_days: float  # how far back a hole since the last recording may reach
+    stall_timeout_s: float
 
 
 @dataclass
@@ -75,36 +68,28 @@ class CameraRecorder(threading.Thread):
     """Records one camera according to its :class:`Policy` until :meth:`stop`."""
 
     def __init__(
-        self, recorder: Recorder, camera: str, policy: Policy, *, transient: bool = False
+        self, around: Surroundings, camera: str, policy: Policy, *, transient: bool = False
     ) -> None:
         super().__init__(name=f"recorder:{camera}", daemon=True)
-        self.rec = recorder
+        self.around = around
+        self.index = around.index
         self.camera = camera
         self.policy = policy
         self.transient = transient  # started by record_for for a camera not recorded
         self.state = "starting"
-        self.last_error = ""
         self.segments_written = 0
         self.bytes_written = 0
-        self.errors = 0
         self.dropped = 0
+        self._faults = Faults(camera)
+        self._clock = StreamClock(camera)
+        self._gaps = Gaps(around.index, camera)
+        self._disk = DiskGuard(camera, policy.segment_s, around.retention, self._faults)
         self._halt = threading.Event()
         self._triggers = Triggers()
         self._seg: _Open | None = None
         self._ring = GopRing()
-        self._epoch: int | None = None
-        self._offset: float | None = None  # wall clock minus media time, this run
-        self._offset_media = 0.0
-        self._last_media: float | None = None
-        self._interval = 0.04
         self._last_arrival = 0.0
-        self._run_end: float | None = None  # end of the last segment of a continuous run
-        self._gap_reason = "restart"
-        self._pending_gaps: list[tuple[float, float, str]] = []  # not indexed yet (db error)
-        self._paused_since: float | None = None
-        self._next_space_check = 0.0
-        self._bitrate = 4e6 / 8  # bytes per second, learnt from finished segments
-        self._hub: Any = None
+        self._hub: Hub | None = None
 
     # -- called from other threads ------------------------------------------------
     def trigger(
@@ -116,6 +101,14 @@ class CameraRecorder(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+    @property
+    def errors(self) -> int:
+        return self._faults.errors
+
+    @property
+    def last_error(self) -> str:
+        return self._faults.last_error
 
     def status(self) -> dict[str, Any]:
         seg = self._seg
@@ -136,17 +129,17 @@ class CameraRecorder(threading.Thread):
     # -- the thread ---------------------------------------------------------------------
     def run(self) -> None:
         if self.policy.continuous:
-            last = self._safe(lambda: self.rec.index.last_end(self.camera))
-            horizon = time.time() - self.rec.settings.retention.continuous_days * 86400
+            last = self._faults.safe(lambda: self.index.last_end(self.camera))
+            horizon = time.time() - self.around.continuous_days * 86400
             if last and last > horizon:
-                self._run_end = last  # the gateway was down: that time is a gap
+                self._gaps.run_end = last  # the gateway was down: that time is a gap
         backoff = 0.5
         while not self._halt.is_set():
             try:
-                lease = self.rec.acquire(self.camera, self.policy.stream)
+                lease = self.around.acquire(self.camera, self.policy.stream)
             except Exception as err:  # unknown camera, no stream manager yet, ...
                 self.state = "waiting"
-                self.last_error = str(err) or type(err).__name__
+                self._faults.last_error = str(err) or type(err).__name__
                 log.debug("camera %s: cannot acquire stream: %s", self.camera, err)
                 self._halt.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -160,24 +153,23 @@ class CameraRecorder(threading.Thread):
             try:
                 self._consume(sub)
             except Exception as err:
-                self.errors += 1
-                self.last_error = str(err)
+                self._faults.count(err)
                 log.exception("camera %s: recorder failed; restarting", self.camera)
                 self._interrupt("error")
                 self._halt.wait(1.0)
             finally:
                 self.dropped += sub.dropped
                 sub.close()
-                self.rec.release(lease)
+                self.around.release(lease)
             if self.transient and self._done(time.time()):
                 break
         self._interrupt("stopped")
         self.state = "stopped"
         if self.transient:
-            self.rec.worker_finished(self)
+            self.around.finished(self)
 
-    def _consume(self, sub: Any) -> None:
-        stall_s = max(2.0, self.rec.settings.streams.stall_timeout_s)
+    def _consume(self, sub: Subscription) -> None:
+        stall_s = max(2.0, self.around.stall_timeout_s)
         self.state = "recording" if self.policy.continuous else "armed"
         while not self._halt.is_set():
             now = time.time()
@@ -206,21 +198,12 @@ class CameraRecorder(threading.Thread):
     # -- per access unit ----------------------------------------------------------------
     def _on_au(self, au: AccessUnit) -> None:
         media = _media(au)
-        if self._epoch is not None and au.epoch != self._epoch:
-            self._interrupt("camera_offline")
-        elif self._last_media is not None:
-            delta = media - self._last_media
-            if delta < -0.5 or delta > max(2.0, 4 * self._interval):
-                log.info("camera %s: timestamp jump of %.2f s", self.camera, delta)
-                self._interrupt("discontinuity")
-            elif delta > 0:
-                self._interval = 0.9 * self._interval + 0.1 * delta
-        self._epoch = au.epoch
-        self._last_media = media
-        wall = self._wall(au.wallclock, media)
+        if reason := self._clock.break_before(au.epoch, media):
+            self._interrupt(reason)
+        wall = self._clock.place(au.epoch, media, au.wallclock)
         if not self.policy.continuous:
             self._ring.add(au, self.policy.pre_s)
-        if self._paused_since is not None and not self._space_back(wall):
+        if self._disk.paused and not self._resume():
             return
         wanted = self._wanted(wall)
         seg = self._seg
@@ -242,28 +225,11 @@ class CameraRecorder(threading.Thread):
         self._write(au)
         if au.keyframe and wall - seg.last_progress >= 5 and self._seg is seg:
             seg.last_progress = wall
-            self._safe(
-                lambda: self.rec.index.progress(
+            self._faults.safe(
+                lambda: self.index.progress(
                     seg.id, seg.start, seg.writer.duration, seg.writer.result().bytes
                 )
             )
-
-    def _wall(self, arrival: float, media: float) -> float:
-        """Wall-clock time of a unit: media time plus the smallest arrival delay seen.
-
-        Arrival times carry delays (the ingest's probing burst, network jitter); media
-        time does not. The smallest ``arrival - media`` is the truest offset. It leaks
-        upwards slowly so a camera clock running slow is followed, and a step of the
-        wall clock (NTP) re-anchors it.
-        """
-        off = arrival - media
-        if self._offset is None or off - self._offset > CLOCK_STEP_S:
-            self._offset = off
-        else:
-            self._offset += OFFSET_LEAK * max(0.0, media - self._offset_media)
-            self._offset = min(self._offset, off)
-        self._offset_media = media
-        return media + self._offset
 
     def _wanted(self, wall: float) -> bool:
         if self.policy.continuous:
@@ -277,19 +243,17 @@ class CameraRecorder(threading.Thread):
     def _handle_triggers(self, now: float) -> None:
         new = self._triggers.drain(now, self.policy.pre_s, idle=self._seg is None)
         if not self.transient or self.policy.continuous:
-            for window in new:
-                self._safe(lambda w=window: self.rec.mark_event(self.camera, *w))
+            for start, end in new:
+                self._faults.safe(functools.partial(self.index.mark_event, self.camera, start, end))
 
     # -- segments -------------------------------------------------------------------------
     def _open(
         self, first: AccessUnit, start: float, units: list[AccessUnit], joined: bool = False
     ) -> None:
         """Start a segment with ``units``; ``joined`` when it continues the previous one."""
-        rec = self.rec
-        expected = int(self._bitrate * self.policy.segment_s)
-        if rec.retention.over_limit(expected):
-            self._safe(lambda: rec.retention.make_room(expected))
-        path = segment_path(rec.root, self.camera, start)
+        index = self.index
+        self._disk.before_segment()
+        path = segment_path(index.root, self.camera, start)
         kind = "continuous" if self.policy.continuous else "event"
         codec, parameter_sets = codec_facts(self._hub, first)
         try:
@@ -303,10 +267,8 @@ class CameraRecorder(threading.Thread):
             else:
                 self._fail(f"cannot open {path}: {err}")
             return
-        seg_id = self._safe(
-            lambda: rec.index.open_segment(
-                self.camera, self.policy.stream, path, start, codec, kind
-            )
+        seg_id = self._faults.safe(
+            lambda: index.open_segment(self.camera, self.policy.stream, path, start, codec, kind)
         )
         if seg_id is None:
             writer.abort()
@@ -315,16 +277,13 @@ class CameraRecorder(threading.Thread):
         try:
             # A database that fails here must neither lose the hole (it is stored again
             # later) nor leave this segment half-open.
-            gap_id = None
-            if self._run_end is not None and start - self._run_end > 0.5:
-                gap_id = self._store_gap(self._run_end, start, self._gap_reason)
-            self._run_end = None
+            gap_id = self._gaps.close(start)
             self._seg = _Open(writer, seg_id, start, kind, start, _media(first), not joined, gap_id)
         except BaseException:
             # All or nothing: no open file, no 'open' row retention could never evict.
             writer.abort()
             path.unlink(missing_ok=True)
-            self._safe(lambda: rec.index.delete({"id": seg_id, "path": rec.index.rel(path)}))
+            self._faults.safe(lambda: index.delete({"id": seg_id, "path": index.rel(path)}))
             raise
         self.state = "recording"
         for au in units:
@@ -341,8 +300,7 @@ class CameraRecorder(threading.Thread):
             if is_disk_full(err):
                 self._disk_full(err, seg.start)
             else:
-                self.errors += 1
-                self.last_error = str(err)
+                self._faults.count(err)
                 log.warning(
                     "camera %s: write failed (%s); starting a new segment", self.camera, err
                 )
@@ -376,117 +334,66 @@ class CameraRecorder(threading.Thread):
             self._disk_full(full, seg.start)
         if size == 0 or result.frames == 0:
             if self.policy.continuous:
-                self._run_end = seg.start  # nothing of it survived: the gap starts here
-            self._safe(
-                lambda: self.rec.index.delete(
-                    {"id": seg.id, "path": self.rec.index.rel(result.path)}
-                )
+                self._gaps.run_end = seg.start  # nothing of it survived: the gap starts here
+            self._faults.safe(
+                lambda: self.index.delete({"id": seg.id, "path": self.index.rel(result.path)})
             )
             return
-        if seg.first_of_run and self._offset is not None:
+        offset = self._clock.offset
+        if seg.first_of_run and offset is not None:
             # The run's first arrivals came late (probing burst): place it by the
             # smallest delay seen since, which the following segments also use.
-            better = seg.first_media + self._offset
+            better = seg.first_media + offset
             if better < seg.start:
                 seg.start = better
-                if seg.gap_id is not None:
-                    self._safe(lambda: self.rec.index.end_gap(seg.gap_id, better))
-        self._retry_gaps()
-        has_event = self._triggers.overlaps(seg.start, seg.start + duration)
-        self._safe(
-            lambda: self.rec.index.close_segment(
-                seg.id,
-                self.camera,
-                seg.start,
-                duration,
-                size,
-                result.width,
-                result.height,
-                has_event or seg.kind == "event",
+                if (gap_id := seg.gap_id) is not None:
+                    self._faults.safe(lambda: self.index.end_gap(gap_id, better))
+        self._gaps.retry()
+        event = seg.kind == "event" or self._triggers.overlaps(seg.start, seg.start + duration)
+        width, height = result.width, result.height
+        self._faults.safe(
+            lambda: self.index.close_segment(
+                seg.id, self.camera, seg.start, duration, size, width, height, event
             )
         )
         self.segments_written += 1
         self.bytes_written += size
-        if duration > 1:
-            self._bitrate = size / duration
+        self._disk.learn(size, duration)
         if self.policy.continuous:
-            self._run_end = seg.start + duration
+            self._gaps.run_end = seg.start + duration
         log.debug(
-            "camera %s: segment %s closed (%s, %.1f s)",
-            self.camera,
-            result.path,
-            why,
-            duration,
+            "camera %s: segment %s closed (%s, %.1f s)", self.camera, result.path, why, duration
         )
         if not self.policy.continuous:
             self.state = "armed"
 
-    def _store_gap(self, start: float, end: float, reason: str) -> int | None:
-        """Index a hole; one the database refuses is kept and stored later."""
-        gap_id = self.rec.index.gap(self.camera, start, end, reason)
-        if gap_id is None:
-            self._pending_gaps.append((start, end, reason))
-            del self._pending_gaps[:-1000]  # bounded, should the database stay down for days
-        return gap_id
-
-    def _retry_gaps(self) -> None:
-        pending, self._pending_gaps = self._pending_gaps, []
-        for start, end, reason in pending:
-            if self.rec.index.gap(self.camera, start, end, reason) is None:
-                self._pending_gaps.append((start, end, reason))
-
     def _interrupt(self, reason: str) -> None:
         """The stream broke (or we stop): close the segment; the next one starts a gap."""
         self._close(reason)
-        self._gap_reason = reason
-        self._offset = None
-        self._last_media = None
-        self._epoch = None
+        self._gaps.reason = reason
+        self._clock.new_run()
         self._ring.clear()
 
     # -- disk full ------------------------------------------------------------------------
     def _disk_full(self, err: BaseException, at: float) -> None:
         if self._seg is not None:
             self._close("disk full", abort=True)
-        if self._paused_since is None:
-            self._paused_since = at
-            self._gap_reason = "disk_full"
+        if self._disk.pause(err, at):
+            self._gaps.reason = "disk_full"
             self.state = "paused"
-            self.last_error = "disk full / 磁盘满"
-            log.error("camera %s: recordings disk is full (%s); recording paused", self.camera, err)
-            self.rec.publish_status(self.camera, "recording_paused", {"reason": "disk_full"})
-        self._safe(lambda: self.rec.retention.make_room(int(self._bitrate * self.policy.segment_s)))
-        self._next_space_check = time.monotonic() + 2
+            self._faults.last_error = "disk full / 磁盘满"
+            self.around.publish(self.camera, "recording_paused", {"reason": "disk_full"})
+        self._disk.make_room()
 
-    def _space_back(self, wall: float) -> bool:
-        if time.monotonic() < self._next_space_check:
+    def _resume(self) -> bool:
+        """While paused for a full disk: whether recording resumes with this unit."""
+        if not self._disk.space_back():
             return False
-        self._next_space_check = time.monotonic() + 2
-        need = int(self._bitrate * self.policy.segment_s)
-        self._safe(lambda: self.rec.retention.make_room(need))
-        if not self.rec.retention.has_room(need):
-            return False
-        log.info("camera %s: disk space is back; recording resumes", self.camera)
-        self._paused_since = None
-        self._gap_reason = "disk_full"
+        self._gaps.reason = "disk_full"
         self.state = "recording" if self.policy.continuous else "armed"
-        self.rec.publish_status(self.camera, "recording_resumed", {})
+        self.around.publish(self.camera, "recording_resumed", {})
         return True
 
-    # -- helpers --------------------------------------------------------------------------
     def _fail(self, message: str) -> None:
-        self.errors += 1
-        if message != self.last_error:
-            log.error("camera %s: %s", self.camera, message)
-        self.last_error = message
+        self._faults.fail(message)
         self.state = "error"
-
-    def _safe(self, fn: Any) -> Any:
-        """Run an index/retention call; a database error is logged, never fatal here."""
-        try:
-            return fn()
-        except Exception as err:
-            self.errors += 1
-            self.last_error = str(err)
-            log.warning("camera %s: index update failed: %s", self.camera, err)
-            return None
