@@ -15,7 +15,7 @@ from gateway.audit import Audit
 from gateway.auth.service import AuthService
 from gateway.cameras.camera_events import build as build_camera_events
 from gateway.cameras.rediscovery import create as build_discovery
-from gateway.cameras.registry import create as build_registry
+from gateway.cameras.registry import Registry
 from gateway.cascade.part import build as build_cascade
 from gateway.config import Settings
 from gateway.diagnosis.service import build as build_diagnosis
@@ -86,7 +86,7 @@ class Gateway:
         self.looplag = self.add("looplag", LoopLag())  # first: it watches the shared loop
         self.auth = self.add("auth", AuthService(self.db, s.auth))
         self.audit = self.add("audit", Audit(self.db, s.audit))  # before relay and plans
-        self.registry = self.add("registry", build_registry(self))  # before streams
+        self.registry = self.add("registry", Registry(self))  # before streams
         self.streams = self.add("streams", build_streams(self))
         self.relay = self.add("relay", build_relay(self))  # leases hubs per viewer
         self.sfu = self.add("sfu", build_sfu(self))  # only with relay.sfu
