@@ -35,7 +35,7 @@ from gateway.relay.sfu.relay import build as build_sfu
 from gateway.relay.sfu.whip import build as build_whip_out
 from gateway.reports.service import build as build_reports
 from gateway.store.db import Database
-from gateway.streams.manager import build as build_streams
+from gateway.streams.manager import StreamManager
 from gateway.tours import Tours
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Gateway:
         self.auth = self.add("auth", AuthService(self.db, s.auth))
         self.audit = self.add("audit", Audit(self.db, s.audit))  # before relay and plans
         self.registry = self.add("registry", Registry(self))  # before streams
-        self.streams = self.add("streams", build_streams(self))
+        self.streams = self.add("streams", StreamManager(s, registry=self.registry))
         self.relay = self.add("relay", build_relay(self))  # leases hubs per viewer
         self.sfu = self.add("sfu", build_sfu(self))  # only with relay.sfu
         self.whip_out = self.add("whip_out", build_whip_out(self))  # only with relay.whip_out
