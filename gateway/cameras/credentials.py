@@ -19,7 +19,7 @@ def login(cam: Camera, secret: Mapping[str, str]) -> tuple[str | None, str | Non
     return user, secret.get("password")
 
 
-def stream_url(cam: Camera, profile: str, user: str | None, password: str | None) -> str | None:
+def url_with_login(cam: Camera, profile: str, user: str | None, password: str | None) -> str | None:
     """The RTSP URL of ``profile`` ("main" or "sub", falling back to main), with the login."""
     if cam.onvif:
         chosen = cam.profile(profile) or cam.profile("main")

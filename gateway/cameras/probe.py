@@ -29,7 +29,7 @@ class ProbeOutcome:
         return self.status in ("offline", "error")
 
 
-async def probe(
+async def probe_camera(
     cam: Camera, user: str | None, password: str | None, timeout: float
 ) -> ProbeOutcome:
     """Probe an ONVIF camera (``cam.onvif`` set) with a client of its own."""

@@ -16,8 +16,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from gateway.cameras import credentials, onvif
+from gateway.cameras import onvif
 from gateway.cameras.control import OnvifControl
+from gateway.cameras.credentials import login, url_with_login
 from gateway.cameras.model import (
     STATUSES,
     Camera,
@@ -29,7 +30,7 @@ from gateway.cameras.model import (
     now_iso,
     slug,
 )
-from gateway.cameras.probe import probe
+from gateway.cameras.probe import probe_camera
 from gateway.cameras.records import CameraRecords
 from gateway.cameras.recovery import Recovery
 from gateway.cameras.registry_errors import CameraConflict as CameraConflict
@@ -55,7 +56,7 @@ class Registry(OnvifControl):
     """
 
     def __init__(self, core: Core) -> None:
-        self._core = core  # its path, read when an event is published
+        self._core = core  # read for its path when an event is published
         self.records = CameraRecords(core.db, core.bus)
         self.secrets = SecretStore(core.data_dir / "secrets.json")
         self.recovery = Recovery(self.refresh, self.list)
@@ -106,7 +107,7 @@ class Registry(OnvifControl):
         return cam
 
     def credentials(self, camera_id: str) -> tuple[str | None, str | None]:
-        return credentials.login(self._must(camera_id), self.secrets.get(camera_id))
+        return login(self._must(camera_id), self.secrets.get(camera_id))
 
     def stream_url(self, camera_id: str, profile: str = "main") -> str | None:
         """The RTSP URL with credentials inserted (URL-encoded). Never log it.
@@ -117,7 +118,7 @@ class Registry(OnvifControl):
         if cam is None:
             return None
         user, password = self.credentials(camera_id)
-        return credentials.stream_url(cam, profile, user, password)
+        return url_with_login(cam, profile, user, password)
 
     # -- listeners and status ----------------------------------------------
 
@@ -291,7 +292,7 @@ class Registry(OnvifControl):
             return cam
         user, password = self.credentials(camera_id)
         await self._drop_client(camera_id)
-        outcome = await probe(cam, user, password, self.timeout)
+        outcome = await probe_camera(cam, user, password, self.timeout)
         if outcome.result is not None:
             with self._lock:
                 apply_probe(cam, outcome.result)
