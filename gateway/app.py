@@ -15,7 +15,7 @@ from gateway.audit import Audit
 from gateway.auth.service import AuthService
 from gateway.cameras.camera_events import build as build_camera_events
 from gateway.cameras.rediscovery import create as build_discovery
-from gateway.cameras.registry import create as build_registry
+from gateway.cameras.registry import Registry
 from gateway.cascade.part import build as build_cascade
 from gateway.config import Settings
 from gateway.diagnosis.service import build as build_diagnosis
@@ -35,7 +35,7 @@ from gateway.relay.sfu.relay import build as build_sfu
 from gateway.relay.sfu.whip import build as build_whip_out
 from gateway.reports.service import build as build_reports
 from gateway.store.db import Database
-from gateway.streams.manager import build as build_streams
+from gateway.streams.manager import StreamManager
 from gateway.tours import Tours
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ class Gateway:
         self.looplag = self.add("looplag", LoopLag())  # first: it watches the shared loop
         self.auth = self.add("auth", AuthService(self.db, s.auth))
         self.audit = self.add("audit", Audit(self.db, s.audit))  # before relay and plans
-        self.registry = self.add("registry", build_registry(self))  # before streams
-        self.streams = self.add("streams", build_streams(self))
+        self.registry = self.add("registry", Registry(self))  # before streams
+        self.streams = self.add("streams", StreamManager(s, registry=self.registry))
         self.relay = self.add("relay", build_relay(self))  # leases hubs per viewer
         self.sfu = self.add("sfu", build_sfu(self))  # only with relay.sfu
         self.whip_out = self.add("whip_out", build_whip_out(self))  # only with relay.whip_out

@@ -273,7 +273,7 @@ async def test_unreachable_onvif_camera_is_probed_again_until_it_answers(env) ->
     }
     r = await client.post("/api/v1/cameras", json=body)
     assert r.json()["status"] == "offline"
-    gw.registry.recover_interval_s = 0.2
+    gw.registry.recovery.interval_s = 0.2
     await gw.registry.start()
     await device(port=port)
     for _ in range(100):

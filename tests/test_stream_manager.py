@@ -24,7 +24,7 @@ from tests.rtsp_support import RtspTestServer, make_clip, until
 
 
 class Registry:
-    """A stand-in for the camera registry part: the two calls the manager makes."""
+    """A stand-in for the camera registry part: the calls the manager makes."""
 
     def __init__(self, urls: dict[str, str]) -> None:
         self.urls = urls
@@ -38,6 +38,9 @@ class Registry:
 
     def set_status(self, camera_id: str, status: str, reason: str = "") -> None:
         self.status.append((camera_id, status, reason))
+
+    async def snapshot(self, camera_id: str) -> bytes | None:
+        return None  # like a registry camera without an ONVIF snapshot URI
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ async def manager_for(
     settings = Settings(
         streams={"linger_s": linger_s, "open_timeout_s": 3, "read_timeout_s": 3, **streams}
     )
-    mgr = StreamManager(settings, registry=lambda: registry)
+    mgr = StreamManager(settings, registry=registry)
     await mgr.start()
     try:
         yield mgr

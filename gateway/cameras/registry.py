@@ -12,16 +12,13 @@ Thread-safe: ``set_status`` and the readers may be called from ingest threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from gateway.cameras import onvif
 from gateway.cameras.control import OnvifControl
+from gateway.cameras.credentials import login, url_with_login
 from gateway.cameras.model import (
     STATUSES,
     Camera,
@@ -33,122 +30,65 @@ from gateway.cameras.model import (
     now_iso,
     slug,
 )
+from gateway.cameras.probe import probe_camera
+from gateway.cameras.records import CameraRecords
+from gateway.cameras.recovery import Recovery
+from gateway.cameras.registry_errors import CameraConflict as CameraConflict
+from gateway.cameras.registry_errors import CameraNotFound as CameraNotFound
+from gateway.cameras.registry_errors import DuplicateCamera as DuplicateCamera
 from gateway.cameras.secrets import SecretStore
-from gateway.cameras.tls import policy_of
 from gateway.config import CameraConfig
+from gateway.core import Core
 from gateway.events.model import Event
-from gateway.store import cameras as store
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Camera], None]
 
 
-class DuplicateCamera(ValueError):
-    """The camera (same endpoint, host:port, RTSP URL or id) is already registered."""
-
-
-class CameraNotFound(KeyError):
-    """No camera with that id."""
-
-    def __str__(self) -> str:
-        return f"unknown camera {self.args[0]!r}"
-
-
-class CameraConflict(ValueError):
-    """The change is not allowed for this camera (e.g. deleting a config camera)."""
-
-
 class Registry(OnvifControl):
-    """Cameras of this gateway; see the module docstring."""
+    """Cameras of this gateway; see the module docstring.
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.settings = gw.settings
-        self.db = gw.db
-        self.bus = gw.bus
-        self.secrets = SecretStore(gw.data_dir / "secrets.json")
-        self.defaults = (gw.settings.motion, gw.settings.recording)
+    Its concerns live next to it: :mod:`~gateway.cameras.records` (the database and the
+    ordered status writes), :mod:`~gateway.cameras.credentials` (logins and stream URLs),
+    :mod:`~gateway.cameras.probe` (one ONVIF probe) and :mod:`~gateway.cameras.recovery`
+    (probing in the background).
+    """
+
+    def __init__(self, core: Core) -> None:
+        self._core = core  # read for its path when an event is published
+        self.records = CameraRecords(core.db, core.bus)
+        self.secrets = SecretStore(core.data_dir / "secrets.json")
+        self.recovery = Recovery(self.refresh, self.list)
+        self.defaults = (core.settings.motion, core.settings.recording)
         self.timeout = 5.0
         self._lock = threading.RLock()
         self._add_lock = asyncio.Lock()
         self._cams: dict[str, Camera] = {}
         self._listeners: list[Listener] = []
         self._clients: dict[str, onvif.OnvifClient] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._saved_at: dict[str, float] = {}
-        # Status writes come from the ingest on the event loop: one ordered writer thread
-        # takes them (and the events they publish) off the loop.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-db")
-        self._probe_failed: set[str] = set()
-        store.init(self.db)
-        for record in store.load_all(self.db):
-            try:
-                cam = Camera.from_record(record)
-            except (TypeError, ValueError) as err:
-                log.warning("skipping a stored camera record that no longer loads: %s", err)
-                continue
+        for cam in self.records.load():
             cam.defaults = self.defaults
             self._cams[cam.id] = cam
-        for cfg in self.settings.cameras:
+        for cfg in core.settings.cameras:
             self._apply_config(cfg)
 
     # -- lifecycle ---------------------------------------------------------
 
-    # ONVIF cameras that were unreachable or failed are probed again this often.
-    recover_interval_s = 60.0
-
     async def start(self) -> None:
         """Read every ONVIF camera's profiles again, in the background."""
-        cams = [c for c in self.list() if c.onvif and c.enabled]
-        if cams:
-            self._spawn(self._refresh_all([c.id for c in cams]))
-        self._spawn(self._recover())
-
-    async def _recover(self) -> None:
-        """Probe offline/error ONVIF cameras again until they answer.
-
-        Only recovery: a camera is marked offline by whoever saw it fail (the
-        ingest, a probe); an unauthorised one waits for new credentials.
-        """
-        while True:
-            await asyncio.sleep(self.recover_interval_s)
-            # Only cameras our own probe found failing: a camera the ingest marked
-            # offline stays the ingest's business (no flapping between the two).
-            ids = [
-                c.id
-                for c in self.list()
-                if c.id in self._probe_failed and c.enabled and c.status in ("offline", "error")
-            ]
-            if ids:
-                await self._refresh_all(ids)
+        self.recovery.start()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await self.recovery.stop()
         for client in list(self._clients.values()):
             await client.close()
         self._clients.clear()
-        await asyncio.to_thread(self._writer.shutdown, True)  # pending status writes land
-
-    def _spawn(self, coro: Any) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        await self.records.close()  # pending status writes land
 
     async def _refresh_all(self, ids: list[str]) -> None:
-        sem = asyncio.Semaphore(8)
-
-        async def one(camera_id: str) -> None:
-            async with sem:
-                with contextlib.suppress(CameraNotFound):
-                    await self.refresh(camera_id)
-
-        await asyncio.gather(*(one(i) for i in ids))
+        """Probe these cameras, a few at a time (discovery, for the cameras it added)."""
+        await self.recovery.refresh_all(ids)
 
     # -- readers -----------------------------------------------------------
 
@@ -167,10 +107,7 @@ class Registry(OnvifControl):
         return cam
 
     def credentials(self, camera_id: str) -> tuple[str | None, str | None]:
-        cam = self._must(camera_id)
-        secret = self.secrets.get(camera_id)
-        user = secret.get("username") or (cam.onvif or {}).get("username")
-        return user, secret.get("password")
+        return login(self._must(camera_id), self.secrets.get(camera_id))
 
     def stream_url(self, camera_id: str, profile: str = "main") -> str | None:
         """The RTSP URL with credentials inserted (URL-encoded). Never log it.
@@ -181,17 +118,7 @@ class Registry(OnvifControl):
         if cam is None:
             return None
         user, password = self.credentials(camera_id)
-        if cam.onvif:
-            chosen = cam.profile(profile) or cam.profile("main")
-            uri = (chosen or {}).get("stream_uri")
-            if not uri:
-                return None
-            uri = onvif.fix_host(uri, cam.onvif["host"])
-        else:
-            uri = (cam.sub_rtsp_url if profile == "sub" else None) or cam.rtsp_url
-            if not uri:
-                return None
-        return onvif.with_credentials(uri, user, password)
+        return url_with_login(cam, profile, user, password)
 
     # -- listeners and status ----------------------------------------------
 
@@ -202,7 +129,7 @@ class Registry(OnvifControl):
 
     def _changed(self, cam: Camera, save: bool = True) -> None:
         if save:
-            store.upsert(self.db, cam.record())
+            self.records.save(cam)
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -225,14 +152,10 @@ class Registry(OnvifControl):
                 cam.last_seen = now_iso()
         if (status, cam.reason) == (before, before_reason):
             # A repeated report: no listeners, and the database only once a minute.
-            now = time.monotonic()
-            if now - self._saved_at.get(camera_id, 0.0) > 60:
-                self._saved_at[camera_id] = now
-                self._off_loop(store.upsert, self.db, cam.record())
+            self.records.save_status(cam, repeated=True)
             return
-        self._saved_at[camera_id] = time.monotonic()
         self._changed(cam, save=False)
-        self._off_loop(store.upsert, self.db, cam.record())
+        self.records.save_status(cam, repeated=False)
         if status != before and (status == "online" or before == "online"):
             self._publish(cam, "camera_online" if status == "online" else "camera_offline")
         elif status != before and status != "online":
@@ -243,27 +166,14 @@ class Registry(OnvifControl):
         event = Event(
             camera=cam.id,
             type=kind,
-            source=self.gw.path,
+            source=self._core.path,
             data={"status": cam.status, "reason": cam.reason, "name": cam.name},
         )
-        self._off_loop(self.bus.publish, event)  # stores the event: not on the loop
+        self.records.publish(event)  # stores the event: not on the loop
 
     async def flush(self) -> None:
         """Wait until the status writes (and their events) queued so far are done."""
-        with contextlib.suppress(RuntimeError):  # shut down: nothing is queued
-            await asyncio.wrap_future(self._writer.submit(lambda: None))
-
-    def _off_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run a database write in order; in the writer thread when called on the loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            _logged(fn, *args)  # a worker thread already: write here
-            return
-        try:
-            self._writer.submit(_logged, fn, *args)
-        except RuntimeError:  # the writer was shut down (stopping): write here
-            _logged(fn, *args)
+        await self.records.flush()
 
     def mark_seen(self, camera_id: str, seen: bool) -> None:
         """Discovery saw (or missed) this camera in its last sweep."""
@@ -382,39 +292,16 @@ class Registry(OnvifControl):
             return cam
         user, password = self.credentials(camera_id)
         await self._drop_client(camera_id)
-        https, tls = policy_of(cam.onvif)
-        client = onvif.OnvifClient(
-            cam.onvif["host"],
-            cam.onvif["port"],
-            user,
-            password,
-            timeout=self.timeout,
-            label=cam.id,
-            https=https,
-            tls=tls,
-        )
-        try:
-            async with client:
-                result = await client.probe()
-        except onvif.AuthError:
-            self._probe_failed.discard(camera_id)
-            self.set_status(camera_id, "unauthorised", f"authentication failed for {camera_id}")
-            return self._must(camera_id)
-        except onvif.UnreachableError as err:
-            self._probe_failed.add(camera_id)
-            self.set_status(camera_id, "offline", str(err))
-            return self._must(camera_id)
-        except onvif.OnvifError as err:
-            self._probe_failed.add(camera_id)
-            self.set_status(camera_id, "error", str(err))
-            return self._must(camera_id)
-        with self._lock:
-            apply_probe(cam, result)
-            if tls.learned and cam.onvif is not None:  # trust on first use: pinned from now on
-                cam.onvif = {**cam.onvif, "tls_fingerprint": tls.learned}
-                log.info("camera %s: HTTPS certificate pinned, SHA-256 %s", camera_id, tls.learned)
-        self._probe_failed.discard(camera_id)
-        self.set_status(camera_id, "online", "")
+        outcome = await probe_camera(cam, user, password, self.timeout)
+        if outcome.result is not None:
+            with self._lock:
+                apply_probe(cam, outcome.result)
+                pin = outcome.learned_fingerprint
+                if pin and cam.onvif is not None:  # trust on first use: pinned from now on
+                    cam.onvif = {**cam.onvif, "tls_fingerprint": pin}
+                    log.info("camera %s: HTTPS certificate pinned, SHA-256 %s", camera_id, pin)
+        self.recovery.probed(camera_id, failed=outcome.failed)
+        self.set_status(camera_id, outcome.status, outcome.reason)
         return self._must(camera_id)
 
     async def update(self, camera_id: str, patch: CameraPatch) -> Camera:
@@ -487,7 +374,7 @@ class Registry(OnvifControl):
         with self._lock:
             self._cams.pop(camera_id, None)
         await self._drop_client(camera_id)
-        await asyncio.to_thread(store.delete, self.db, camera_id)
+        await self.records.delete(camera_id)
         self.secrets.delete(camera_id)
         log.info("camera %s removed", camera_id)
         cam.status, cam.reason = "offline", "removed"
@@ -500,16 +387,4 @@ class Registry(OnvifControl):
         user, password = apply_config(cam, cfg)
         self.secrets.set(cfg.id, username=user, password=password)
         self._cams[cfg.id] = cam
-        store.upsert(self.db, cam.record())
-
-
-def create(gw: Any) -> Registry:
-    """The part factory for ``gateway.app._factories()``."""
-    return Registry(gw)
-
-
-def _logged(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("camera registry: %s failed", getattr(fn, "__name__", fn))
+        self.records.save(cam)

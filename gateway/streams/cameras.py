@@ -2,21 +2,23 @@
 
 In order: an injected ``url_resolver(camera_id, profile)`` (tests, benchmarks,
 embedding), the camera registry part (``gw.registry``: ``get``, ``stream_url``,
-``set_status``; looked up at each call, so it may come and go), and the static
-``cameras:`` of the configuration. Every registry call is guarded: a missing method
-or a failing registry means "unknown" or "no URL", never a crashed ingest.
+``set_status``; None for a manager running without one), and the static ``cameras:``
+of the configuration. Every registry call is guarded: a failing registry means
+"unknown" or "no URL", never a crashed ingest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import CameraConfig, Settings
+
+if TYPE_CHECKING:  # only for its type: the streams run without the ONVIF stack loaded
+    from gateway.cameras.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +31,19 @@ class CameraLookup:
     def __init__(
         self,
         settings: Settings,
-        registry: Callable[[], Any] | None = None,
+        registry: Registry | None = None,
         url_resolver: UrlResolver | None = None,
     ) -> None:
         self.settings = settings
-        self._registry = registry or (lambda: None)
+        self.registry = registry
         self.url_resolver = url_resolver
-        self._tasks: set[asyncio.Future[Any]] = set()
-
-    def registry(self) -> Any:
-        """The registry part now, or None."""
-        try:
-            return self._registry()
-        except Exception:
-            return None
 
     def static(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.settings.cameras if c.id == camera_id), None)
 
     def knows(self, camera_id: str) -> bool:
         """Whether ``camera_id`` is a local camera (even if its stream is down now)."""
-        registry = self.registry()
+        registry = self.registry
         if registry is not None:
             with contextlib.suppress(Exception):
                 if registry.get(camera_id) is not None:
@@ -68,7 +62,7 @@ class CameraLookup:
         """
         if profile == "main" or "/" in camera_id:
             return profile
-        registry = self.registry()
+        registry = self.registry
         if self.url_resolver is None and registry is not None:
             try:
                 mine = registry.stream_url(camera_id, profile)
@@ -87,10 +81,9 @@ class CameraLookup:
         if self.url_resolver is not None:
             url = self.url_resolver(camera_id, profile)
             return await url if inspect.isawaitable(url) else url
-        registry = self.registry()
-        if registry is not None and hasattr(registry, "stream_url"):
+        registry = self.registry
+        if registry is not None:
             url = registry.stream_url(camera_id, profile)
-            url = await url if inspect.isawaitable(url) else url
             if url:
                 return url
         cam = self.static(camera_id)
@@ -101,14 +94,10 @@ class CameraLookup:
 
     def report(self, camera_id: str, status: str, reason: str) -> None:
         """``registry.set_status`` if there is a registry (called on the event loop)."""
-        registry = self.registry()
-        if registry is None or not hasattr(registry, "set_status"):
+        registry = self.registry
+        if registry is None:
             return
         try:
-            result = registry.set_status(camera_id, status, reason)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            registry.set_status(camera_id, status, reason)
         except Exception:
             log.exception("%s: reporting status %s failed", camera_id, status)

@@ -1,21 +1,19 @@
 """Snapshots: a JPEG from the cached keyframe, the camera's snapshot URI, or the stream.
 
 In order of cost: decode the keyframe a running hub already holds; else fetch the
-camera's ONVIF snapshot through the registry (``await registry.snapshot(id)``, or a
-``registry.snapshot_uri(id)`` fetched here; both optional);
-else start the stream briefly, wait for its first keyframe and decode that.
+camera's ONVIF snapshot through the registry (``await registry.snapshot(id)``, when the
+manager has a registry); else start the stream briefly, wait for its first keyframe and
+decode that.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import av
-import httpx
 
 from gateway.aio import within
 from gateway.logs import redact
@@ -23,11 +21,8 @@ from gateway.media.access_unit import AccessUnit, StreamInfo
 from gateway.media.avcodec import video_context
 from gateway.streams.cameras import CameraLookup
 from gateway.streams.hub import Hub
-from gateway.urls import strip_credentials
 
 log = logging.getLogger(__name__)
-
-MAX_JPEG = 16 * 1024 * 1024
 
 
 class SnapshotUnavailable(LookupError):
@@ -102,54 +97,16 @@ async def _from_hub(manager: StreamManager, camera_id: str, profile: str) -> byt
     return None
 
 
-async def fetch_snapshot_uri(uri: str, timeout: float) -> bytes:
-    """GET a camera's snapshot URI; credentials in the URL go to Basic or Digest auth."""
-    auth_pair = None
-    clean, username, password = strip_credentials(uri)
-    if clean != uri:
-        auth_pair = (username or "", password or "")
-        uri = clean
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
-        r = await client.get(uri)
-        if r.status_code == 401 and auth_pair is not None:
-            scheme = r.headers.get("www-authenticate", "").split(" ")[0].lower()
-            auth: httpx.Auth = (
-                httpx.DigestAuth(*auth_pair) if scheme == "digest" else httpx.BasicAuth(*auth_pair)
-            )
-            r = await client.get(uri, auth=auth)
-        r.raise_for_status()
-        if len(r.content) > MAX_JPEG or not r.content.startswith(b"\xff\xd8"):
-            raise ValueError("the snapshot URI did not return a JPEG")
-        return r.content
-
-
 async def _from_uri(manager: StreamManager, camera_id: str, timeout: float) -> bytes | None:
-    registry: Any = manager.cameras.registry()
+    registry = manager.cameras.registry
     if registry is None:
         return None
-    if hasattr(registry, "snapshot"):  # the registry fetches it (ONVIF client, credentials)
-        try:
-            jpeg = await within(registry.snapshot(camera_id), timeout)
-        except Exception as err:
-            log.info("%s: registry snapshot failed: %s", camera_id, redact(str(err)))
-            return None
-        return jpeg if isinstance(jpeg, bytes) and jpeg.startswith(b"\xff\xd8") else None
-    if not hasattr(registry, "snapshot_uri"):
-        return None
-    try:
-        uri = registry.snapshot_uri(camera_id)
-        if inspect.isawaitable(uri):
-            uri = await uri
+    try:  # the registry fetches it (ONVIF client, credentials)
+        jpeg = await within(registry.snapshot(camera_id), timeout)
     except Exception as err:
-        log.info("%s: no snapshot URI: %s", camera_id, err)
+        log.info("%s: registry snapshot failed: %s", camera_id, redact(str(err)))
         return None
-    if not uri:
-        return None
-    try:
-        return await fetch_snapshot_uri(uri, timeout)
-    except (httpx.HTTPError, ValueError) as err:
-        log.info("%s: snapshot URI failed: %s", camera_id, redact(str(err)))
-        return None
+    return jpeg if isinstance(jpeg, bytes) and jpeg.startswith(b"\xff\xd8") else None
 
 
 async def _from_stream(
