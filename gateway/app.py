@@ -30,9 +30,9 @@ from gateway.maps.service import build as build_maps
 from gateway.motion.service import build as build_motion
 from gateway.plans.service import build as build_plans
 from gateway.recorder.service import create as build_recorder
-from gateway.relay.sessions import build as build_relay
-from gateway.relay.sfu.relay import build as build_sfu
-from gateway.relay.sfu.whip import build as build_whip_out
+from gateway.relay.sessions import Relay
+from gateway.relay.sfu.relay import SfuRelay
+from gateway.relay.sfu.whip import WhipOut
 from gateway.reports.service import build as build_reports
 from gateway.store.db import Database
 from gateway.streams.manager import build as build_streams
@@ -88,9 +88,31 @@ class Gateway:
         self.audit = self.add("audit", Audit(self.db, s.audit))  # before relay and plans
         self.registry = self.add("registry", build_registry(self))  # before streams
         self.streams = self.add("streams", build_streams(self))
-        self.relay = self.add("relay", build_relay(self))  # leases hubs per viewer
-        self.sfu = self.add("sfu", build_sfu(self))  # only with relay.sfu
-        self.whip_out = self.add("whip_out", build_whip_out(self))  # only with relay.whip_out
+        self.relay = self.add(
+            "relay",
+            Relay(
+                s.relay,
+                self.streams,
+                self.registry,
+                subscriber_buffer=s.streams.subscriber_buffer,
+                audit=self.audit,
+            ),
+        )  # leases hubs per viewer
+        self.sfu = self.add(
+            "sfu",
+            SfuRelay(
+                s.relay.sfu,
+                s.relay,
+                self.relay,
+                owner=self.path,
+                feed_buffer=s.streams.subscriber_buffer,
+            )
+            if s.relay.sfu is not None
+            else None,
+        )
+        self.whip_out = self.add(
+            "whip_out", WhipOut(s.relay.whip_out, self.relay) if s.relay.whip_out else None
+        )
         self.diagnosis = self.add("diagnosis", build_diagnosis(self))  # before motion
         self.motion = self.add("motion", build_motion(self))  # leases sub-streams
         self.camera_events = self.add("camera_events", build_camera_events(self))
