@@ -13,12 +13,12 @@ from typing import Any, Protocol, TypeVar
 
 from gateway.audit import Audit
 from gateway.auth.service import AuthService
-from gateway.cameras.camera_events import build as build_camera_events
-from gateway.cameras.rediscovery import create as build_discovery
+from gateway.cameras.camera_events import CameraEvents
+from gateway.cameras.rediscovery import DiscoveryService
 from gateway.cameras.registry import Registry
 from gateway.cascade.part import build as build_cascade
 from gateway.config import Settings
-from gateway.diagnosis.service import build as build_diagnosis
+from gateway.diagnosis.service import DiagnosisService
 from gateway.events.bus import EventBus
 from gateway.events.linkage import build as build_linkage
 from gateway.events.mqtt import build as build_mqtt
@@ -27,12 +27,12 @@ from gateway.gb28181.part import build as build_gb28181
 from gateway.gb28181.ps.backend import build as build_ps_backend
 from gateway.looplag import LoopLag
 from gateway.maps.service import build as build_maps
-from gateway.motion.service import build as build_motion
+from gateway.motion.service import MotionService
 from gateway.plans.service import build as build_plans
 from gateway.recorder.service import Recorder
-from gateway.relay.sessions import build as build_relay
-from gateway.relay.sfu.relay import build as build_sfu
-from gateway.relay.sfu.whip import build as build_whip_out
+from gateway.relay.sessions import Relay
+from gateway.relay.sfu.relay import SfuRelay
+from gateway.relay.sfu.whip import WhipOut
 from gateway.reports.service import build as build_reports
 from gateway.store.db import Database
 from gateway.streams.manager import StreamManager
@@ -88,12 +88,41 @@ class Gateway:
         self.audit = self.add("audit", Audit(self.db, s.audit))  # before relay and plans
         self.registry = self.add("registry", Registry(self))  # before streams
         self.streams = self.add("streams", StreamManager(s, registry=self.registry))
-        self.relay = self.add("relay", build_relay(self))  # leases hubs per viewer
-        self.sfu = self.add("sfu", build_sfu(self))  # only with relay.sfu
-        self.whip_out = self.add("whip_out", build_whip_out(self))  # only with relay.whip_out
-        self.diagnosis = self.add("diagnosis", build_diagnosis(self))  # before motion
-        self.motion = self.add("motion", build_motion(self))  # leases sub-streams
-        self.camera_events = self.add("camera_events", build_camera_events(self))
+        self.relay = self.add(
+            "relay",
+            Relay(
+                s.relay,
+                self.streams,
+                self.registry,
+                subscriber_buffer=s.streams.subscriber_buffer,
+                audit=self.audit,
+            ),
+        )  # leases hubs per viewer
+        self.sfu = self.add(
+            "sfu",
+            SfuRelay(
+                s.relay.sfu,
+                s.relay,
+                self.relay,
+                owner=self.path,
+                feed_buffer=s.streams.subscriber_buffer,
+            )
+            if s.relay.sfu is not None
+            else None,
+        )
+        self.whip_out = self.add(
+            "whip_out", WhipOut(s.relay.whip_out, self.relay) if s.relay.whip_out else None
+        )
+        self.diagnosis = self.add(
+            "diagnosis",
+            DiagnosisService(s.diagnosis, self.bus, source=self.path, db=self.db)
+            if s.diagnosis.enabled
+            else None,
+        )  # before motion
+        self.motion = self.add(
+            "motion", MotionService(self, self.streams, self.registry, diagnosis=self.diagnosis)
+        )  # leases sub-streams
+        self.camera_events = self.add("camera_events", CameraEvents(self, self.registry))
         self.recorder = self.add(
             "recorder", Recorder(self, registry=self.registry, streams=self.streams)
         )  # before linkage
@@ -104,7 +133,9 @@ class Gateway:
         self.maps = self.add("maps", build_maps(self))
         self.cascade = self.add("cascade", build_cascade(self))  # registers a resolver
         self.export = self.add("export", build_export(self))  # reads through recorder, cascade
-        self.discovery = self.add("discovery", build_discovery(self))  # marks cameras seen
+        self.discovery = self.add(
+            "discovery", DiscoveryService(s.discovery, self.registry)
+        )  # marks cameras seen
         self.gb28181_media = self.add(
             "gb28181_media", build_ps_backend(self) if s.gb28181 else None
         )

@@ -44,8 +44,7 @@ async def main(dialect: str) -> None:
     settings = Settings.model_validate(
         {"discovery": {"interfaces": ["127.0.0.1"], "interval_s": 0}}
     )
-    gw = SimpleNamespace(settings=settings, part=lambda name: registry, registry=registry)
-    service = DiscoveryService(gw)
+    service = DiscoveryService(settings.discovery, registry)
     await service.start()
     responder = await wsd_responder.start(cameras, "127.0.0.1", dialect=dialect)
     for _ in range(100):

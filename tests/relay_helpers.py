@@ -156,12 +156,20 @@ class Lease:
             self.owner.leases -= 1
 
 
+class MainOnly:
+    """``streams.cameras`` of :class:`HubStreams`: no camera has a sub-stream of its own."""
+
+    def effective_profile(self, camera_id: str, profile: str) -> str:
+        return "main"
+
+
 @dataclass
 class HubStreams:
     """``acquire()`` over fixed hubs, keyed by (camera, variant)."""
 
     hubs: dict[tuple[str, str | None], Hub] = field(default_factory=dict)
     leases: int = 0
+    cameras: MainOnly = field(default_factory=MainOnly)
 
     def acquire(
         self, camera_id: str, profile: str = "main", variant: str | None = None, consumer: str = ""
@@ -182,9 +190,15 @@ class HubStreams:
 
 
 def install_streams(gw: Any, streams: Any) -> None:
-    """Put ``streams`` in place of the gateway's stream manager."""
+    """Put ``streams`` in place of the gateway's stream manager, before ``gw.start()``.
+
+    The parts that lease hubs hold the manager they were built with; they get ``streams``
+    instead, and the gateway starts and stops ``streams`` instead of its own manager.
+    """
     gw.parts["streams"] = streams
     gw.streams = streams
+    gw.relay.streams = streams
+    gw.motion.streams = streams
 
 
 @dataclass

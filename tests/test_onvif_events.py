@@ -28,6 +28,7 @@ from gateway.events.bus import EventBus
 from gateway.events.model import Event
 from gateway.motion.service import MotionService
 from gateway.sim import onvif_server
+from tests.relay_helpers import HubStreams
 from tests.test_sim_onvif import make_camera
 
 
@@ -48,6 +49,9 @@ class Registry:
     def credentials(self, _camera_id: str) -> tuple[str, str]:
         return "admin", self.password
 
+    async def snapshot(self, _camera_id: str) -> bytes | None:
+        return None  # no picture: the alarm goes out without one
+
     def on_change(self, listener: Callable[[Any], None]) -> None:
         self.listeners.append(listener)
 
@@ -57,6 +61,8 @@ class Registry:
 
 
 class Gw:
+    """The slice of ``gateway.core.Core`` the parts read (the bus, the path, settings)."""
+
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.bus = EventBus(None)
@@ -64,9 +70,6 @@ class Gw:
         self.settings = Settings()
         self.seen: list[tuple[float, Event]] = []
         self.bus.add_listener(lambda e: self.seen.append((time.monotonic(), e)))
-
-    def part(self, name: str) -> Any:
-        return self.registry if name == "registry" else None
 
 
 def camera_record(sim: Any, source: str = "camera", cid: str = "cam-01") -> Camera:
@@ -113,7 +116,7 @@ async def part_factory():
 
     async def make(cameras: list[Camera], password: str, **kwargs: Any) -> tuple[CameraEvents, Gw]:
         gw = Gw(Registry(cameras, password))
-        part = CameraEvents(gw, **kwargs)
+        part = CameraEvents(gw, gw.registry, **kwargs)
         await part.start()
         parts.append(part)
         return part, gw
@@ -258,10 +261,11 @@ async def test_motion_source_decides_who_detects() -> None:
     ]
     gw = Gw(Registry(cams, "x"))
     # source "camera": no motion worker, so nothing is decoded for motion.
-    assert sorted(MotionService(gw).desired()) == ["c-both", "c-gateway"]
+    motion = MotionService(gw, HubStreams(), gw.registry)
+    assert sorted(motion.desired()) == ["c-both", "c-gateway"]
     for cam in cams:
         cam.onvif = {"host": "127.0.0.1", "port": 80, "username": "admin"}
-    assert sorted(CameraEvents(gw).desired()) == ["c-both", "c-camera"]
+    assert sorted(CameraEvents(gw, gw.registry).desired()) == ["c-both", "c-camera"]
 
 
 def _pull_reply() -> bytes:

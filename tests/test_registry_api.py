@@ -22,19 +22,36 @@ from fastapi.responses import JSONResponse
 
 from gateway.api import cameras as cameras_api
 from gateway.api import discovery as discovery_api
+from gateway.cameras.camera_events import CameraEvents
 from gateway.cameras.rediscovery import DiscoveryService
 from gateway.cameras.registry import Registry
 from gateway.config import parse_settings
 from gateway.events.bus import EventBus
 from gateway.store.db import Database
+from gateway.streams.snapshot import SnapshotUnavailable
 from tests import wsd_stub
 from tests.fake_onvif import FakeOnvif
 
 PASSWORD = "secret pw/1"
 
 
+class NoStreams:
+    """No stream manager here: a snapshot comes from the camera's own snapshot URI."""
+
+    async def snapshot(self, camera_id: str) -> bytes:
+        raise SnapshotUnavailable(f"{camera_id}: no stream manager in this test")
+
+
+class NoMaps:
+    """No e-map here: no camera has a position."""
+
+    def geo_of(self, camera: str) -> tuple[float, float] | None:
+        return None
+
+
 class MiniGateway:
-    """Just what the registry and discovery parts need from ``gateway.app.Gateway``."""
+    """Just what the registry and discovery parts and their routers need from
+    ``gateway.app.Gateway``."""
 
     def __init__(self, tmp: Path, config: dict[str, Any] | None = None) -> None:
         self.settings = parse_settings({"data_dir": str(tmp), **(config or {})})
@@ -44,7 +61,10 @@ class MiniGateway:
         self.path = "gw"
         self.parts: dict[str, Any] = {}
         self.registry = Registry(self)
-        self.discovery = DiscoveryService(self)
+        self.discovery = DiscoveryService(self.settings.discovery, self.registry)
+        self.camera_events = CameraEvents(self, self.registry)  # not started: no state
+        self.streams = NoStreams()
+        self.maps = NoMaps()
         self.parts.update(registry=self.registry, discovery=self.discovery)
 
     def part(self, name: str) -> Any:

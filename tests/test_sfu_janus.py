@@ -133,7 +133,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
 
 
 def _feed(gw: Gateway) -> Any:
-    mps = list(gw.part("sfu").mountpoints.values())
+    mps = list(gw.sfu.mountpoints.values())
     assert len(mps) == 1, f"expected one feed to Janus, got {len(mps)}"
     return mps[0].feed
 
@@ -184,9 +184,9 @@ async def test_viewers_1_to_30_through_janus_cost_one_upstream_stream(
     assert all(oks), f"{oks.count(False)} of 30 viewers decoded nothing"
     thirty, cam_rate30 = await _rate(gw, hub, 2.0)
 
-    status = gw.part("sfu").status()["sfu"]
+    status = gw.sfu.status()["sfu"]
     assert status["viewers"] == 30 and len(status["feeds"]) == 1, status
-    assert gw.part("relay").sessions == {}, "no viewer should have gone to the direct relay"
+    assert gw.relay.sessions == {}, "no viewer should have gone to the direct relay"
     ratio = thirty / one
     # Per byte the camera published in the same window: its own rate varies a little.
     per_camera = (thirty / cam_rate30) / (one / cam_rate1)
@@ -206,7 +206,7 @@ async def test_hung_janus_never_hangs_an_offer_and_is_used_again_when_back(
     rig: dict[str, Any],
 ) -> None:
     gw, janus = rig["gw"], rig["janus"]
-    sfu = gw.part("sfu")
+    sfu = gw.sfu
     first = rig["client"]()
     assert (await first.start()).status_code == 201
     assert await first.wait_frames(5, 30)
@@ -220,7 +220,7 @@ async def test_hung_janus_never_hangs_an_offer_and_is_used_again_when_back(
         # request_timeout_s is 3: the offer is answered by the direct relay soon after.
         assert took < 15, f"the offer waited {took:.1f} s on a hung Janus"
         assert await direct.wait_frames(5, 30), "no frames from the direct relay"
-        assert not sfu.up and len(gw.part("relay").sessions) == 1
+        assert not sfu.up and len(gw.relay.sessions) == 1
     finally:
         janus.resume()
     # Back: the gateway reconnects (retry_s is 1), sweeps what it left, serves through it.
@@ -251,7 +251,7 @@ def _two_per_server(urls: list[str]) -> tuple[str, ...]:
 def _feeds(gw: Gateway) -> dict[str, list[str]]:
     """Camera -> servers it is fed to."""
     out: dict[str, list[str]] = {}
-    for (server, (camera, _pt)), _mp in gw.part("sfu").mountpoints.items():
+    for (server, (camera, _pt)), _mp in gw.sfu.mountpoints.items():
         out.setdefault(camera, []).append(server)
     return out
 
@@ -263,7 +263,7 @@ async def test_two_janus_servers_share_cameras_by_hash_then_fail_over_then_direc
     # Plain RTP to Janus here (srtp off); the other tests feed it SRTP (the default).
     async with _system(tmp_path, servers=2, pick=_two_per_server, srtp=False) as rig:
         gw, (j0, j1) = rig["gw"], rig["januses"]
-        sfu = gw.part("sfu")
+        sfu = gw.sfu
         cam_a, cam_b = list(rig["hubs"])
         name = {j.url: b.name for j, b in zip((j0, j1), sfu.backends, strict=True)}
         a1, b1 = rig["client"](camera=cam_a), rig["client"](camera=cam_b)
@@ -296,7 +296,7 @@ async def test_two_janus_servers_share_cameras_by_hash_then_fail_over_then_direc
         assert (await a3.start()).status_code == 201
         assert time.monotonic() - t0 < 10
         assert await a3.wait_frames(10, 30), "no frames from the direct relay"
-        assert len(gw.part("relay").sessions) == 1 and not sfu.sessions
+        assert len(gw.relay.sessions) == 1 and not sfu.sessions
         status = (await rig["http"].get("/api/v1/relay/sessions")).json()
         assert status["sfu"]["up"] is False and status["sfu"]["fallbacks"]["sfu down"] >= 1
     # Neither the API secret nor the admin key was ever logged.

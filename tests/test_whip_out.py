@@ -140,7 +140,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         }
     )
     gw = Gateway(settings)
-    gw.part("whip_out").retry_s = 0.5
+    gw.whip_out.retry_s = 0.5
     hub = Hub(f"{CAM}/main")
     camera = EncodedCamera(hub, width=320, height=180, fps=15, gop=15, index=9).start()
     install_streams(gw, HubStreams({(CAM, None): hub}))
@@ -158,7 +158,7 @@ async def test_camera_published_over_whip_plays_at_the_server_and_is_deleted_on_
 ) -> None:
     caplog.set_level(logging.DEBUG)
     gw, server = rig["gw"], rig["server"]
-    part = gw.part("whip_out")
+    part = gw.whip_out
     assert await _until(lambda: server.frames >= 15, 30), part.status()
     assert await _until(lambda: 9 in server.indexes, 10), "the camera's barcode, decoded"
     good, bad = part.status()
@@ -170,6 +170,6 @@ async def test_camera_published_over_whip_plays_at_the_server_and_is_deleted_on_
     assert len(server.pcs) == 1  # one upstream for the camera at this server
     connected = [m.value for m in part.metrics() if m.name == "whip_out_connected"]
     assert sorted(connected) == [0, 1], connected
-    await gw.part("whip_out").stop()
+    await gw.whip_out.stop()
     assert server.deleted == 1 and not server.pcs
     assert TOKEN not in caplog.text and "not-the-token" not in caplog.text

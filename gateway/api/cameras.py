@@ -18,7 +18,7 @@ from gateway.api.audit import note, ptz_detail
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cameras import onvif
-from gateway.cameras.model import CameraCreate, CameraPatch, FieldError
+from gateway.cameras.model import Camera, CameraCreate, CameraPatch, FieldError
 from gateway.cameras.registry import (
     CameraConflict,
     CameraNotFound,
@@ -38,13 +38,6 @@ class PtzIn(BaseModel):
     preset: str | None = Field(None, max_length=64, description="Preset token for goto_preset")
 
 
-def registry_of(gw: Gateway) -> Registry:
-    registry = gw.part("registry")
-    if registry is None:
-        raise HTTPException(503, "the camera registry is not running / 设备管理未启用")
-    return registry
-
-
 def field_error(err: FieldError) -> RequestValidationError:
     """A 422 in the app's usual shape, naming the field."""
     return RequestValidationError(
@@ -52,7 +45,7 @@ def field_error(err: FieldError) -> RequestValidationError:
     )
 
 
-def _camera(registry: Registry, camera_id: str, caller: Caller) -> Any:
+def _camera(registry: Registry, camera_id: str, caller: Caller) -> Camera:
     cam = registry.get(camera_id)
     if cam is None or not caller.sees(camera_id):
         raise HTTPException(404, f"unknown camera {camera_id!r} / 未知摄像机")
@@ -61,12 +54,10 @@ def _camera(registry: Registry, camera_id: str, caller: Caller) -> Any:
 
 def _with_events(gw: Gateway, out: dict[str, Any]) -> dict[str, Any]:
     """Add the state of the camera's own ONVIF events (PullPoint), when it is read."""
-    part = gw.part("camera_events")
-    status = part.status(out["id"]) if part is not None else None
+    status = gw.camera_events.status(out["id"])
     if status is not None:
         out["camera_events"] = status
-    maps = gw.part("maps")  # latitude/longitude, set on the e-map page (电子地图)
-    where = maps.geo_of(out["id"]) if maps is not None else None
+    where = gw.maps.geo_of(out["id"])  # latitude/longitude, set on the e-map page (电子地图)
     out["latitude"], out["longitude"] = where if where else (None, None)
     return out
 
@@ -75,7 +66,7 @@ def _with_events(gw: Gateway, out: dict[str, Any]) -> dict[str, Any]:
 def list_cameras(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
 ) -> list[dict[str, Any]]:
-    return [_with_events(gw, c.public()) for c in registry_of(gw).list() if caller.sees(c.id)]
+    return [_with_events(gw, c.public()) for c in gw.registry.list() if caller.sees(c.id)]
 
 
 @router.get("/{camera_id}")
@@ -84,7 +75,7 @@ def get_camera(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
-    return _with_events(gw, _camera(registry_of(gw), camera_id, caller).public())
+    return _with_events(gw, _camera(gw.registry, camera_id, caller).public())
 
 
 @router.post("", status_code=201)
@@ -95,7 +86,7 @@ async def create_camera(
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
     try:
-        cam = await registry_of(gw).add(body)
+        cam = await gw.registry.add(body)
     except DuplicateCamera as err:
         raise HTTPException(409, f"{err} / 设备已存在") from None
     except FieldError as err:
@@ -112,7 +103,7 @@ async def patch_camera(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
-    registry = registry_of(gw)
+    registry = gw.registry
     _camera(registry, camera_id, caller)
     # Field names only: a changed password must not reach the log.
     fields = sorted(body.model_dump(exclude_unset=True))
@@ -133,7 +124,7 @@ async def delete_camera(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> Response:
-    registry = registry_of(gw)
+    registry = gw.registry
     _camera(registry, camera_id, caller)
     try:
         await registry.remove(camera_id)
@@ -152,7 +143,7 @@ async def refresh_camera(
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
     """Read the camera's ONVIF device information and profiles again."""
-    registry = registry_of(gw)
+    registry = gw.registry
     _camera(registry, camera_id, caller)
     return (await registry.refresh(camera_id)).public()
 
@@ -164,17 +155,15 @@ async def snapshot(
     caller: Caller = Depends(require("viewer")),
 ) -> Response:
     """A JPEG now: from the live stream when it runs, else the camera's snapshot URI."""
-    registry = registry_of(gw)
+    registry = gw.registry
     _camera(registry, camera_id, caller)
     jpeg: bytes | None = None
     problem = "the camera offers no snapshot"
-    streams = gw.part("streams")
-    if streams is not None and hasattr(streams, "snapshot"):
-        try:
-            jpeg = await streams.snapshot(camera_id)
-        except Exception as err:  # fall back to the camera's own snapshot below
-            problem = str(err)
-            log.debug("snapshot of %s from streams failed: %s", camera_id, err)
+    try:
+        jpeg = await gw.streams.snapshot(camera_id)
+    except Exception as err:  # fall back to the camera's own snapshot below
+        problem = str(err)
+        log.debug("snapshot of %s from streams failed: %s", camera_id, err)
     if jpeg is None:
         try:
             jpeg = await registry.snapshot(camera_id)
@@ -205,7 +194,7 @@ async def ptz(
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
     """PTZ: continuous ``move`` (velocities), ``stop``, or ``goto_preset``."""
-    registry = registry_of(gw)
+    registry = gw.registry
     _camera(registry, camera_id, caller)
     if body.action == "goto_preset" and not body.preset:
         raise field_error(FieldError("preset", "required for goto_preset"))
@@ -220,6 +209,6 @@ async def presets(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> list[dict[str, str]]:
-    registry = registry_of(gw)
+    registry = gw.registry
     _camera(registry, camera_id, caller)
     return await _ptz_call(registry.presets(camera_id), camera_id)

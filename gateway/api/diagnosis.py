@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
+from gateway.diagnosis.service import DiagnosisService
 
 router = APIRouter(tags=["diagnosis"])
 
 
-def _part(gw: Gateway) -> Any:
-    part = gw.part("diagnosis")
+def _part(gw: Gateway) -> DiagnosisService:
+    part = gw.diagnosis
     if part is None:
         raise HTTPException(
             503, "video-quality diagnosis is turned off on this gateway / 未启用视频诊断"

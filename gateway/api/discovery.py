@@ -12,7 +12,7 @@ from gateway.api.cameras import field_error
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cameras.model import FieldError
-from gateway.cameras.rediscovery import DiscoveryService, ScanBusy
+from gateway.cameras.rediscovery import ScanBusy
 from gateway.cameras.registry import DuplicateCamera
 
 router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"])
@@ -47,13 +47,6 @@ class AddIn(BaseModel):
         return self
 
 
-def service_of(gw: Gateway) -> DiscoveryService:
-    service = gw.part("discovery")
-    if service is None:
-        raise HTTPException(503, "discovery is not running / 设备发现未启用")
-    return service
-
-
 @router.post("", status_code=202)
 async def start_scan(
     body: ScanIn | None = None,
@@ -63,7 +56,7 @@ async def start_scan(
     """Start a scan; poll ``GET /api/v1/discovery`` for progress and results."""
     body = body or ScanIn()
     try:
-        return service_of(gw).start_scan(body.ranges, body.interfaces)
+        return gw.discovery.start_scan(body.ranges, body.interfaces)
     except ScanBusy as err:
         raise HTTPException(409, f"{err} / 正在搜索") from None
     except FieldError as err:
@@ -75,7 +68,7 @@ async def scan_status(
     gw: Gateway = Depends(get_gateway), _: Caller = Depends(require("viewer"))
 ) -> dict[str, Any]:
     """The last scan: ``state`` (idle/running/done/error), progress and ``results``."""
-    return service_of(gw).status()
+    return gw.discovery.status()
 
 
 @router.post("/add", status_code=201)
@@ -88,7 +81,7 @@ async def add_discovered(
     """Register a discovered device as a camera (probed like any ONVIF add)."""
     fields = body.model_dump(exclude={"endpoint", "address"}, exclude_none=True)
     try:
-        cam = await service_of(gw).add(body.endpoint, body.address, **fields)
+        cam = await gw.discovery.add(body.endpoint, body.address, **fields)
     except DuplicateCamera as err:
         raise HTTPException(409, f"{err} / 设备已存在") from None
     except FieldError as err:

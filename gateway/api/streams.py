@@ -20,7 +20,4 @@ def list_streams(
 
     Only streams running now are listed; a stream starts when something consumes it.
     """
-    streams = gw.part("streams")
-    if streams is None:
-        return {"streams": []}
-    return {"streams": [s for s in streams.stats() if caller.sees(s["camera"])]}
+    return {"streams": [s for s in gw.streams.stats() if caller.sees(s["camera"])]}

@@ -31,6 +31,7 @@ from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.relay.model import RelayError, Session
 from gateway.relay.sessions import Relay
+from gateway.relay.sfu.relay import SfuRelay, SfuSession
 from gateway.relay.whep import OfferError
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,9 @@ MAX_OFFER_BYTES = 64 * 1024
 BASE = "/api/v1/streams/{camera_id:path}/whep"
 
 
-def _relay(gw: Gateway) -> Relay:
+def _relay(gw: Gateway) -> Relay | SfuRelay:
     # With relay.sfu configured the SFU part answers (same interface), else the relay.
-    relay = gw.part("sfu") or gw.part("relay")
-    if relay is None:
-        raise HTTPException(503, "live video is turned off / 实时视频未启用")
-    return relay
+    return gw.sfu if gw.sfu is not None else gw.relay
 
 
 def _media_type(request: Request) -> str:
@@ -80,7 +78,7 @@ def _text(body: bytes, what: str) -> str:
         raise HTTPException(400, f"{what} is not UTF-8 text") from None
 
 
-def _link_headers(relay: Relay, with_credentials: bool) -> list[str]:
+def _link_headers(relay: Relay | SfuRelay, with_credentials: bool) -> list[str]:
     """RFC 9725 §4.6 ``Link`` headers; TURN credentials only for authenticated callers."""
     links = []
     for server in relay.settings.ice_servers:
@@ -178,7 +176,7 @@ async def whep_post(
     return response
 
 
-def _session(relay: Relay, camera_id: str, session_id: str) -> Session:
+def _session(relay: Relay | SfuRelay, camera_id: str, session_id: str) -> Session | SfuSession:
     session = relay.get(session_id)
     if session is None or session.camera_id != camera_id:
         raise HTTPException(404, "no such WHEP session / 会话不存在")
@@ -194,7 +192,8 @@ async def whep_patch(
     caller: Caller = Depends(require("viewer")),
 ):
     """Trickle ICE: the viewer's late candidates."""
-    session = _session(_relay(gw), camera_id, session_id)
+    relay = _relay(gw)
+    session = _session(relay, camera_id, session_id)
     if _media_type(request) != SDPFRAG:
         raise HTTPException(415, f"Content-Type must be {SDPFRAG}")
     if_match = request.headers.get("if-match")
@@ -202,7 +201,10 @@ async def whep_patch(
         raise HTTPException(412, "ETag does not match this session")
     frag = _text(await _read_body(request, MAX_OFFER_BYTES), "the SDP fragment")
     try:
-        await _relay(gw).add_candidates(session, frag)
+        if gw.sfu is not None:  # takes both kinds of session: direct ones go on to the relay
+            await gw.sfu.add_candidates(session, frag)
+        elif isinstance(session, Session):  # without the SFU every session is a direct one
+            await gw.relay.add_candidates(session, frag)
     except (RelayError, OfferError) as err:
         raise _error(err) from None
     return Response(status_code=204)

@@ -25,10 +25,13 @@ from typing import Any
 
 from gateway.aio import within
 from gateway.cameras import onvif
+from gateway.cameras.model import Camera
 from gateway.cameras.pullpoint import TEV, PullPoint
+from gateway.cameras.registry import Registry
 from gateway.cameras.soap import SoapClient, SoapFault
 from gateway.cameras.tls import TlsPolicy, policy_of
 from gateway.cameras.topics import ChannelState, classify
+from gateway.core import Core
 from gateway.events.model import Event, utcnow
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,8 @@ class CameraEvents:
 
     def __init__(
         self,
-        gw: Any,
+        core: Core,
+        registry: Registry,
         *,
         lifetime_s: float = 60.0,
         pull_timeout_s: float = 10.0,
@@ -82,7 +86,8 @@ class CameraEvents:
         backoff_max_s: float = 60.0,
         timeout_s: float = 5.0,
     ) -> None:
-        self.gw = gw
+        self.core = core  # the bus the alarms go to, and this gateway's path (their source)
+        self.registry = registry
         self.lifetime_s = lifetime_s
         self.pull_timeout_s = pull_timeout_s
         self.max_failures = max_failures
@@ -100,9 +105,7 @@ class CameraEvents:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        registry = self.gw.part("registry")
-        if registry is not None:
-            registry.on_change(self._camera_changed)
+        self.registry.on_change(self._camera_changed)
         self._sync()
         self._supervisor = asyncio.create_task(self._supervise(), name="camera events")
 
@@ -116,7 +119,7 @@ class CameraEvents:
         for task in list(self._side_tasks):
             task.cancel()
 
-    def _camera_changed(self, _camera: Any = None) -> None:
+    def _camera_changed(self, _camera: Camera | None = None) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
@@ -134,9 +137,9 @@ class CameraEvents:
     # -- which cameras ------------------------------------------------------------------
     def desired(self) -> dict[str, tuple[Any, ...]]:
         """Camera id → endpoint key, for cameras whose motion source includes the camera."""
-        registry = self.gw.part("registry")
+        registry = self.registry
         out: dict[str, tuple[Any, ...]] = {}
-        for cam in registry.list() if registry is not None else []:
+        for cam in registry.list():
             if not cam.onvif or not cam.enabled or "/" in cam.id:
                 continue
             if cam.motion.source not in ("camera", "both"):
@@ -307,7 +310,7 @@ class CameraEvents:
             data = {"via": "onvif", "topic": topic}
             if channel:
                 data["channel"] = channel
-            event = Event(camera=cid, type=kind, source=self.gw.path, data=data)
+            event = Event(camera=cid, type=kind, source=self.core.path, data=data)
             state.open[key] = event
             state.events += 1
             if kind in _PICTURED:
@@ -324,7 +327,7 @@ class CameraEvents:
 
     def _send(self, cid: str, event: Event, jpeg: bytes | None = None) -> None:
         try:
-            self.gw.bus.publish(event, snapshot_jpeg=jpeg)
+            self.core.bus.publish(event, snapshot_jpeg=jpeg)
         except Exception:
             log.exception("%s: could not publish %s", cid, event.type)
 
@@ -339,11 +342,8 @@ class CameraEvents:
         Publishing first keeps the alarm's delay at the network's; the event is then
         published again, same id, with its snapshot (and its end, if it came since).
         """
-        registry = self.gw.part("registry")
-        if registry is None or not hasattr(registry, "snapshot"):
-            return
         try:
-            jpeg = await within(registry.snapshot(cid), self.timeout_s)
+            jpeg = await within(self.registry.snapshot(cid), self.timeout_s)
         except Exception as err:  # no snapshot is no reason to lose the event
             log.info("%s: no snapshot for the camera's alarm: %s", cid, err)
             return
@@ -384,8 +384,3 @@ class CameraEvents:
                 "PullPoint subscriptions rebuilt",
                 "counter",
             )
-
-
-def build(gw: Any) -> CameraEvents:
-    """Factory for ``gateway.app._factories()``."""
-    return CameraEvents(gw)

@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 
 from gateway.cameras import discovery, wsd
 from gateway.cameras.announcements import AnnouncementListener
-from gateway.cameras.model import CameraCreate, FieldError, OnvifIn
+from gateway.cameras.model import Camera, CameraCreate, FieldError, OnvifIn
+from gateway.cameras.registry import Registry
+from gateway.config import DiscoverySettings
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,9 @@ def onvif_endpoint(device: wsd.ProbeMatch) -> tuple[str, int]:
 class DiscoveryService:
     """Runs scans one at a time; keeps the last scan's status and results."""
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.settings = gw.settings.discovery
+    def __init__(self, settings: DiscoverySettings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry  # marks known cameras seen or unseen, adds new ones
         self._task: asyncio.Task | None = None
         self._loop_task: asyncio.Task | None = None
         self.devices: dict[str, wsd.ProbeMatch] = {}
@@ -77,10 +79,9 @@ class DiscoveryService:
         """A camera announced itself: a result at once, seen if known, added if asked."""
         self.devices[device.endpoint] = device
         cam = self._match(device)
-        registry = self.gw.part("registry")
         log.info("discovery: Hello from %s (%s)", device.address, device.name or device.endpoint)
-        if cam is not None and registry is not None:
-            registry.mark_seen(cam.id, True)
+        if cam is not None:
+            self.registry.mark_seen(cam.id, True)
         elif self.settings.auto_add:
             task = asyncio.get_running_loop().create_task(self._auto_add([device]))
             self._adding.add(task)
@@ -90,14 +91,11 @@ class DiscoveryService:
         """A camera said it leaves: known cameras are marked unseen."""
         log.info("discovery: Bye from %s (%s)", sender, endpoint)
         device = self.devices.pop(endpoint, None)
-        registry = self.gw.part("registry")
-        if registry is None:
-            return
-        cam = registry.find_duplicate(endpoint=endpoint)
+        cam = self.registry.find_duplicate(endpoint=endpoint)
         if cam is None and device is not None:
             cam = self._match(device)
         if cam is not None:
-            registry.mark_seen(cam.id, False)
+            self.registry.mark_seen(cam.id, False)
 
     async def stop(self) -> None:
         if self.listener is not None:
@@ -141,9 +139,8 @@ class DiscoveryService:
         return self.status()
 
     def _known_targets(self) -> list[str]:
-        registry = self.gw.part("registry")
         out = []
-        for cam in registry.list() if registry else []:
+        for cam in self.registry.list():
             host = (cam.onvif or {}).get("host")
             if not isinstance(host, str):
                 continue
@@ -217,19 +214,15 @@ class DiscoveryService:
 
     # -- the registry side ---------------------------------------------------
 
-    def _match(self, device: wsd.ProbeMatch) -> Any:
-        registry = self.gw.part("registry")
-        if registry is None:
-            return None
+    def _match(self, device: wsd.ProbeMatch) -> Camera | None:
         host, port = onvif_endpoint(device)
+        registry = self.registry
         return registry.find_duplicate(endpoint=device.endpoint) or registry.find_duplicate(
             host=host, port=port
         )
 
     def _mark_known(self, devices: list[wsd.ProbeMatch]) -> None:
-        registry = self.gw.part("registry")
-        if registry is None:
-            return
+        registry = self.registry
         seen: set[str] = set()
         for device in devices:
             cam = self._match(device)
@@ -240,9 +233,7 @@ class DiscoveryService:
                 registry.mark_seen(cam.id, cam.id in seen)
 
     async def _auto_add(self, devices: list[wsd.ProbeMatch]) -> None:
-        registry = self.gw.part("registry")
-        if registry is None:
-            return
+        registry = self.registry
         password = self.settings.password.get_secret_value() if self.settings.password else None
         added = []
         for device in devices:
@@ -267,7 +258,7 @@ class DiscoveryService:
         password: str | None = None,
         probe: bool = True,
         **tags: Any,
-    ) -> Any:
+    ) -> Camera:
         """Register a device from the last results (by endpoint reference or address)."""
         device = self.devices.get(endpoint or "")
         if device is None and address:
@@ -280,7 +271,7 @@ class DiscoveryService:
         host, port = onvif_endpoint(device)
         # An https XAddr: ONVIF over HTTPS (a self-signed certificate still needs allowing).
         https = bool(device.xaddrs) and device.xaddrs[0].lower().startswith("https://")
-        registry = self.gw.registry
+        registry = self.registry
         spec = CameraCreate(
             id=tags.pop("id", None) or registry.next_id(),
             name=name or device.name or None,
@@ -306,8 +297,3 @@ class DiscoveryService:
                 except Exception:
                     log.exception("periodic discovery failed")
             await asyncio.sleep(self.settings.interval_s)
-
-
-def create(gw: Any) -> DiscoveryService:
-    """The part factory for ``gateway.app._factories()``."""
-    return DiscoveryService(gw)

@@ -147,11 +147,3 @@ class DiagnosisService:
             yield Sample(
                 "diagnosis_cpu_seconds_total", diag.cpu_s, labels, "CPU of the diagnosis", "counter"
             )
-
-
-def build(gw: Any) -> DiagnosisService | None:
-    """Factory for ``gateway.app._factories()``: None when diagnosis is turned off."""
-    settings: DiagnosisSettings = gw.settings.diagnosis
-    if not settings.enabled:
-        return None
-    return DiagnosisService(settings, gw.bus, source=gw.path, db=gw.db)

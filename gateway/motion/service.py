@@ -1,11 +1,10 @@
 """``gw.motion``: one motion worker per enabled camera, following camera changes.
 
-Cameras come from ``gw.registry`` when the gateway has one (each camera's
-``motion`` settings, else the defaults in ``settings.motion``), otherwise from the
-static ``cameras:`` list of the config. Each worker holds a stream lease on the
-camera's sub-stream (``motion.stream``; the main stream when the camera has no
-sub-stream) and publishes ``type="motion"`` events on ``gw.bus``: once when the
-event starts (``end`` unset) and again, same id, when it ends.
+Cameras come from the registry (each camera's ``motion`` settings, else the
+defaults in ``settings.motion``). Each worker holds a stream lease on the camera's
+sub-stream (``motion.stream``; the main stream when the camera has no sub-stream)
+and publishes ``type="motion"`` events on the bus: once when the event starts
+(``end`` unset) and again, same id, when it ends.
 
 A supervisor task restarts workers whose stream went away (hub closed) and applies
 registry changes; workers stop in threads so the event loop never waits on a join.
@@ -20,9 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.aio import within
+from gateway.cameras.model import Camera
+from gateway.cameras.registry import Registry
 from gateway.config import MotionSettings
+from gateway.core import Core
+from gateway.diagnosis.service import DiagnosisService
 from gateway.events.model import Event
 from gateway.motion.worker import MotionWorker
+from gateway.streams.manager import Lease, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ SUPERVISE_S = 2.0
 @dataclass
 class _Running:
     worker: MotionWorker
-    lease: Any
+    lease: Lease
     settings: MotionSettings
     profile: str
 
@@ -40,9 +44,17 @@ class _Running:
 class MotionService:
     """The ``motion`` part of the gateway."""
 
-    def __init__(self, gw: Any, diagnosis: Any = None) -> None:
-        self.gw = gw
-        self.diagnosis = diagnosis  # gateway.diagnosis part (taps the decoded frames) or None
+    def __init__(
+        self,
+        core: Core,
+        streams: StreamManager,
+        registry: Registry,
+        diagnosis: DiagnosisService | None = None,
+    ) -> None:
+        self.core = core  # settings.motion (the defaults), the bus, this gateway's path
+        self.streams = streams
+        self.registry = registry
+        self.diagnosis = diagnosis  # taps the decoded frames; None when diagnosis is off
         self.workers: dict[str, _Running] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -52,9 +64,7 @@ class MotionService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        registry = self.gw.part("registry")
-        if registry is not None and hasattr(registry, "on_change"):
-            registry.on_change(self._camera_changed)
+        self.registry.on_change(self._camera_changed)
         await self._sync()
         self._task = asyncio.create_task(self._supervise(), name="motion supervisor")
 
@@ -69,14 +79,12 @@ class MotionService:
     def desired(self) -> dict[str, MotionSettings]:
         """Camera id → motion settings, for every enabled local camera with motion on."""
         out: dict[str, MotionSettings] = {}
-        defaults: MotionSettings = self.gw.settings.motion
-        registry = self.gw.part("registry")
-        cameras = registry.list() if registry is not None else self.gw.settings.cameras
-        for cam in cameras:
-            cid = getattr(cam, "id", "")
-            if not cid or "/" in cid or not getattr(cam, "enabled", True):
+        defaults = self.core.settings.motion
+        for cam in self.registry.list():
+            cid = cam.id
+            if not cid or "/" in cid or not cam.enabled:
                 continue  # remote cameras are analysed by the gateway that owns them
-            settings = getattr(cam, "motion", None) or defaults
+            settings = cam.motion or defaults
             # source "camera": the camera's own ONVIF events; nothing is decoded here.
             if settings.enabled and settings.source != "camera":
                 out[cid] = settings
@@ -90,20 +98,19 @@ class MotionService:
         """
         if settings.stream == "main":
             return "main"
-        registry = self.gw.part("registry")
-        cam = registry.get(camera_id) if registry is not None else None
-        if cam is not None and hasattr(cam, "sub_rtsp_url"):
-            if getattr(cam, "onvif", None):
-                sub = cam.profile("sub") if hasattr(cam, "profile") else None
+        cam = self.registry.get(camera_id)
+        if cam is not None:
+            if cam.onvif:
+                sub = cam.profile("sub")
                 return "sub" if sub and cam.sub_profile != cam.main_profile else "main"
             return "sub" if cam.sub_rtsp_url else "main"
-        static = next((c for c in self.gw.settings.cameras if c.id == camera_id), None)
+        static = next((c for c in self.core.settings.cameras if c.id == camera_id), None)
         if static is not None and static.sub_rtsp_url is None:
             return "main"
         return "sub"
 
     # -- reconciling -------------------------------------------------------------------
-    def _camera_changed(self, _camera: Any = None) -> None:
+    def _camera_changed(self, _camera: Camera | None = None) -> None:
         """Registry listener (any thread): reconcile soon."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -139,13 +146,9 @@ class MotionService:
                 await self._start_one(cid, settings)
 
     async def _start_one(self, camera_id: str, settings: MotionSettings) -> None:
-        streams = self.gw.part("streams")
-        if streams is None:
-            self.failures[camera_id] = "no stream manager"
-            return
         profile = self._profile(camera_id, settings)
         try:
-            lease = streams.acquire(camera_id, profile, consumer="motion")
+            lease = self.streams.acquire(camera_id, profile, consumer="motion")
         except (KeyError, ValueError, RuntimeError) as err:
             if self.failures.get(camera_id) != str(err):
                 log.warning("%s: motion cannot get the %s stream: %s", camera_id, profile, err)
@@ -158,7 +161,7 @@ class MotionService:
                 settings,
                 lease.hub,
                 self._publish,
-                source=self.gw.path,
+                source=self.core.path,
                 taps=[tap] if tap is not None else [],
             )
         except ValueError as err:  # bad polygons: say which camera, keep the others
@@ -180,7 +183,7 @@ class MotionService:
 
     def _publish(self, event: Event, jpeg: bytes | None) -> None:
         """Worker threads hand their events to the bus (stored, then fanned out)."""
-        self.gw.bus.publish(event, snapshot_jpeg=jpeg)
+        self.core.bus.publish(event, snapshot_jpeg=jpeg)
 
     # -- figures -------------------------------------------------------------------------
     def stats(self) -> list[dict[str, Any]]:
@@ -213,8 +216,3 @@ class MotionService:
                 "CPU of the motion worker, % of one core",
             )
             yield Sample("motion_active", int(s["event_open"]), labels, "1 during an event")
-
-
-def build(gw: Any) -> MotionService:
-    """Factory for ``gateway.app._factories()``."""
-    return MotionService(gw, diagnosis=gw.part("diagnosis"))

@@ -15,17 +15,17 @@ A viewer starts on the latest keyframe of the chosen hub, so the choice waits fo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import Counter
-from typing import Any
 
+from gateway.cameras.registry import Registry
 from gateway.config import RelaySettings
 from gateway.media.access_unit import StreamInfo
 from gateway.relay import whep
 from gateway.relay.model import CameraNotFound, CameraUnavailable
 from gateway.streams.hub import Hub, fresh_keyframe
+from gateway.streams.manager import Lease, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,30 @@ SUB_UNFIT_S = 300.0
 class SourceChooser:
     """Leases the hub each new viewer gets (see the module docstring)."""
 
-    def __init__(self, gw: Any, settings: RelaySettings, rejected: Counter[str]) -> None:
-        self.gw = gw
+    def __init__(self, settings: RelaySettings, registry: Registry, rejected: Counter[str]) -> None:
         self.settings = settings
+        self.registry = registry  # why a camera is offline, for the 503
         self.rejected = rejected  # the relay's refusal counters, by reason
         self._sub_unfit: dict[tuple[str, frozenset[str]], float] = {}  # → when found unfit
 
     async def choose(
-        self, camera_id: str, variant: str | None, sid: str, accepts: set[str]
-    ) -> tuple[Any, bytes, str | None]:
+        self,
+        streams: StreamManager,
+        camera_id: str,
+        variant: str | None,
+        sid: str,
+        accepts: set[str],
+    ) -> tuple[Lease, bytes, str | None]:
         """Lease the hub this viewer gets and wait for its first keyframe.
 
         ``accepts`` are the codecs the viewer offered (``h264``, ``hevc``): an H.265
         camera goes through untouched to a viewer that offered H.265.
         Returns the lease, that keyframe, and the variant actually used.
         """
-        streams = self.gw.part("streams")
-        if streams is None:
-            raise CameraUnavailable("live video is not available: no stream manager")
         auto = variant == "auto"
         if auto:
             variant = None
+        lease: Lease | None  # None while between the main stream and its transcode
         lease = self.acquire(streams, camera_id, variant, sid)
         try:
             first = await self.wait_keyframe(camera_id, lease.hub)
@@ -104,15 +107,14 @@ class SourceChooser:
         return lease, first, variant
 
     async def _sub_stream(
-        self, streams: Any, camera_id: str, sid: str, accepts: set[str]
-    ) -> tuple[Any, bytes] | None:
+        self, streams: StreamManager, camera_id: str, sid: str, accepts: set[str]
+    ) -> tuple[Lease, bytes] | None:
         """The camera's own sub-stream when this viewer can take it untouched, else None.
 
         Cameras commonly send H.265 on the main stream and H.264 on the sub-stream;
         ONVIF Media1 often names both H264, so the stream itself is asked.
         """
-        cameras = getattr(streams, "cameras", None)
-        if cameras is None or cameras.effective_profile(camera_id, "sub") != "sub":
+        if streams.cameras.effective_profile(camera_id, "sub") != "sub":
             return None  # no sub-stream of its own
         key = (camera_id, frozenset(accepts))
         if time.monotonic() - self._sub_unfit.get(key, -SUB_UNFIT_S) < SUB_UNFIT_S:
@@ -137,7 +139,9 @@ class SourceChooser:
         self._sub_unfit.pop(key, None)
         return lease, first
 
-    def acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
+    def acquire(
+        self, streams: StreamManager, camera_id: str, variant: str | None, sid: str
+    ) -> Lease:
         try:
             return streams.acquire(camera_id, "main", variant=variant, consumer=f"whep:{sid}")
         except KeyError:  # UnknownCamera is a KeyError
@@ -161,13 +165,9 @@ class SourceChooser:
         )
 
     def _offline_reason(self, camera_id: str) -> str:
-        registry = self.gw.part("registry")
-        cam = None
-        if registry is not None:
-            with contextlib.suppress(Exception):
-                cam = registry.get(camera_id)
-        status = getattr(cam, "status", None)
-        reason = getattr(cam, "reason", "") or getattr(cam, "status_reason", "")
+        cam = self.registry.get(camera_id)
+        status = cam.status if cam is not None else None
+        reason = cam.reason if cam is not None else ""
         if status and status != "online":
             return f"{status}{': ' + reason if reason else ''}"
         return f"no video within {self.settings.source_wait_s:g} s"

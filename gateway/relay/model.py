@@ -10,6 +10,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from gateway.relay.track import PassthroughTrack
+from gateway.streams.manager import Lease
 
 
 class RelayError(Exception):
@@ -43,7 +44,7 @@ class Session:
     variant: str | None
     pc: RTCPeerConnection
     track: PassthroughTrack
-    lease: Any
+    lease: Lease
     caller: str
     etag: str
     remote_ufrag: str

@@ -29,6 +29,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
 from gateway.audit import Audit
+from gateway.cameras.registry import Registry
+from gateway.config import RelaySettings
 from gateway.relay import dtls, ice, whep
 from gateway.relay.choice import SourceChooser
 from gateway.relay.model import (
@@ -38,6 +40,7 @@ from gateway.relay.model import (
 )
 from gateway.relay.track import PassthroughTrack
 from gateway.streams.hub import Hub
+from gateway.streams.manager import Lease, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,19 @@ WATCH_PERIOD_S = 1.0
 class Relay:
     """WHEP sessions of this gateway."""
 
-    def __init__(self, gw: Any, audit: Audit | None = None) -> None:
-        self.gw = gw
+    def __init__(
+        self,
+        settings: RelaySettings,
+        streams: StreamManager,
+        registry: Registry,
+        *,
+        subscriber_buffer: int,
+        audit: Audit | None = None,
+    ) -> None:
+        self.settings = settings
+        self.streams = streams  # every viewer's hub is leased here
+        self.subscriber_buffer = subscriber_buffer  # streams.subscriber_buffer, per viewer
         self.audit = audit  # who watched which camera, from when to when
-        self.settings = gw.settings.relay
         self.sessions: dict[str, Session] = {}
         self.opened = 0
         self.rejected: Counter[str] = Counter()
@@ -59,7 +71,7 @@ class Relay:
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[bool]] = set()
         self._opening = 0  # offers being answered, counted against max_sessions
-        self.chooser = SourceChooser(gw, self.settings, self.rejected)
+        self.chooser = SourceChooser(settings, registry, self.rejected)
         self._addresses = (
             ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
         )
@@ -129,7 +141,9 @@ class Relay:
         self, camera_id: str, offer_sdp: str, variant: str | None, caller: str, accepts: set[str]
     ) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(12)
-        lease, first, variant = await self.chooser.choose(camera_id, variant, sid, accepts)
+        lease, first, variant = await self.chooser.choose(
+            self.streams, camera_id, variant, sid, accepts
+        )
         hub: Hub = lease.hub
         # The main stream or the camera's own sub-stream go untouched: H.265 stays H.265.
         hevc = variant in (None, "sub") and hub.info is not None and hub.info.codec == "hevc"
@@ -138,7 +152,7 @@ class Relay:
             hub,
             camera_id,
             name=f"whep:{sid}",
-            maxsize=self.gw.settings.streams.subscriber_buffer,
+            maxsize=self.subscriber_buffer,
             burst_bytes_per_s=self.settings.burst_mbps * 125_000,
         )
         try:
@@ -187,8 +201,8 @@ class Relay:
         return session, answer
 
     # The stream access the SFU relay and the WHIP pusher share (gateway.relay.sfu).
-    def _acquire(self, streams: Any, camera_id: str, variant: str | None, sid: str) -> Any:
-        return self.chooser.acquire(streams, camera_id, variant, sid)
+    def _acquire(self, camera_id: str, variant: str | None, sid: str) -> Lease:
+        return self.chooser.acquire(self.streams, camera_id, variant, sid)
 
     async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
         return await self.chooser.wait_keyframe(camera_id, hub, timeout)
@@ -339,8 +353,3 @@ class Relay:
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
         sent = sum(s.track.bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
-
-
-def build(gw: Any) -> Relay:
-    """Factory for ``gateway.app._factories``."""
-    return Relay(gw, audit=gw.part("audit"))

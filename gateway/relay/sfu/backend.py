@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from gateway.config import SfuSettings
 from gateway.relay.sfu.feed import RtpFeed
 from gateway.relay.sfu.janus import Event, JanusClient, JanusError
+from gateway.streams.manager import Lease
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class Mountpoint:
 
     id: int
     feed: RtpFeed
-    lease: Any
+    lease: Lease
     viewers: set[str] = field(default_factory=set)
     idle_since: float | None = None
 
@@ -125,7 +126,7 @@ class JanusBackend:
         log.warning("SFU %s down: %s", self.name, reason)
         self._on_down(self)
 
-    async def mountpoint(self, key: Key, fmtp: str, lease: Any) -> Mountpoint:
+    async def mountpoint(self, key: Key, fmtp: str, lease: Lease) -> Mountpoint:
         """The camera's mountpoint, created and fed on first use; takes or releases ``lease``."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             mp = self.mountpoints.get(key)
@@ -142,7 +143,7 @@ class JanusBackend:
             self.mountpoints[key] = mp
             return mp
 
-    async def _create(self, key: Key, fmtp: str, lease: Any) -> Mountpoint:
+    async def _create(self, key: Key, fmtp: str, lease: Lease) -> Mountpoint:
         if self.admin is None:
             raise JanusError(f"SFU {self.name} is down")
         mp_id = secrets.randbelow(2**31 - 1) + 1

@@ -38,6 +38,7 @@ from gateway.relay.sessions import Relay
 from gateway.relay.sfu import sdp
 from gateway.relay.sfu.backend import JanusBackend, Key, Mountpoint
 from gateway.relay.sfu.janus import Event, JanusDown, JanusError
+from gateway.streams.manager import Lease
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,8 @@ class SfuRelay:
         if variant not in (None, "auto") or backend is None:
             self.fallbacks["variant" if backend is not None else "sfu down"] += 1
             return await self.direct.open(camera_id, offer_sdp, variant=variant, caller=caller)
-        lease = self.direct._acquire(self._streams(), camera_id, None, "sfu-probe")
+        lease: Lease | None  # None once adopted by a mountpoint or released
+        lease = self.direct._acquire(camera_id, None, "sfu-probe")
         try:
             first = await self.direct._wait_keyframe(camera_id, lease.hub)
             info = lease.hub.info
@@ -194,12 +196,6 @@ class SfuRelay:
             if lease is not None:
                 lease.release()
         return await self.direct.open(camera_id, offer_sdp, caller=caller)
-
-    def _streams(self) -> Any:
-        streams = self.direct.gw.part("streams")
-        if streams is None:
-            raise RelayError("live video is not available: no stream manager")
-        return streams
 
     async def _open(
         self,
@@ -397,17 +393,3 @@ class SfuRelay:
                 yield Sample("sfu_feed_bytes_sent", mp.feed.bytes_sent, labels, type="counter")
         for reason, n in self.fallbacks.items():
             yield Sample("sfu_fallbacks_total", n, {"reason": reason}, type="counter")
-
-
-def build(gw: Any) -> SfuRelay | None:
-    """Factory for ``gateway.app._factories``: only with ``relay.sfu`` and a relay."""
-    relay = gw.part("relay")
-    if gw.settings.relay.sfu is None or relay is None:
-        return None
-    return SfuRelay(
-        gw.settings.relay.sfu,
-        gw.settings.relay,
-        relay,
-        owner=gw.settings.cascade.id,
-        feed_buffer=gw.settings.streams.subscriber_buffer,
-    )

@@ -25,7 +25,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from gateway.config import WhipTarget
 from gateway.relay.ice import host_addresses
+from gateway.relay.sessions import Relay
 from gateway.relay.track import PassthroughTrack
+from gateway.streams.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class WhipPublisher:
     def __init__(
         self,
         target: WhipTarget,
-        hub: Any,
+        hub: Hub,
         *,
         timeout: float,
         addresses: list[str] | None,
@@ -126,7 +128,7 @@ class WhipPublisher:
 class WhipOut:
     """The part (``gw.whip_out``): keeps every ``relay.whip_out`` publication up."""
 
-    def __init__(self, targets: list[WhipTarget], relay: Any, *, retry_s: float = 5.0) -> None:
+    def __init__(self, targets: list[WhipTarget], relay: Relay, *, retry_s: float = 5.0) -> None:
         self.targets = targets
         self.relay = relay  # the direct relay: its stream access and host addresses
         self.retry_s = retry_s
@@ -153,16 +155,14 @@ class WhipOut:
             lease = None
             publisher = None
             try:
-                lease = self.relay._acquire(
-                    self.relay.gw.part("streams"), target.camera, None, "whip-out"
-                )
+                lease = self.relay._acquire(target.camera, None, "whip-out")
                 await self.relay._wait_keyframe(target.camera, lease.hub)
                 publisher = WhipPublisher(
                     target,
                     lease.hub,
                     timeout=10.0,
                     addresses=self.relay._addresses,
-                    maxsize=self.relay.gw.settings.streams.subscriber_buffer,
+                    maxsize=self.relay.subscriber_buffer,
                 )
                 await publisher.start()
                 self.publishers[i] = publisher
@@ -219,11 +219,3 @@ class WhipOut:
             yield Sample("whip_out_connected", up, labels, "1 while the WHIP publication is up")
             yield Sample("whip_out_bytes_sent", entry["bytes_sent"], labels, type="counter")
         yield Sample("whip_out_published_total", self.published, type="counter")
-
-
-def build(gw: Any) -> WhipOut | None:
-    """Factory for ``gateway.app._factories``: only with ``relay.whip_out`` and a relay."""
-    relay = gw.part("relay")
-    if not gw.settings.relay.whip_out or relay is None:
-        return None
-    return WhipOut(gw.settings.relay.whip_out, relay)
