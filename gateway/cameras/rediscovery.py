@@ -246,7 +246,7 @@ class DiscoveryService:
             registry.mark_seen(cam.id, True)
         if added:
             log.info("discovery: added %s", ", ".join(added))
-            await registry._refresh_all(added)
+            await registry.refresh_all(added)
 
     async def add(
         self,

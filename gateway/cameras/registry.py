@@ -86,7 +86,7 @@ class Registry(OnvifControl):
         self._clients.clear()
         await self.records.close()  # pending status writes land
 
-    async def _refresh_all(self, ids: list[str]) -> None:
+    async def refresh_all(self, ids: list[str]) -> None:
         """Probe these cameras, a few at a time (discovery, for the cameras it added)."""
         await self.recovery.refresh_all(ids)
 
