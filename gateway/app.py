@@ -16,7 +16,7 @@ from gateway.auth.service import AuthService
 from gateway.cameras.camera_events import build as build_camera_events
 from gateway.cameras.rediscovery import create as build_discovery
 from gateway.cameras.registry import create as build_registry
-from gateway.cascade.part import build as build_cascade
+from gateway.cascade.part import Cascade
 from gateway.config import Settings
 from gateway.diagnosis.service import build as build_diagnosis
 from gateway.events.bus import EventBus
@@ -100,7 +100,17 @@ class Gateway:
         self.linkage = self.add("linkage", build_linkage(self))
         self.tours = self.add("tours", Tours(self.db))
         self.maps = self.add("maps", build_maps(self))
-        self.cascade = self.add("cascade", build_cascade(self))  # registers a resolver
+        self.cascade = self.add(  # registers a resolver with streams
+            "cascade",
+            Cascade(
+                self,
+                registry=self.registry,
+                streams=self.streams,
+                recorder=self.recorder,
+                reports=self.reports,
+                maps=self.maps,
+            ),
+        )
         self.export = self.add("export", build_export(self))  # reads through recorder, cascade
         self.discovery = self.add("discovery", build_discovery(self))  # marks cameras seen
         self.gb28181_media = self.add(
