@@ -10,9 +10,10 @@ from gateway.cameras.registry import Registry
 from gateway.cascade.downlink import Downlink
 from gateway.cascade.inspect import Inspections
 from gateway.cascade.local import LocalParts
+from gateway.cascade.protocol import GatewayNode
 from gateway.cascade.remote import RemoteSource
 from gateway.cascade.serve import MapAnswers
-from gateway.cascade.tree import find_camera
+from gateway.cascade.tree import build, find_camera
 from gateway.cascade.uplink import Uplink
 from gateway.core import Core
 from gateway.metrics import Sample
@@ -62,6 +63,10 @@ class Cascade:
             await self.uplink.stop()
         await self.inspections.stop()
         await self.downlink.stop()
+
+    def tree(self) -> GatewayNode:
+        """The device tree: this gateway's cameras and every child's subtree."""
+        return build(self.local)
 
     def resolve(
         self, camera_id: str, profile: str = "main", variant: str | None = None
