@@ -22,7 +22,7 @@ from gateway.diagnosis.service import build as build_diagnosis
 from gateway.events.bus import EventBus
 from gateway.events.linkage import build as build_linkage
 from gateway.events.mqtt import build as build_mqtt
-from gateway.export.service import build as build_export
+from gateway.export.service import Exporter
 from gateway.gb28181.control import AccessControl
 from gateway.gb28181.part import Gb28181Part
 from gateway.gb28181.ps.backend import PsMediaBackend
@@ -113,7 +113,9 @@ class Gateway:
                 maps=self.maps,
             ),
         )
-        self.export = self.add("export", build_export(self))  # reads through recorder, cascade
+        self.export = self.add(  # reads through recorder, cascade
+            "export", Exporter(self, s.export, here=self.cascade.local)
+        )
         self.discovery = self.add("discovery", build_discovery(self))  # marks cameras seen
         gb = s.gb28181  # None: GB/T 28181 is not configured
         self.gb28181_media = self.add(
