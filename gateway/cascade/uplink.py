@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateway import __version__
 from gateway.aio import within
+from gateway.cameras.model import Camera
 from gateway.cascade import protocol as p
 from gateway.cascade.downlink import Downlink
 from gateway.cascade.inspect import Inspections
@@ -115,11 +116,12 @@ class Uplink:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def _on_camera(self, camera: Any) -> None:
+    def _on_camera(self, camera: Camera) -> None:
+        """Registry listener (any thread): a camera changed, or was removed."""
         if self._loop is None:
             return
         registry = self.here.registry
-        if registry is not None and registry.get(getattr(camera, "id", "")) is None:
+        if registry is not None and registry.get(camera.id) is None:
             # Removed: a delta cannot say "gone", the whole catalog can.
             self._loop.call_soon_threadsafe(self._queue_delta, "*catalog", None)
             return
