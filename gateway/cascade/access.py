@@ -267,13 +267,6 @@ def _times(params: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     return one("start"), one("end")
 
 
-def _plain(item: Any) -> dict[str, Any]:
-    if isinstance(item, dict):
-        data = item
-    elif hasattr(item, "model_dump"):
-        data = item.model_dump(mode="json")
-    elif hasattr(item, "__dataclass_fields__"):
-        data = {k: getattr(item, k) for k in item.__dataclass_fields__}
-    else:
-        data = {"value": str(item)}
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A recorder row with its times as ISO strings (as the parent gets them)."""
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gateway.cameras.model import Camera
 from gateway.cascade.local import Local
 from gateway.cascade.protocol import CameraNode, GatewayNode
 
@@ -49,10 +50,10 @@ def local_cameras(here: Local, prefix: str = "") -> list[CameraNode]:
     return cams
 
 
-def camera_node(cam: Any, prefix: str = "") -> CameraNode | None:
+def camera_node(cam: Camera, prefix: str = "") -> CameraNode | None:
     """A registry camera as a tree node; None (logged) if it cannot be shown."""
     try:
-        pub = cam.public() if hasattr(cam, "public") else dict(cam)
+        pub = cam.public()
         status = str(pub.get("status") or "unknown")
         return CameraNode(
             id=pub["id"],
@@ -65,7 +66,7 @@ def camera_node(cam: Any, prefix: str = "") -> CameraNode | None:
             ptz=bool(pub.get("ptz")),
         )
     except Exception as err:  # a registry entry we cannot describe must not hide the tree
-        log.warning("camera %r left out of the tree: %s", getattr(cam, "id", cam), err)
+        log.warning("camera %r left out of the tree: %s", cam.id, err)
         return None
 
 
