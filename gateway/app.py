@@ -16,15 +16,17 @@ from gateway.auth.service import AuthService
 from gateway.cameras.camera_events import CameraEvents
 from gateway.cameras.rediscovery import DiscoveryService
 from gateway.cameras.registry import Registry
-from gateway.cascade.part import build as build_cascade
+from gateway.cascade.part import Cascade
 from gateway.config import Settings
 from gateway.diagnosis.service import DiagnosisService
 from gateway.events.bus import EventBus
 from gateway.events.linkage import build as build_linkage
 from gateway.events.mqtt import build as build_mqtt
-from gateway.export.service import build as build_export
-from gateway.gb28181.part import build as build_gb28181
-from gateway.gb28181.ps.backend import build as build_ps_backend
+from gateway.export.service import Exporter
+from gateway.gb28181.control import AccessControl
+from gateway.gb28181.part import Gb28181Part
+from gateway.gb28181.ps.backend import PsMediaBackend
+from gateway.gb28181.records import GatewayRecords
 from gateway.looplag import LoopLag
 from gateway.maps.service import build as build_maps
 from gateway.motion.service import MotionService
@@ -131,15 +133,42 @@ class Gateway:
         self.linkage = self.add("linkage", build_linkage(self))
         self.tours = self.add("tours", Tours(self.db))
         self.maps = self.add("maps", build_maps(self))
-        self.cascade = self.add("cascade", build_cascade(self))  # registers a resolver
-        self.export = self.add("export", build_export(self))  # reads through recorder, cascade
+        self.cascade = self.add(  # registers a resolver with streams
+            "cascade",
+            Cascade(
+                self,
+                registry=self.registry,
+                streams=self.streams,
+                recorder=self.recorder,
+                reports=self.reports,
+                maps=self.maps,
+            ),
+        )
+        self.export = self.add(  # reads through recorder, cascade
+            "export", Exporter(self, s.export, here=self.cascade.local)
+        )
         self.discovery = self.add(
             "discovery", DiscoveryService(s.discovery, self.registry)
         )  # marks cameras seen
+        gb = s.gb28181  # None: GB/T 28181 is not configured
         self.gb28181_media = self.add(
-            "gb28181_media", build_ps_backend(self) if s.gb28181 else None
+            "gb28181_media", PsMediaBackend(self.streams) if gb is not None else None
         )
-        self.gb28181 = self.add("gb28181", build_gb28181(self))  # after cascade: its tree
+        self.gb28181 = self.add(  # after cascade: its tree, and cameras below by path
+            "gb28181",
+            Gb28181Part(
+                gb,
+                db=self.db,
+                tree=self.cascade.tree,
+                media=self.gb28181_media,  # None: INVITEs are answered 488
+                overrides_path=self.data_dir / "gb28181_upstreams.json",
+                records=GatewayRecords(self.cascade.local, self.data_dir),
+                cameras=AccessControl(self.cascade.local),
+                bus=self.bus,
+            )
+            if gb is not None
+            else None,
+        )
         self.mqtt = self.add("mqtt", build_mqtt(self))  # last: it only listens to the bus
 
     def add(self, name: str, part: P) -> P:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.cascade.inspect import Inspections
 from gateway.cascade.uplink import Uplink
 from gateway.config import Settings, parse_settings
 from gateway.events.bus import EventBus
@@ -99,11 +100,11 @@ class Village:
                 for i in range(spec["cameras"])
             ]
         )
-        self.uplink = Uplink(self, _NoChildren())
+        # The rest of a gateway's local view (gateway.cascade.local.Local): all off.
+        self.streams = self.recorder = self.reports = self.cascade = None
+        children: Any = _NoChildren()
+        self.uplink = Uplink(self, self, children, Inspections(self, self, children), None)
         self.seq = 0
-
-    def part(self, name: str) -> Any:
-        return self.registry if name == "registry" else None
 
     def publish_motion(self) -> None:
         self.seq += 1

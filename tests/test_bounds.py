@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from gateway.cascade import protocol as p
 from gateway.cascade.downlink import Downlink
 from gateway.cascade.session import ChildSession
+from gateway.config import parse_settings
+from gateway.events.bus import EventBus
 from gateway.media.access_unit import AccessUnit
 from gateway.media.annexb import join_annexb
 from gateway.media.assembler import MAX_PREFIX_BYTES, MAX_UNIT_BYTES, AccessUnitAssembler
@@ -104,8 +106,8 @@ def test_the_pre_roll_ring_is_bounded_even_for_one_endless_gop() -> None:
 async def test_a_child_body_whose_reader_falls_behind_is_ended_and_counted(
     tmp_path: Path,
 ) -> None:
-    gw = SimpleNamespace(db=Database(tmp_path / "gw.db"), settings=None)
-    down = Downlink(gw)
+    db = Database(tmp_path / "gw.db")
+    down = Downlink(SimpleNamespace(db=db, settings=parse_settings({}), bus=EventBus(db)))
     session = ChildSession(down, ws=None, name="village-1")
     chunk = b"\x01" * 60_000
 
@@ -138,4 +140,4 @@ async def test_a_child_body_whose_reader_falls_behind_is_ended_and_counted(
     assert down.transfers_dropped == 1 and session.transfers_dropped == 1
     body = stuck.drain()
     assert len(body) <= stuck.max_buffered
-    gw.db.close()
+    db.close()

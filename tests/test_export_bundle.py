@@ -109,7 +109,7 @@ def test_export_space_is_bounded_by_its_setting(tmp_path: Path) -> None:
     )
     gw = Gateway(settings)
     try:
-        exporter: Exporter = gw.part("export")
+        exporter: Exporter = gw.export
         assert exporter.usage() == {"used_bytes": 0, "max_bytes": 1_000_000}
         assert exporter._room_for(500_000) is None
         (exporter.dir / "ex-old.zip").write_bytes(b"\0" * 700_000)
@@ -130,8 +130,8 @@ def test_a_span_over_the_limit_is_refused_before_anything_is_made(
     gw = Gateway(Settings.model_validate({"data_dir": str(tmp_path / "data")}))
     try:
         with pytest.raises(ExportRefused) as err:
-            gw.part("export").check(Caller("op", "operator"), ["cam-01"], 0.0, hours * 3600)
+            gw.export.check(Caller("op", "operator"), ["cam-01"], 0.0, hours * 3600)
         assert err.value.status == 400 and "max_span_hours" in str(err.value)
-        assert gw.part("export").list() == []
+        assert gw.export.list() == []
     finally:
         gw.db.close()

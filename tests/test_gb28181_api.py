@@ -128,7 +128,7 @@ def test_upstream_api_without_gb28181_configured(tmp_path: Path) -> None:
 
     settings = parse_settings({"data_dir": str(tmp_path), "auth": {"enabled": False}})
     gw = Gateway(settings)
-    assert gw.part("gb28181") is None  # the factory returns None when not configured
+    assert gw.gb28181 is None  # not built when gb28181 is not configured
     with TestClient(create_app(gw, manage_lifecycle=False)) as client:
         assert client.get("/api/v1/gb28181/upstream").json() == {
             "configured": False,

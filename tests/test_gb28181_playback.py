@@ -61,7 +61,8 @@ def _recorded(tmp_path: Path, codec: str) -> tuple[Any, float]:
         path="gw",
     )
     rec = Recorder(gw, registry=None, streams=None)
-    gw.part = lambda name: rec if name == "recorder" else None
+    # The rest of the gateway's local view (gateway.cascade.local.Local) is off.
+    gw.recorder, gw.registry, gw.streams, gw.reports, gw.cascade = rec, None, None, None, None
     t0 = float(round(time.time()) - 3600)
     aus = encode_aus(100, gop=25, codec=codec)
     for start in (t0, t0 + 4, t0 + 12):
@@ -172,7 +173,7 @@ async def _gateway(tmp_path: Path, gw: Any, platform_port: int) -> Gb28181Part:
         db=Database(tmp_path / "gb.db"),
         tree=_tree,
         media=None,
-        records=GatewayRecords(gw),
+        records=GatewayRecords(gw, gw.data_dir),
     )
     await part.start()
     return part
@@ -374,7 +375,7 @@ async def test_seek_and_scale_restart_the_recording_from_the_new_position(tmp_pa
     from gateway.gb28181.ps.rtp import open_sink
 
     gw, t0 = await asyncio.to_thread(_recorded, tmp_path, "h264")
-    footage = await GatewayRecords(gw).footage("cam-01", t0, t0 + 8)
+    footage = await GatewayRecords(gw, gw.data_dir).footage("cam-01", t0, t0 + 8)
     assert [(s, e) for _, s, e in footage.files] == [(t0, t0 + 4), (t0 + 4, t0 + 8)]
     media = Receiver("udp")
     media.start()

@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["cascade"])
 
 
-def _cascade(gw: Gateway) -> Any:
-    part = gw.part("cascade")
-    if part is None:
-        raise HTTPException(503, "the cascade part is not running on this gateway")
-    return part
-
-
 def _path(caller: Caller, path: str) -> str:
     if not re.fullmatch(PATH_PATTERN, path):
         raise HTTPException(400, f"not a camera path: {path[:100]!r}")
@@ -58,14 +51,9 @@ def _http(err: AccessError) -> HTTPException:
 @router.websocket("/api/v1/cascade/ws")
 async def cascade_ws(ws: WebSocket) -> None:
     gw: Gateway = ws.app.state.gateway
-    part = gw.part("cascade")
     header = ws.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    name = (
-        await asyncio.to_thread(child_store.verify, gw.db, token)
-        if token and part is not None
-        else None
-    )
+    name = await asyncio.to_thread(child_store.verify, gw.db, token) if token else None
     if name is None:
         log.warning(
             "cascade connection from %s refused: bad or revoked token",
@@ -74,7 +62,7 @@ async def cascade_ws(ws: WebSocket) -> None:
         await ws.close(code=1008)  # before accept: the client sees HTTP 403
         return
     await ws.accept()
-    await part.downlink.serve(ws, name)
+    await gw.cascade.downlink.serve(ws, name)
 
 
 # -- the tree -------------------------------------------------------------------------
@@ -198,7 +186,7 @@ def cascade_stats(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("operator"))
 ) -> dict[str, Any]:
     """Uplink state, children sessions, open remote streams and their bytes."""
-    return _cascade(gw).stats()
+    return gw.cascade.stats()
 
 
 class UplinkSwitch(BaseModel):
@@ -212,13 +200,13 @@ def uplink_switch(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
-    part = _cascade(gw)
-    if part.uplink is None:
+    uplink = gw.cascade.uplink
+    if uplink is None:
         raise HTTPException(409, "this gateway has no parent (cascade.parent is not set)")
-    part.uplink.set_enabled(body.enabled)
+    uplink.set_enabled(body.enabled)
     log.warning("uplink %s by %s", "restored" if body.enabled else "cut", caller.name)
     note(gw, caller, "settings_change", request, what="uplink", enabled=body.enabled)
-    return part.uplink.stats()
+    return uplink.stats()
 
 
 # -- children management (admin) ---------------------------------------------------------
@@ -232,8 +220,7 @@ class NewChild(BaseModel):
 def list_children(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("admin"))
 ) -> list[dict[str, Any]]:
-    part = gw.part("cascade")
-    links = part.downlink.links if part is not None else {}
+    links = gw.cascade.downlink.links
     return [
         {
             "name": c.name,
@@ -260,9 +247,7 @@ async def add_child(
         raise HTTPException(409, f"child {body.name} exists; revoke it first") from None
     log.info("child %s token issued by %s", body.name, caller.name)
     note(gw, caller, "settings_change", request, what="child_add", child=body.name)
-    part = gw.part("cascade")
-    if part is not None:
-        await part.downlink.sync_children()
+    await gw.cascade.downlink.sync_children()
     return {"name": body.name, "token": token}
 
 
@@ -275,9 +260,7 @@ async def revoke_child(
 ) -> dict[str, Any]:
     if not await asyncio.to_thread(child_store.revoke, gw.db, name):
         raise HTTPException(404, f"no active child named {name!r}")
-    part = gw.part("cascade")
-    if part is not None:
-        await part.downlink.sync_children()
+    await gw.cascade.downlink.sync_children()
     log.warning("child %s revoked by %s", name, caller.name)
     note(gw, caller, "settings_change", request, what="child_revoke", child=name)
     return {"name": name, "revoked": True}

@@ -33,7 +33,7 @@ class ExportRequest(BaseModel):
 
 
 def _exporter(gw: Gateway) -> Exporter:
-    part = gw.part("export")
+    part = gw.export
     if part is None:
         raise HTTPException(503, "evidence export is not running / 未启用录像导出")
     return part

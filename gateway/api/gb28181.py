@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Response
 
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
+from gateway.gb28181.part import Gb28181Part, UpstreamError
 
 router = APIRouter(tags=["gb28181"])
 PREFIX = "/api/v1/gb28181/upstream"
@@ -18,8 +19,8 @@ PREFIX = "/api/v1/gb28181/upstream"
 NOT_CONFIGURED = "GB/T 28181 is not configured on this gateway: add gb28181: to its config"
 
 
-def _part(gw: Gateway, missing: int = 404) -> Any:
-    part = gw.part("gb28181")
+def _part(gw: Gateway, missing: int = 404) -> Gb28181Part:
+    part = gw.gb28181
     if part is None:
         raise HTTPException(missing, NOT_CONFIGURED)
     return part
@@ -33,7 +34,7 @@ def _bad(err: Exception) -> HTTPException:
 def list_upstream(
     gw: Gateway = Depends(get_gateway), _caller: Caller = Depends(require("admin"))
 ) -> dict[str, Any]:
-    part = gw.part("gb28181")
+    part = gw.gb28181
     return {"configured": part is not None, "upstream": part.list_all() if part else []}
 
 
@@ -65,8 +66,6 @@ async def add_upstream(
     gw: Gateway = Depends(get_gateway),
     _caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
-    from gateway.gb28181.part import UpstreamError
-
     try:
         out = await _part(gw, missing=409).add(body)
     except UpstreamError as err:
@@ -82,8 +81,6 @@ async def change_upstream(
     gw: Gateway = Depends(get_gateway),
     _caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
-    from gateway.gb28181.part import UpstreamError
-
     try:
         return dict(await _part(gw).update(uid, body))
     except KeyError:

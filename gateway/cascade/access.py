@@ -9,16 +9,20 @@ these functions, so a request walks down the tree one hop at a time.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+from gateway.cascade.downlink import Downlink
+from gateway.cascade.local import Local
 from gateway.cascade.session import ChildGone, RemoteError
+from gateway.recorder.service import Recorder
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 class AccessError(Exception):
@@ -29,40 +33,29 @@ class AccessError(Exception):
         self.status = status
 
 
-async def _maybe(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _downlink(gw: Any) -> Any:
-    cascade = gw.part("cascade")
-    return cascade.downlink if cascade is not None else None
-
-
-def _remote(gw: Any, path: str) -> Any:
+def _remote(here: Local, path: str) -> Downlink | None:
     """The downlink if ``path`` lies below a child, else None (a local camera)."""
     if "/" not in path:
         return None
-    down = _downlink(gw)
+    down = here.cascade.downlink if here.cascade is not None else None
     if down is None or not down.owns(path):
         raise AccessError(404, f"no child gateway owns {path!r} / 未知设备")
     return down
 
 
-def _local_camera(gw: Any, path: str) -> Any:
-    registry = gw.part("registry")
+def _local_camera(here: Local, path: str) -> None:
+    """Raise 404 unless ``path`` is a camera of this gateway."""
+    registry = here.registry
     if registry is None:
         # No registry: the config's static cameras are all this gateway knows.
-        cam = next((c for c in gw.settings.cameras if c.id == path and c.enabled), None)
-        if cam is None:
-            raise AccessError(404, f"unknown camera {path!r} / 未知摄像机")
-        return cam
-    cam = registry.get(path)
-    if cam is None:
+        known = any(c.id == path and c.enabled for c in here.settings.cameras)
+    else:
+        known = registry.get(path) is not None
+    if not known:
         raise AccessError(404, f"unknown camera {path!r} / 未知摄像机")
-    return cam
 
 
-async def _call_remote(coro: Any) -> Any:
+async def _call_remote(coro: Awaitable[T]) -> T:
     try:
         return await coro
     except ChildGone as err:
@@ -73,18 +66,18 @@ async def _call_remote(coro: Any) -> Any:
         raise AccessError(404, f"unknown camera {err} / 未知摄像机") from None
 
 
-async def snapshot(gw: Any, path: str) -> bytes:
+async def snapshot(here: Local, path: str) -> bytes:
     """A JPEG of the camera now."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         body, _ = await _call_remote(down.fetch(path, "snapshot"))
         return body
-    _local_camera(gw, path)
-    streams = gw.part("streams")
+    _local_camera(here, path)
+    streams = here.streams
     if streams is None:
         raise AccessError(503, "the streams part is not running on this gateway")
     try:
-        return await _maybe(streams.snapshot(path))
+        return await streams.snapshot(path)
     except KeyError:
         raise AccessError(404, f"unknown camera {path!r}") from None
     except Exception as err:
@@ -92,32 +85,31 @@ async def snapshot(gw: Any, path: str) -> bytes:
         raise AccessError(502, f"snapshot of {path} failed: {err}") from None
 
 
-async def inspection_snapshot(gw: Any, path: str) -> bytes:
+async def inspection_snapshot(here: Local, path: str) -> bytes:
     """The fresh snapshot the latest on-demand inspection took of the camera."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         body, _ = await _call_remote(down.fetch(path, "inspection_snapshot"))
         return body
-    reports = gw.part("reports")
-    body = await asyncio.to_thread(reports.snapshot, path) if reports is not None else None
-    if body is None:
+    reports = here.reports
+    jpeg = await asyncio.to_thread(reports.snapshot, path) if reports is not None else None
+    if jpeg is None:
         raise AccessError(404, f"no inspection snapshot of {path!r} / 无巡检快照")
-    return body
+    return jpeg
 
 
-async def ptz(gw: Any, path: str, command: dict[str, Any]) -> dict[str, Any]:
+async def ptz(here: Local, path: str, command: dict[str, Any]) -> dict[str, Any]:
     """Move (or stop, or go to a preset) a PTZ camera."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         resp = await _call_remote(down.request(path, "ptz", command))
         return resp.data
-    _local_camera(gw, path)
-    registry = gw.part("registry")
-    fn = getattr(registry, "ptz", None)
-    if fn is None:
+    _local_camera(here, path)
+    registry = here.registry
+    if registry is None:
         raise AccessError(501, "PTZ is not available on this gateway")
     try:
-        result = await _maybe(fn(path, **command))
+        result = await registry.ptz(path, **command)
     except (TypeError, ValueError) as err:
         raise AccessError(400, f"bad PTZ command for {path}: {err}") from None
     except Exception as err:
@@ -125,53 +117,46 @@ async def ptz(gw: Any, path: str, command: dict[str, Any]) -> dict[str, Any]:
     return result if isinstance(result, dict) else {"ok": True}
 
 
-async def presets(gw: Any, path: str) -> list[dict[str, Any]]:
+async def presets(here: Local, path: str) -> list[dict[str, Any]]:
     """The PTZ presets of a camera."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         resp = await _call_remote(down.request(path, "presets", {}))
         return list(resp.data.get("presets", []))
-    _local_camera(gw, path)
-    fn = getattr(gw.part("registry"), "presets", None)
-    if fn is None:
+    _local_camera(here, path)
+    registry = here.registry
+    if registry is None:
         raise AccessError(501, "PTZ is not available on this gateway")
     try:
-        return list(await _maybe(fn(path)))
+        return list(await registry.presets(path))
     except ValueError as err:
         raise AccessError(400, f"{path}: {err}") from None
     except Exception as err:
         raise AccessError(502, f"presets of {path} failed: {err}") from None
 
 
-def _recorder(gw: Any) -> Any:
-    rec = gw.part("recorder")
+def _recorder(here: Local) -> Recorder:
+    rec = here.recorder
     if rec is None:
         raise AccessError(503, "the recorder is not running on this gateway / 未启用录像")
     return rec
 
 
-async def recordings(gw: Any, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+async def recordings(here: Local, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The recorded spans of a camera (``start``/``end`` ISO times optional)."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         resp = await _call_remote(down.request(path, "recordings", params))
         return list(resp.data.get("recordings", []))
-    _local_camera(gw, path)
-    rec = _recorder(gw)
-    fn = getattr(rec, "recordings", None) or getattr(rec, "list", None)
-    if fn is None:
-        raise AccessError(501, "this gateway's recorder cannot list recordings")
+    _local_camera(here, path)
+    rec = _recorder(here)
     start, end = _times(params)
-    try:
-        items = await _maybe(fn(path, start=start, end=end))
-    except TypeError:
-        items = await _maybe(fn(path))
-    return [_plain(i) for i in items]
+    return [_plain(i) for i in rec.recordings(path, start=start, end=end)]
 
 
-async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[bytes]:
+async def clip(here: Local, path: str, params: dict[str, Any]) -> AsyncIterator[bytes]:
     """An MP4 of the camera between ``start`` and ``end``, in chunks."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         try:
             session, rest = down.route(path)
@@ -190,40 +175,35 @@ async def clip(gw: Any, path: str, params: dict[str, Any]) -> AsyncIterator[byte
             task.cancel()
             session.channels.pop(ch.number, None)
         return
-    _local_camera(gw, path)
-    rec = _recorder(gw)
-    fn = getattr(rec, "clip", None)
-    if fn is None:
-        raise AccessError(501, "this gateway's recorder cannot cut clips")
+    _local_camera(here, path)
+    rec = _recorder(here)
     start, end = _times(params)
     if start is None or end is None or end <= start:
         raise AccessError(400, "a clip needs start < end (ISO 8601 times)")
-    # codec=h264: H.265 footage transcoded for a browser without H.265 (only asked for
-    # then, so a recorder that predates it still serves plain clips).
-    extra = {"codec": "h264"} if params.get("codec") == "h264" else {}
+    # codec=h264: H.265 footage transcoded for a browser without H.265.
+    codec = "h264" if params.get("codec") == "h264" else None
     try:
-        result = await _maybe(fn(path, start, end, **extra))
+        result = await rec.clip(path, start, end, codec=codec)
     except LookupError as err:
         raise AccessError(404, f"no recording of {path} in that span: {err}") from None
     except ValueError as err:
         raise AccessError(400, f"clip of {path}: {err}") from None
     except RuntimeError as err:  # ClipRefused: a bound of the clip cache or of the disk
         raise AccessError(503, f"clip of {path}: {err}") from None
-    async for chunk in _chunks(result):
+    async for chunk in _file_chunks(result):
         yield chunk
 
 
-async def record(gw: Any, path: str, seconds: float, reason: str) -> dict[str, Any]:
+async def record(here: Local, path: str, seconds: float, reason: str) -> dict[str, Any]:
     """Record a camera for ``seconds`` where it is (the owning gateway records it)."""
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         resp = await _call_remote(
             down.request(path, "record", {"seconds": seconds, "reason": reason})
         )
         return resp.data
-    _local_camera(gw, path)
-    rec = _recorder(gw)
-    await _maybe(rec.record_for(path, seconds, reason))
+    _local_camera(here, path)
+    _recorder(here).record_for(path, seconds, reason)
     return {"recording": path, "seconds": seconds}
 
 
@@ -231,7 +211,7 @@ async def record(gw: Any, path: str, seconds: float, reason: str) -> dict[str, A
 LOCK_OWNER_PREFIX = "export:"
 
 
-async def lock(gw: Any, path: str, params: dict[str, Any]) -> dict[str, Any]:
+async def lock(here: Local, path: str, params: dict[str, Any]) -> dict[str, Any]:
     """Protect a camera's span from retention (``locked``) or release an owner's locks.
 
     ``owner`` names the locks (``export:…``); releasing drops every lock of that owner on
@@ -242,12 +222,12 @@ async def lock(gw: Any, path: str, params: dict[str, Any]) -> dict[str, Any]:
     owner = str(params.get("owner", ""))[:160]
     if not owner.startswith(LOCK_OWNER_PREFIX) or len(owner) <= len(LOCK_OWNER_PREFIX):
         raise AccessError(400, f"lock owner must start with {LOCK_OWNER_PREFIX!r}")
-    down = _remote(gw, path)
+    down = _remote(here, path)
     if down is not None:
         resp = await _call_remote(down.request(path, "lock", params))
         return resp.data
-    _local_camera(gw, path)
-    rec = _recorder(gw)
+    _local_camera(here, path)
+    rec = _recorder(here)
     locked = bool(params.get("locked", True))
     if locked:
         start, end = _times(params)
@@ -265,20 +245,10 @@ async def _raise(err: BaseException) -> None:
     raise err
 
 
-async def _chunks(result: Any) -> AsyncIterator[bytes]:
-    """Bytes, a file path, or an (async) iterator of bytes, as chunks."""
-    if isinstance(result, bytes | bytearray):
-        for i in range(0, len(result), CHUNK):
-            yield bytes(result[i : i + CHUNK])
-    elif isinstance(result, str) or hasattr(result, "open"):
-        with open(result, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
-    elif hasattr(result, "__aiter__"):
-        async for chunk in result:
-            yield chunk
-    else:
-        for chunk in result:
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The file's bytes in chunks."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
             yield chunk
 
 
@@ -297,13 +267,6 @@ def _times(params: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     return one("start"), one("end")
 
 
-def _plain(item: Any) -> dict[str, Any]:
-    if isinstance(item, dict):
-        data = item
-    elif hasattr(item, "model_dump"):
-        data = item.model_dump(mode="json")
-    elif hasattr(item, "__dataclass_fields__"):
-        data = {k: getattr(item, k) for k in item.__dataclass_fields__}
-    else:
-        data = {"value": str(item)}
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A recorder row with its times as ISO strings (as the parent gets them)."""
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}

@@ -24,6 +24,7 @@ from gateway.cascade.session import (
     ChildLink,
     ChildSession,
 )
+from gateway.core import Core
 from gateway.events.model import Event
 from gateway.store import children as child_store
 from gateway.store import events as event_store
@@ -35,9 +36,10 @@ ChangeListener = Callable[[str, Any], None]
 class Downlink(Routing):
     """Every child of this gateway: sessions, merged subtrees, events, routed requests."""
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.db = gw.db
+    def __init__(self, core: Core) -> None:
+        self.settings = core.settings.cascade
+        self.bus = core.bus
+        self.db = core.db
         child_store.init(self.db)
         self.links: dict[str, ChildLink] = {}
         self._listeners: list[ChangeListener] = []
@@ -72,7 +74,7 @@ class Downlink(Routing):
 
     async def _watch(self) -> None:
         """Offline after silence; close sessions whose token was revoked meanwhile."""
-        settings = self.gw.settings.cascade
+        settings = self.settings
         tick = 0
         while True:
             await asyncio.sleep(0.25)
@@ -186,9 +188,9 @@ class Downlink(Routing):
         await session.send(
             p.Welcome(
                 type="welcome",
-                parent=self.gw.settings.cascade.id,
+                parent=self.settings.id,
                 last_seq=link.last_seq,
-                heartbeat_s=self.gw.settings.cascade.heartbeat_s,
+                heartbeat_s=self.settings.heartbeat_s,
             )
         )
         return msg
@@ -324,7 +326,7 @@ class Downlink(Routing):
 
     def _apply_events(self, link: ChildLink, msg: p.Events) -> list[str]:
         """Store and publish a batch of a child's events; the ids whose snapshot to fetch."""
-        bus = self.gw.bus
+        bus = self.bus
         wanted: list[str] = []
         for item in msg.items:
             if item.seq <= link.last_seq:

@@ -42,9 +42,13 @@ from gateway.aio import within
 from gateway.cascade import access
 from gateway.cascade import protocol as p
 from gateway.cascade.access import AccessError
-from gateway.cascade.session import ChildGone, RemoteError
+from gateway.cascade.downlink import Downlink
+from gateway.cascade.local import Local
+from gateway.cascade.session import ChildGone, ChildLink, RemoteError
 from gateway.cascade.tree import build, find_camera
+from gateway.core import Core
 from gateway.events.model import Event
+from gateway.reports.service import ReportService
 from gateway.store import reports as report_store
 
 log = logging.getLogger(__name__)
@@ -93,10 +97,12 @@ def _find_node(root: p.GatewayNode, path: str) -> p.GatewayNode | None:
 class Inspections:
     """Runs, forwards and tracks on-demand inspections (see the module docstring)."""
 
-    def __init__(self, gw: Any, downlink: Any) -> None:
-        self.gw = gw
+    def __init__(self, core: Core, here: Local, downlink: Downlink) -> None:
+        self.db = core.db
+        self.bus = core.bus
+        self.here = here
         self.downlink = downlink
-        self.me = gw.settings.cascade.id
+        self.me = core.settings.cascade.id
         self.pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.runs: OrderedDict[str, Run] = OrderedDict()
         self._lock = threading.Lock()  # runs are marked from the bus's threads
@@ -109,11 +115,11 @@ class Inspections:
             self.pending.setdefault(child, []).append((path, params))
         if kept:
             log.info("%d inspection requests kept for children that were offline", len(kept))
-        self.gw.bus.add_listener(self._on_event)
+        self.bus.add_listener(self._on_event)
         self.downlink.on_change(self._on_child_change)
 
     async def stop(self) -> None:
-        self.gw.bus.remove_listener(self._on_event)
+        self.bus.remove_listener(self._on_event)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -128,11 +134,11 @@ class Inspections:
         Raises LookupError for an unknown node, ValueError for a camera or a bad day.
         """
         node = node.strip("/")
-        reports = self.gw.part("reports")
+        reports = self.here.reports
         if day is not None and reports is not None and day > reports.today():
             raise ValueError(f"{day} is in the future / 日期不能晚于今天")
         if node:
-            tree = build(self.gw)
+            tree = build(self.here)
             if _find_node(tree, node) is None:
                 if find_camera(tree, node) is not None:
                     raise ValueError(
@@ -249,7 +255,7 @@ class Inspections:
         return states[:MAX_NODES], report
 
     async def _run_here(self, params: dict[str, Any]) -> dict[str, Any]:
-        reports = self.gw.part("reports")
+        reports = self.here.reports
         if reports is None:
             raise AccessError(503, "inspection reports are turned off here / 未启用巡检")
         day = date.fromisoformat(params["day"]) if params.get("day") else None
@@ -260,13 +266,13 @@ class Inspections:
         except ValueError as err:
             raise AccessError(400, str(err)) from None
 
-    async def _snapshots(self, reports: Any) -> None:
+    async def _snapshots(self, reports: ReportService) -> None:
         """A fresh snapshot of each local camera not known to be down, kept for its row."""
-        registry = self.gw.part("registry")
+        registry = self.here.registry
 
         def down(cid: str) -> bool:
-            cam: Any = registry.get(cid) if registry is not None else None
-            status = cam.public().get("status") if hasattr(cam, "public") else None
+            cam = registry.get(cid) if registry is not None else None
+            status = cam.public().get("status") if cam is not None else None
             return status in ("offline", "unauthorised", "error")
 
         gate = asyncio.Semaphore(4)
@@ -274,7 +280,7 @@ class Inspections:
         async def one(cid: str) -> None:
             async with gate:
                 try:
-                    jpeg = await within(access.snapshot(self.gw, cid), SNAPSHOT_S)
+                    jpeg = await within(access.snapshot(self.here, cid), SNAPSHOT_S)
                     await asyncio.to_thread(reports.put_snapshot, cid, jpeg)
                 except Exception as err:  # one camera's picture must not fail the run
                     log.info("inspection snapshot of %s failed: %s", cid, err or type(err))
@@ -287,12 +293,13 @@ class Inspections:
         link = self.downlink.links[name]
         known = _find_node(link.node(), path)
         below = gateway_nodes(known) if known is not None else [path]
-        if not link.online:
+        session = link.session
+        if session is None or session.closed:  # not link.online
             await self._pend(name, path, params)
             return [{"node": n, "state": "offline"} for n in below]
         budget = float(params.get("budget", BUDGET_S))
         try:
-            resp = await link.session.request(
+            resp = await session.request(
                 "inspect", path, {**params, "budget": max(1.0, budget - HOP_S)}, timeout=budget
             )
         except ChildGone:
@@ -306,20 +313,18 @@ class Inspections:
 
     # -- children that were offline --------------------------------------------------------
     def _load_pending(self) -> list[tuple[str, str, dict[str, Any]]]:
-        report_store.init(self.gw.db)
-        return report_store.pending_all(self.gw.db)
+        report_store.init(self.db)
+        return report_store.pending_all(self.db)
 
     async def _pend(self, name: str, path: str, params: dict[str, Any]) -> None:
-        reports = self.gw.part("reports")
+        reports = self.here.reports
         if not params.get("day") and reports is not None:
             # the day asked for, not the day the child comes back
             params = {**params, "day": reports.today().isoformat()}
         queue = self.pending.setdefault(name, [])
         queue.append((path, params))
         del queue[:-MAX_PENDING]
-        await asyncio.to_thread(
-            report_store.pending_add, self.gw.db, name, path, params, MAX_PENDING
-        )
+        await asyncio.to_thread(report_store.pending_add, self.db, name, path, params, MAX_PENDING)
         log.info("inspection %s of %s kept until child %s connects", params["run"], path, name)
 
     def _on_child_change(self, kind: str, value: Any) -> None:
@@ -332,8 +337,10 @@ class Inspections:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _resend(self, name: str, queue: list[tuple[str, dict[str, Any]]], link: Any) -> None:
-        await asyncio.to_thread(report_store.pending_clear, self.gw.db, name)
+    async def _resend(
+        self, name: str, queue: list[tuple[str, dict[str, Any]]], link: ChildLink | None
+    ) -> None:
+        await asyncio.to_thread(report_store.pending_clear, self.db, name)
         if link is None:
             return
         for path, params in queue:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from gateway.cameras.registry import Registry
 from gateway.cascade.downlink import Downlink
 from gateway.cascade.inspect import Inspections
-from gateway.cascade.tree import find_camera
+from gateway.cascade.local import LocalParts
+from gateway.cascade.protocol import GatewayNode
+from gateway.cascade.remote import RemoteSource
+from gateway.cascade.serve import MapAnswers
+from gateway.cascade.tree import build, find_camera
+from gateway.cascade.uplink import Uplink
+from gateway.core import Core
+from gateway.metrics import Sample
+from gateway.recorder.service import Recorder
+from gateway.reports.service import ReportService
+from gateway.streams.manager import StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -15,20 +27,32 @@ log = logging.getLogger(__name__)
 class Cascade:
     """Joins this gateway to its parent and its children (三级联网)."""
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.downlink = Downlink(gw)
-        self.inspections = Inspections(gw, self.downlink)  # on-demand 巡检 of subtrees
-        self.uplink: Any = None
-        if gw.settings.cascade.parent is not None:
-            from gateway.cascade.uplink import Uplink
-
-            self.uplink = Uplink(gw, self.downlink)
+    def __init__(
+        self,
+        core: Core,
+        *,
+        registry: Registry | None,
+        streams: StreamManager | None,
+        recorder: Recorder | None,
+        reports: ReportService | None,
+        maps: MapAnswers | None,
+    ) -> None:
+        self.settings = core.settings.cascade
+        self.streams = streams
+        self.downlink = Downlink(core)
+        # This gateway's own parts, as camera operations by path use them; lent to the
+        # parts built after the cascade (export, GB/T 28181) and used by ours below.
+        self.local = LocalParts(core.settings, registry, streams, recorder, reports, self)
+        # on-demand 巡检 of subtrees
+        self.inspections = Inspections(core, self.local, self.downlink)
+        self.uplink: Uplink | None = None
+        if self.settings.parent is not None:
+            self.uplink = Uplink(core, self.local, self.downlink, self.inspections, maps)
 
     async def start(self) -> None:
-        streams = self.gw.part("streams")
-        if streams is not None and hasattr(streams, "add_resolver"):
-            streams.add_resolver(self.resolve)
+        if self.streams is not None:
+            # Streams are built before us: we hand them our resolver for children's cameras.
+            self.streams.add_resolver(self.resolve)
         await self.downlink.start()
         await self.inspections.start()
         if self.uplink is not None:
@@ -40,21 +64,23 @@ class Cascade:
         await self.inspections.stop()
         await self.downlink.stop()
 
-    def resolve(self, camera_id: str, profile: str = "main", variant: str | None = None) -> Any:
+    def tree(self) -> GatewayNode:
+        """The device tree: this gateway's cameras and every child's subtree."""
+        return build(self.local)
+
+    def resolve(
+        self, camera_id: str, profile: str = "main", variant: str | None = None
+    ) -> RemoteSource | None:
         """A stream source for a camera below one of our children, or None."""
         if not self.downlink.owns(camera_id):
             return None
         link = self.downlink.links[camera_id.partition("/")[0]]
         if link.tree is not None and find_camera(link.tree, camera_id) is None:
             return None  # the child told us its cameras; this is not one of them
-        from gateway.cascade.remote import RemoteSource
-
         return RemoteSource(self.downlink, camera_id, profile, variant)
 
-    def metrics(self) -> Any:
+    def metrics(self) -> Iterator[Sample]:
         """Prometheus samples (collected by ``/metrics``)."""
-        from gateway.metrics import Sample
-
         for link in self.downlink.links.values():
             labels = {"child": link.name}
             yield Sample("cascade_child_up", int(link.online), labels, help="Child connected")
@@ -92,12 +118,8 @@ class Cascade:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "id": self.gw.settings.cascade.id,
-            "level": self.gw.settings.cascade.level,
+            "id": self.settings.id,
+            "level": self.settings.level,
             "uplink": self.uplink.stats() if self.uplink else None,
             "children": self.downlink.stats(),
         }
-
-
-def build(gw: Any) -> Cascade:
-    return Cascade(gw)

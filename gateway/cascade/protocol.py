@@ -109,6 +109,17 @@ def check_tree(node: GatewayNode, prefix: str, depth: int = 0) -> int:
     return count
 
 
+def offline(node: GatewayNode) -> GatewayNode:
+    """A copy of ``node`` with the gateway, its cameras and its children all offline."""
+    return node.model_copy(
+        update={
+            "status": "offline",
+            "cameras": [c.model_copy(update={"status": "offline"}) for c in node.cameras],
+            "children": [offline(c) for c in node.children],
+        }
+    )
+
+
 # -- child → parent ------------------------------------------------------------------
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.cascade import access
 from gateway.cascade import protocol as p
 from gateway.cascade.access import AccessError
+from gateway.cascade.inspect import Inspections
+from gateway.cascade.local import Local
+from gateway.core import Core
+from gateway.media.access_unit import StreamInfo
 from gateway.store import events as event_store
-from gateway.streams.hub import HubClosed
+from gateway.streams.hub import Hub, HubClosed
+from gateway.streams.manager import Lease
 
 log = logging.getLogger(__name__)
 MAX_CONCURRENT = 64
@@ -35,12 +39,43 @@ class _Stream:
         self.task: asyncio.Task[None] | None = None
 
 
+class MapAnswers(Protocol):
+    """The maps part, as the parent's ``map`` and ``map_image`` requests use it.
+
+    A protocol rather than ``gateway.maps.service.Maps``: the maps part reaches its
+    children through the cascade, so importing it here would close an import circle.
+    """
+
+    async def answer(
+        self, op: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes | None]: ...
+
+
+class Sender(Protocol):
+    """The uplink connection, as the answers to the parent go out on it."""
+
+    async def send_text(self, msg: p.BaseModel) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+
 class RequestServer:
     """Runs the parent's requests against this gateway (and, by path, its children)."""
 
-    def __init__(self, gw: Any, uplink: Any) -> None:
-        self.gw = gw
+    def __init__(
+        self,
+        core: Core,
+        here: Local,
+        uplink: Sender,
+        inspections: Inspections,
+        maps: MapAnswers | None,
+    ) -> None:
+        self.db = core.db
+        self.subscriber_buffer = core.settings.streams.subscriber_buffer
+        self.here = here
         self.uplink = uplink
+        self.inspections = inspections
+        self.maps = maps
         self.streams: dict[int, _Stream] = {}
         self._busy = 0
         self.requests = 0
@@ -92,30 +127,30 @@ class RequestServer:
             self._busy -= 1
 
     async def _dispatch(self, req: p.Request) -> None:
-        gw, params = self.gw, req.params
+        here, params = self.here, req.params
         if req.op == "close_stream":
             stream = self.streams.pop(req.channel, None)
             if stream and stream.task:
                 stream.task.cancel()
             await self._respond(req)
         elif req.op == "snapshot":
-            body = await access.snapshot(gw, req.path)
+            body = await access.snapshot(here, req.path)
             await self._send_body(req, [body])
             await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
         elif req.op == "inspection_snapshot":
-            body = await access.inspection_snapshot(gw, req.path)
+            body = await access.inspection_snapshot(here, req.path)
             await self._send_body(req, [body])
             await self._respond(req, data={"bytes": len(body), "content_type": "image/jpeg"})
         elif req.op == "ptz":
-            await self._respond(req, data=await access.ptz(gw, req.path, params))
+            await self._respond(req, data=await access.ptz(here, req.path, params))
         elif req.op == "presets":
-            await self._respond(req, data={"presets": await access.presets(gw, req.path)})
+            await self._respond(req, data={"presets": await access.presets(here, req.path)})
         elif req.op == "recordings":
-            items = await access.recordings(gw, req.path, params)
+            items = await access.recordings(here, req.path, params)
             await self._respond(req, data={"recordings": items})
         elif req.op == "clip":
             total = 0
-            async for chunk in access.clip(gw, req.path, params):
+            async for chunk in access.clip(here, req.path, params):
                 total += len(chunk)
                 await self._send_body(req, [chunk])
             await self._respond(req, data={"bytes": total, "content_type": "video/mp4"})
@@ -123,7 +158,7 @@ class RequestServer:
             event_id = str(params.get("event_id", ""))[:64]
             jpeg: bytes | None = None
             if event_id:
-                jpeg = await asyncio.to_thread(event_store.get_snapshot, gw.db, event_id)
+                jpeg = await asyncio.to_thread(event_store.get_snapshot, self.db, event_id)
             if jpeg is None:
                 raise AccessError(404, f"no snapshot for event {event_id!r}")
             await self._send_body(req, [jpeg])
@@ -133,21 +168,19 @@ class RequestServer:
             if not 0 < seconds <= 86400:
                 raise AccessError(400, "seconds must be in (0, 86400]")
             reason = str(params.get("reason", "cascade"))[:200]
-            await self._respond(req, data=await access.record(gw, req.path, seconds, reason))
+            await self._respond(req, data=await access.record(here, req.path, seconds, reason))
         elif req.op == "lock":
-            await self._respond(req, data=await access.lock(gw, req.path, params))
+            await self._respond(req, data=await access.lock(here, req.path, params))
         elif req.op in ("map", "map_image"):
-            maps = gw.part("maps")
+            maps = self.maps
             if maps is None:
                 raise AccessError(404, "this gateway keeps no maps / 未启用电子地图")
-            data, body = await maps.answer(req.op, params)
-            if body is not None:
-                await self._send_body(req, [body])
-            await self._respond(req, data={**data, "bytes": len(body or b"")})
+            data, image = await maps.answer(req.op, params)
+            if image is not None:
+                await self._send_body(req, [image])
+            await self._respond(req, data={**data, "bytes": len(image or b"")})
         elif req.op == "inspect":
-            await self._respond(
-                req, data=await gw.part("cascade").inspections.answer(req.path, params)
-            )
+            await self._respond(req, data=await self.inspections.answer(req.path, params))
         else:
             raise AccessError(400, f"unsupported op {req.op}")
 
@@ -173,9 +206,9 @@ class RequestServer:
         stream.task = self._spawn(self._stream(req, stream))
 
     async def _stream(self, req: p.Request, stream: _Stream) -> None:
-        streams = self.gw.part("streams")
+        streams = self.here.streams
         path = stream.path
-        lease = None
+        lease: Lease | None = None
         try:
             if streams is None:
                 raise AccessError(503, "the streams part is not running on this gateway")
@@ -186,8 +219,6 @@ class RequestServer:
                     variant=stream.variant,
                     consumer=f"cascade:{stream.channel}",
                 )
-                if inspect.isawaitable(lease):
-                    lease = await lease
             except KeyError:
                 raise AccessError(404, f"unknown camera {path!r} / 未知摄像机") from None
             except ValueError as err:
@@ -209,9 +240,7 @@ class RequestServer:
             self.streams.pop(stream.channel, None)
             if lease is not None:
                 with contextlib.suppress(Exception):
-                    result = lease.release()
-                    if inspect.isawaitable(result):
-                        await result
+                    lease.release()
 
     async def _end(self, stream: _Stream, reason: str) -> None:
         with contextlib.suppress(ConnectionError):
@@ -219,9 +248,9 @@ class RequestServer:
                 p.StreamEnd(type="stream_end", channel=stream.channel, reason=reason)
             )
 
-    async def _pump(self, hub: Any, stream: _Stream) -> None:
+    async def _pump(self, hub: Hub, stream: _Stream) -> None:
         """Send the hub's access units up, untouched (no decode at this hop)."""
-        size = self.gw.settings.streams.subscriber_buffer
+        size = self.subscriber_buffer
         sub = hub.subscribe(f"cascade-up:{stream.channel}", maxsize=size)
         sent_info = None
         try:
@@ -262,7 +291,7 @@ class RequestServer:
         ]
 
 
-def _info_msg(channel: int, info: Any) -> p.StreamInfoMsg:
+def _info_msg(channel: int, info: StreamInfo) -> p.StreamInfoMsg:
     return p.StreamInfoMsg(
         type="stream_info",
         channel=channel,

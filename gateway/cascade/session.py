@@ -15,7 +15,6 @@ from typing import Any
 
 from gateway.aio import within
 from gateway.cascade import protocol as p
-from gateway.cascade.tree import offline
 
 MAX_TRANSFER_BYTES = 512 * 1024 * 1024
 # Body bytes a channel holds for a reader that has not taken them yet. The child's
@@ -207,4 +206,4 @@ class ChildLink:
                 status="offline",
             )
             return base
-        return self.tree if self.online else offline(self.tree)
+        return self.tree if self.online else p.offline(self.tree)

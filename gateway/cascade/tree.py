@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gateway.cameras.model import Camera
+from gateway.cascade.local import Local
 from gateway.cascade.protocol import CameraNode, GatewayNode
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,9 @@ def join(prefix: str, rel: str) -> str:
     return f"{prefix}/{rel}" if rel else prefix
 
 
-def local_cameras(gw: Any, prefix: str = "") -> list[CameraNode]:
+def local_cameras(here: Local, prefix: str = "") -> list[CameraNode]:
     """This gateway's own cameras from the registry (none if it is not running)."""
-    registry = gw.part("registry")
+    registry = here.registry
     if registry is None:
         # No registry running: the static cameras of the config, status unknown.
         return [
@@ -37,7 +39,7 @@ def local_cameras(gw: Any, prefix: str = "") -> list[CameraNode]:
                 location=c.location,
                 division=c.division,
             )
-            for c in gw.settings.cameras
+            for c in here.settings.cameras
             if c.enabled
         ]
     cams: list[CameraNode] = []
@@ -48,10 +50,10 @@ def local_cameras(gw: Any, prefix: str = "") -> list[CameraNode]:
     return cams
 
 
-def camera_node(cam: Any, prefix: str = "") -> CameraNode | None:
+def camera_node(cam: Camera, prefix: str = "") -> CameraNode | None:
     """A registry camera as a tree node; None (logged) if it cannot be shown."""
     try:
-        pub = cam.public() if hasattr(cam, "public") else dict(cam)
+        pub = cam.public()
         status = str(pub.get("status") or "unknown")
         return CameraNode(
             id=pub["id"],
@@ -64,7 +66,7 @@ def camera_node(cam: Any, prefix: str = "") -> CameraNode | None:
             ptz=bool(pub.get("ptz")),
         )
     except Exception as err:  # a registry entry we cannot describe must not hide the tree
-        log.warning("camera %r left out of the tree: %s", getattr(cam, "id", cam), err)
+        log.warning("camera %r left out of the tree: %s", cam.id, err)
         return None
 
 
@@ -81,21 +83,10 @@ def rebase(node: GatewayNode, prefix: str) -> GatewayNode:
     )
 
 
-def offline(node: GatewayNode) -> GatewayNode:
-    """A copy of ``node`` with the gateway, its cameras and its children all offline."""
-    return node.model_copy(
-        update={
-            "status": "offline",
-            "cameras": [c.model_copy(update={"status": "offline"}) for c in node.cameras],
-            "children": [offline(c) for c in node.children],
-        }
-    )
-
-
-def build(gw: Any, prefix: str = "") -> GatewayNode:
+def build(here: Local, prefix: str = "") -> GatewayNode:
     """The whole tree below (and including) this gateway, paths under ``prefix``."""
-    settings = gw.settings.cascade
-    cascade = gw.part("cascade")
+    settings = here.settings.cascade
+    cascade = here.cascade
     children: list[GatewayNode] = []
     if cascade is not None:
         trees = cascade.downlink.child_trees()
@@ -107,7 +98,7 @@ def build(gw: Any, prefix: str = "") -> GatewayNode:
         name=settings.name,
         level=settings.level,
         status="online",
-        cameras=local_cameras(gw, prefix),
+        cameras=local_cameras(here, prefix),
         children=children,
     )
 

@@ -22,9 +22,14 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateway import __version__
 from gateway.aio import within
+from gateway.cameras.model import Camera
 from gateway.cascade import protocol as p
-from gateway.cascade.serve import RequestServer
+from gateway.cascade.downlink import Downlink
+from gateway.cascade.inspect import Inspections
+from gateway.cascade.local import Local
+from gateway.cascade.serve import MapAnswers, RequestServer
 from gateway.cascade.tree import build, camera_node, join, rebase
+from gateway.core import Core
 from gateway.events.model import Event
 from gateway.logs import redact
 from gateway.store.outbox import Outbox
@@ -41,12 +46,23 @@ PROBE_EVERY_S = 1.0
 class Uplink:
     """The connection to the parent, kept up for as long as the gateway runs."""
 
-    def __init__(self, gw: Any, downlink: Any) -> None:
-        self.gw = gw
+    def __init__(
+        self,
+        core: Core,
+        here: Local,
+        downlink: Downlink,
+        inspections: Inspections,
+        maps: MapAnswers | None,
+    ) -> None:
+        self.bus = core.bus
+        self.here = here
         self.downlink = downlink
-        self.settings = gw.settings.cascade
-        self.parent = self.settings.parent
-        self.outbox = Outbox(gw.db)
+        self.settings = core.settings.cascade
+        parent = self.settings.parent
+        if parent is None:
+            raise ValueError("an uplink needs cascade.parent")
+        self.parent = parent
+        self.outbox = Outbox(core.db)
         self.enabled = True
         self.connected = False
         self._welcomed_at = 0.0
@@ -65,23 +81,23 @@ class Uplink:
         self._send_lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._last_rx = time.monotonic()
-        self.server = RequestServer(gw, self)
+        self.server = RequestServer(core, here, self, inspections, maps)
         # Listening from construction, not from start(): parts built before us may publish
         # while they start (a village's missed daily report, say); those events wait in
         # the outbox for the parent like any other.
-        self.gw.bus.add_listener(self._on_event)
+        self.bus.add_listener(self._on_event)
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        registry = self.gw.part("registry")
+        registry = self.here.registry
         if registry is not None:
             registry.on_change(self._on_camera)
         self.downlink.on_change(self._on_child_change)
         self._task = asyncio.create_task(self._run(), name="cascade-uplink")
 
     async def stop(self) -> None:
-        self.gw.bus.remove_listener(self._on_event)
+        self.bus.remove_listener(self._on_event)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -100,11 +116,12 @@ class Uplink:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def _on_camera(self, camera: Any) -> None:
+    def _on_camera(self, camera: Camera) -> None:
+        """Registry listener (any thread): a camera changed, or was removed."""
         if self._loop is None:
             return
-        registry = self.gw.part("registry")
-        if registry is not None and registry.get(getattr(camera, "id", "")) is None:
+        registry = self.here.registry
+        if registry is not None and registry.get(camera.id) is None:
             # Removed: a delta cannot say "gone", the whole catalog can.
             self._loop.call_soon_threadsafe(self._queue_delta, "*catalog", None)
             return
@@ -222,7 +239,7 @@ class Uplink:
             await asyncio.to_thread(self.outbox.ack, welcome.last_seq)
             self._sent_seq = self.acked_seq = welcome.last_seq
             self._deltas.clear()
-            await self.send_text(p.Catalog(type="catalog", tree=build(self.gw, self.settings.id)))
+            await self.send_text(p.Catalog(type="catalog", tree=build(self.here, self.settings.id)))
             log.info("uplink to %s up (parent %s)", redact(self.parent.url), welcome.parent)
             tasks = [
                 asyncio.create_task(self._reader(ws)),
@@ -334,7 +351,7 @@ class Uplink:
             deltas, self._deltas = self._deltas, {}
             if "*catalog" in deltas:
                 await self.send_text(
-                    p.Catalog(type="catalog", tree=build(self.gw, self.settings.id))
+                    p.Catalog(type="catalog", tree=build(self.here, self.settings.id))
                 )
                 continue
             for item in deltas.values():

@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from gateway.cascade import access
+from gateway.cascade.local import Local
+from gateway.core import Core
 from gateway.export.sources import iso
 from gateway.store import exports as store
 from gateway.store import recordings as rec_store
@@ -26,18 +28,20 @@ UNLOCK_RETRY_S = 30.0
 class ExportLocks:
     """Locks and releases the spans of exports, here and below."""
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
+    def __init__(self, core: Core, here: Local) -> None:
+        self.core = core  # its db and path: the locks' names are unique in the whole tree
+        self.db = core.db
+        self.here = here
 
     def owner(self, export_id: str) -> str:
         """The name of an export's locks, unique in the whole tree."""
-        return f"{access.LOCK_OWNER_PREFIX}{self.gw.path}/{export_id}"
+        return f"{access.LOCK_OWNER_PREFIX}{self.core.path}/{export_id}"
 
     def lock_local(self, job: dict[str, Any], start: float, end: float) -> None:
         """Lock this gateway's cameras' span at once (a queued job must not lose it)."""
         for cam in job["cameras"]:
-            if "/" not in cam["path"] and self.gw.part("recorder") is not None:
-                rec_store.add_lock(self.gw.db, cam["path"], start, end, self.owner(job["id"]))
+            if "/" not in cam["path"] and self.here.recorder is not None:
+                rec_store.add_lock(self.db, cam["path"], start, end, self.owner(job["id"]))
                 cam["locked"] = True
 
     async def lock_remote(
@@ -46,7 +50,7 @@ class ExportLocks:
         """Lock a child's camera's span where it is recorded; a failure is noted, not fatal."""
         params = {"owner": self.owner(job["id"]), "start": iso(t0), "end": iso(t1), "locked": True}
         try:
-            await access.lock(self.gw, cam["path"], params)
+            await access.lock(self.here, cam["path"], params)
             cam["locked"] = True
         except (access.AccessError, TimeoutError, ConnectionError) as err:
             cam["locked"] = False
@@ -57,7 +61,7 @@ class ExportLocks:
 
     async def unlock_remote(self, owner: str, path: str) -> bool:
         try:
-            await access.lock(self.gw, path, {"owner": owner, "locked": False})
+            await access.lock(self.here, path, {"owner": owner, "locked": False})
         except access.AccessError as err:
             # The camera or its child is gone for good (404): nothing left to release.
             return err.status == 404
@@ -68,12 +72,10 @@ class ExportLocks:
     async def release(self, job: dict[str, Any]) -> None:
         """Drop the export's locks here and at every child; retry later where a child is offline."""
         owner = self.owner(job["id"])
-        await asyncio.to_thread(rec_store.remove_event_locks, self.gw.db, owner)
+        await asyncio.to_thread(rec_store.remove_event_locks, self.db, owner)
         for cam in job["cameras"]:
             if "/" in cam["path"] and not await self.unlock_remote(owner, cam["path"]):
-                await asyncio.to_thread(
-                    store.add_unlock, self.gw.db, owner, cam["path"], time.time()
-                )
+                await asyncio.to_thread(store.add_unlock, self.db, owner, cam["path"], time.time())
                 log.info(
                     "export %s: lock on %s released later (child offline)", job["id"], cam["path"]
                 )
@@ -82,8 +84,8 @@ class ExportLocks:
         while True:
             await asyncio.sleep(UNLOCK_RETRY_S)
             try:
-                for owner, path in await asyncio.to_thread(store.pending_unlocks, self.gw.db):
+                for owner, path in await asyncio.to_thread(store.pending_unlocks, self.db):
                     if await self.unlock_remote(owner, path):
-                        await asyncio.to_thread(store.done_unlock, self.gw.db, owner, path)
+                        await asyncio.to_thread(store.done_unlock, self.db, owner, path)
             except Exception:
                 log.exception("export: releasing locks at children failed")

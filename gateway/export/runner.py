@@ -72,12 +72,12 @@ async def _camera(
     bar: tuple[float, float],
 ) -> None:
     """Export one camera's footage in ``span``. Raises :class:`sources.SourceError`."""
-    gw = exporter.gw
+    here = exporter.here
     t0, t1 = span
     base, share = bar
     if "/" in cam["path"]:
         await exporter.locks.lock_remote(job, cam, t0, t1)
-    runs = await sources.recorded_runs(gw, cam["path"], t0, t1)
+    runs = await sources.recorded_runs(here, cam["path"], t0, t1)
     cam["recorded_seconds"] = round(sum(r.seconds for r in runs), 3)
     cam["gaps"] = [
         {"start": iso(a), "end": iso(b), "seconds": round(b - a, 3)}
@@ -96,7 +96,7 @@ async def _camera(
             return
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(piece.start))
         name = f"clips/{cam['path']}/{len(cam['files']) + 1:03d}-{stamp}.mp4"
-        size = await sources.fetch_clip(gw, cam["path"], piece, work / name)
+        size = await sources.fetch_clip(here, cam["path"], piece, work / name)
         files[name] = work / name
         cam["files"].append(
             {"name": name, "start": iso(piece.start), "end": iso(piece.end), "bytes": size}

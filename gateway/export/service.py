@@ -29,7 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.cascade.local import Local
+from gateway.cascade.tree import build
 from gateway.config import ExportSettings
+from gateway.core import Core
 from gateway.export import bundle
 from gateway.export.locks import ExportLocks
 from gateway.export.readme import readme
@@ -57,13 +60,15 @@ class ExportRefused(Exception):
 class Exporter:
     """Creates, runs, lists and deletes evidence exports."""
 
-    def __init__(self, gw: Any, settings: ExportSettings) -> None:
-        self.gw = gw
+    def __init__(self, core: Core, settings: ExportSettings, *, here: Local) -> None:
+        self.core = core
+        self.db = core.db
+        self.here = here  # cameras here and below by path (gateway.cascade.access)
         self.settings = settings
-        self.dir = Path(gw.data_dir) / "exports"
+        self.dir = core.data_dir / "exports"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.key = SigningKey(Path(gw.data_dir) / KEY_FILE)
-        self.locks = ExportLocks(gw)
+        self.key = SigningKey(core.data_dir / KEY_FILE)
+        self.locks = ExportLocks(core, here)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._unlocker: asyncio.Task[None] | None = None
@@ -74,14 +79,14 @@ class Exporter:
         self._last_save = 0.0
         self.jobs_done = 0
         self.jobs_failed = 0
-        store.init(gw.db)
+        store.init(self.db)
 
     async def start(self) -> None:
-        for job in store.all_jobs(self.gw.db):
+        for job in store.all_jobs(self.db):
             if job["state"] in ACTIVE:  # the process stopped under it: say so, keep the locks
                 job.update(state="failed", error="interrupted by a restart / 导出被网关重启中断")
                 shutil.rmtree(self._work(job["id"]), ignore_errors=True)
-                store.save(self.gw.db, job)
+                store.save(self.db, job)
         self.sweep()
         self._worker = asyncio.create_task(self._work_loop(), name="export-worker")
         self._unlocker = asyncio.create_task(self.locks.retry_loop(), name="export-unlocks")
@@ -118,7 +123,7 @@ class Exporter:
                 f"export space full: {self.settings.max_mb:g} MB (export.max_mb); delete old"
                 " exports or export a shorter span / 导出空间已满，请删除旧的导出"
             )
-        rec = self.gw.part("recorder")
+        rec = self.here.recorder
         if rec is not None and rec.retention.over_limit(needed):
             return (
                 "the recordings disk is at its retention limits; exporting would evict footage"
@@ -129,8 +134,6 @@ class Exporter:
     # -- jobs -------------------------------------------------------------------------------
     def check(self, caller: Any, cameras: list[str], start: float, end: float) -> list[dict]:
         """Validate a request; the cameras as the tree knows them. Raises ExportRefused."""
-        from gateway.cascade.tree import build
-
         cameras = list(dict.fromkeys(c.strip().strip("/") for c in cameras if c.strip()))
         if not cameras:
             raise ExportRefused(400, "choose at least one camera / 请选择摄像机")
@@ -151,7 +154,7 @@ class Exporter:
                 f"span of {(end - start) / 3600:.1f} h is longer than the limit of {limit_h:g} h"
                 f" (export.max_span_hours) / 导出时段过长，单次最长 {limit_h:g} 小时",
             )
-        tree = build(self.gw)
+        tree = build(self.here)
         found = []
         for path in cameras:
             if not caller.sees(path):
@@ -198,18 +201,18 @@ class Exporter:
             ],
         }
         await asyncio.to_thread(self.locks.lock_local, job, start, end)
-        await asyncio.to_thread(store.save, self.gw.db, job)
+        await asyncio.to_thread(store.save, self.db, job)
         self._queue.put_nowait(export_id)
         return job
 
     def get(self, export_id: str) -> dict[str, Any] | None:
-        return store.get(self.gw.db, export_id)
+        return store.get(self.db, export_id)
 
     def list(self) -> list[dict[str, Any]]:
-        return store.all_jobs(self.gw.db)
+        return store.all_jobs(self.db)
 
     async def delete(self, export_id: str) -> bool:
-        job = await asyncio.to_thread(store.get, self.gw.db, export_id)
+        job = await asyncio.to_thread(store.get, self.db, export_id)
         if job is None:
             return False
         self._cancelled.add(export_id)
@@ -224,7 +227,7 @@ class Exporter:
 
     def _remove(self, export_id: str) -> None:
         with self._guard:
-            store.delete(self.gw.db, export_id)
+            store.delete(self.db, export_id)
         shutil.rmtree(self._work(export_id), ignore_errors=True)
         self.zip_path(export_id).unlink(missing_ok=True)
         self.zip_path(export_id).with_suffix(".part").unlink(missing_ok=True)
@@ -232,8 +235,8 @@ class Exporter:
     def sweep(self) -> int:
         """Remove files of exports that no longer exist (a clip still being cut when its
         export was deleted, a crash mid-job); returns how many went. Blocking."""
-        keep = {j["id"] for j in store.all_jobs(self.gw.db)}
-        active = {j["id"] for j in store.all_jobs(self.gw.db) if j["state"] in ACTIVE}
+        keep = {j["id"] for j in store.all_jobs(self.db)}
+        active = {j["id"] for j in store.all_jobs(self.db) if j["state"] in ACTIVE}
         removed = 0
         for entry in self.dir.iterdir():
             export_id = entry.name.split(".")[0]
@@ -270,7 +273,7 @@ class Exporter:
                 await asyncio.to_thread(self.sweep)
 
     async def _fail(self, export_id: str, reason: str) -> None:
-        job = await asyncio.to_thread(store.get, self.gw.db, export_id)
+        job = await asyncio.to_thread(store.get, self.db, export_id)
         if job is not None:
             job.update(state="failed", error=reason)
             await self._save(job, force=True)
@@ -284,10 +287,10 @@ class Exporter:
     def _save_sync(self, job: dict[str, Any]) -> None:
         with self._guard:
             if job["id"] not in self._cancelled:
-                store.save(self.gw.db, job)
+                store.save(self.db, job)
 
     async def _run(self, export_id: str) -> None:
-        job = await asyncio.to_thread(store.get, self.gw.db, export_id)
+        job = await asyncio.to_thread(store.get, self.db, export_id)
         if job is None:
             return
         job["state"] = "running"
@@ -303,11 +306,12 @@ class Exporter:
 
     def write_zip(self, job: dict[str, Any], files: dict[str, Path]) -> None:
         """The ZIP of a finished job (blocking), with its size and SHA-256 in ``job``."""
+        cascade = self.core.settings.cascade
         gw_info = {
-            "id": self.gw.settings.cascade.id,
-            "path": self.gw.path,
-            "name": self.gw.settings.cascade.name,
-            "level": self.gw.settings.cascade.level,
+            "id": cascade.id,
+            "path": self.core.path,
+            "name": cascade.name,
+            "level": cascade.level,
         }
         job["gateway"] = gw_info
         job["exported_at"] = iso(time.time())
@@ -335,8 +339,3 @@ def _find(tree: Any, path: str) -> tuple[Any, str] | None:
         if path.startswith(child.path + "/"):
             return _find(child, path)
     return None
-
-
-def build(gw: Any) -> Exporter:
-    """Factory for ``gateway.app._factories()``."""
-    return Exporter(gw, gw.settings.export)

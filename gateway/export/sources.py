@@ -17,7 +17,9 @@ from typing import Any
 import av
 
 from gateway.cascade import access
+from gateway.cascade.local import Local
 from gateway.recorder.playback import MAX_CLIP_S, NothingRecorded, build_clip
+from gateway.recorder.service import Recorder
 
 # Segments closer than this are one continuous run (segment boundaries are not gaps).
 JOIN_S = 1.5
@@ -95,19 +97,23 @@ def _local(path: str) -> bool:
     return "/" not in path
 
 
-async def recorded_runs(gw: Any, path: str, t0: float, t1: float) -> list[Run]:
+def _recorder(here: Local) -> Recorder:
+    if here.recorder is None:
+        raise SourceError("the recorder is not running on this gateway / 未启用录像")
+    return here.recorder
+
+
+async def recorded_runs(here: Local, path: str, t0: float, t1: float) -> list[Run]:
     """The camera's recorded runs in [t0, t1]. Raises :class:`SourceError`."""
     if _local(path):
-        rec = gw.part("recorder")
-        if rec is None:
-            raise SourceError("the recorder is not running on this gateway / 未启用录像")
-        segs = await asyncio.to_thread(rec.index.segments, path, t0, t1)
-        return runs_of([(s["start"], s["end"], int(s["bytes"])) for s in segs], t0, t1)
+        rec = _recorder(here)
+        rows = await asyncio.to_thread(rec.index.segments, path, t0, t1)
+        return runs_of([(s["start"], s["end"], int(s["bytes"])) for s in rows], t0, t1)
     try:
-        items = await access.recordings(gw, path, {"start": iso(t0), "end": iso(t1)})
+        items = await access.recordings(here, path, {"start": iso(t0), "end": iso(t1)})
     except access.AccessError as err:
         raise SourceError(str(err)) from None
-    segs = []
+    segs: list[tuple[float, float, int]] = []
     for item in items:
         try:
             segs.append((_ts(item["start"]), _ts(item["end"]), int(item.get("bytes") or 0)))
@@ -116,11 +122,11 @@ async def recorded_runs(gw: Any, path: str, t0: float, t1: float) -> list[Run]:
     return runs_of(segs, t0, t1)
 
 
-async def fetch_clip(gw: Any, path: str, piece: Run, out: Path) -> int:
+async def fetch_clip(here: Local, path: str, piece: Run, out: Path) -> int:
     """Write the MP4 of ``piece`` to ``out``; returns its size. Raises :class:`SourceError`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if _local(path):
-        rec = gw.part("recorder")
+        rec = _recorder(here)
         try:
             await asyncio.to_thread(build_clip, rec.index, path, piece.start, piece.end, out)
         except NothingRecorded as err:
@@ -133,7 +139,7 @@ async def fetch_clip(gw: Any, path: str, piece: Run, out: Path) -> int:
     size = 0
     try:
         with tmp.open("wb") as fh:
-            body = access.clip(gw, path, {"start": iso(piece.start), "end": iso(piece.end)})
+            body = access.clip(here, path, {"start": iso(piece.start), "end": iso(piece.end)})
             async for chunk in body:
                 await asyncio.to_thread(fh.write, chunk)
                 size += len(chunk)

@@ -17,6 +17,8 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from gateway.cascade import access
+from gateway.cascade.local import Local
 from gateway.gb28181 import manscdp, ptzcmd
 from gateway.gb28181.platform import Platform
 from gateway.gb28181.sip.agent import SipTimeout, make_response, new_tag
@@ -40,18 +42,14 @@ class CameraControl(Protocol):
 class AccessControl:
     """:class:`CameraControl` over ``gateway.cascade.access`` (local or through children)."""
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
+    def __init__(self, here: Local) -> None:
+        self.here = here
 
     async def ptz(self, path: str, command: dict[str, Any]) -> dict[str, Any]:
-        from gateway.cascade import access
-
-        return await access.ptz(self.gw, path, command)
+        return await access.ptz(self.here, path, command)
 
     async def presets(self, path: str) -> list[dict[str, Any]]:
-        from gateway.cascade import access
-
-        return await access.presets(self.gw, path)
+        return await access.presets(self.here, path)
 
 
 def find_preset(presets: list[dict[str, Any]], n: int, *, nth: bool) -> str | None:

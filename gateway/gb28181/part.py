@@ -24,9 +24,9 @@ from gateway.events.bus import EventBus
 from gateway.gb28181.alarms import AlarmForwarder
 from gateway.gb28181.changes import ChangeWatcher
 from gateway.gb28181.channels import ChannelDirectory
-from gateway.gb28181.control import AccessControl, CameraControl
+from gateway.gb28181.control import CameraControl
 from gateway.gb28181.media_api import MediaBackend
-from gateway.gb28181.records import GatewayRecords, RecordSource
+from gateway.gb28181.records import RecordSource
 from gateway.gb28181.upstream import UpstreamClient
 from gateway.store.db import Database
 
@@ -250,27 +250,3 @@ def _validate(raw: dict[str, Any]) -> GbUpstream:
             path = ".".join(str(p) for p in e["loc"]) or "(body)"
             parts.append(f"{path}: {e['msg']}")
         raise UpstreamError("; ".join(parts)) from None
-
-
-def build(gw: Any) -> Gb28181Part | None:
-    """The part, or None when ``gb28181`` is not configured.
-
-    The media backend is the part named ``gb28181_media`` (built before this one in
-    ``app._factories``), or else ``gw.extras["gb28181_media"]``; without one, INVITEs
-    are answered 488.
-    """
-    settings: Gb28181Settings | None = gw.settings.gb28181
-    if settings is None:
-        return None
-    from gateway.cascade import tree
-
-    return Gb28181Part(
-        settings,
-        db=gw.db,
-        tree=lambda: tree.build(gw),
-        media=gw.part("gb28181_media") or gw.extras.get("gb28181_media"),
-        overrides_path=Path(gw.data_dir) / "gb28181_upstreams.json",
-        records=GatewayRecords(gw),
-        cameras=AccessControl(gw),
-        bus=gw.bus,
-    )

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.cascade import access
+from gateway.cascade.local import Local
 from gateway.gb28181 import manscdp
 from gateway.gb28181.platform import Platform
 from gateway.gb28181.ps.recorded import Source
@@ -126,11 +128,11 @@ def join_spans(rows: list[dict[str, Any]]) -> list[Span]:
 
 class GatewayRecords:
     """:class:`RecordSource` over this gateway's recorder and, for a child's camera, the
-    cascade (see the module docstring). ``gw`` is the ``gateway.app`` object."""
+    cascade (see the module docstring); a child's clips wait under ``data_dir``."""
 
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.tmp_dir = Path(getattr(gw, "data_dir", tempfile.gettempdir())) / "gb28181_playback"
+    def __init__(self, here: Local, data_dir: Path) -> None:
+        self.here = here
+        self.tmp_dir = data_dir / "gb28181_playback"
 
     async def spans(self, camera: str, start: float, end: float) -> list[Span]:
         return join_spans(await self._rows(camera, start, end))
@@ -138,7 +140,7 @@ class GatewayRecords:
     async def footage(self, camera: str, start: float, end: float) -> Footage:
         if "/" in camera:
             return await self._remote(camera, start, end)
-        rec = self.gw.part("recorder")
+        rec = self.here.recorder
         if rec is None:
             raise RecordsError(404, "the recorder is not running on this gateway")
         rows = await asyncio.to_thread(rec.index.segments, camera, start, end)
@@ -184,26 +186,22 @@ class GatewayRecords:
         return Footage(files, lambda: first.unlink(missing_ok=True))
 
     async def _rows(self, camera: str, start: float, end: float) -> list[dict[str, Any]]:
-        from gateway.cascade import access
-
         try:
             return await access.recordings(
-                self.gw, camera, {"start": _iso(start), "end": _iso(end)}
+                self.here, camera, {"start": _iso(start), "end": _iso(end)}
             )
         except access.AccessError as err:
             raise RecordsError(_sip_status(err.status), str(err)) from None
 
     async def _fetch(self, camera: str, start: float, end: float) -> Path:
         """The cascade's clip of [start, end] in a temporary file. Raises RecordsError."""
-        from gateway.cascade import access
-
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(suffix=".mp4", dir=self.tmp_dir)
         path = Path(name)
         try:
             with open(fd, "wb") as out:
                 params = {"start": _iso(start), "end": _iso(end)}
-                async for chunk in access.clip(self.gw, camera, params):
+                async for chunk in access.clip(self.here, camera, params):
                     await asyncio.to_thread(out.write, chunk)
         except access.AccessError as err:
             path.unlink(missing_ok=True)

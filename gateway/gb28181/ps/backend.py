@@ -363,12 +363,6 @@ class PsMediaBackend:
                 log.exception("%s: on_ended callback failed", s.request.camera_id)
 
 
-def build(gw: Any) -> PsMediaBackend | None:
-    """Factory for ``gateway.app._factories``: needs the stream manager part."""
-    streams = gw.part("streams")
-    return None if streams is None else PsMediaBackend(streams)
-
-
 def _with_data(au: AccessUnit, data: bytes) -> AccessUnit:
     return au if data is au.data else replace(au, data=data)
 
