@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gateway.audit import Audit
@@ -16,19 +17,20 @@ from gateway.auth.service import AuthService
 from gateway.cameras.camera_events import build as build_camera_events
 from gateway.cameras.rediscovery import create as build_discovery
 from gateway.cameras.registry import create as build_registry
+from gateway.cascade import access
 from gateway.cascade.part import build as build_cascade
 from gateway.config import Settings
 from gateway.diagnosis.service import build as build_diagnosis
 from gateway.events.bus import EventBus
-from gateway.events.linkage import build as build_linkage
-from gateway.events.mqtt import build as build_mqtt
+from gateway.events.linkage import Linkage
+from gateway.events.mqtt import MqttNotifier
 from gateway.export.service import build as build_export
 from gateway.gb28181.part import build as build_gb28181
 from gateway.gb28181.ps.backend import build as build_ps_backend
 from gateway.looplag import LoopLag
 from gateway.maps.service import build as build_maps
 from gateway.motion.service import build as build_motion
-from gateway.plans.service import build as build_plans
+from gateway.plans.service import Plans
 from gateway.recorder.service import create as build_recorder
 from gateway.relay.sessions import build as build_relay
 from gateway.relay.sfu.relay import build as build_sfu
@@ -96,8 +98,14 @@ class Gateway:
         self.camera_events = self.add("camera_events", build_camera_events(self))
         self.recorder = self.add("recorder", build_recorder(self))  # before linkage
         self.reports = self.add("reports", build_reports(self))  # reads the recorder's index
-        self.plans = self.add("plans", build_plans(self))  # before linkage, which launches them
-        self.linkage = self.add("linkage", build_linkage(self))
+        # Plans and linkage reach cameras wherever they are through cascade.access, which
+        # looks up the registry, recorder and cascade (built later) when a plan runs.
+        ptz, record = partial(access.ptz, self), partial(access.record, self)
+        # MQTT is started last (it only listens to the bus), but plans notify through it.
+        mqtt = MqttNotifier(s.mqtt, s.cascade.id, self.bus) if s.mqtt.host else None
+        plans = Plans(self, ptz=ptz, record=record, audit=self.audit, mqtt=mqtt)
+        self.plans = self.add("plans", plans)  # before linkage, which launches them
+        self.linkage = self.add("linkage", Linkage(self, record=record, plans=self.plans))
         self.tours = self.add("tours", Tours(self.db))
         self.maps = self.add("maps", build_maps(self))
         self.cascade = self.add("cascade", build_cascade(self))  # registers a resolver
@@ -107,7 +115,7 @@ class Gateway:
             "gb28181_media", build_ps_backend(self) if s.gb28181 else None
         )
         self.gb28181 = self.add("gb28181", build_gb28181(self))  # after cascade: its tree
-        self.mqtt = self.add("mqtt", build_mqtt(self))  # last: it only listens to the bus
+        self.mqtt = self.add("mqtt", mqtt)  # last: it only listens to the bus
 
     def add(self, name: str, part: P) -> P:
         """Register a built part (or None, for a part that is off) for start and stop."""
