@@ -35,7 +35,7 @@ from gateway.recorder.service import create as build_recorder
 from gateway.relay.sessions import build as build_relay
 from gateway.relay.sfu.relay import build as build_sfu
 from gateway.relay.sfu.whip import build as build_whip_out
-from gateway.reports.service import build as build_reports
+from gateway.reports.service import ReportService, continuous_cameras, local_cameras
 from gateway.store.db import Database
 from gateway.streams.manager import build as build_streams
 from gateway.tours import Tours
@@ -97,7 +97,14 @@ class Gateway:
         self.motion = self.add("motion", build_motion(self))  # leases sub-streams
         self.camera_events = self.add("camera_events", build_camera_events(self))
         self.recorder = self.add("recorder", build_recorder(self))  # before linkage
-        self.reports = self.add("reports", build_reports(self))  # reads the recorder's index
+        reports = None
+        if s.reports.enabled:  # reads the registry's cameras and the recorder's policies
+            cameras = local_cameras(self.registry, s.cameras)
+            continuous = continuous_cameras(self.recorder)
+            reports = ReportService(
+                s.reports, self.db, self.path, cameras, continuous, bus=self.bus
+            )
+        self.reports = self.add("reports", reports)
         # Plans and linkage reach cameras wherever they are through cascade.access, which
         # looks up the registry, recorder and cascade (built later) when a plan runs.
         ptz, record = partial(access.ptz, self), partial(access.record, self)
