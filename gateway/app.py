@@ -28,7 +28,7 @@ from gateway.export.service import build as build_export
 from gateway.gb28181.part import build as build_gb28181
 from gateway.gb28181.ps.backend import build as build_ps_backend
 from gateway.looplag import LoopLag
-from gateway.maps.service import build as build_maps
+from gateway.maps.service import Maps
 from gateway.motion.service import build as build_motion
 from gateway.plans.service import Plans
 from gateway.recorder.service import create as build_recorder
@@ -114,8 +114,9 @@ class Gateway:
         self.plans = self.add("plans", plans)  # before linkage, which launches them
         self.linkage = self.add("linkage", Linkage(self, record=record, plans=self.plans))
         self.tours = self.add("tours", Tours(self.db))
-        self.maps = self.add("maps", build_maps(self))
+        self.maps = self.add("maps", Maps(self.db, self.data_dir / "maps"))
         self.cascade = self.add("cascade", build_cascade(self))  # registers a resolver
+        self.maps.set_downlink(self.cascade.downlink)  # maps below are asked of the children
         self.export = self.add("export", build_export(self))  # reads through recorder, cascade
         self.discovery = self.add("discovery", build_discovery(self))  # marks cameras seen
         self.gb28181_media = self.add(
