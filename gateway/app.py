@@ -1,41 +1,46 @@
 """Builds the service: wires the parts together and owns start and stop.
 
 ``Gateway`` knows nothing of HTTP; ``gateway.api.server`` puts FastAPI on top of it.
-Each part is an attribute with ``async start()`` / ``async stop()``; parts are
-started in the order listed and stopped in reverse.
+``_build`` constructs every part, in start order, handing each the neighbours it
+names in its constructor; each part is a typed attribute (``gw.registry``,
+``gw.recorder`` …, ``None`` where configuration turns it off) with ``async start()`` /
+``async stop()``. Parts start in build order and stop in reverse. No part finds
+another by name: a new part is one constructor call here, after the parts it uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol, TypeVar
+from functools import partial
+from typing import Protocol, TypeVar
 
 from gateway.audit import Audit
 from gateway.auth.service import AuthService
 from gateway.cameras.camera_events import CameraEvents
 from gateway.cameras.rediscovery import DiscoveryService
 from gateway.cameras.registry import Registry
+from gateway.cascade import access
 from gateway.cascade.part import Cascade
 from gateway.config import Settings
 from gateway.diagnosis.service import DiagnosisService
 from gateway.events.bus import EventBus
-from gateway.events.linkage import build as build_linkage
-from gateway.events.mqtt import build as build_mqtt
+from gateway.events.linkage import Linkage
+from gateway.events.mqtt import MqttNotifier
 from gateway.export.service import Exporter
 from gateway.gb28181.control import AccessControl
 from gateway.gb28181.part import Gb28181Part
 from gateway.gb28181.ps.backend import PsMediaBackend
 from gateway.gb28181.records import GatewayRecords
 from gateway.looplag import LoopLag
-from gateway.maps.service import build as build_maps
+from gateway.maps.service import Maps
 from gateway.motion.service import MotionService
-from gateway.plans.service import build as build_plans
+from gateway.plans.service import Plans
 from gateway.recorder.service import Recorder
 from gateway.relay.sessions import Relay
 from gateway.relay.sfu.relay import SfuRelay
 from gateway.relay.sfu.whip import WhipOut
-from gateway.reports.service import build as build_reports
+from gateway.reports.service import ReportService, continuous_cameras, local_cameras
 from gateway.store.db import Database
 from gateway.streams.manager import StreamManager
 from gateway.tours import Tours
@@ -65,10 +70,9 @@ class Gateway:
         self.db = Database(self.data_dir / "gateway.db")
         self.bus = EventBus(self.db)
         self.loop: asyncio.AbstractEventLoop | None = None
-        # Parts, filled in by _build(); each is optional so a part can be absent
-        # while it is being developed or when configuration turns it off.
+        # The parts built (not those turned off), by name, in start order: the
+        # lifecycle's list for start, stop and health, never a way to find a neighbour.
         self.parts: dict[str, Part] = {}
-        self.extras: dict[str, Any] = {}
         # Part name -> built | starting | running | failed | stopping | stopped (for health).
         self.states: dict[str, str] = {}
         self.failure: str | None = None
@@ -128,11 +132,24 @@ class Gateway:
         self.recorder = self.add(
             "recorder", Recorder(self, registry=self.registry, streams=self.streams)
         )  # before linkage
-        self.reports = self.add("reports", build_reports(self))  # reads the recorder's index
-        self.plans = self.add("plans", build_plans(self))  # before linkage, which launches them
-        self.linkage = self.add("linkage", build_linkage(self))
+        reports = None
+        if s.reports.enabled:  # reads the registry's cameras and the recorder's policies
+            cameras = local_cameras(self.registry, s.cameras)
+            continuous = continuous_cameras(self.recorder)
+            reports = ReportService(
+                s.reports, self.db, self.path, cameras, continuous, bus=self.bus
+            )
+        self.reports = self.add("reports", reports)
+        # Plans and linkage reach cameras wherever they are through cascade.access, which
+        # reads the registry, recorder and cascade (built later) when a plan runs.
+        ptz, record = partial(access.ptz, self), partial(access.record, self)
+        # MQTT is started last (it only listens to the bus), but plans notify through it.
+        mqtt = MqttNotifier(s.mqtt, s.cascade.id, self.bus) if s.mqtt.host else None
+        plans = Plans(self, ptz=ptz, record=record, audit=self.audit, mqtt=mqtt)
+        self.plans = self.add("plans", plans)  # before linkage, which launches them
+        self.linkage = self.add("linkage", Linkage(self, record=record, plans=self.plans))
         self.tours = self.add("tours", Tours(self.db))
-        self.maps = self.add("maps", build_maps(self))
+        self.maps = self.add("maps", Maps(self.db, self.data_dir / "maps"))
         self.cascade = self.add(  # registers a resolver with streams
             "cascade",
             Cascade(
@@ -144,6 +161,7 @@ class Gateway:
                 maps=self.maps,
             ),
         )
+        self.maps.set_downlink(self.cascade.downlink)  # maps below are asked of the children
         self.export = self.add(  # reads through recorder, cascade
             "export", Exporter(self, s.export, here=self.cascade.local)
         )
@@ -169,7 +187,7 @@ class Gateway:
             if gb is not None
             else None,
         )
-        self.mqtt = self.add("mqtt", build_mqtt(self))  # last: it only listens to the bus
+        self.mqtt = self.add("mqtt", mqtt)  # last: it only listens to the bus
 
     def add(self, name: str, part: P) -> P:
         """Register a built part (or None, for a part that is off) for start and stop."""
@@ -177,9 +195,6 @@ class Gateway:
             self.parts[name] = part
             self.states[name] = "built"
         return part
-
-    def part(self, name: str) -> Any:
-        return self.parts.get(name)
 
     async def start(self) -> None:
         """Start the parts in order; if one fails, stop those already started and raise.

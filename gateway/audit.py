@@ -128,7 +128,3 @@ class Audit:
                 await asyncio.to_thread(self.purge)
             except Exception:
                 log.exception("audit: retention failed")
-
-
-def build(gw: Any) -> Audit:
-    return Audit(gw.db, gw.settings.audit)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.app import Gateway
+
 # A writer that holds the database longer than this counts as "cannot write".
 DB_PROBE_TIMEOUT_S = 2.0
 # Probes closer together than this share one answer (a load balancer may poll hard).
@@ -80,7 +82,7 @@ def _sqlite_reason(err: sqlite3.Error) -> str:
     return f"{type(err).__name__}: {err}"[:200]
 
 
-def report(gw: Any, probe: DatabaseProbe) -> Health:
+def report(gw: Gateway, probe: DatabaseProbe) -> Health:
     """The gateway's health; blocking (a database write), so call it off the event loop."""
     from gateway import __version__
 
@@ -110,28 +112,28 @@ def report(gw: Any, probe: DatabaseProbe) -> Health:
     return Health(ok=not problems, body=body)
 
 
-def _disk(gw: Any) -> dict[str, Any]:
-    recorder = gw.part("recorder")
-    if recorder is None or not hasattr(recorder, "health"):
+def _disk(gw: Gateway) -> dict[str, Any]:
+    recorder = gw.recorder
+    if recorder is None:
         return {"state": "off"}
-    result: dict[str, Any] = recorder.health()
-    exporter = gw.part("export")
+    result = recorder.health()
+    exporter = gw.export
     if exporter is not None:  # exports share the recordings filesystem: shown with it
         result["export_bytes"] = exporter.used_bytes()
     return result
 
 
-def _cameras(gw: Any) -> dict[str, int]:
-    registry = gw.part("registry")
+def _cameras(gw: Gateway) -> dict[str, int]:
+    registry = gw.registry
     if registry is None:
         return {"online": 0, "total": len(gw.settings.cameras)}
-    cams = [c for c in registry.list() if getattr(c, "enabled", True)]
+    cams = [c for c in registry.list() if c.enabled]
     return {"online": sum(1 for c in cams if c.status == "online"), "total": len(cams)}
 
 
-def _uplink(gw: Any) -> dict[str, Any]:
-    cascade = gw.part("cascade")
-    uplink = getattr(cascade, "uplink", None) if cascade is not None else None
+def _uplink(gw: Gateway) -> dict[str, Any]:
+    cascade = gw.cascade
+    uplink = cascade.uplink if cascade is not None else None
     if uplink is None:
         return {"state": "none"}
     if not uplink.enabled:

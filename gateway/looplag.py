@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
 
 from gateway.metrics import Sample
 
@@ -65,8 +64,3 @@ class LoopLag:
             round(q["max"], 6),
             help="The event loop's worst lag over the last minute",
         )
-
-
-def build(gw: Any) -> LoopLag:
-    """Factory for ``gateway.app._factories()``."""
-    return LoopLag()

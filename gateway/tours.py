@@ -79,7 +79,3 @@ class Tours:
 
     def delete(self, tour_id: int) -> bool:
         return store.delete(self.db, tour_id)
-
-
-def build(gw: Any) -> Tours:
-    return Tours(gw.db)

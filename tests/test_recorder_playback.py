@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.api.server import create_app
+from gateway.audit import Audit
 from gateway.config import parse_settings
 from gateway.events.bus import EventBus
 from gateway.events.model import Event
@@ -34,7 +35,11 @@ def recorded(tmp_path: Path):
     """cam-01: segments [T, T+4), [T+4, T+8), gap, [T+12, T+16); T an hour ago."""
     # No disk limits: this machine's disk usage must not decide whether a clip is made.
     settings = parse_settings(
-        {"data_dir": str(tmp_path), "retention": {"max_usage_percent": 100, "min_free_mb": 0}}
+        {
+            "data_dir": str(tmp_path),
+            "retention": {"max_usage_percent": 100, "min_free_mb": 0},
+            "auth": {"enabled": False},  # the API answers as an anonymous admin
+        }
     )
     db = Database(tmp_path / "gateway.db")
     gw = SimpleNamespace(
@@ -44,10 +49,10 @@ def recorded(tmp_path: Path):
         bus=EventBus(db),
         loop=None,
         path="gw",
-        part=lambda name: rec if name == "recorder" else None,  # until the API reads gw.recorder
+        audit=Audit(db, settings.audit),  # a download is audited
     )
     rec = Recorder(gw, registry=None, streams=None)
-    gw.recorder = rec
+    gw.recorder = rec  # what the recordings API reads
     t0 = round(time.time()) - 3600
     aus = encode_aus(100, gop=GOP)
     for start in (t0, t0 + 4, t0 + 12):

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.api import cameras as cameras_api
 from gateway.api import discovery as discovery_api
+from gateway.audit import Audit
 from gateway.cameras.camera_events import CameraEvents
 from gateway.cameras.rediscovery import DiscoveryService
 from gateway.cameras.registry import Registry
@@ -54,11 +55,15 @@ class MiniGateway:
     ``gateway.app.Gateway``."""
 
     def __init__(self, tmp: Path, config: dict[str, Any] | None = None) -> None:
-        self.settings = parse_settings({"data_dir": str(tmp), **(config or {})})
+        # No logins here (the API answers as an anonymous admin); changes are audited.
+        self.settings = parse_settings(
+            {"data_dir": str(tmp), "auth": {"enabled": False}, **(config or {})}
+        )
         self.data_dir = self.settings.data_dir
         self.db = Database(self.data_dir / "gateway.db")
         self.bus = EventBus(self.db)
         self.path = "gw"
+        self.audit = Audit(self.db, self.settings.audit)
         self.parts: dict[str, Any] = {}
         self.registry = Registry(self)
         self.discovery = DiscoveryService(self.settings.discovery, self.registry)
@@ -66,9 +71,6 @@ class MiniGateway:
         self.streams = NoStreams()
         self.maps = NoMaps()
         self.parts.update(registry=self.registry, discovery=self.discovery)
-
-    def part(self, name: str) -> Any:
-        return self.parts.get(name)
 
 
 def make_app(gw: MiniGateway) -> FastAPI:

@@ -263,9 +263,6 @@ async def test_api_lists_running_streams(server: RtspTestServer) -> None:
             settings = Settings(auth={"enabled": False})
             streams = mgr
 
-            def part(self, name: str) -> Any:
-                return None  # api.deps still asks for the auth part this way
-
         app = FastAPI()
         app.state.gateway = Gw()
         app.include_router(streams_api.router)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
-from gateway.auth.service import AuthError, AuthService, RateLimited
+from gateway.auth.service import AuthError, RateLimited
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 COOKIE = "gw_session"
@@ -46,17 +46,10 @@ class ApiTokenIn(BaseModel):
     ttl_s: int | None = Field(None, ge=60, le=10 * 365 * 86400)
 
 
-def _auth(gw: Gateway) -> AuthService:
-    auth = gw.part("auth")
-    if auth is None:
-        raise HTTPException(503, "authentication is not available")
-    return auth
-
-
 def _login(request: Request, gw: Gateway, creds: Credentials) -> TokenOut:
     client = request.client.host if request.client else ""
     try:
-        issued = _auth(gw).login(creds.username, creds.password, client)
+        issued = gw.auth.login(creds.username, creds.password, client)
     except RateLimited as err:
         note(gw, creds.username[:64], "login_failed", request, ok=False, reason="rate limited")
         raise HTTPException(
@@ -98,10 +91,9 @@ def logout(request: Request, response: Response, gw: Gateway = Depends(get_gatew
     tok = (
         header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
     )
-    auth = gw.part("auth")
-    if tok and auth:
-        who = auth.verify(tok)
-        auth.logout(tok)
+    if tok:
+        who = gw.auth.verify(tok)
+        gw.auth.logout(tok)
         if who is not None:
             note(gw, who, "logout", request)
     response.delete_cookie(COOKIE)
@@ -116,7 +108,7 @@ def me(caller: Caller = Depends(require("viewer"))) -> dict[str, Any]:
 def users(
     _: Caller = Depends(require("admin")), gw: Gateway = Depends(get_gateway)
 ) -> list[dict[str, Any]]:
-    return _auth(gw).users()
+    return gw.auth.users()
 
 
 @router.post("/users", status_code=201)
@@ -127,7 +119,7 @@ def create_user(
     gw: Gateway = Depends(get_gateway),
 ) -> dict[str, Any]:
     try:
-        _auth(gw).create_user(body.username, body.password, body.role, body.scope)
+        gw.auth.create_user(body.username, body.password, body.role, body.scope)
     except KeyError:
         raise HTTPException(409, f"user {body.username!r} exists / 用户已存在") from None
     except ValueError as err:
@@ -145,14 +137,14 @@ def patch_user(
     gw: Gateway = Depends(get_gateway),
 ) -> dict[str, Any]:
     try:
-        found = _auth(gw).update_user(username, **body.model_dump(exclude_none=True))
+        found = gw.auth.update_user(username, **body.model_dump(exclude_none=True))
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
     if not found:
         raise HTTPException(404, f"no user {username!r} / 用户不存在")
     changed = sorted(body.model_dump(exclude_none=True))  # names only: never the password
     note(gw, caller, "user_change", request, op="update", target=username, fields=changed)
-    return next(u for u in _auth(gw).users() if u["username"] == username)
+    return next(u for u in gw.auth.users() if u["username"] == username)
 
 
 @router.delete("/users/{username}", status_code=204)
@@ -164,7 +156,7 @@ def delete_user(
 ) -> None:
     if username == caller.name:
         raise HTTPException(409, "you cannot delete yourself / 不能删除当前用户")
-    if not _auth(gw).delete_user(username):
+    if not gw.auth.delete_user(username):
         raise HTTPException(404, f"no user {username!r} / 用户不存在")
     note(gw, caller, "user_change", request, op="delete", target=username)
 
@@ -177,6 +169,6 @@ def create_api_token(
     gw: Gateway = Depends(get_gateway),
 ) -> dict[str, Any]:
     """A machine token acting as the calling admin; shown once."""
-    issued = _auth(gw).issue(caller.name, "api", ttl=body.ttl_s, name=body.name)
+    issued = gw.auth.issue(caller.name, "api", ttl=body.ttl_s, name=body.name)
     note(gw, caller, "user_change", request, op="api_token", target=body.name)
     return {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import HTTPException, Request
 
 from gateway.app import Gateway
@@ -18,8 +16,7 @@ def get_gateway(request: Request) -> Gateway:
 
 def _authenticate(request: Request) -> Caller:
     gw: Gateway = request.app.state.gateway
-    auth: Any = gw.part("auth")
-    if auth is None or not gw.settings.auth.enabled:
+    if not gw.settings.auth.enabled:
         return Caller(name="anonymous", role="admin")
     token = None
     header = request.headers.get("authorization", "")
@@ -27,7 +24,7 @@ def _authenticate(request: Request) -> Caller:
         token = header[7:].strip()
     if not token:
         token = request.cookies.get("gw_session") or request.query_params.get("access_token")
-    caller = auth.verify(token) if token else None
+    caller = gw.auth.verify(token) if token else None
     if caller is None:
         raise HTTPException(
             status_code=401,

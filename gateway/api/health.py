@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import get_gateway
@@ -19,10 +19,11 @@ from gateway.tlscert import served_fingerprint
 router = APIRouter()
 
 
-def _probe(gw: Gateway) -> DatabaseProbe:
-    probe = gw.extras.get("health_probe")
+def _probe(request: Request, gw: Gateway) -> DatabaseProbe:
+    """One probe per app: it remembers the last write, so probes are not hammered."""
+    probe: DatabaseProbe | None = getattr(request.app.state, "health_probe", None)
     if probe is None:
-        probe = gw.extras.setdefault("health_probe", DatabaseProbe(gw.db.path))
+        probe = request.app.state.health_probe = DatabaseProbe(gw.db.path)
     return probe
 
 
@@ -31,10 +32,10 @@ def _probe(gw: Gateway) -> DatabaseProbe:
     tags=["health"],
     responses={503: {"description": "The gateway cannot do its job; `problems` says why."}},
 )
-def health(gw: Gateway = Depends(get_gateway)) -> JSONResponse:
+def health(request: Request, gw: Gateway = Depends(get_gateway)) -> JSONResponse:
     # A plain ``def``: FastAPI runs it in a worker thread, off the event loop, since the
     # database probe writes (and may wait for a lock).
-    result = report(gw, _probe(gw))
+    result = report(gw, _probe(request, gw))
     body: dict[str, Any] = result.body
     # Public by nature (any TLS client sees the certificate); children pin it.
     body["tls_fingerprint"] = served_fingerprint(

@@ -14,18 +14,11 @@ from gateway.config import LinkageRule
 router = APIRouter(tags=["linkage"])
 
 
-def _part(gw: Gateway) -> Any:
-    part = gw.part("linkage")
-    if part is None:
-        raise HTTPException(503, "the linkage part is not running on this gateway")
-    return part
-
-
 @router.get("/api/v1/linkage")
 def get_rules(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
 ) -> dict[str, Any]:
-    part = _part(gw)
+    part = gw.linkage
     # A user scoped to a subtree sees the rules that stay inside it: a rule naming
     # cameras elsewhere would reveal them.
     rules = [r for r in part.rules if _inside(caller, r)]
@@ -54,7 +47,7 @@ def put_rules(
     caller: Caller = Depends(require("admin")),
 ) -> dict[str, Any]:
     """Replace every rule at once (kept across restarts)."""
-    part = _part(gw)
+    part = gw.linkage
     if len(rules) > 1000:
         raise HTTPException(400, "at most 1000 rules")
     try:

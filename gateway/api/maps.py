@@ -22,7 +22,7 @@ from gateway.cascade.protocol import CameraNode, GatewayNode
 from gateway.cascade.tree import build as build_tree
 from gateway.maps.image import BadImage
 from gateway.maps.model import PATH, GeoIn, Layout
-from gateway.maps.service import MAX_IMAGE_BYTES, Maps
+from gateway.maps.service import MAX_IMAGE_BYTES
 
 router = APIRouter(prefix="/api/v1/maps", tags=["maps"])
 NodeQ = Query(
@@ -30,13 +30,6 @@ NodeQ = Query(
 )
 # An SVG map is shown as an image, never as a document: nothing in it may run or load.
 IMAGE_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
-
-
-def _maps(gw: Gateway) -> Maps:
-    maps = gw.part("maps")
-    if maps is None:
-        raise HTTPException(503, "e-maps are not available on this gateway / 电子地图未启用")
-    return maps
 
 
 def _may_read(caller: Caller, node: str) -> None:
@@ -138,7 +131,7 @@ async def get_map(
     """The map of a node with its pins (cameras) and areas (nodes below)."""
     _may_read(caller, node)
     try:
-        found = await _maps(gw).document(node)
+        found = await gw.maps.document(node)
     except AccessError as err:
         raise _http(err) from None
     if found is None:
@@ -156,7 +149,7 @@ async def get_image(
     """The map image, served as an image (a strict CSP, never as a page)."""
     _may_read(caller, node)
     try:
-        found = await _maps(gw).image(node)
+        found = await gw.maps.image(node)
     except AccessError as err:
         raise _http(err) from None
     if found is None:
@@ -202,7 +195,7 @@ async def put_image(
     """Upload the map image as the request body (PNG, JPEG or SVG, at most 20 MB)."""
     _may_change(caller, node, whole=True)
     data = await _read_bounded(request)
-    maps = _maps(gw)
+    maps = gw.maps
     try:
         found = await maps.save_image(data, caller.name, node)
     except BadImage as err:
@@ -244,7 +237,7 @@ async def put_layout(
     """Replace the pins and areas the caller sees (those outside the caller's area stay)."""
     _may_change(caller, node)
     _check_layout(gw, caller, layout)
-    maps = _maps(gw)
+    maps = gw.maps
     current = maps.local(node)
     if current is None:
         raise HTTPException(409, "upload a map image first / 请先上传地图底图")
@@ -269,7 +262,7 @@ def delete_map(
     caller: Caller = Depends(require("operator")),
 ) -> None:
     _may_change(caller, node, whole=True)
-    if not _maps(gw).delete(node):
+    if not gw.maps.delete(node):
         raise HTTPException(404, "no map for this gateway yet / 该节点尚未上传地图")
     note(gw, caller, "map_change", request, op="delete")
 
@@ -283,10 +276,10 @@ def put_geo(
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
     """Set (or clear, with nulls) the latitude/longitude of one of this gateway's cameras."""
-    registry = gw.part("registry")
+    registry = gw.registry
     if registry is None or registry.get(camera_id) is None or not caller.sees(camera_id):
         raise HTTPException(404, f"unknown camera {camera_id!r} / 未知摄像机")
     both = None if body.latitude is None else (body.latitude, body.longitude or 0.0)
-    _maps(gw).set_geo(camera_id, both)
+    gw.maps.set_geo(camera_id, both)
     note(gw, caller, "map_change", request, camera=camera_id, op="geo")
     return {"camera": camera_id, "latitude": body.latitude, "longitude": body.longitude}

@@ -40,11 +40,9 @@ def _core(gw: Gateway) -> Iterator[Sample]:
         )
     except OSError:
         pass
-    auth = gw.part("auth")
-    if auth is not None:
-        yield Sample(
-            "login_failures_total", auth.failed_logins, help="Refused logins", type="counter"
-        )
+    yield Sample(
+        "login_failures_total", gw.auth.failed_logins, help="Refused logins", type="counter"
+    )
 
 
 def collect(gw: Gateway) -> Iterator[Sample]:

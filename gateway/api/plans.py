@@ -24,13 +24,6 @@ router = APIRouter(prefix="/api/v1/plans", tags=["plans"])
 PlanId = Path(ge=1, le=2**53, description="The plan's id")
 
 
-def _plans(gw: Gateway) -> Plans:
-    plans = gw.part("plans")
-    if plans is None:
-        raise HTTPException(503, "plans are not available on this gateway / 预案未启用")
-    return plans
-
-
 def _names(stored: dict[str, Any]) -> list[str]:
     return PlanIn.model_validate(
         {k: stored[k] for k in PlanIn.model_fields if k in stored}
@@ -90,7 +83,7 @@ def _visible(plans: Plans, plan_id: int, caller: Caller) -> dict[str, Any]:
 def list_plans(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
 ) -> list[dict[str, Any]]:
-    return [_public(p, caller) for p in _plans(gw).list() if _inside(caller, _names(p))]
+    return [_public(p, caller) for p in gw.plans.list() if _inside(caller, _names(p))]
 
 
 @router.get("/{plan_id}")
@@ -99,7 +92,7 @@ def get_plan(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
-    return _public(_visible(_plans(gw), plan_id, caller), caller)
+    return _public(_visible(gw.plans, plan_id, caller), caller)
 
 
 @router.post("", status_code=201)
@@ -112,7 +105,7 @@ def create_plan(
     _check_scope(caller, body.cameras())
     _check_known(gw, body)
     try:
-        plan = _plans(gw).add(body, caller.name)
+        plan = gw.plans.add(body, caller.name)
     except PlanExists:
         raise HTTPException(409, f"a plan named {body.name!r} exists / 预案名称已存在") from None
     note(gw, caller, "plan_change", request, op="create", plan=body.name, plan_id=plan["id"])
@@ -127,7 +120,7 @@ def update_plan(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
-    plans = _plans(gw)
+    plans = gw.plans
     _check_scope(caller, _names(_visible(plans, plan_id, caller)))
     _check_scope(caller, body.cameras())
     _check_known(gw, body)
@@ -146,7 +139,7 @@ def delete_plan(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("operator")),
 ) -> None:
-    plans = _plans(gw)
+    plans = gw.plans
     plan = _visible(plans, plan_id, caller)
     plans.delete(plan_id)
     note(gw, caller, "plan_change", request, op="delete", plan=plan["name"], plan_id=plan_id)
@@ -160,7 +153,7 @@ async def launch_plan(
     caller: Caller = Depends(require("operator")),
 ) -> dict[str, Any]:
     """Run the plan now: wall, presets, recording, message, notification (启动预案)."""
-    plans = _plans(gw)
+    plans = gw.plans
     plan = _get(plans, plan_id)
     _check_scope(caller, _names(plan))
     return await plans.launch(plan_id, by=caller.name, client=client_of(request))

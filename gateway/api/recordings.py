@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
+from gateway.recorder.service import Recorder
 from gateway.store import events as event_store
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ MAX_LIST_S = 31 * 86400
 SQLITE_MAX_INT = 2**63 - 1  # larger ids overflow the SQLite driver (a 500, not a 404)
 
 
-def _recorder(gw: Gateway) -> Any:
-    rec = gw.part("recorder")
+def _recorder(gw: Gateway) -> Recorder:
+    rec = gw.recorder
     if rec is None:
         raise HTTPException(503, "the recorder is not running / 未启用录像")
     return rec
@@ -175,7 +176,7 @@ async def clip(
         ev = await asyncio.to_thread(event_store.get, gw.db, event)
         if ev is None or ev.camera != camera_id:
             raise HTTPException(404, "no such event for this camera / 无此事件")
-        pol = rec.settings.recording
+        pol = gw.settings.recording
         t0 = ev.start.timestamp() - pol.pre_s
         t1 = (ev.end or ev.start).timestamp() + pol.post_s
     else:

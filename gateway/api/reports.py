@@ -13,7 +13,9 @@ from gateway.api.audit import note
 from gateway.api.deps import Caller, get_gateway, require
 from gateway.app import Gateway
 from gateway.cascade import access
+from gateway.cascade.inspect import Inspections
 from gateway.reports.inspection import aggregate
+from gateway.reports.service import ReportService
 from gateway.reports.week import week_report
 
 router = APIRouter(tags=["reports"])
@@ -29,8 +31,8 @@ class RunRequest(BaseModel):
     subtree: bool = Field(True, description="Also inspect every gateway below the node")
 
 
-def _part(gw: Gateway) -> Any:
-    part = gw.part("reports")
+def _part(gw: Gateway) -> ReportService:
+    part = gw.reports
     if part is None:
         raise HTTPException(503, "inspection reports are turned off on this gateway / 未启用巡检")
     return part
@@ -123,7 +125,7 @@ async def run_report(
         key = caller.scope.strip("/")  # a scoped operator inspects their own subtree
     elif caller.scope and not (key and caller.sees(key)):
         raise HTTPException(403, f"node {key or gw.path!r} is outside your scope / 无权限")
-    cascade = gw.part("cascade")
+    cascade = gw.cascade
     if cascade is None:  # no cascade part: only this gateway can be inspected
         if key:
             raise HTTPException(404, f"unknown node {key!r} / 未知节点")
@@ -166,8 +168,8 @@ async def inspection_snapshot(
     return Response(body, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-def _inspections(gw: Gateway) -> Any:
-    cascade = gw.part("cascade")
+def _inspections(gw: Gateway) -> Inspections:
+    cascade = gw.cascade
     if cascade is None:
         raise HTTPException(404, "no inspection runs on this gateway / 无按需巡检")
     return cascade.inspections

@@ -21,13 +21,6 @@ router = APIRouter(prefix="/api/v1/tours", tags=["tours"])
 TourId = Path(ge=1, le=2**53, description="The tour's id")
 
 
-def _tours(gw: Gateway) -> Tours:
-    tours = gw.part("tours")
-    if tours is None:
-        raise HTTPException(503, "tours are not available on this gateway / 轮巡未启用")
-    return tours
-
-
 def _user(caller: Caller) -> str:
     if caller.kind != "user":
         raise HTTPException(400, "tours belong to a user, not to a machine token")
@@ -57,7 +50,7 @@ def list_tours(
     gw: Gateway = Depends(get_gateway), caller: Caller = Depends(require("viewer"))
 ) -> list[dict[str, Any]]:
     return [
-        t for t in _tours(gw).visible_to(_user(caller)) if all(caller.sees(i) for i in t["items"])
+        t for t in gw.tours.visible_to(_user(caller)) if all(caller.sees(i) for i in t["items"])
     ]
 
 
@@ -70,7 +63,7 @@ def create_tour(
 ) -> dict[str, Any]:
     _check(caller, body)
     try:
-        tour = _tours(gw).add(body, _user(caller))
+        tour = gw.tours.add(body, _user(caller))
     except TourExists:
         raise HTTPException(409, f"a tour named {body.name!r} exists / 轮巡名称已存在") from None
     note(gw, caller, "tour_change", request, op="create", tour=body.name, shared=body.shared)
@@ -85,7 +78,7 @@ def update_tour(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> dict[str, Any]:
-    tours = _tours(gw)
+    tours = gw.tours
     old = _mine(tours, tour_id, caller, change=True)
     _check(caller, body)
     try:
@@ -103,7 +96,7 @@ def delete_tour(
     gw: Gateway = Depends(get_gateway),
     caller: Caller = Depends(require("viewer")),
 ) -> None:
-    tours = _tours(gw)
+    tours = gw.tours
     tour = _mine(tours, tour_id, caller, change=True)
     tours.delete(tour_id)
     note(gw, caller, "tour_change", request, op="delete", tour=tour["name"], tour_id=tour_id)

@@ -14,7 +14,6 @@ import sys
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -205,7 +204,3 @@ class AuthService:
             }
             for r in user_store.list_users(self.db)
         ]
-
-
-def build(gw: Any) -> AuthService:
-    return AuthService(gw.db, gw.settings.auth)

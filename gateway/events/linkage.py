@@ -7,10 +7,11 @@ by exact path, subtree ``x/*`` or ``*``; type (``*`` for any); zone — the rule
 * a ``type="linkage"`` event is published with ``data = {"rule", "cameras", "wall",
   "trigger", ...}``; the SSE stream carries it (the video wall's instruction) and the
   uplink reports it to the parent like every event (unless ``report`` is false);
-* each camera of the group is recorded for ``record_s`` **where it is**: a local
-  camera by this gateway's recorder, a camera below a child by asking that child
-  through the cascade. Recording at the owning gateway costs no uplink bandwidth and
-  survives a thin or broken link, which recording a relayed stream here would not.
+* each camera of the group is recorded for ``record_s`` **where it is** (the ``record``
+  the part is handed, ``gateway.cascade.access.record``): a local camera by this
+  gateway's recorder, a camera below a child by asking that child through the cascade.
+  Recording at the owning gateway costs no uplink bandwidth and survives a thin or
+  broken link, which recording a relayed stream here would not.
 
 Loops are impossible by construction: a linkage event never triggers a rule, a rule
 fires at most once per trigger event id, and at most once per ``cooldown_s``.
@@ -24,12 +25,12 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from gateway.config import LinkageRule
+from gateway.core import Core
 from gateway.events.model import Event
-from gateway.plans.service import Plans
+from gateway.plans.service import Plans, Record
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,12 @@ def matches(rule: LinkageRule, event: Event) -> bool:
 class Linkage:
     """The ``linkage`` part: listens to the bus and fires rules."""
 
-    def __init__(self, gw: Any, plans: Plans | None = None) -> None:
-        self.gw = gw
+    def __init__(self, core: Core, *, record: Record, plans: Plans | None = None) -> None:
+        self.bus = core.bus
+        self.record = record
         self.plans = plans  # a rule may launch a plan (预案) by name
-        self.file = Path(gw.data_dir) / "linkage.json"
-        self.rules: list[LinkageRule] = list(gw.settings.linkage)
+        self.file = core.data_dir / "linkage.json"
+        self.rules: list[LinkageRule] = list(core.settings.linkage)
         self.source = "config"
         if self.file.exists():
             try:
@@ -78,11 +80,11 @@ class Linkage:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.gw.bus.add_listener(self._on_event)
+        self.bus.add_listener(self._on_event)
         log.info("linkage: %d rules (%s)", len(self.rules), self.source)
 
     async def stop(self) -> None:
-        self.gw.bus.remove_listener(self._on_event)
+        self.bus.remove_listener(self._on_event)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -143,7 +145,7 @@ class Linkage:
             },
         )
         log.info("linkage rule %s fired by %s on %s", rule.name, trigger.type, trigger.camera)
-        self.gw.bus.publish(event)
+        self.bus.publish(event)
         if rule.plan and self.plans is not None:
             self.plans.launch_soon(rule.plan, rule=rule.name)
         if rule.record_s > 0:
@@ -152,11 +154,9 @@ class Linkage:
             task.add_done_callback(self._tasks.discard)
 
     async def _record(self, rule: LinkageRule, event: Event) -> None:
-        from gateway.cascade import access
-
         reason = f"linkage:{rule.name}"
         results = await asyncio.gather(
-            *(access.record(self.gw, cam, rule.record_s, reason) for cam in rule.cameras),
+            *(self.record(cam, rule.record_s, reason) for cam in rule.cameras),
             return_exceptions=True,
         )
         outcome = {}
@@ -169,7 +169,7 @@ class Linkage:
                 outcome[cam] = "recording"
         # The same event again, now saying what records: consumers key by id.
         with contextlib.suppress(Exception):
-            self.gw.bus.publish(
+            self.bus.publish(
                 event.model_copy(update={"data": {**event.data, "recording": outcome}})
             )
 
@@ -181,7 +181,3 @@ class Linkage:
             "suppressed": self.suppressed,
             "record_errors": self.record_errors,
         }
-
-
-def build(gw: Any) -> Linkage:
-    return Linkage(gw, plans=gw.part("plans"))

@@ -19,6 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from gateway.config import MqttSettings
+from gateway.events.bus import EventBus
 from gateway.events.model import Event
 from gateway.metrics import Sample
 
@@ -31,7 +32,9 @@ def _topic_part(text: str) -> str:
 
 
 class MqttNotifier:
-    def __init__(self, settings: MqttSettings, gateway_id: str, bus: Any) -> None:
+    """The ``mqtt`` part: every event on the bus out to the broker (see the module docstring)."""
+
+    def __init__(self, settings: MqttSettings, gateway_id: str, bus: EventBus) -> None:
         self.settings = settings
         self.bus = bus
         self.base = f"{_topic_part(settings.topic_prefix)}/{_topic_part(gateway_id)}"
@@ -98,10 +101,3 @@ class MqttNotifier:
             Sample("mqtt_connected", int(self.connected), help="MQTT broker connection up"),
             Sample("mqtt_events_total", self.published, help="Events sent to MQTT", type="counter"),
         ]
-
-
-def build(gw: Any) -> MqttNotifier | None:
-    settings: MqttSettings = gw.settings.mqtt
-    if not settings.host:
-        return None
-    return MqttNotifier(settings, gw.settings.cascade.id, gw.bus)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cascade.access import AccessError
+from gateway.cascade.downlink import Downlink
 from gateway.cascade.session import ChildGone, RemoteError
 from gateway.cascade.tree import join
 from gateway.maps.image import BadImage, MapImage, check
@@ -33,13 +34,18 @@ REMOTE_TIMEOUT_S = 30.0
 class Maps:
     """Maps of one gateway (see the module docstring)."""
 
-    def __init__(self, gw: Any, db: Database, folder: Path) -> None:
-        self.gw = gw
+    def __init__(self, db: Database, folder: Path) -> None:
         self.db = db
         self.folder = folder
+        # The cascade's children, which keep the maps below; the cascade is built (and
+        # started) after the maps, so ``gateway.app`` hands them over with set_downlink.
+        self.downlink: Downlink | None = None
         self.uploads = 0
         self.refused = 0
         store.init(db)
+
+    def set_downlink(self, downlink: Downlink) -> None:
+        self.downlink = downlink
 
     async def start(self) -> None:
         await asyncio.to_thread(self._tidy)
@@ -157,8 +163,7 @@ class Maps:
         return body, content_type, str(data.get("sha256", ""))[:64]
 
     async def _remote(self, node: str, op: str) -> tuple[dict[str, Any], bytes]:
-        cascade = self.gw.part("cascade")
-        down = cascade.downlink if cascade is not None else None
+        down = self.downlink
         name, _, rest = node.partition("/")
         if down is None or name not in down.links:
             raise AccessError(404, f"no child gateway {name!r} / 未知下级平台")
@@ -206,7 +211,3 @@ def _rebase(found: dict[str, Any], prefix: str, node: str) -> dict[str, Any]:
     pins = [{**p, "camera": join(prefix, str(p.get("camera", "")))} for p in found.get("pins", [])]
     areas = [{**a, "node": join(prefix, str(a.get("node", "")))} for a in found.get("areas", [])]
     return {**found, "node": node, "pins": pins, "areas": areas}
-
-
-def build(gw: Any) -> Maps:
-    return Maps(gw, gw.db, gw.data_dir / "maps")

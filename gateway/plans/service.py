@@ -2,8 +2,9 @@
 
 A launch does, at once: the wall instruction (a ``type="plan"`` event on the bus, which
 the operators' pages follow like a linkage), PTZ presets and recording wherever each
-camera is (this gateway or a child, through ``gateway.cascade.access``), and the
-optional MQTT / webhook notification. Every launch is audited with who launched it,
+camera is (this gateway or a child: the ``ptz`` and ``record`` it is handed, which
+``gateway.app`` binds to ``gateway.cascade.access``), and the optional MQTT / webhook
+notification. Every launch is audited with who launched it,
 by hand or by which linkage rule, and what each step did.
 """
 
@@ -14,19 +15,27 @@ import builtins
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from gateway.aio import within
 from gateway.audit import Audit
+from gateway.core import Core
 from gateway.events.model import Event
+from gateway.events.mqtt import MqttNotifier
 from gateway.plans.model import PlanIn
 from gateway.store import plans as store
 
 log = logging.getLogger(__name__)
 STEP_TIMEOUT_S = 15.0
 WEBHOOK_TIMEOUT_S = 5.0
+
+Ptz = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Sends a PTZ command to a camera by path, wherever it is in the tree."""
+Record = Callable[[str, float, str], Awaitable[dict[str, Any]]]
+"""Records a camera by path for some seconds, with a reason, where the camera is."""
 
 
 class PlanNotFound(KeyError):
@@ -36,13 +45,25 @@ class PlanNotFound(KeyError):
 class Plans:
     """Plans of one gateway; ``launch`` runs one."""
 
-    def __init__(self, gw: Any, audit: Audit | None = None) -> None:
-        self.gw = gw
+    def __init__(
+        self,
+        core: Core,
+        *,
+        ptz: Ptz,
+        record: Record,
+        audit: Audit | None = None,
+        mqtt: MqttNotifier | None = None,
+    ) -> None:
+        self.db = core.db
+        self.bus = core.bus
+        self.ptz = ptz
+        self.record = record
         self.audit = audit
+        self.mqtt = mqtt  # None when MQTT is not configured (mqtt.host)
         self.launched = 0
         self.step_errors = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        store.init(gw.db)
+        store.init(self.db)
 
     async def start(self) -> None:
         return None
@@ -54,30 +75,30 @@ class Plans:
 
     # -- keeping ------------------------------------------------------------------
     def list(self) -> list[dict[str, Any]]:
-        return store.list_all(self.gw.db)
+        return store.list_all(self.db)
 
     def get(self, plan_id: int) -> dict[str, Any]:
-        plan = store.get(self.gw.db, plan_id)
+        plan = store.get(self.db, plan_id)
         if plan is None:
             raise PlanNotFound(plan_id)
         return plan
 
     def add(self, plan: PlanIn, user: str) -> dict[str, Any]:
         """Raises ``store.PlanExists``."""
-        plan_id = store.add(self.gw.db, plan.name, plan.model_dump(mode="json"), user)
+        plan_id = store.add(self.db, plan.name, plan.model_dump(mode="json"), user)
         return self.get(plan_id)
 
     def update(self, plan_id: int, plan: PlanIn) -> dict[str, Any]:
-        if not store.update(self.gw.db, plan_id, plan.name, plan.model_dump(mode="json")):
+        if not store.update(self.db, plan_id, plan.name, plan.model_dump(mode="json")):
             raise PlanNotFound(plan_id)
         return self.get(plan_id)
 
     def delete(self, plan_id: int) -> None:
-        if not store.delete(self.gw.db, plan_id):
+        if not store.delete(self.db, plan_id):
             raise PlanNotFound(plan_id)
 
     def by_name(self, name: str) -> dict[str, Any] | None:
-        return store.by_name(self.gw.db, name)
+        return store.by_name(self.db, name)
 
     # -- launching ----------------------------------------------------------------
     async def launch(
@@ -103,7 +124,7 @@ class Plans:
                 **({"rule": rule} if rule else {}),
             },
         )
-        self.gw.bus.publish(event)
+        self.bus.publish(event)
         steps = await asyncio.gather(
             *(self._preset(s.camera.strip("/"), s.preset) for s in plan.presets),
             *(self._record(c.strip("/"), plan.record_s, plan.name) for c in plan.record),
@@ -125,7 +146,7 @@ class Plans:
         # The same event again, now saying what each step did: consumers key by id.
         # Webhook URLs may carry a key: they stay out of what the bus spreads.
         public = [{k: v for k, v in r.items() if k != "url"} for r in results]
-        self.gw.bus.publish(event.model_copy(update={"data": {**event.data, "steps": public}}))
+        self.bus.publish(event.model_copy(update={"data": {**event.data, "steps": public}}))
         if self.audit is not None:
             self.audit.record(
                 by,
@@ -163,23 +184,19 @@ class Plans:
         return True
 
     async def _preset(self, camera: str, preset: str) -> dict[str, Any]:
-        from gateway.cascade import access
-
         step = {"step": "preset", "camera": camera, "preset": preset}
         try:
             command = {"action": "goto_preset", "preset": preset}
-            await within(access.ptz(self.gw, camera, command), STEP_TIMEOUT_S)
+            await within(self.ptz(camera, command), STEP_TIMEOUT_S)
         except Exception as err:
             return {**step, "ok": False, "error": _reason(err)}
         return {**step, "ok": True}
 
     async def _record(self, camera: str, seconds: float, plan: str) -> dict[str, Any]:
-        from gateway.cascade import access
-
         step = {"step": "record", "camera": camera, "seconds": seconds}
         try:
             reason = f"plan:{plan}"
-            await within(access.record(self.gw, camera, seconds, reason), STEP_TIMEOUT_S)
+            await within(self.record(camera, seconds, reason), STEP_TIMEOUT_S)
         except Exception as err:
             return {**step, "ok": False, "error": _reason(err)}
         return {**step, "ok": True}
@@ -188,7 +205,7 @@ class Plans:
         out: builtins.list[dict[str, Any]] = []
         payload = event.model_dump(mode="json")
         if plan.notify.mqtt_topic:
-            mqtt = self.gw.part("mqtt")
+            mqtt = self.mqtt
             step = {"step": "mqtt", "topic": plan.notify.mqtt_topic}
             if mqtt is None:
                 out.append({**step, "ok": False, "error": "MQTT is not configured (mqtt.host)"})
@@ -218,7 +235,3 @@ def _reason(err: BaseException) -> str:
     if isinstance(err, TimeoutError):
         return f"no answer within {STEP_TIMEOUT_S:g} s"
     return (str(err) or type(err).__name__)[:200]
-
-
-def build(gw: Any) -> Plans:
-    return Plans(gw, audit=gw.part("audit"))

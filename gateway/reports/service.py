@@ -1,4 +1,4 @@
-"""``gw.reports``: the daily inspection (设备巡检) of this gateway's cameras, and on demand.
+"""The ``reports`` part: the daily inspection (设备巡检) of this gateway's cameras, and on demand.
 
 Once a day at ``reports.run_at`` (local time in ``reports.timezone``) yesterday's
 report is made and stored final; ``run()`` makes today's so far (or any day's) on
@@ -25,9 +25,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.config import ReportSettings
+from gateway.cameras.model import Camera
+from gateway.cameras.registry import Registry
+from gateway.config import CameraConfig, ReportSettings
 from gateway.events.bus import EventBus
 from gateway.events.model import Event
+from gateway.recorder.service import Recorder
 from gateway.reports.inspection import aggregate, day_window, inspect_camera
 from gateway.store import reports as report_store
 from gateway.store.db import Database
@@ -333,32 +336,24 @@ class ReportService:
         return out
 
 
-def _cameras(gw: Any) -> Cameras:
+def local_cameras(registry: Registry | None, configured: list[CameraConfig]) -> Cameras:
+    """This gateway's own enabled cameras: the registry's, or the config's without one."""
+
     def cameras() -> list[tuple[str, str]]:
-        registry = gw.part("registry")
-        listed = registry.list() if registry is not None else gw.settings.cameras
-        return [
-            (c.id, getattr(c, "name", "") or "")
-            for c in listed
-            if c.id and "/" not in c.id and getattr(c, "enabled", True)
-        ]
+        listed: list[Camera] | list[CameraConfig] = (
+            registry.list() if registry is not None else configured
+        )
+        return [(c.id, c.name or "") for c in listed if c.id and "/" not in c.id and c.enabled]
 
     return cameras
 
 
-def _continuous(gw: Any) -> Continuous:
+def continuous_cameras(recorder: Recorder | None) -> Continuous:
+    """The cameras the recorder records continuously (none without a recorder)."""
+
     def continuous() -> set[str]:
-        recorder = gw.part("recorder")
         if recorder is None:
             return set()
         return {cid for cid, p in recorder.policies().items() if p.continuous}
 
     return continuous
-
-
-def build(gw: Any) -> ReportService | None:
-    """Factory for ``gateway.app._factories()``: None when reports are turned off."""
-    settings: ReportSettings = gw.settings.reports
-    if not settings.enabled:
-        return None
-    return ReportService(settings, gw.db, gw.path, _cameras(gw), _continuous(gw), bus=gw.bus)
