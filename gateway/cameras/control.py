@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.cameras import onvif
 from gateway.cameras.model import Camera
+from gateway.cameras.probe import client_for
 from gateway.cameras.tls import policy_of
 
 PTZ_ACTIONS = ("move", "stop", "goto_preset", "set_preset", "remove_preset")
@@ -30,20 +31,8 @@ class OnvifControl:
     async def _client(self, cam: Camera) -> onvif.OnvifClient:
         client = self._clients.get(cam.id)
         if client is None:
-            if not cam.onvif:
-                raise ValueError(f"camera {cam.id} has no ONVIF endpoint")
             user, password = self.credentials(cam.id)
-            https, tls = policy_of(cam.onvif)
-            client = onvif.OnvifClient(
-                cam.onvif["host"],
-                cam.onvif["port"],
-                user,
-                password,
-                timeout=self.timeout,
-                label=cam.id,
-                https=https,
-                tls=tls,
-            )
+            client, _ = client_for(cam, user, password, self.timeout)
             await client.connect()
             self._clients[cam.id] = client
         return client

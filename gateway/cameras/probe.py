@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.cameras import onvif
 from gateway.cameras.model import Camera
-from gateway.cameras.tls import policy_of
+from gateway.cameras.tls import TlsPolicy, policy_of
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,12 @@ class ProbeOutcome:
         return self.status in ("offline", "error")
 
 
-async def probe_camera(
+def client_for(
     cam: Camera, user: str | None, password: str | None, timeout: float
-) -> ProbeOutcome:
-    """Probe an ONVIF camera (``cam.onvif`` set) with a client of its own."""
-    assert cam.onvif is not None
+) -> tuple[onvif.OnvifClient, TlsPolicy]:
+    """An ONVIF client for a camera with an endpoint, and the TLS policy it checks."""
+    if not cam.onvif:
+        raise ValueError(f"camera {cam.id} has no ONVIF endpoint")
     https, tls = policy_of(cam.onvif)
     client = onvif.OnvifClient(
         cam.onvif["host"],
@@ -45,6 +46,14 @@ async def probe_camera(
         https=https,
         tls=tls,
     )
+    return client, tls
+
+
+async def probe_camera(
+    cam: Camera, user: str | None, password: str | None, timeout: float
+) -> ProbeOutcome:
+    """Probe an ONVIF camera (``cam.onvif`` set) with a client of its own."""
+    client, tls = client_for(cam, user, password, timeout)
     try:
         async with client:
             result = await client.probe()
