@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import selectors
 import signal
 import socket
@@ -25,6 +26,34 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(n: int, host: str = "127.0.0.1") -> int:
+    """The first of ``n`` consecutive free ports (``gateway demo --port`` takes four).
+
+    Drawn below the kernel's ephemeral range: a block drawn inside it can lose a port to
+    any outgoing connection before the program under test binds it (seen: a demo refused
+    because its third port had become some client's local port).
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(500):
+        base = random.randint(10000, max(10001, low - n - 1))
+        if all(_bindable(base + i, host) for i in range(n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports below {low}")
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port_block
+
+# gateway demo binds --port and the three after it (city, town, two villages).
+DEMO_PORTS = 4
 
 
 def test_demo_starts_three_levels_and_city_sees_all_cameras(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_block(DEMO_PORTS)
     out = subprocess.run(
         [
             sys.executable,

@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo_guard import PID_FILE
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port_block
 
 EVERY_PROCESS = 7  # three simulators and four gateways
+
+# gateway demo binds --port and the three after it (city, town, two villages).
+DEMO_PORTS = 4
 
 
 def alive(pid: int) -> bool:
@@ -111,17 +114,19 @@ def refused(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_sighup_stops_every_process_and_a_second_demo_is_refused(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_block(DEMO_PORTS)
     demo = DemoRun(tmp_path / "demo", port, "demo")
     try:
         pids = demo.children(EVERY_PROCESS)
         assert all(alive(p) for p in pids)
 
-        same_dir = refused(["--dir", str(demo.root), "--port", str(free_port())])
+        same_dir = refused(["--dir", str(demo.root), "--port", str(free_port_block(DEMO_PORTS))])
         assert same_dir.returncode == 1
         assert f"a demo is already running in {demo.root}" in same_dir.stderr
         assert f"kill {demo.proc.pid}" in same_dir.stderr
-        elsewhere = refused(["--dir", str(tmp_path / "other"), "--port", str(free_port())])
+        elsewhere = refused(
+            ["--dir", str(tmp_path / "other"), "--port", str(free_port_block(DEMO_PORTS))]
+        )
         assert elsewhere.returncode == 1
         assert f"a demo is already running (pid {demo.proc.pid})" in elsewhere.stderr
         # The refused demos touched nothing: everything still runs.
@@ -149,7 +154,7 @@ def test_a_demo_refuses_a_port_another_program_holds(tmp_path: Path) -> None:
 
 
 def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
-    demo = DemoRun(tmp_path / "demo", free_port(), "demo")
+    demo = DemoRun(tmp_path / "demo", free_port_block(DEMO_PORTS), "demo")
     try:
         demo.children(1)
         demo.proc.send_signal(signal.SIGTERM)
@@ -162,7 +167,7 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
 
 
 def test_a_demo_after_a_kill_9_stops_the_orphans_it_left(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_block(DEMO_PORTS)
     first = DemoRun(tmp_path / "demo", port, "first")
     second: DemoRun | None = None
     try:
