@@ -105,6 +105,7 @@ class UdpMediaBackend:
 
     def __init__(self, fail: str = "") -> None:
         self.fail = fail
+        self.on_ended: Callable[[str, str], None] | None = None  # set by the part
         self.open_calls: list[MediaRequest] = []
         self.closed: list[str] = []
         self._socks: dict[str, socket.socket] = {}

@@ -8,6 +8,7 @@ be built and tested alone and ``gateway/app.py`` hands the one to the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -46,6 +47,10 @@ class MediaSession:
 
 class MediaBackend(Protocol):
     """Opens and closes PS/RTP streams of cameras for an upper platform."""
+
+    # Called with (call_id, reason) when a stream ends by itself (camera gone, platform
+    # not reading); the GB/T 28181 part sets it to hang the dialog up with a BYE.
+    on_ended: Callable[[str, str], None] | None
 
     async def open(self, request: MediaRequest) -> MediaSession:
         """Start sending (or listening for "tcp-listen"); raise MediaError with a reason."""

@@ -81,8 +81,8 @@ class Gb28181Part:
         self._started = False
         self._hangups: set[asyncio.Task[bool]] = set()
         # The PS backend reports streams that end by themselves; their dialogs get a BYE.
-        if media is not None and getattr(media, "on_ended", 0) is None:
-            media.on_ended = self.media_ended  # type: ignore[attr-defined]
+        if media is not None and media.on_ended is None:
+            media.on_ended = self.media_ended
         self.cameras, self.bus = cameras, bus  # PTZ for DeviceControl; events for alarms
         self.changes = ChangeWatcher(lambda: self.clients, changes_s)
         self.alarms = AlarmForwarder(lambda: self.clients)

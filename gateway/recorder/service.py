@@ -15,9 +15,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.cameras.registry import Registry
 from gateway.core import Core
 from gateway.events.model import Event
 from gateway.recorder.index import RecordingIndex
@@ -29,6 +28,9 @@ from gateway.recorder.worker import CameraRecorder, Surroundings
 from gateway.store import events as event_store
 from gateway.store import recordings as store
 from gateway.streams.manager import Lease, StreamManager
+
+if TYPE_CHECKING:  # the ONVIF client it imports costs a recorder-only process 0.25 s
+    from gateway.cameras.registry import Registry
 
 log = logging.getLogger(__name__)
 
