@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.audit import Audit
 from gateway.auth.service import AuthService
@@ -54,6 +55,10 @@ class Part(Protocol):
 
 
 P = TypeVar("P", bound="Part | None")
+
+
+class Measured(Protocol):
+    def metrics(self) -> Iterable[Any]: ...
 
 
 class StartupFailed(RuntimeError):
@@ -188,6 +193,22 @@ class Gateway:
             else None,
         )
         self.mqtt = self.add("mqtt", mqtt)  # last: it only listens to the bus
+        # What /metrics collects, part by part (a part that is off has none).
+        measured: list[tuple[str, Measured | None]] = [
+            ("looplag", self.looplag),
+            ("streams", self.streams),
+            ("relay", self.relay),
+            ("sfu", self.sfu),
+            ("whip_out", self.whip_out),
+            ("diagnosis", self.diagnosis),
+            ("motion", self.motion),
+            ("camera_events", self.camera_events),
+            ("reports", self.reports),
+            ("cascade", self.cascade),
+            ("gb28181_media", self.gb28181_media),
+            ("mqtt", self.mqtt),
+        ]
+        self.metric_sources = {name: part.metrics for name, part in measured if part}
 
     def add(self, name: str, part: P) -> P:
         """Register a built part (or None, for a part that is off) for start and stop."""

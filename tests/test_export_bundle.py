@@ -111,10 +111,10 @@ def test_export_space_is_bounded_by_its_setting(tmp_path: Path) -> None:
     try:
         exporter: Exporter = gw.export
         assert exporter.usage() == {"used_bytes": 0, "max_bytes": 1_000_000}
-        assert exporter._room_for(500_000) is None
+        assert exporter.room_for(500_000) is None
         (exporter.dir / "ex-old.zip").write_bytes(b"\0" * 700_000)
         assert exporter.used_bytes() == 700_000
-        why = exporter._room_for(500_000)
+        why = exporter.room_for(500_000)
         assert why is not None and "export.max_mb" in why and "导出空间已满" in why
     finally:
         gw.db.close()

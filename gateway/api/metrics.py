@@ -47,10 +47,7 @@ def _core(gw: Gateway) -> Iterator[Sample]:
 
 def collect(gw: Gateway) -> Iterator[Sample]:
     yield from _core(gw)
-    for name, part in gw.parts.items():
-        metrics = getattr(part, "metrics", None)
-        if metrics is None:
-            continue
+    for name, metrics in gw.metric_sources.items():
         try:
             yield from metrics()
         except Exception:

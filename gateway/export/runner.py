@@ -7,9 +7,11 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from gateway.cascade.local import Local
 from gateway.export import sources
+from gateway.export.locks import ExportLocks
 from gateway.export.sources import iso
 
 log = logging.getLogger(__name__)
@@ -19,16 +21,32 @@ NOTHING = "nothing recorded in the span / 该时段无录像"
 FETCH_SHARE = 0.9
 
 
+class Exporting(Protocol):
+    """What a job needs of the exporter (``gateway.export.service.Exporter``, which
+    imports this module: naming the class here would close an import circle)."""
+
+    here: Local
+    locks: ExportLocks
+
+    def work_dir(self, export_id: str) -> Path: ...
+
+    async def save(self, job: dict[str, Any], force: bool = False) -> None: ...
+
+    def room_for(self, needed: int) -> str | None: ...
+
+    def write_zip(self, job: dict[str, Any], files: dict[str, Path]) -> None: ...
+
+
 def _ts(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso).timestamp()
 
 
-async def run_job(exporter: Any, job: dict[str, Any]) -> None:
+async def run_job(exporter: Exporting, job: dict[str, Any]) -> None:
     """Fill ``job`` (cameras' states, gaps, files, the ZIP) as the export runs."""
     t0, t1 = _ts(job["start"]), _ts(job["end"])
-    work = exporter._work(job["id"])
+    work = exporter.work_dir(job["id"])
     work.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     share = FETCH_SHARE / max(1, len(job["cameras"]))
@@ -36,7 +54,7 @@ async def run_job(exporter: Any, job: dict[str, Any]) -> None:
         base = n * share
         cam["state"] = "running"
         job["progress"] = round(base, 4)
-        await exporter._save(job, force=True)
+        await exporter.save(job, force=True)
         try:
             await _camera(exporter, job, cam, (t0, t1), work, files, (base, share))
         except sources.SourceError as err:
@@ -63,7 +81,7 @@ async def run_job(exporter: Any, job: dict[str, Any]) -> None:
 
 
 async def _camera(
-    exporter: Any,
+    exporter: Exporting,
     job: dict[str, Any],
     cam: dict[str, Any],
     span: tuple[float, float],
@@ -90,7 +108,7 @@ async def _camera(
     done = 0.0
     cam["state"] = "done"
     for piece in [p for r in runs for p in sources.pieces(r)]:
-        why = await asyncio.to_thread(exporter._room_for, piece.bytes)
+        why = await asyncio.to_thread(exporter.room_for, piece.bytes)
         if why is not None:
             cam.update(state="failed", reason=why)
             return
@@ -103,4 +121,4 @@ async def _camera(
         )
         done += piece.seconds
         job["progress"] = round(base + share * done / total, 4)
-        await exporter._save(job)
+        await exporter.save(job)

@@ -85,7 +85,7 @@ class Exporter:
         for job in store.all_jobs(self.db):
             if job["state"] in ACTIVE:  # the process stopped under it: say so, keep the locks
                 job.update(state="failed", error="interrupted by a restart / 导出被网关重启中断")
-                shutil.rmtree(self._work(job["id"]), ignore_errors=True)
+                shutil.rmtree(self.work_dir(job["id"]), ignore_errors=True)
                 store.save(self.db, job)
         self.sweep()
         self._worker = asyncio.create_task(self._work_loop(), name="export-worker")
@@ -99,7 +99,7 @@ class Exporter:
                     await task
 
     # -- files and space --------------------------------------------------------------------
-    def _work(self, export_id: str) -> Path:
+    def work_dir(self, export_id: str) -> Path:
         return self.dir / export_id
 
     def zip_path(self, export_id: str) -> Path:
@@ -116,7 +116,7 @@ class Exporter:
     def usage(self) -> dict[str, int]:
         return {"used_bytes": self.used_bytes(), "max_bytes": int(self.settings.max_mb * 1e6)}
 
-    def _room_for(self, needed: int) -> str | None:
+    def room_for(self, needed: int) -> str | None:
         """Why ``needed`` more bytes cannot be written, or None."""
         if self.used_bytes() + needed > self.settings.max_mb * 1e6:
             return (
@@ -228,7 +228,7 @@ class Exporter:
     def _remove(self, export_id: str) -> None:
         with self._guard:
             store.delete(self.db, export_id)
-        shutil.rmtree(self._work(export_id), ignore_errors=True)
+        shutil.rmtree(self.work_dir(export_id), ignore_errors=True)
         self.zip_path(export_id).unlink(missing_ok=True)
         self.zip_path(export_id).with_suffix(".part").unlink(missing_ok=True)
 
@@ -276,9 +276,9 @@ class Exporter:
         job = await asyncio.to_thread(store.get, self.db, export_id)
         if job is not None:
             job.update(state="failed", error=reason)
-            await self._save(job, force=True)
+            await self.save(job, force=True)
 
-    async def _save(self, job: dict[str, Any], force: bool = False) -> None:
+    async def save(self, job: dict[str, Any], force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_save >= SAVE_EVERY_S:
             self._last_save = now
@@ -294,14 +294,14 @@ class Exporter:
         if job is None:
             return
         job["state"] = "running"
-        await self._save(job, force=True)
+        await self.save(job, force=True)
         await run_job(self, job)
         if job["state"] in ("done", "partial"):
             self.jobs_done += 1
         else:
             self.jobs_failed += 1
         job["finished"] = time.time()
-        await self._save(job, force=True)
+        await self.save(job, force=True)
         log.info("export %s by %s: %s (%s)", export_id, job["user"], job["state"], job["error"])
 
     def write_zip(self, job: dict[str, Any], files: dict[str, Path]) -> None:
