@@ -201,10 +201,10 @@ class Relay:
         return session, answer
 
     # The stream access the SFU relay and the WHIP pusher share (gateway.relay.sfu).
-    def _acquire(self, camera_id: str, variant: str | None, sid: str) -> Lease:
+    def acquire(self, camera_id: str, variant: str | None, sid: str) -> Lease:
         return self.chooser.acquire(self.streams, camera_id, variant, sid)
 
-    async def _wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
+    async def wait_keyframe(self, camera_id: str, hub: Hub, timeout: float | None = None) -> bytes:
         return await self.chooser.wait_keyframe(camera_id, hub, timeout)
 
     async def add_candidates(self, session: Session, frag: str) -> None:

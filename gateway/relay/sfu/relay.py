@@ -169,9 +169,9 @@ class SfuRelay:
             self.fallbacks["variant" if backend is not None else "sfu down"] += 1
             return await self.direct.open(camera_id, offer_sdp, variant=variant, caller=caller)
         lease: Lease | None  # None once adopted by a mountpoint or released
-        lease = self.direct._acquire(camera_id, None, "sfu-probe")
+        lease = self.direct.acquire(camera_id, None, "sfu-probe")
         try:
-            first = await self.direct._wait_keyframe(camera_id, lease.hub)
+            first = await self.direct.wait_keyframe(camera_id, lease.hub)
             info = lease.hub.info
             if info is None or info.codec != "h264" or info.has_b_frames:
                 self.fallbacks["codec"] += 1

@@ -155,8 +155,8 @@ class WhipOut:
             lease = None
             publisher = None
             try:
-                lease = self.relay._acquire(target.camera, None, "whip-out")
-                await self.relay._wait_keyframe(target.camera, lease.hub)
+                lease = self.relay.acquire(target.camera, None, "whip-out")
+                await self.relay.wait_keyframe(target.camera, lease.hub)
                 publisher = WhipPublisher(
                     target,
                     lease.hub,
