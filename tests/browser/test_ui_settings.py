@@ -35,7 +35,9 @@ def page(ui_system: UiSystem) -> Iterator[Any]:
 
 def section(page: Any, name: str) -> None:
     page.click(f'.settings-nav button[data-section="{name}"]')
-    page.wait_for_selector(f'#view-settings[data-section="{name}"] .settings-body > *')
+    # data-shown is set when the section's content is drawn; before that the body may
+    # still hold the section an earlier test left open.
+    page.wait_for_selector(f'#view-settings .settings-body[data-shown="{name}"] > *')
 
 
 def saved(page: Any) -> None:

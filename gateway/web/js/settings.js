@@ -44,7 +44,13 @@ export class Settings {
       settings_audit: () => renderAudit(this.body),
       settings_gb28181: () => renderUpstream(this.body, (fn) => attempt(fn, this.note)),
     }[section];
-    render().catch((err) => { this.body.replaceChildren(el("p", { class: "error" }, err.status === 403 ? t("forbidden") : err.message)); });
+    // data-shown names the section whose content the body holds, set once it is drawn:
+    // until then the body may still show the previous section (renders are async).
+    const seq = this.seq = (this.seq || 0) + 1;
+    delete this.body.dataset.shown;
+    render()
+      .catch((err) => { this.body.replaceChildren(el("p", { class: "error" }, err.status === 403 ? t("forbidden") : err.message)); })
+      .finally(() => { if (seq === this.seq) this.body.dataset.shown = section; });
   }
 
   async cameras() {
