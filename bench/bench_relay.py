@@ -1,16 +1,34 @@
 """Relay benchmarks: CPU per viewer, capacity, latency and time to first frame.
 
-    .venv/bin/python bench/bench_relay.py [--quick] [--skip-browser]
+    .venv/bin/python bench/bench_relay.py [--quick] [--skip-browser] [--skip-cpu]
+        [--receivers raw|aiortc] [--workers N] [--compare-workers 0,2]
 
 Processes (all on loopback): ``gateway sim`` cameras at 1080p25 (H.264, 2 s GOP,
-4 Mbit/s; a second sim with B-frames, which the gateway must transcode), one
-``gateway run``, receiver processes of N aiortc WHEP viewers each, and Chromium for
-latency and time to first frame.
+4 Mbit/s, about 400 RTP packets/s per viewer; a second sim with B-frames, which the
+gateway must transcode), one ``gateway run`` (with ``relay.workers`` child processes
+when ``--workers N`` > 0), receiver processes of up to 64 WHEP viewers each, and
+Chromium for latency and time to first frame.
 
-- CPU is the gateway process's utime+stime (``/proc/PID/stat``) over a window,
-  minus the idle figure measured in the same run. Receivers do not decode
-  (their decoder only counts frames), so they cost this 2-core box as little as
-  they can; they still share it with the gateway, so capacity is a lower bound.
+- Receivers. Every viewer negotiates with aiortc (``tests.relay_helpers.WhepClient``:
+  real ICE and DTLS). ``--receivers raw`` (the default): once a viewer is connected
+  its UDP socket is taken away from asyncio (``loop.remove_reader``) and one thread
+  per receiver process reads all such sockets (``epoll``). Per datagram: RTP is
+  counted from its cleartext header (packets, frames by the marker bit, lost
+  packets by the sequence number; nothing is decrypted), STUN (and DTLS) goes back
+  to aioice on the event loop so the gateway's consent checks (RFC 7675) keep
+  being answered, RTCP is dropped. ``--receivers aiortc``: aiortc's own receive
+  path (SRTP decrypted, RTP parsed; jitter buffer, NACK and decoder skipped).
+  The receivers step compares the two: receiver CPU per viewer, raw vs aiortc.
+- CPU is utime+stime (``/proc/PID/stat``) over a window, of the gateway process
+  and all its descendants (relay workers; a child that appears mid-window counts
+  from 0), also given per process (main vs children); the CPU step subtracts the
+  idle figure measured in the same run. Receivers share this 2-core box with the
+  gateway, so capacity is a lower bound.
+- Capacity: viewers of the 1080p25 passthrough camera, in steps, until a step
+  drops: a step passes when the slowest viewer got ≥ 95 % of the source's frame
+  rate, the relay shed nothing and no RTP packet went missing.
+  ``--compare-workers 0,2`` runs it once per ``relay.workers`` value, each with a
+  fresh gateway (same sims), and gives the maxima and their ratio.
 - Frames dropped = frames the viewers should have got (25 fps × window) minus
   frames they assembled, plus the relay's own subscriber drops.
 - Glass-to-glass latency: the sim burns the wall-clock time into each frame; the
@@ -23,10 +41,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
+import select
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,12 +60,15 @@ sys.path.insert(0, str(ROOT))
 
 FPS = 25
 TICK = os.sysconf("SC_CLK_TCK")
+RCVBUF = 4 << 20
+VIEWERS_PER_RECEIVER = 64  # viewers per receiver process in the capacity step
+CAPACITY_STEPS = [16, 32, 64, 96, 128, 160, 192, 224, 256]
 from tests.browser.pages import BARCODE_JS, CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 # -- receiver process ----------------------------------------------------------------------
 class _Counter:
-    """Per receiver: RTP packets, frames (marker bits) and lost packets (sequence gaps)."""
+    """Per viewer: RTP packets, frames (marker bits) and lost packets (sequence gaps)."""
 
     instances: ClassVar[list[_Counter]] = []
 
@@ -52,15 +78,19 @@ class _Counter:
         _Counter.instances.append(self)
 
 
-def _light_receivers() -> None:
+def _light_receivers(count: bool = True) -> None:
     """Make aiortc receivers count packets instead of buffering and decoding them.
 
     SRTP is still decrypted; the jitter buffer, NACK logic and the decoder are
-    skipped, so one receiver process can stand in for many viewers.
+    skipped, so one receiver process can stand in for many viewers. ``count=False``
+    (raw receivers): aiortc's receivers only see the few packets before the socket
+    is taken over, and drop them.
     """
     import aiortc.rtcrtpreceiver as rx
 
     async def handle(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        if not count:
+            return
         c = self.__dict__.get("_bench_counter")
         if c is None:
             c = self.__dict__["_bench_counter"] = _Counter()
@@ -71,7 +101,7 @@ def _light_receivers() -> None:
         if packet.marker:
             c.frames += 1
 
-    rx.RTCRtpReceiver._handle_rtp_packet = handle
+    rx.RTCRtpReceiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
     # A browser drains its socket from a dedicated network thread; these receivers
     # share a busy Python process, so give their sockets room for a 1080p keyframe
@@ -79,20 +109,140 @@ def _light_receivers() -> None:
     # from this constant right after binding.
     import aioice.turn
 
-    aioice.turn.UDP_SOCKET_BUFFER_SIZE = 4 << 20
+    aioice.turn.UDP_SOCKET_BUFFER_SIZE = RCVBUF
 
 
-async def _receiver_main(base_url: str, token: str) -> None:
+def _nominated_protocol(pc: Any) -> Any:
+    """The aioice ``StunProtocol`` of ``pc``'s nominated candidate pair (RTP component)."""
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport  # RTCDtlsTransport
+        connection = dtls.transport._connection  # RTCIceTransport → aioice Connection
+        pair = connection._nominated.get(1)
+        if pair is not None:
+            return pair.protocol
+    raise RuntimeError("no nominated ICE pair")
+
+
+class _RawReader:
+    """One thread per receiver process reading every viewer socket taken from asyncio.
+
+    RTP is counted from its cleartext header (under SRTP only the payload is
+    encrypted). STUN (and DTLS, e.g. a close_notify) goes back to aioice on the event
+    loop, so consent checks in both directions keep working. RTCP and anything else
+    is dropped (RFC 7983 / RFC 5761 demultiplexing by the first two bytes).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.epoll = select.epoll()
+        self.viewers: dict[int, tuple[socket.socket, _Counter, Any]] = {}
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="raw-rx", daemon=True)
+        self.thread.start()
+
+    def steal(self, pc: Any) -> None:
+        """Take ``pc``'s (connected) UDP socket away from the event loop."""
+        protocol = _nominated_protocol(pc)
+        transport = protocol.transport  # asyncio's _SelectorDatagramTransport
+        fd = transport.get_extra_info("socket").fileno()
+        # loop.remove_reader(fd) refuses a descriptor a transport owns; the transport's
+        # own pause_reading() does the same (loop._remove_reader(fd)) and keeps the
+        # transport consistent (it will not re-add the reader, closing works).
+        transport.pause_reading()
+        if transport.is_reading():
+            raise RuntimeError("the event loop still reads the viewer's socket")
+        # A second descriptor of the same socket: aioice keeps sending (STUN, RTCP
+        # receiver reports) on its own, and closing it later does not pull ours away.
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        self.viewers[sock.fileno()] = (sock, _Counter(), protocol)
+        self.epoll.register(sock.fileno(), select.EPOLLIN)
+
+    def _run(self) -> None:
+        buf = bytearray(2048)
+        view = memoryview(buf)
+        poll = self.epoll.poll
+        viewers = self.viewers
+        back = self.loop.call_soon_threadsafe
+        while not self.stopping:
+            for fd, _ in poll(0.2):
+                v = viewers.get(fd)
+                if v is None:
+                    continue
+                sock, c, protocol = v
+                recv = sock.recvfrom_into
+                while True:
+                    try:
+                        n, addr = recv(buf)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        with contextlib.suppress(OSError):
+                            self.epoll.unregister(fd)
+                        break
+                    if n < 4:
+                        continue
+                    b0 = buf[0]
+                    if 128 <= b0 <= 191:  # RTP or RTCP
+                        b1 = buf[1]
+                        if 192 <= b1 <= 223:  # RTCP packet types 192..223
+                            continue
+                        seq = buf[2] << 8 | buf[3]
+                        c.packets += 1
+                        if c.seq is not None:
+                            c.lost += (seq - c.seq - 1) & 0xFFFF
+                        c.seq = seq
+                        if b1 & 0x80:
+                            c.frames += 1
+                    elif b0 <= 3 or 20 <= b0 <= 63:  # STUN, DTLS
+                        try:
+                            back(protocol.datagram_received, bytes(view[:n]), addr)
+                        except RuntimeError:  # the event loop is closed
+                            return
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.thread.join(2)
+        for sock, _, _ in self.viewers.values():
+            sock.close()
+        self.epoll.close()
+
+
+async def _connected(pc: Any, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while pc.connectionState != "connected":
+        if pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def _receiver_main(base_url: str, token: str, mode: str = "raw") -> None:
     """Viewers on demand; commands on stdin, one JSON line each, answers on stdout."""
     import httpx
 
-    _light_receivers()
+    raw = mode == "raw"
+    _light_receivers(count=not raw)
     from tests.relay_helpers import WhepClient
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30)
     clients: list[WhepClient] = []
     loop = asyncio.get_running_loop()
+    rawrx = _RawReader(loop) if raw else None
+
+    async def take_over(c: WhepClient) -> str | None:
+        """Steal the viewer's socket once it is connected; the reason if not."""
+        if not await _connected(c.pc):
+            return f"not connected ({c.pc.connectionState})"
+        assert rawrx is not None
+        try:
+            rawrx.steal(c.pc)
+        except (RuntimeError, AttributeError, OSError) as err:
+            return f"socket not taken over: {err!r}"
+        return None
+
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
@@ -100,6 +250,8 @@ async def _receiver_main(base_url: str, token: str) -> None:
         out: dict[str, Any] = {}
         if "add" in cmd:
             failures = 0
+            errors: list[str] = []
+            started: list[WhepClient] = []
             for _ in range(cmd["add"]):
                 c = WhepClient(http, f"/api/v1/streams/{cmd['camera']}/whep")
                 try:
@@ -110,10 +262,15 @@ async def _receiver_main(base_url: str, token: str) -> None:
                     continue
                 if r.status_code == 201:
                     clients.append(c)
+                    started.append(c)
                 else:
                     failures += 1
                     await c.stop(delete=False)
-            out = {"viewers": len(clients), "failures": failures}
+            if raw and started:
+                taken = await asyncio.gather(*(take_over(c) for c in started))
+                errors += [e for e in taken if e is not None]
+                failures += len(errors)
+            out = {"viewers": len(clients), "failures": failures, "errors": errors[:3]}
         elif "counts" in cmd:
             out = {
                 "frames": [c.frames for c in _Counter.instances],
@@ -122,17 +279,21 @@ async def _receiver_main(base_url: str, token: str) -> None:
         elif "quit" in cmd:
             break
         print(json.dumps(out), flush=True)
+    if rawrx is not None:
+        rawrx.stop()
     for c in clients:
-        await c.stop()
+        with contextlib.suppress(Exception):
+            await c.stop()
     await http.aclose()
 
 
 class Receivers:
     """A receiver process, driven over stdin/stdout."""
 
-    def __init__(self, base_url: str, token: str | None) -> None:
+    def __init__(self, base_url: str, token: str | None, mode: str = "raw") -> None:
+        self.mode = mode
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "receive", base_url, token or ""],
+            [sys.executable, __file__, "receive", base_url, token or "", mode],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=ROOT,
@@ -140,17 +301,32 @@ class Receivers:
         )
         self.viewers = 0
 
-    def ask(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin and self.proc.stdout
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+
+    def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"receiver process exited ({self.proc.poll()})")
+        return json.loads(line)
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        self.send(**cmd)
+        return self.answer()
 
     def add(self, n: int, camera: str) -> None:
-        r = self.ask(add=n, camera=camera)
-        if r["failures"]:
-            raise RuntimeError(f"{r['failures']} viewers could not start")
+        self.send(add=n, camera=camera)
+        self.added()
+
+    def added(self) -> None:
+        """The answer to an ``add`` sent earlier (receivers can add viewers in parallel)."""
+        r = self.answer()
         self.viewers = r["viewers"]
+        if r["failures"]:
+            raise RuntimeError(f"{r['failures']} viewers could not start {r.get('errors', '')}")
 
     def counts(self) -> dict[str, Any]:
         return self.ask(counts=True)
@@ -161,26 +337,77 @@ class Receivers:
             self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
             self.proc.stdin.close()  # EOF ends the receiver's loop too
         try:
-            self.proc.wait(20)
+            self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(5)
 
 
 # -- measuring ----------------------------------------------------------------------------
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """(command name, parent pid, utime+stime in seconds) of one process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    head, tail = text.rsplit(")", 1)
+    fields = tail.split()
+    return head.split("(", 1)[1], int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+_HAS_CHILDREN_FILE = Path(f"/proc/self/task/{os.getpid()}/children").exists()
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    if _HAS_CHILDREN_FILE:
+        out, i = [pid], 0
+        while i < len(out):
+            p = out[i]
+            i += 1
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                        kids = Path(f"/proc/{p}/task/{task}/children").read_text()
+                        out += [int(k) for k in kids.split()]
+        return out
+    # No /proc/PID/task/TID/children (kernel without CONFIG_PROC_CHILDREN): parents
+    # from every process's stat.
+    kids_of: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _stat(int(name))) is not None:
+            kids_of.setdefault(st[1], []).append(int(name))
+    out, i = [pid], 0
+    while i < len(out):
+        out += kids_of.get(out[i], [])
+        i += 1
+    return out
+
+
+def process_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """{pid: (name, CPU seconds)} of ``pid`` and its descendants."""
+    res = {}
+    for p in _tree(pid):
+        if (st := _stat(p)) is not None:
+            res[p] = (st[0], st[2])
+    return res
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """utime+stime of ``pid`` and all its descendants (the relay workers)."""
+    return sum(s for _, s in process_cpu(pid).values())
 
 
 def window(pid: int, seconds: float, receivers: list[Receivers], gw: Any = None) -> dict[str, Any]:
-    """Gateway CPU (cores), the source's and the viewers' frame rates over ``seconds``."""
+    """Gateway CPU (cores, its whole process tree), the source's and the viewers'
+    frame rates over ``seconds``."""
     before = [r.counts() for r in receivers]
     dropped0 = _relay_dropped(gw)
     rig = [r.proc.pid for r in receivers]
-    c0, t0 = cpu_seconds(pid), time.monotonic()
+    c0, t0 = process_cpu(pid), time.monotonic()
     r0 = sum(cpu_seconds(p) for p in rig)
     time.sleep(seconds)
-    c1, t1 = cpu_seconds(pid), time.monotonic()
+    c1, t1 = process_cpu(pid), time.monotonic()
     r1 = sum(cpu_seconds(p) for p in rig)
     after = [r.counts() for r in receivers]
     rates = []
@@ -188,9 +415,14 @@ def window(pid: int, seconds: float, receivers: list[Receivers], gw: Any = None)
     for b, a in zip(before, after, strict=True):
         rates += [(y - x) / (t1 - t0) for x, y in zip(b["frames"], a["frames"], strict=False)]
         lost += a["lost"] - b["lost"]
+    dt = t1 - t0
+    # A process that appears mid-window counts from 0; one that ended is not seen.
+    per = {p: (name, (s - c0.get(p, (name, 0.0))[1]) / dt) for p, (name, s) in c1.items()}
     return {
-        "cores": round((c1 - c0) / (t1 - t0), 4),
-        "receivers_cores": round((r1 - r0) / (t1 - t0), 3),
+        "cores": round(sum(c for _, c in per.values()), 4),
+        "cores_main": round(per[pid][1], 4) if pid in per else None,
+        "cores_children": [[p, name, round(c, 4)] for p, (name, c) in per.items() if p != pid],
+        "receivers_cores": round((r1 - r0) / dt, 3),
         "source_fps": _source_fps(gw),
         "fps_min": round(min(rates), 2) if rates else None,
         "fps_median": round(statistics.median(rates), 2) if rates else None,
@@ -215,14 +447,14 @@ def _relay_dropped(gw: Any) -> int:
     return sum(s["dropped"] for s in sessions)
 
 
-def measure_cpu(gw: Any, quick: bool) -> dict[str, Any]:
+def measure_cpu(gw: Any, quick: bool, mode: str = "raw") -> dict[str, Any]:
     """Idle; 1..10 viewers of the passthrough camera; one viewer of the transcoded one."""
     pid = gw.popen.pid
     win = 4 if quick else 8
     res: dict[str, Any] = {"window_s": win}
     time.sleep(2)
     res["idle"] = window(pid, win, [])["cores"]
-    rx = Receivers(gw.base_url, gw.token)
+    rx = Receivers(gw.base_url, gw.token, mode)
     try:
         steps = []
         for n in range(1, 11):
@@ -236,7 +468,7 @@ def measure_cpu(gw: Any, quick: bool) -> dict[str, Any]:
         rx.stop()
     time.sleep(gw_linger_s + 2)  # the camera-a ingest stops after the linger time
     res["idle_after"] = window(pid, win, [])["cores"]
-    rx = Receivers(gw.base_url, gw.token)
+    rx = Receivers(gw.base_url, gw.token, mode)
     try:
         rx.add(1, "cam-b")
         time.sleep(3)
@@ -251,24 +483,67 @@ def measure_cpu(gw: Any, quick: bool) -> dict[str, Any]:
     return res
 
 
-def measure_capacity(gw: Any, quick: bool) -> dict[str, Any]:
-    """Add viewers of the 1080p25 passthrough camera until frames or RTP packets drop."""
+def measure_receivers(gw: Any, n: int, win: float) -> dict[str, Any]:
+    """Receiver CPU per viewer: ``n`` raw viewers, then ``n`` aiortc viewers, in turn."""
     pid = gw.popen.pid
-    steps = [16, 32, 48, 64, 80] if not quick else [16, 32, 64]
-    procs = [Receivers(gw.base_url, gw.token) for _ in range(2)]
-    res: dict[str, Any] = {"steps": []}
+    res: dict[str, Any] = {"viewers": n, "window_s": win}
+    for mode in ("raw", "aiortc"):
+        rx = Receivers(gw.base_url, gw.token, mode)
+        try:
+            rx.add(n, "cam-a")
+            time.sleep(5)
+            w = window(pid, win, [rx], gw)
+        finally:
+            rx.stop()
+        w["receivers_per_viewer"] = round(w["receivers_cores"] / n, 5)
+        w["receivers_vs_gateway"] = round(w["receivers_cores"] / max(w["cores"], 1e-9), 3)
+        res[mode] = w
+        print(f"  receivers {mode} viewers={n}: {w}", flush=True)
+        time.sleep(2)  # the viewers' sessions are gone before the next mode starts
+    res["aiortc_over_raw"] = round(
+        res["aiortc"]["receivers_per_viewer"] / max(res["raw"]["receivers_per_viewer"], 1e-9), 2
+    )
+    return res
+
+
+def measure_capacity(
+    gw: Any, steps: list[int], mode: str = "raw", per_process: int = VIEWERS_PER_RECEIVER
+) -> dict[str, Any]:
+    """Add viewers of the 1080p25 passthrough camera until frames or RTP packets drop.
+
+    Receiver processes are added as the viewers grow (one per ``per_process``); each
+    step's new viewers are spread over the least loaded ones and started in parallel.
+    """
+    pid = gw.popen.pid
+    procs: list[Receivers] = []
+    res: dict[str, Any] = {"steps": [], "receivers": mode}
     try:
-        total = 0
         for target in steps:
+            while len(procs) < math.ceil(target / per_process):
+                procs.append(Receivers(gw.base_url, gw.token, mode))
+            share = Counter[int]()
+            load = [p.viewers for p in procs]
+            for _ in range(target - sum(load)):
+                i = load.index(min(load))
+                load[i] += 1
+                share[i] += 1
             try:
-                while total < target:
-                    procs[total % 2].add(1, "cam-a")
-                    total += 1
+                for i, k in share.items():
+                    procs[i].send(add=k, camera="cam-a")
+                errors = []
+                for i in share:
+                    try:
+                        procs[i].added()
+                    except (RuntimeError, ValueError, OSError) as err:
+                        errors.append(str(err))
+                if errors:
+                    raise RuntimeError("; ".join(errors))
             except (RuntimeError, ValueError, OSError) as err:
                 # A viewer could not even start (e.g. the POST timed out): saturated.
                 res["steps"].append({"viewers": target, "ok": False, "error": str(err)[:200]})
                 print(f"  capacity viewers={target}: failed to add viewers: {err}", flush=True)
                 break
+            total = sum(p.viewers for p in procs)
             time.sleep(6)  # every new viewer connected and past its start-up burst
             w = window(pid, 6, procs, gw)
             # No drops: every viewer got (nearly) every frame the camera sent, the relay
@@ -283,6 +558,7 @@ def measure_capacity(gw: Any, quick: bool) -> dict[str, Any]:
             )
             sessions = gw.client.get("/api/v1/relay/sessions").json()["sessions"]
             w["states"] = dict(Counter(x["state"] for x in sessions))
+            w["receiver_processes"] = len(procs)
             res["steps"].append({"viewers": total, "ok": ok, **w})
             print(f"  capacity viewers={total}: ok={ok} {w}", flush=True)
             if not ok:
@@ -330,7 +606,9 @@ def upstream_latency(rtsp_url: str, n: int) -> dict[str, float]:
         for packet in c.demux(stream):
             demuxed_ms = time.time() * 1000
             for f in packet.decode():
-                luma = np.frombuffer(f.planes[0], np.uint8).reshape(
+                luma = np.frombuffer(
+                    f.planes[0], np.uint8
+                ).reshape(  # type: ignore[call-overload]
                     f.height, f.planes[0].line_size
                 )[:, : f.width]
                 code = barcode.decode(luma)
@@ -394,17 +672,81 @@ def _summary(xs: list[float]) -> dict[str, float]:
 gw_linger_s = 3.0
 
 
+def gateway_config(sims: list[Any], workers: int, max_sessions: int) -> dict[str, Any]:
+    relay: dict[str, Any] = {"interfaces": ["127.0.0.1"], "max_sessions": max_sessions}
+    if workers:
+        # 0 is the relay's default (the in-process relay): left out, so this also runs
+        # against a gateway without the setting.
+        relay["workers"] = workers
+    return {
+        "cameras": [
+            {"id": "cam-a", "rtsp_url": sims[0].cameras[0]["rtsp_main"]},
+            {"id": "cam-b", "rtsp_url": sims[1].cameras[0]["rtsp_main"]},
+            {"id": "cam-c", "rtsp_url": sims[2].cameras[0]["rtsp_main"]},
+        ],
+        "relay": relay,
+        "streams": {"linger_s": gw_linger_s},
+        "motion": {"enabled": False},
+        "logging": {"level": "WARNING"},
+    }
+
+
+def _stop_gateway(gw: Any) -> None:
+    """Stop the gateway; any of its children still alive after that are killed, so
+    they do not load the next measurement."""
+    tree = _tree(gw.popen.pid)[1:]
+    gw.stop()
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+            print(f"  (killed pid {p}, left over by the gateway)", flush=True)
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["receive"]:
-        asyncio.run(_receiver_main(argv[1], argv[2]))
+        asyncio.run(_receiver_main(argv[1], argv[2], *argv[3:4]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter windows, fewer steps")
     ap.add_argument("--skip-browser", action="store_true")
     ap.add_argument("--skip-capacity", action="store_true")
     ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument(
+        "--skip-receivers", action="store_true", help="skip the raw vs aiortc receiver step"
+    )
+    ap.add_argument(
+        "--receivers",
+        choices=["raw", "aiortc"],
+        default="raw",
+        help="how viewers receive in the CPU and capacity steps (default: raw)",
+    )
+    ap.add_argument(
+        "--receivers-viewers",
+        type=int,
+        default=32,
+        help="viewers per kind in the raw vs aiortc receiver step (default: 32)",
+    )
+    ap.add_argument("--workers", type=int, default=0, help="relay.workers of the gateway")
+    ap.add_argument(
+        "--compare-workers",
+        type=_int_list,
+        metavar="N,M,…",
+        help="run the capacity step once per relay.workers value (e.g. 0,2), each "
+        "with a fresh gateway, and compare the maxima",
+    )
+    ap.add_argument(
+        "--steps",
+        type=_int_list,
+        help=f"capacity steps (default: {','.join(map(str, CAPACITY_STEPS))}; --quick: 16,32,64)",
+    )
     ap.add_argument("--json", help="write the raw figures here")
     args = ap.parse_args(argv)
+    steps = args.steps or ([16, 32, 64] if args.quick else CAPACITY_STEPS)
+    max_sessions = max(400, 2 * max(steps), 2 * args.receivers_viewers)
 
     import tempfile
 
@@ -419,42 +761,53 @@ def main(argv: list[str]) -> int:
         # the sim alone take a good part of the 100 ms budget on this box.
         SimProcess(tmp, "--base", "127.0.53.1", "--size", "1280x720", "--gop", "50", name="sim-c"),
     ]
+    compare = args.compare_workers
+    runs = compare or [args.workers]
     gw = None
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "receivers": args.receivers,
+        "workers": compare or args.workers,
+    }
     try:
-        gw = GatewayProcess(
-            tmp,
-            {
-                "cameras": [
-                    {"id": "cam-a", "rtsp_url": sims[0].cameras[0]["rtsp_main"]},
-                    {"id": "cam-b", "rtsp_url": sims[1].cameras[0]["rtsp_main"]},
-                    {"id": "cam-c", "rtsp_url": sims[2].cameras[0]["rtsp_main"]},
-                ],
-                "relay": {"interfaces": ["127.0.0.1"], "max_sessions": 400},
-                "streams": {"linger_s": gw_linger_s},
-                "motion": {"enabled": False},
-                "logging": {"level": "WARNING"},
-            },
-        )
-        if not args.skip_cpu:
-            print("cpu per viewer …", flush=True)
-            results["cpu"] = measure_cpu(gw, args.quick)
-        if not args.skip_capacity:
-            print("capacity …", flush=True)
-            results["capacity"] = measure_capacity(gw, args.quick)
-        if not args.skip_browser:
-            print("browser latency and time to first frame …", flush=True)
-            n = 60 if args.quick else 200
-            for camera, sim in (("cam-c", sims[2]), ("cam-a", sims[0])):
-                up = upstream_latency(sim.cameras[0]["rtsp_main"], n)
-                results[f"browser_{camera}"] = {
-                    "upstream_ms": up,
-                    **measure_browser(gw, camera, args.quick),
-                }
-                print(f"  {camera}: {results[f'browser_{camera}']}", flush=True)
+        for i, workers in enumerate(runs):
+            first = i == 0
+            print(f"gateway with relay.workers={workers} …", flush=True)
+            gw = GatewayProcess(
+                tmp, gateway_config(sims, workers, max_sessions), name=f"gw{i}-w{workers}"
+            )
+            if first and not args.skip_cpu:
+                print("cpu per viewer …", flush=True)
+                results["cpu"] = measure_cpu(gw, args.quick, args.receivers)
+            if first and not args.skip_receivers:
+                print("receivers: raw vs aiortc …", flush=True)
+                results["receivers_cpu"] = measure_receivers(
+                    gw, args.receivers_viewers, 4 if args.quick else 8
+                )
+            if compare or not args.skip_capacity:
+                print(f"capacity (relay.workers={workers}) …", flush=True)
+                cap = measure_capacity(gw, steps, args.receivers)
+                cap["workers"] = workers
+                if compare:
+                    results.setdefault("compare_workers", []).append(cap)
+                    print(f"  relay.workers={workers}: {cap['max_ok']} viewers", flush=True)
+                else:
+                    results["capacity"] = cap
+            if first and not args.skip_browser:
+                print("browser latency and time to first frame …", flush=True)
+                n = 60 if args.quick else 200
+                for camera, sim in (("cam-c", sims[2]), ("cam-a", sims[0])):
+                    up = upstream_latency(sim.cameras[0]["rtsp_main"], n)
+                    results[f"browser_{camera}"] = {
+                        "upstream_ms": up,
+                        **measure_browser(gw, camera, args.quick),
+                    }
+                    print(f"  {camera}: {results[f'browser_{camera}']}", flush=True)
+            _stop_gateway(gw)
+            gw = None
     finally:
         if gw is not None:
-            gw.stop()
+            _stop_gateway(gw)
         for s in sims:
             s.stop()
     print(json.dumps(results, indent=1))
@@ -492,27 +845,64 @@ def _cpu_rows(cpu: dict[str, Any]) -> list[str]:
     ]
 
 
+def _gateway_cores(st: dict[str, Any]) -> str:
+    kids = st.get("cores_children") or []
+    if not kids:
+        return f"gateway {st['cores']:.2f} cores"
+    parts = ", ".join(f"{name} {c:.2f}" for _, name, c in kids)
+    return f"gateway {st['cores']:.2f} cores (main {st['cores_main']:.2f}; children {parts})"
+
+
+def _capacity_rows(cap: dict[str, Any], what: str) -> list[str]:
+    marks = ", ".join(f"{s['viewers']}{'✓' if s['ok'] else '✗'}" for s in cap["steps"])
+    lines = [
+        f"| 1080p25 camera-viewer streams without frame or packet loss{what} | {cap['max_ok']} "
+        f"(steps: {marks}) | ≥ 64 |"
+    ]
+    for st in cap["steps"]:
+        if "error" in st:
+            lines.append(f"| … {st['viewers']} viewers: {st['error']} | | |")
+            continue
+        lines.append(
+            f"| … {st['viewers']} viewers: {_gateway_cores(st)}, receivers "
+            f"{st['receivers_cores']:.2f} cores ({st.get('receiver_processes', '?')} processes), "
+            f"slowest viewer {st['fps_min']} fps of {st['source_fps']}, packets lost "
+            f"{st['packets_lost']}, relay drops {st['relay_dropped']} | | |"
+        )
+    return lines
+
+
 def report(r: dict[str, Any]) -> str:
     """The figures as markdown, with the ratios the goals are stated in."""
     lines = [f"Run {r['started']}.", "", "| figure | value | goal |", "|---|---|---|"]
     if "cpu" in r:
         lines += _cpu_rows(r["cpu"])
 
+    if "receivers_cpu" in r:
+        rc = r["receivers_cpu"]
+        raw, aio = rc["raw"], rc["aiortc"]
+        lines += [
+            f"| receivers' CPU per viewer, {rc['viewers']} viewers each, raw vs aiortc "
+            f"(cores) | {raw['receivers_per_viewer']:.4f} vs {aio['receivers_per_viewer']:.4f} "
+            f"(aiortc / raw = {rc['aiortc_over_raw']}) | |",
+            f"| … receivers' CPU / gateway's CPU | raw {raw['receivers_vs_gateway']}, "
+            f"aiortc {aio['receivers_vs_gateway']} | |",
+        ]
+
+    rx = r.get("receivers", "aiortc")
     if "capacity" in r:
         cap = r["capacity"]
-        marks = ", ".join(f"{s['viewers']}{'✓' if s['ok'] else '✗'}" for s in cap["steps"])
-        lines.append(
-            f"| 1080p25 camera-viewer streams without frame or packet loss | {cap['max_ok']} "
-            f"(steps: {marks}) | ≥ 64 |"
-        )
-        for st in cap["steps"]:
-            if "error" in st:
-                lines.append(f"| … {st['viewers']} viewers: {st['error']} | | |")
-                continue
+        lines += _capacity_rows(cap, f", relay.workers={cap['workers']}, {rx} receivers")
+    if "compare_workers" in r:
+        caps = r["compare_workers"]
+        for cap in caps:
+            lines += _capacity_rows(cap, f", relay.workers={cap['workers']}, {rx} receivers")
+        base = caps[0]
+        for cap in caps[1:]:
+            ratio = cap["max_ok"] / base["max_ok"] if base["max_ok"] else float("inf")
             lines.append(
-                f"| … {st['viewers']} viewers: gateway {st['cores']:.2f} cores, receivers "
-                f"{st['receivers_cores']:.2f} cores, slowest viewer {st['fps_min']} fps of "
-                f"{st['source_fps']}, relay drops {st['relay_dropped']} | | |"
+                f"| viewers, relay.workers={cap['workers']} / relay.workers={base['workers']} "
+                f"| {cap['max_ok']} / {base['max_ok']} = {ratio:.2f}× | ≥ 2× |"
             )
     for camera, size in (("cam-c", "720p25"), ("cam-a", "1080p25")):
         b = r.get(f"browser_{camera}")

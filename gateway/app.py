@@ -107,6 +107,8 @@ class Gateway:
                 self.registry,
                 subscriber_buffer=s.streams.subscriber_buffer,
                 audit=self.audit,
+                log_level=s.logging.level,
+                log_json=s.logging.json_format,
             ),
         )  # leases hubs per viewer
         self.sfu = self.add(

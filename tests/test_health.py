@@ -125,7 +125,7 @@ def test_a_part_that_fails_to_start_stops_those_already_started(tmp_path: Path) 
         assert retention is not None
         await asyncio.to_thread(retention.join, 10)
         assert not retention.is_alive()
-        assert gw.parts["relay"]._watch_task.done()
+        assert gw.parts["relay"].peers._watch_task.done()
         gw.db.close()
 
     asyncio.run(run())

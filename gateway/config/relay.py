@@ -105,6 +105,14 @@ class RelaySettings(Model):
         title="Start-up burst rate (Mbit/s)",
         description="Pace of the cached GOP sent to a new viewer",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        title="Relay worker processes",
+        description="Processes that send the viewers' video, so that every core sends "
+        "(e.g. the box's number of cores); 0: the gateway process sends",
+    )
     resolve_mdns: bool = Field(
         False,
         title="Resolve viewers' mDNS (.local) candidates",

@@ -7,9 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCPeerConnection
-
-from gateway.relay.track import PassthroughTrack
+from gateway.relay.peers import PeerStats
 from gateway.streams.manager import Lease
 
 
@@ -42,37 +40,29 @@ class Session:
     id: str
     camera_id: str
     variant: str | None
-    pc: RTCPeerConnection
-    track: PassthroughTrack
     lease: Lease
     caller: str
     etag: str
     remote_ufrag: str
     codec: str = "h264"  # what the viewer gets: h264 or h265 (passthrough)
     created: float = field(default_factory=time.monotonic)
-    connected_at: float | None = None
-    rx_packets: int | None = None  # from the viewer (RTCP), as last seen
-    rx_flowing: bool = False  # the viewer has sent RTCP since connecting
-    rx_seen_at: float = field(default_factory=time.monotonic)
     closed: bool = False
     close_reason: str = ""
 
-    def public(self) -> dict[str, Any]:
-        t = self.track
+    def public(self, peer: PeerStats) -> dict[str, Any]:
+        """The session as the API shows it, with its peer's figures (``Peers.stats``)."""
         return {
             "id": self.id,
             "camera": self.camera_id,
             "variant": self.variant or "main",
             "codec": self.codec,
-            "state": self.pc.connectionState,
+            "state": peer.state,
             "age_s": round(time.monotonic() - self.created, 1),
-            "units_sent": t.units_sent,
-            "bytes_sent": t.bytes_sent,
-            "dropped": t.dropped,
-            "viewer_reports": self.rx_flowing,  # RTCP seen from the viewer since connecting
-            "first_unit_after_s": (
-                round(t.first_sent_at - self.created, 3) if t.first_sent_at else None
-            ),
+            "units_sent": peer.units_sent,
+            "bytes_sent": peer.bytes_sent,
+            "dropped": peer.dropped,
+            "viewer_reports": peer.viewer_reports,  # RTCP seen from the viewer since connecting
+            "first_unit_after_s": peer.first_unit_after_s,
         }
 
 

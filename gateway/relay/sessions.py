@@ -1,8 +1,10 @@
 """The relay part (``gw.relay``): the WHEP session table, limits, teardown, counters.
 
 A session is one viewer: an aiortc peer connection whose only track passes one
-hub's access units through. The hub comes from the stream manager
-(``gw.streams.acquire``): the camera's main stream when browsers can take it as it
+hub's access units through, sent from this process or from a relay worker process
+(``relay.workers``, :mod:`gateway.relay.pool`); this part keeps admission, the
+choice of stream, leases and audit either way (:mod:`gateway.relay.peers`). The hub comes from the
+stream manager (``gw.streams.acquire``): the camera's main stream when browsers can take it as it
 is, else its transcoded ``h264`` variant, or the ``low`` variant when asked for.
 ``auto`` (the WHEP default) puts the camera's own sub-stream before that transcode
 for a viewer that cannot take the main stream untouched (H.265 to a viewer without
@@ -17,7 +19,6 @@ the rest).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -25,27 +26,27 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
 from gateway.audit import Audit
 from gateway.cameras.registry import Registry
 from gateway.config import RelaySettings
-from gateway.relay import dtls, ice, whep
+from gateway.relay import ice, whep
 from gateway.relay.choice import SourceChooser
 from gateway.relay.model import (
     IceRestartUnsupported,
+    RelayError,
     Session,
     TooManySessions,
 )
-from gateway.relay.track import PassthroughTrack
+from gateway.relay.peers import LocalPeers, Peers, PeerSettings
+from gateway.relay.pool import WorkerGone, WorkerPool
 from gateway.streams.hub import Hub
 from gateway.streams.manager import Lease, StreamManager
 
 log = logging.getLogger(__name__)
 
 VARIANTS = (None, "low", "h264", "auto")
-WATCH_PERIOD_S = 1.0
 
 
 class Relay:
@@ -59,6 +60,8 @@ class Relay:
         *,
         subscriber_buffer: int,
         audit: Audit | None = None,
+        log_level: str = "INFO",
+        log_json: bool = False,
     ) -> None:
         self.settings = settings
         self.streams = streams  # every viewer's hub is leased here
@@ -68,45 +71,57 @@ class Relay:
         self.opened = 0
         self.rejected: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
-        self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[bool]] = set()
         self._opening = 0  # offers being answered, counted against max_sessions
         self.chooser = SourceChooser(settings, registry, self.rejected)
         self._addresses = (
             ice.resolve_interfaces(self.settings.interfaces) if self.settings.interfaces else None
         )
-        ice.install()
-        dtls.install()
+        peer_settings = PeerSettings(
+            ice_servers=tuple(
+                (
+                    tuple(s.urls),
+                    s.username,
+                    s.credential.get_secret_value() if s.credential else None,
+                )
+                for s in settings.ice_servers
+            ),
+            addresses=tuple(self._addresses) if self._addresses is not None else None,
+            resolve_mdns=settings.resolve_mdns,
+            burst_bytes_per_s=settings.burst_mbps * 125_000,
+            session_timeout_s=settings.session_timeout_s,
+            subscriber_buffer=subscriber_buffer,
+        )
+        # Who sends: this process, or worker processes on every core (relay.workers).
+        self.pool = (
+            WorkerPool(
+                settings.workers,
+                peer_settings,
+                self._on_peer_closed,
+                log_level=log_level,
+                log_json=log_json,
+            )
+            if settings.workers
+            else None
+        )
+        self.peers: Peers = self.pool or LocalPeers(peer_settings, self._on_peer_closed)
 
     # -- part lifecycle ------------------------------------------------------------
     async def start(self) -> None:
-        self._watch_task = asyncio.create_task(self._watch(), name="relay-watchdog")
+        await self.peers.start()
         log.info(
             "relay ready: host candidates from %s",
             ", ".join(self._addresses) if self._addresses else "all interfaces",
         )
 
     async def stop(self) -> None:
-        if self._watch_task:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
         await asyncio.gather(
             *(self.close(s.id, "gateway stopping") for s in list(self.sessions.values())),
             return_exceptions=True,
         )
+        await self.peers.stop()
 
     # -- sessions --------------------------------------------------------------------
-    def ice_servers(self) -> list[RTCIceServer]:
-        return [
-            RTCIceServer(
-                urls=s.urls,
-                username=s.username,
-                credential=s.credential.get_secret_value() if s.credential else None,
-            )
-            for s in self.settings.ice_servers
-        ]
-
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
 
@@ -147,29 +162,21 @@ class Relay:
         hub: Hub = lease.hub
         # The main stream or the camera's own sub-stream go untouched: H.265 stays H.265.
         hevc = variant in (None, "sub") and hub.info is not None and hub.info.codec == "hevc"
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
-        track = PassthroughTrack(
-            hub,
-            camera_id,
-            name=f"whep:{sid}",
-            maxsize=self.subscriber_buffer,
-            burst_bytes_per_s=self.settings.burst_mbps * 125_000,
-        )
         try:
-            answer = await whep.answer(
-                pc,
-                track,
+            answer = await self.peers.open(
+                sid,
+                hub,
+                camera_id,
                 offer_sdp,
                 source_plid=whep.profile_level_id_from_annexb(first),
                 h265_profile=(whep.h265_profile_from_annexb(first) or 0) if hevc else None,
-                addresses=self._addresses,
-                resolve_mdns=self.settings.resolve_mdns,
-                camera_id=camera_id,
             )
-        except BaseException:
-            track.stop()
+        except WorkerGone as err:
             lease.release()
-            await pc.close()
+            self.rejected["worker"] += 1
+            raise RelayError(f"{err} / 转发进程不可用", retry_after=2) from None
+        except BaseException:
+            lease.release()
             self.rejected["offer"] += 1
             raise
         desc, _ = whep.parse_offer(offer_sdp)
@@ -179,8 +186,6 @@ class Relay:
             camera_id=camera_id,
             variant=variant,
             codec="h265" if hevc else "h264",
-            pc=pc,
-            track=track,
             lease=lease,
             caller=caller,
             etag=f'"{secrets.token_hex(8)}"',
@@ -188,8 +193,8 @@ class Relay:
         )
         self.sessions[sid] = session
         self.opened += 1
-        pc.on("connectionstatechange", lambda: self._on_state(session))
-        track.on("ended", lambda: self._on_track_ended(session))
+        if self.peers.stats(sid).state == "closed":  # ended while its answer was on the way
+            self._close_soon(session, "connection closed")
         log.info(
             "%s: viewer %s opened (%s, %s, %s)",
             camera_id,
@@ -212,38 +217,23 @@ class Relay:
         ufrag, _pwd, candidates, end = whep.parse_sdpfrag(frag)
         if ufrag and ufrag != session.remote_ufrag:
             raise IceRestartUnsupported("ICE restart is not supported; start a new session")
-        mid = next((t.mid for t in session.pc.getTransceivers() if t.kind == "video"), None)
+        keep: list[tuple[str | None, str]] = []
         for cand_mid, line in candidates:
             bits = line.split()
             if len(bits) > 4 and bits[4].endswith(".local") and not self.settings.resolve_mdns:
                 continue
             try:
-                cand = candidate_from_sdp(line)
+                candidate_from_sdp(line)  # checked here, whichever process sends
             except Exception:
                 raise whep.OfferError(f"bad candidate line: {line[:80]}") from None
-            cand.sdpMid = cand_mid or mid
-            await session.pc.addIceCandidate(cand)
-        if end:
-            await session.pc.addIceCandidate(None)
+            keep.append((cand_mid, line))
+        await self.peers.add_candidates(session.id, keep, end)
 
-    def _on_state(self, session: Session) -> None:
-        state = session.pc.connectionState
-        log.debug("%s: viewer %s %s", session.camera_id, session.id, state)
-        if state == "connected" and session.connected_at is None:
-            session.connected_at = time.monotonic()
-            session.rx_seen_at = session.connected_at
-        elif state in ("failed", "closed"):
-            self._close_soon(session, f"connection {state}")
-
-    def _on_track_ended(self, session: Session) -> None:
-        # The sender stops the track both when the hub ends and when the connection
-        # goes away; name the cause that really happened.
-        if session.track.hub.closed:
-            self._close_soon(session, "stream ended")
-        else:
-            # The sender stopped: the viewer's DTLS went away (closed its page, say)
-            # before the connection state caught up.
-            self._close_soon(session, "viewer disconnected")
+    def _on_peer_closed(self, sid: str, reason: str) -> None:
+        """The viewer's peer ended on its own (see gateway.relay.peers)."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            self._close_soon(session, reason)
 
     def _close_soon(self, session: Session, reason: str) -> None:
         if not session.closed:
@@ -259,9 +249,9 @@ class Relay:
         session.closed = True
         session.close_reason = reason
         self.closed[reason] += 1
-        session.track.stop()
+        stats = self.peers.stats(session_id)
         try:
-            await session.pc.close()
+            await self.peers.close(session_id)
         except Exception:
             log.exception("%s: closing viewer %s failed", session.camera_id, session_id)
         finally:
@@ -274,7 +264,7 @@ class Relay:
             session_id,
             reason,
             time.monotonic() - session.created,
-            session.track.units_sent,
+            stats.units_sent,
         )
         return True
 
@@ -292,51 +282,14 @@ class Relay:
             reason=reason,
         )
 
-    # -- watchdog --------------------------------------------------------------------
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(WATCH_PERIOD_S)
-            for session in list(self.sessions.values()):
-                try:
-                    await self._check(session)
-                except Exception:
-                    log.exception("%s: checking viewer %s failed", session.camera_id, session.id)
-
-    async def _check(self, session: Session) -> None:
-        now = time.monotonic()
-        timeout = self.settings.session_timeout_s
-        if session.connected_at is None:
-            if now - session.created > timeout:
-                await self.close(session.id, "ICE did not connect")
-            return
-        rx = await self._rx_packets(session)
-        if rx != session.rx_packets:
-            session.rx_flowing = session.rx_packets is not None
-            session.rx_packets, session.rx_seen_at = rx, now
-        elif session.rx_flowing and now - session.rx_seen_at > timeout:
-            # Browsers send RTCP every second or so; silence this long means the
-            # viewer is gone without saying so. A viewer that never sends RTCP is
-            # left to aioice's own consent checks (RFC 7675, about 30 s).
-            await self.close(session.id, "consent timeout")
-
-    @staticmethod
-    async def _rx_packets(session: Session) -> int:
-        for transceiver in session.pc.getTransceivers():
-            if transceiver.kind != "video":
-                continue
-            report = await transceiver.sender.getStats()
-            for stat in report.values():
-                if getattr(stat, "type", "") == "transport":
-                    return int(stat.packetsReceived)
-        return 0
-
     # -- figures --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {
-            "sessions": [s.public() for s in self.sessions.values()],
+            "sessions": [s.public(self.peers.stats(s.id)) for s in self.sessions.values()],
             "opened": self.opened,
             "closed": dict(self.closed),
             "rejected": dict(self.rejected),
+            **({"workers": self.pool.status()} if self.pool is not None else {}),
         }
 
     def metrics(self) -> Iterable[Any]:
@@ -351,5 +304,5 @@ class Relay:
             yield Sample("relay_sessions_closed_total", n, {"reason": reason}, type="counter")
         for reason, n in self.rejected.items():
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
-        sent = sum(s.track.bytes_sent for s in self.sessions.values())
+        sent = sum(self.peers.stats(s.id).bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
