@@ -29,7 +29,7 @@ from typing import Protocol
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
-from gateway.relay import dtls, ice, whep
+from gateway.relay import dtls, ice, ntp, whep
 from gateway.relay.track import PassthroughTrack
 from gateway.streams.hub import Hub
 
@@ -145,6 +145,7 @@ class LocalPeers:
         self._tasks: set[asyncio.Future[None]] = set()
         ice.install()
         dtls.install()
+        ntp.install()
 
     async def start(self) -> None:
         self._watch_task = asyncio.create_task(self._watch(), name="relay-peers-watchdog")
