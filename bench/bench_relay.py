@@ -251,25 +251,27 @@ async def _receiver_main(base_url: str, token: str, mode: str = "raw") -> None:
         if "add" in cmd:
             failures = 0
             errors: list[str] = []
-            started: list[WhepClient] = []
             for _ in range(cmd["add"]):
                 c = WhepClient(http, f"/api/v1/streams/{cmd['camera']}/whep")
                 try:
                     r = await c.start()
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     failures += 1
+                    errors.append(f"POST failed: {exc!r}")
                     await c.stop(delete=False)
                     continue
-                if r.status_code == 201:
-                    clients.append(c)
-                    started.append(c)
-                else:
+                if r.status_code != 201:
                     failures += 1
+                    errors.append(f"POST answered {r.status_code}")
                     await c.stop(delete=False)
-            if raw and started:
-                taken = await asyncio.gather(*(take_over(c) for c in started))
-                errors += [e for e in taken if e is not None]
-                failures += len(errors)
+                    continue
+                clients.append(c)
+                # One viewer connecting at a time per receiver process (as a page
+                # would not open dozens at once): the capacity figure is about
+                # carrying viewers, not about a burst of handshakes.
+                if raw and (err := await take_over(c)) is not None:
+                    errors.append(err)
+                    failures += 1
             out = {"viewers": len(clients), "failures": failures, "errors": errors[:3]}
         elif "counts" in cmd:
             out = {
@@ -447,6 +449,11 @@ def _relay_dropped(gw: Any) -> int:
     return sum(s["dropped"] for s in sessions)
 
 
+def _relay_closed(gw: Any) -> dict[str, int]:
+    """Sessions the relay has closed so far, by reason."""
+    return dict(gw.client.get("/api/v1/relay/sessions").json().get("closed", {}))
+
+
 def measure_cpu(gw: Any, quick: bool, mode: str = "raw") -> dict[str, Any]:
     """Idle; 1..10 viewers of the passthrough camera; one viewer of the transcoded one."""
     pid = gw.popen.pid
@@ -517,6 +524,7 @@ def measure_capacity(
     pid = gw.popen.pid
     procs: list[Receivers] = []
     res: dict[str, Any] = {"steps": [], "receivers": mode}
+    closed0 = _relay_closed(gw)
     try:
         for target in steps:
             while len(procs) < math.ceil(target / per_process):
@@ -540,8 +548,21 @@ def measure_capacity(
                     raise RuntimeError("; ".join(errors))
             except (RuntimeError, ValueError, OSError) as err:
                 # A viewer could not even start (e.g. the POST timed out): saturated.
-                res["steps"].append({"viewers": target, "ok": False, "error": str(err)[:200]})
-                print(f"  capacity viewers={target}: failed to add viewers: {err}", flush=True)
+                closed = Counter(_relay_closed(gw))
+                closed.subtract(closed0)
+                res["steps"].append(
+                    {
+                        "viewers": target,
+                        "ok": False,
+                        "error": str(err)[:200],
+                        "relay_closed": {k: v for k, v in closed.items() if v},
+                    }
+                )
+                print(
+                    f"  capacity viewers={target}: failed to add viewers: {err}; "
+                    f"relay closed {res['steps'][-1]['relay_closed']}",
+                    flush=True,
+                )
                 break
             total = sum(p.viewers for p in procs)
             time.sleep(6)  # every new viewer connected and past its start-up burst
@@ -559,6 +580,9 @@ def measure_capacity(
             sessions = gw.client.get("/api/v1/relay/sessions").json()["sessions"]
             w["states"] = dict(Counter(x["state"] for x in sessions))
             w["receiver_processes"] = len(procs)
+            closed = Counter(_relay_closed(gw))
+            closed.subtract(closed0)
+            w["relay_closed"] = {k: v for k, v in closed.items() if v}  # since the first step
             res["steps"].append({"viewers": total, "ok": ok, **w})
             print(f"  capacity viewers={total}: ok={ok} {w}", flush=True)
             if not ok:
@@ -697,9 +721,10 @@ def _stop_gateway(gw: Any) -> None:
     tree = _tree(gw.popen.pid)[1:]
     gw.stop()
     for p in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-            print(f"  (killed pid {p}, left over by the gateway)", flush=True)
+        with contextlib.suppress(OSError, IndexError):
+            if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                os.kill(p, signal.SIGKILL)
+                print(f"  (killed pid {p}, left over by the gateway)", flush=True)
 
 
 def _int_list(text: str) -> list[int]:
