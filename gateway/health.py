@@ -97,6 +97,9 @@ def report(gw: Gateway, probe: DatabaseProbe) -> Health:
     disk = _disk(gw)
     if disk["state"] == "paused":
         problems.append("recording is paused: the recordings disk is full")
+    workers = _relay_workers(gw)
+    if workers and not workers["running"]:
+        problems.append("no relay worker is running: live video cannot be sent")
     body = {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
@@ -108,8 +111,20 @@ def report(gw: Gateway, probe: DatabaseProbe) -> Health:
         "disk": disk,
         "cameras": _cameras(gw),
         "uplink": _uplink(gw),
+        **({"relay_workers": workers} if workers else {}),
     }
     return Health(ok=not problems, body=body)
+
+
+def _relay_workers(gw: Gateway) -> dict[str, int] | None:
+    pool = gw.relay.pool
+    if pool is None:
+        return None
+    return {
+        "configured": len(pool.workers),
+        "running": sum(w.alive for w in pool.workers),
+        "restarts": pool.restarts,
+    }
 
 
 def _disk(gw: Gateway) -> dict[str, Any]:

@@ -129,6 +129,8 @@ async def test_a_killed_worker_ends_its_viewers_and_is_started_again(
     # It comes back, with a new process, and takes viewers again.
     assert await _until(lambda: victim.alive and victim.proc.pid != old_pid, 15)
     assert pool.restarts == 1
+    health = (await rig["http"].get("/api/v1/health")).json()
+    assert health["relay_workers"] == {"configured": 2, "running": 2, "restarts": 1}
     for _ in range(4):  # whichever worker each lands on, all of them play
         again = rig["client"]()
         assert (await again.start()).status_code == 201
@@ -146,6 +148,13 @@ async def test_no_worker_running_is_a_clear_503(rig: dict[str, Any]) -> None:
     assert "relay worker" in r.text and "转发进程" in r.text
     assert rig["gw"].relay.rejected["worker"] == 1
     assert not rig["hub"].subscribers
+    # The health check says so (a load balancer moves viewers elsewhere), and /metrics.
+    health = await rig["http"].get("/api/v1/health")
+    assert health.status_code == 503
+    assert "no relay worker is running: live video cannot be sent" in health.json()["problems"]
+    assert health.json()["relay_workers"] == {"configured": 2, "running": 0, "restarts": 0}
+    metrics = (await rig["http"].get("/metrics")).text
+    assert "relay_workers_running 0" in metrics
 
 
 # -- the framing ----------------------------------------------------------------------------

@@ -99,7 +99,7 @@ class WorkerPool:
         self.log = {"log_level": log_level, "log_json": log_json}
         self.workers = [_Worker(i) for i in range(count)]
         self.restarts = 0
-        self.feed_drops = 0  # access units a slow worker's feed shed
+        self._feed_drops_done = 0  # of feeds that ended
         self._ids = itertools.count(1)
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
@@ -341,7 +341,7 @@ class WorkerPool:
         except (ConnectionError, WorkerGone):
             pass
         finally:
-            self.feed_drops += feed.sub.dropped
+            self._feed_drops_done += feed.sub.dropped
 
     def _forget(self, w: _Worker, sid: str) -> None:
         feed = w.sids.pop(sid, None)
@@ -357,6 +357,12 @@ class WorkerPool:
             with contextlib.suppress(WorkerGone):
                 w.send(wire.control({"op": "feed_end", "feed": feed.feed_id}))
 
+    @property
+    def feed_drops(self) -> int:
+        """Access units shed because a worker read its feed too slowly."""
+        live = sum(f.sub.dropped for w in self.workers for f in w.feeds.values())
+        return self._feed_drops_done + live
+
     def status(self) -> dict[str, Any]:
         return {
             "workers": [
@@ -370,4 +376,5 @@ class WorkerPool:
                 for w in self.workers
             ],
             "restarts": self.restarts,
+            "feed_drops": self.feed_drops,
         }

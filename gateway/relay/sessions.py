@@ -304,5 +304,15 @@ class Relay:
             yield Sample("relay_sessions_closed_total", n, {"reason": reason}, type="counter")
         for reason, n in self.rejected.items():
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
+        if self.pool is not None:
+            alive = sum(w.alive for w in self.pool.workers)
+            yield Sample("relay_workers_running", alive, help="Relay worker processes alive")
+            yield Sample("relay_worker_restarts_total", self.pool.restarts, type="counter")
+            yield Sample(
+                "relay_worker_feed_drops_total",
+                self.pool.feed_drops,
+                type="counter",
+                help="Access units shed because a relay worker read its feed too slowly",
+            )
         sent = sum(self.peers.stats(s.id).bytes_sent for s in self.sessions.values())
         yield Sample("relay_live_bytes_sent", sent, help="Bytes sent to current viewers")
