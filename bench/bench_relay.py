@@ -55,6 +55,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -548,7 +550,7 @@ def measure_capacity(
                     raise RuntimeError("; ".join(errors))
             except (RuntimeError, ValueError, OSError) as err:
                 # A viewer could not even start (e.g. the POST timed out): saturated.
-                closed = Counter(_relay_closed(gw))
+                closed = Counter(_relay_closed_or_none(gw))
                 closed.subtract(closed0)
                 res["steps"].append(
                     {
@@ -566,7 +568,13 @@ def measure_capacity(
                 break
             total = sum(p.viewers for p in procs)
             time.sleep(6)  # every new viewer connected and past its start-up burst
-            w = window(pid, 6, procs, gw)
+            try:
+                w = window(pid, 6, procs, gw)
+            except httpx.HTTPError as err:
+                # The gateway's API did not answer within the client's timeout: saturated.
+                res["steps"].append({"viewers": total, "ok": False, "error": repr(err)[:200]})
+                print(f"  capacity viewers={total}: the API did not answer: {err!r}", flush=True)
+                break
             # No drops: every viewer got (nearly) every frame the camera sent, the relay
             # shed nothing, and no RTP packet went missing (a lost packet is a broken
             # picture until the next keyframe even when the frame count looks right).
@@ -593,6 +601,13 @@ def measure_capacity(
     good = [s["viewers"] for s in res["steps"] if s["ok"]]
     res["max_ok"] = max(good) if good else 0
     return res
+
+
+def _relay_closed_or_none(gw: Any) -> dict[str, int]:
+    try:
+        return _relay_closed(gw)
+    except httpx.HTTPError:  # a saturated gateway may not answer at all
+        return {}
 
 
 # -- browser: latency and time to first frame -------------------------------------------------
