@@ -186,10 +186,11 @@ class WorkerPool:
             pass
         except wire.WireError as err:
             log.error("relay worker %d: bad frame: %s", w.index, err)
-        if not self._stopping:
+        stopping = self._stopping
+        self._lost(w, "relay worker exited")  # at once: no new viewer may go there
+        if not stopping:
             code = await w.proc.wait() if w.proc is not None else None
-            log.error("relay worker %d exited (%s); its viewers are ended", w.index, code)
-        self._lost(w, "relay worker exited")
+            log.error("relay worker %d exited (%s); its viewers were ended", w.index, code)
 
     def _on_message(self, w: _Worker, msg: dict[str, Any]) -> None:
         op = msg["op"]
@@ -317,13 +318,17 @@ class WorkerPool:
         feed_id = next(self._ids)
         sub = hub.subscribe(f"relay-worker-{w.index}", maxsize=FEED_BUFFER)
         feed = _Feed(feed_id, hub, sub)
+        try:
+            w.send(wire.control({"op": "feed", "feed": feed_id, "key": hub.key}))
+            # The cached GOP goes out now, before the viewer's open request, so the
+            # worker's mirror hub can start the viewer on it.
+            with contextlib.suppress(HubClosed):  # then the pump says feed_end
+                while (au := sub.get_nowait()) is not None:
+                    w.send(*wire.unit(feed_id, au))
+        except WorkerGone:
+            sub.close()
+            raise
         w.feeds[hub] = feed
-        w.send(wire.control({"op": "feed", "feed": feed_id, "key": hub.key}))
-        # The cached GOP goes out now, before the viewer's open request, so the
-        # worker's mirror hub can start the viewer on it.
-        with contextlib.suppress(HubClosed):  # then the pump says feed_end
-            while (au := sub.get_nowait()) is not None:
-                w.send(*wire.unit(feed_id, au))
         feed.task = asyncio.create_task(self._pump(w, feed), name=f"relay-feed-{hub.key}")
         return feed
 

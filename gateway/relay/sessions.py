@@ -227,7 +227,10 @@ class Relay:
             except Exception:
                 raise whep.OfferError(f"bad candidate line: {line[:80]}") from None
             keep.append((cand_mid, line))
-        await self.peers.add_candidates(session.id, keep, end)
+        try:
+            await self.peers.add_candidates(session.id, keep, end)
+        except WorkerGone as err:
+            raise RelayError(f"{err} / 转发进程不可用", retry_after=2) from None
 
     def _on_peer_closed(self, sid: str, reason: str) -> None:
         """The viewer's peer ended on its own (see gateway.relay.peers)."""
