@@ -10,10 +10,13 @@ client (not our page) that records what it decodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -287,3 +290,49 @@ class WhepClient:
         if self._task:
             self._task.cancel()
         await self.pc.close()
+
+
+@contextlib.asynccontextmanager
+async def whep_rig(
+    data_dir: Path, relay: dict[str, Any], *, camera: str = "cam-01", index: int = 7
+) -> AsyncIterator[dict[str, Any]]:
+    """A gateway in this process (auth off) whose one camera is an :class:`EncodedCamera`
+    (barcode ``index``) on a hub, served through the real API; ``client()`` makes WHEP
+    viewers of it, all stopped at the end."""
+    from gateway.api.server import create_app
+    from gateway.app import Gateway
+    from gateway.config import Settings
+
+    settings = Settings.model_validate(
+        {"data_dir": str(data_dir), "auth": {"enabled": False}, "relay": relay}
+    )
+    gw = Gateway(settings)
+    hub = Hub(f"{camera}/main")
+    source = EncodedCamera(hub, gop=25, index=index).start()
+    streams = HubStreams({(camera, None): hub})
+    install_streams(gw, streams)
+    app = create_app(gw, manage_lifecycle=False)
+    await gw.start()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    clients: list[WhepClient] = []
+
+    def client() -> WhepClient:
+        c = WhepClient(http, f"/api/v1/streams/{camera}/whep")
+        clients.append(c)
+        return c
+
+    try:
+        yield {
+            "gw": gw,
+            "hub": hub,
+            "camera": source,
+            "streams": streams,
+            "http": http,
+            "client": client,
+        }
+    finally:
+        for c in clients:
+            await c.stop(delete=False)
+        source.stop()
+        await gw.stop()
+        await http.aclose()

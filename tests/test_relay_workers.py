@@ -19,16 +19,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from gateway.api.server import create_app
-from gateway.app import Gateway
-from gateway.config import Settings
 from gateway.media.access_unit import AccessUnit
 from gateway.relay import wire
-from gateway.streams.hub import Hub
-from tests.relay_helpers import EncodedCamera, HubStreams, WhepClient, install_streams
+from tests.relay_helpers import whep_rig
 
 CAM = "cam-01"
 URL = f"/api/v1/streams/{CAM}/whep"
@@ -36,35 +31,9 @@ URL = f"/api/v1/streams/{CAM}/whep"
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    settings = Settings.model_validate(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "auth": {"enabled": False},
-            "relay": {"interfaces": ["127.0.0.1"], "source_wait_s": 2, "workers": 2},
-        }
-    )
-    gw = Gateway(settings)
-    hub = Hub(f"{CAM}/main")
-    camera = EncodedCamera(hub, gop=25, index=3).start()
-    install_streams(gw, HubStreams({(CAM, None): hub}))
-    app = create_app(gw, manage_lifecycle=False)
-    await gw.start()
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-    clients: list[WhepClient] = []
-
-    def client() -> WhepClient:
-        c = WhepClient(http, URL)
-        clients.append(c)
-        return c
-
-    try:
-        yield {"gw": gw, "hub": hub, "http": http, "client": client}
-    finally:
-        for c in clients:
-            await c.stop(delete=False)
-        camera.stop()
-        await gw.stop()
-        await http.aclose()
+    relay = {"interfaces": ["127.0.0.1"], "source_wait_s": 2, "workers": 2}
+    async with whep_rig(tmp_path / "data", relay, camera=CAM, index=3) as rig:
+        yield rig
 
 
 async def _until(check: Any, timeout: float = 10) -> bool:

@@ -17,11 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.api.server import create_app
-from gateway.app import Gateway
-from gateway.config import Settings
-from gateway.streams.hub import Hub
-from tests.relay_helpers import EncodedCamera, HubStreams, WhepClient, install_streams
+from tests.relay_helpers import WhepClient, whep_rig
 
 CAM = "cam-01"
 URL = f"/api/v1/streams/{CAM}/whep"
@@ -31,41 +27,14 @@ URL = f"/api/v1/streams/{CAM}/whep"
 # worker processes (relay.workers, gateway.relay.pool) fed from the same hub.
 @pytest.fixture(params=[0, 2], ids=["in-process", "workers"])
 async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    settings = Settings.model_validate(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "auth": {"enabled": False},
-            "relay": {
-                "interfaces": ["127.0.0.1"],
-                "session_timeout_s": 2,
-                "source_wait_s": 2,
-                "workers": request.param,
-            },
-        }
-    )
-    gw = Gateway(settings)
-    hub = Hub(f"{CAM}/main")
-    camera = EncodedCamera(hub, gop=25, index=7).start()
-    streams = HubStreams({(CAM, None): hub})
-    install_streams(gw, streams)
-    app = create_app(gw, manage_lifecycle=False)
-    await gw.start()
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-    clients: list[WhepClient] = []
-
-    def client() -> WhepClient:
-        c = WhepClient(http, URL)
-        clients.append(c)
-        return c
-
-    try:
-        yield {"gw": gw, "hub": hub, "camera": camera, "streams": streams, "client": client}
-    finally:
-        for c in clients:
-            await c.stop(delete=False)
-        camera.stop()
-        await gw.stop()
-        await http.aclose()
+    relay = {
+        "interfaces": ["127.0.0.1"],
+        "session_timeout_s": 2,
+        "source_wait_s": 2,
+        "workers": request.param,
+    }
+    async with whep_rig(tmp_path / "data", relay, camera=CAM, index=7) as rig:
+        yield rig
 
 
 def _video_codec(answer: str) -> str:
