@@ -106,6 +106,27 @@ async def test_a_killed_worker_ends_its_viewers_and_is_started_again(
         assert await again.wait_frames(10, timeout=20), again.received
 
 
+async def test_stop_signals_to_the_process_group_leave_the_workers_to_the_gateway(
+    rig: dict[str, Any],
+) -> None:
+    # Ctrl-C or systemd's SIGTERM reach the workers too; they must not die of it
+    # before the gateway closes them (that would look like a crash and restart them).
+    pool = rig["gw"].relay.pool
+    viewer = rig["client"]()
+    assert (await viewer.start()).status_code == 201
+    assert await viewer.wait_frames(10, timeout=20)
+    for w in pool.workers:
+        os.kill(w.proc.pid, signal.SIGTERM)
+        os.kill(w.proc.pid, signal.SIGINT)
+    await asyncio.sleep(1)
+    assert all(w.alive and w.proc.returncode is None for w in pool.workers)
+    assert pool.restarts == 0
+    assert await viewer.wait_frames(viewer.received.frames + 20, timeout=5)
+    procs = [w.proc for w in pool.workers]
+    await rig["gw"].relay.stop()  # and the gateway's own stop ends them
+    assert all(p.returncode is not None for p in procs)
+
+
 async def test_no_worker_running_is_a_clear_503(rig: dict[str, Any]) -> None:
     pool = rig["gw"].relay.pool
     pool._stopping = True  # keep the supervisor from starting them again

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sys
 from typing import Any
@@ -149,13 +150,16 @@ async def _main(fd: int) -> None:
 
 def main(argv: list[str]) -> int:
     setup_logging("WARNING")  # until the gateway's config says otherwise
+    # Ctrl-C in a terminal and systemd's stop signal both reach the whole process
+    # group; a worker that died of them first would look like a crash to the gateway.
+    # Its life is the socket's: it ends when the gateway closes it or exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         asyncio.run(_main(int(argv[0])))
     except wire.WireError as err:
         log.error("relay worker: bad frame from the gateway: %s", err)
         return 2
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
