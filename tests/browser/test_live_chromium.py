@@ -136,6 +136,42 @@ def test_second_viewer_joining_late_sees_a_frame_within_a_second(
         first.close()
 
 
+def test_chromium_plays_through_relay_worker_processes(
+    h264_rig: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """``relay.workers: 2``: the same page and camera, sent by a worker process."""
+    gw = GatewayProcess(
+        tmp_path,
+        {
+            "cameras": [{"id": "cam-01", "rtsp_url": h264_rig["cam"]["rtsp_main"]}],
+            "relay": {"interfaces": ["127.0.0.1"], "workers": 2},
+            "motion": {"enabled": False},
+        },
+        name="gw-workers",
+    )
+    try:
+        page = _open_player(browser, gw, "cam-01")
+        try:
+            _wait(page, "() => window.player && window.player.state === 'playing'", 20)
+            first = page.evaluate(INBOUND)
+            time.sleep(2)
+            second = page.evaluate(INBOUND)
+            assert second["framesDecoded"] > first["framesDecoded"] + 20, (first, second)
+            codes = _barcodes(page, 4)
+            assert {c["index"] for c in codes} == {h264_rig["cam"]["index"]}, codes
+            relay = gw.client.get("/api/v1/relay/sessions").json()
+            workers = relay["workers"]["workers"]
+            assert len(workers) == 2 and all(w["alive"] for w in workers), workers
+            assert sum(w["viewers"] for w in workers) == 1, workers
+            assert sorted(w["feeds"] for w in workers) == [0, 1], workers
+            (session,) = relay["sessions"]
+            assert session["state"] == "connected" and session["units_sent"] > 20, session
+        finally:
+            page.close()
+    finally:
+        gw.stop()
+
+
 def test_grid_page_plays_every_camera(h264_rig: dict[str, Any], browser: Any) -> None:
     gw: GatewayProcess = h264_rig["gw"]
     page = browser.new_page()
