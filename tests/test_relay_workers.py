@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from pathlib import Path
@@ -203,3 +204,28 @@ async def test_random_bytes_never_raise_anything_but_wire_errors() -> None:
             data = data[: rng.randrange(len(data))]
         with contextlib.suppress(wire.WireError):
             await _read_all(bytes(data))
+
+
+async def test_a_worker_that_talks_nonsense_is_ended_and_its_viewers_told() -> None:
+    """The pool's reading side against a stand-in worker (a test-held socket and a
+    real process): a malformed message kills the process and ends its viewers."""
+    from gateway.relay.peers import PeerSettings
+    from gateway.relay.pool import WorkerPool, _Worker
+
+    ended: list[tuple[str, str]] = []
+    pool = WorkerPool(1, PeerSettings(), lambda sid, reason: ended.append((sid, reason)))
+    w: _Worker = pool.workers[0]
+    ours, theirs = socket.socketpair()
+    w.reader, w.writer = await asyncio.open_connection(sock=ours)
+    w.proc = await asyncio.create_subprocess_exec("sleep", "60")
+    w.alive = True
+    w.sids["viewer-1"] = None  # type: ignore[assignment]  # a viewer without a feed
+    reading = asyncio.create_task(pool._read(w))
+    _, peer = await asyncio.open_connection(sock=theirs)
+    peer.write(wire.control({"op": "stats", "peers": {"viewer-1": "not a row"}}))
+    await peer.drain()
+    await asyncio.wait_for(reading, 10)
+    assert w.proc.returncode is not None, "the worker process must be ended"
+    assert not w.alive
+    assert ended == [("viewer-1", "relay worker exited")]
+    peer.close()

@@ -175,21 +175,27 @@ class WorkerPool:
 
     # -- from the worker ------------------------------------------------------------------
     async def _read(self, w: _Worker) -> None:
-        assert w.reader is not None
+        assert w.reader is not None and w.proc is not None
+        proc = w.proc  # the supervisor may start the next one before this one is reaped
         try:
             while True:
                 kind, msg = await wire.read(w.reader)
                 if kind != wire.CONTROL:
                     raise wire.WireError("a worker sent media")
-                self._on_message(w, msg)
+                try:
+                    self._on_message(w, msg)
+                except (KeyError, TypeError, ValueError) as err:
+                    raise wire.WireError(f"bad {msg.get('op')!r} message: {err!r}") from None
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except wire.WireError as err:
-            log.error("relay worker %d: bad frame: %s", w.index, err)
+            log.error("relay worker %d: %s; ending it", w.index, err)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         stopping = self._stopping
         self._lost(w, "relay worker exited")  # at once: no new viewer may go there
         if not stopping:
-            code = await w.proc.wait() if w.proc is not None else None
+            code = await proc.wait()
             log.error("relay worker %d exited (%s); its viewers were ended", w.index, code)
 
     def _on_message(self, w: _Worker, msg: dict[str, Any]) -> None:
