@@ -69,7 +69,10 @@ async def test_each_worker_is_fed_the_hub_once_and_viewers_are_spread(
     relay = rig["gw"].relay
 
     def connected() -> bool:
-        return all(relay.peers.stats(sid).state == "connected" for sid in relay.sessions)
+        return all(
+            relay.peers.stats(sid).state == "connected" and relay.peers.stats(sid).units_sent >= 10
+            for sid in relay.sessions
+        )
 
     assert await _until(connected, 3), [relay.peers.stats(sid) for sid in relay.sessions]
     status = (await rig["http"].get("/api/v1/relay/sessions")).json()

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SPREAD_SLACK = 8  # viewers a worker that has the hub may carry beyond the least loaded
 REQUEST_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 30.0
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
 FEED_BUFFER = 240  # access units queued per feed before the oldest are shed
 
@@ -133,10 +134,20 @@ class WorkerPool:
         finally:
             theirs.close()
         w.reader, w.writer = await asyncio.open_connection(sock=ours, limit=wire.MAX_FRAME)
-        w.alive = True
         w.started_at = time.monotonic()
-        s = asdict(self.settings)
-        w.send(wire.control({"op": "config", "peers": s, **self.log}))
+        w.writer.write(wire.control({"op": "config", "peers": asdict(self.settings), **self.log}))
+        # Viewers go to it once it has said so (its imports take a second or so).
+        try:
+            kind, msg = await asyncio.wait_for(wire.read(w.reader), READY_TIMEOUT_S)
+            if kind != wire.CONTROL or msg.get("op") != "ready":
+                raise wire.WireError(f"expected ready, got {msg!r:.80}")
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, wire.WireError) as err:
+            w.writer.close()
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.kill()
+            await w.proc.wait()
+            raise OSError(f"relay worker {w.index} did not start: {err!r}") from None
+        w.alive = True
         w.reader_task = asyncio.create_task(self._read(w), name=f"relay-worker-{w.index}")
 
     async def _shutdown(self, w: _Worker) -> None:

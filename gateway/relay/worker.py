@@ -12,10 +12,19 @@ socket closes (the gateway stopped or died).
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__main__":
+    # Ctrl-C in a terminal and systemd's stop signal both reach the whole process
+    # group; a worker that died of them first would look like a crash to the gateway.
+    # Its life is the socket's: it ends when the gateway closes it or exits. Set
+    # before importing aiortc (a second or so), so no window is left open.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import sys
 from typing import Any
@@ -74,6 +83,7 @@ class Worker:
             setup_logging(str(msg.get("log_level", "INFO")), bool(msg.get("log_json")))
             self.peers = LocalPeers(_settings(msg["peers"]), self._on_closed)
             await self.peers.start()
+            self.send({"op": "ready"})
         elif op == "feed":
             self.hubs[int(msg["feed"])] = Hub(str(msg["key"]))
         elif op == "feed_end":
@@ -150,11 +160,6 @@ async def _main(fd: int) -> None:
 
 def main(argv: list[str]) -> int:
     setup_logging("WARNING")  # until the gateway's config says otherwise
-    # Ctrl-C in a terminal and systemd's stop signal both reach the whole process
-    # group; a worker that died of them first would look like a crash to the gateway.
-    # Its life is the socket's: it ends when the gateway closes it or exits.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         asyncio.run(_main(int(argv[0])))
     except wire.WireError as err:
