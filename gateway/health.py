@@ -122,7 +122,7 @@ def _relay_workers(gw: Gateway) -> dict[str, int] | None:
         return None
     return {
         "configured": len(pool.workers),
-        "running": sum(w.alive for w in pool.workers),
+        "running": pool.running,
         "restarts": pool.restarts,
     }
 

@@ -380,6 +380,11 @@ class WorkerPool:
                 w.send(wire.control({"op": "feed_end", "feed": feed.feed_id}))
 
     @property
+    def running(self) -> int:
+        """Worker processes alive now."""
+        return sum(w.alive for w in self.workers)
+
+    @property
     def feed_drops(self) -> int:
         """Access units shed because a worker read its feed too slowly."""
         live = sum(f.sub.dropped for w in self.workers for f in w.feeds.values())

@@ -3,12 +3,13 @@
 A session is one viewer: an aiortc peer connection whose only track passes one
 hub's access units through, sent from this process or from a relay worker process
 (``relay.workers``, :mod:`gateway.relay.pool`); this part keeps admission, the
-choice of stream, leases and audit either way (:mod:`gateway.relay.peers`). The hub comes from the
-stream manager (``gw.streams.acquire``): the camera's main stream when browsers can take it as it
-is, else its transcoded ``h264`` variant, or the ``low`` variant when asked for.
-``auto`` (the WHEP default) puts the camera's own sub-stream before that transcode
-for a viewer that cannot take the main stream untouched (H.265 to a viewer without
-H.265): the camera already made the H.264 picture, so the box need not.
+choice of stream, leases and audit either way (:mod:`gateway.relay.peers`). The hub
+comes from the stream manager (``gw.streams.acquire``): the camera's main stream
+when browsers can take it as it is, else its transcoded ``h264`` variant, or the
+``low`` variant when asked for. ``auto`` (the WHEP default) puts the camera's own
+sub-stream before that transcode for a viewer that cannot take the main stream
+untouched (H.265 to a viewer without H.265): the camera already made the H.264
+picture, so the box need not.
 
 Sessions end when the viewer DELETEs them, when the peer connection fails or
 closes, when the stream ends, when ICE never connects, or when a viewer that sent
@@ -308,8 +309,9 @@ class Relay:
         for reason, n in self.rejected.items():
             yield Sample("relay_offers_rejected_total", n, {"reason": reason}, type="counter")
         if self.pool is not None:
-            alive = sum(w.alive for w in self.pool.workers)
-            yield Sample("relay_workers_running", alive, help="Relay worker processes alive")
+            yield Sample(
+                "relay_workers_running", self.pool.running, help="Relay worker processes alive"
+            )
             yield Sample("relay_worker_restarts_total", self.pool.restarts, type="counter")
             yield Sample(
                 "relay_worker_feed_drops_total",

@@ -92,14 +92,20 @@ def _barcodes(page: Any, n: int, gap: float = 0.1) -> list[dict[str, Any]]:
     return out
 
 
+def _plays(page: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The page plays and decodes over 20 frames in 2 s: its inbound figures, before and after."""
+    _wait(page, "() => window.player && window.player.state === 'playing'", 20)
+    first = page.evaluate(INBOUND)
+    time.sleep(2)
+    second = page.evaluate(INBOUND)
+    assert second["framesDecoded"] > first["framesDecoded"] + 20, (first, second)
+    return first, second
+
+
 def test_simulated_camera_plays_its_own_picture(h264_rig: dict[str, Any], browser: Any) -> None:
     page = _open_player(browser, h264_rig["gw"], "cam-01")
     try:
-        _wait(page, "() => window.player && window.player.state === 'playing'", 20)
-        first = page.evaluate(INBOUND)
-        time.sleep(2)
-        second = page.evaluate(INBOUND)
-        assert second["framesDecoded"] > first["framesDecoded"] + 20, (first, second)
+        first, second = _plays(page)
         assert second["fps"] > 0
         assert second["readyState"] >= 2
         assert second["currentTime"] > first["currentTime"]
@@ -152,11 +158,7 @@ def test_chromium_plays_through_relay_worker_processes(
     try:
         page = _open_player(browser, gw, "cam-01")
         try:
-            _wait(page, "() => window.player && window.player.state === 'playing'", 20)
-            first = page.evaluate(INBOUND)
-            time.sleep(2)
-            second = page.evaluate(INBOUND)
-            assert second["framesDecoded"] > first["framesDecoded"] + 20, (first, second)
+            _plays(page)
             codes = _barcodes(page, 4)
             assert {c["index"] for c in codes} == {h264_rig["cam"]["index"]}, codes
             relay = gw.client.get("/api/v1/relay/sessions").json()
