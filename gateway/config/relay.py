@@ -113,6 +113,12 @@ class RelaySettings(Model):
         description="Processes that send the viewers' video, so that every core sends "
         "(e.g. the box's number of cores); 0: the gateway process sends",
     )
+    shared_rtp: bool = Field(
+        True,
+        title="Packetise each frame once per camera",
+        description="Passthrough viewers share one packetisation and skip aiortc's per-packet "
+        "objects (about half the CPU per viewer); off: aiortc's own sender for every viewer",
+    )
     resolve_mdns: bool = Field(
         False,
         title="Resolve viewers' mDNS (.local) candidates",

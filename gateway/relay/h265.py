@@ -155,9 +155,12 @@ class H265Encoder(Encoder):
 
     def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
         assert packet.pts is not None and packet.time_base is not None
-        nals = self.with_parameter_sets(split_annexb(bytes(packet)))
         timestamp = convert_timebase(packet.pts, packet.time_base, VIDEO_TIME_BASE)
-        return packetize(nals, self.max_size), timestamp
+        return self.payloads(bytes(packet)), timestamp
+
+    def payloads(self, data: bytes) -> list[bytes]:
+        """RTP payloads of one Annex B access unit."""
+        return packetize(self.with_parameter_sets(split_annexb(data)), self.max_size)
 
     def with_parameter_sets(self, nals: list[bytes]) -> list[bytes]:
         """``nals`` with the last known VPS/SPS/PPS before an IRAP picture lacking them."""

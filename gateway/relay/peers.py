@@ -30,6 +30,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
 from gateway.relay import dtls, ice, ntp, whep
+from gateway.relay.rtp_out import SharedPayloads, install
 from gateway.relay.track import PassthroughTrack
 from gateway.streams.hub import Hub
 
@@ -49,6 +50,7 @@ class PeerSettings:
     burst_bytes_per_s: float = 4_000_000
     session_timeout_s: float = 30
     subscriber_buffer: int = 240
+    shared_rtp: bool = True  # packetise once per hub (gateway.relay.rtp_out); off: aiortc's
 
     def rtc_ice_servers(self) -> list[RTCIceServer]:
         return [
@@ -143,6 +145,7 @@ class LocalPeers:
         self.peers: dict[str, Peer] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self.payloads = SharedPayloads()
         ice.install()
         dtls.install()
         ntp.install()
@@ -191,6 +194,10 @@ class LocalPeers:
             track.stop()
             await pc.close()
             raise
+        if s.shared_rtp:
+            for sender in pc.getSenders():
+                if sender.track is track:
+                    install(sender, track, self.payloads)
         peer = Peer(sid, camera_id, pc, track)
         self.peers[sid] = peer
         pc.on("connectionstatechange", lambda: self._on_state(peer))

@@ -92,6 +92,7 @@ class Relay:
             burst_bytes_per_s=settings.burst_mbps * 125_000,
             session_timeout_s=settings.session_timeout_s,
             subscriber_buffer=subscriber_buffer,
+            shared_rtp=settings.shared_rtp,
         )
         # Who sends: this process, or worker processes on every core (relay.workers).
         self.pool = (

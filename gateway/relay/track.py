@@ -125,6 +125,19 @@ class PassthroughTrack(MediaStreamTrack):
         self._burst_next = 0.0
 
     async def recv(self) -> av.Packet:
+        au, pts = await self.next_unit()
+        packet = av.Packet(au.data)
+        packet.pts = pts
+        packet.dts = pts
+        packet.time_base = TIME_BASE
+        return packet
+
+    async def next_unit(self) -> tuple[AccessUnit, int]:
+        """The next access unit to send and its pts on this viewer's 90 kHz timeline.
+
+        :mod:`gateway.relay.rtp_out` sends these without an ``av.Packet`` per viewer;
+        :meth:`recv` wraps them for aiortc's own sender.
+        """
         if self.readyState != "live":
             raise MediaStreamError
         if self.subscription is None:
@@ -152,17 +165,13 @@ class PassthroughTrack(MediaStreamTrack):
                 self._burst_rate
             )
         pts = self.clock.rebase(au, squeeze=squeeze)
-        packet = av.Packet(au.data)
-        packet.pts = pts
-        packet.dts = pts
-        packet.time_base = TIME_BASE
         now = time.monotonic()
         if self.first_sent_at is None:
             self.first_sent_at = now
         self.last_sent_at = now
         self.units_sent += 1
         self.bytes_sent += len(au.data)
-        return packet
+        return au, pts
 
     @property
     def dropped(self) -> int:

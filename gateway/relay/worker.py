@@ -146,6 +146,7 @@ def _settings(raw: dict[str, Any]) -> PeerSettings:
         burst_bytes_per_s=float(raw["burst_bytes_per_s"]),
         session_timeout_s=float(raw["session_timeout_s"]),
         subscriber_buffer=int(raw["subscriber_buffer"]),
+        shared_rtp=bool(raw.get("shared_rtp", True)),
     )
 
 
