@@ -456,10 +456,12 @@ def _relay_closed(gw: Any) -> dict[str, int]:
     return dict(gw.client.get("/api/v1/relay/sessions").json().get("closed", {}))
 
 
-def measure_cpu(gw: Any, quick: bool, mode: str = "raw") -> dict[str, Any]:
+def measure_cpu(
+    gw: Any, quick: bool, mode: str = "raw", win: float | None = None
+) -> dict[str, Any]:
     """Idle; 1..10 viewers of the passthrough camera; one viewer of the transcoded one."""
     pid = gw.popen.pid
-    win = 4 if quick else 8
+    win = win or (4 if quick else 8)
     res: dict[str, Any] = {"window_s": win}
     time.sleep(2)
     res["idle"] = window(pid, win, [])["cores"]
@@ -729,8 +731,12 @@ def _summary(xs: list[float]) -> dict[str, float]:
 gw_linger_s = 3.0
 
 
-def gateway_config(sims: list[Any], workers: int, max_sessions: int) -> dict[str, Any]:
+def gateway_config(
+    sims: list[Any], workers: int, max_sessions: int, shared_rtp: bool | None = None
+) -> dict[str, Any]:
     relay: dict[str, Any] = {"interfaces": ["127.0.0.1"], "max_sessions": max_sessions}
+    if shared_rtp is not None:  # None: the gateway's default (so it runs against older ones)
+        relay["shared_rtp"] = shared_rtp
     if workers:
         # 0 is the relay's default (the in-process relay): left out, so this also runs
         # against a gateway without the setting.
@@ -797,6 +803,18 @@ def main(argv: list[str]) -> int:
         "with a fresh gateway, and compare the maxima",
     )
     ap.add_argument(
+        "--shared-rtp",
+        choices=["on", "off"],
+        help="relay.shared_rtp of the gateway (default: the gateway's default)",
+    )
+    ap.add_argument(
+        "--compare-shared",
+        action="store_true",
+        help="run the CPU and capacity steps twice, relay.shared_rtp off then on, each "
+        "with a fresh gateway, and compare",
+    )
+    ap.add_argument("--cpu-window", type=float, help="seconds per CPU window (default 8)")
+    ap.add_argument(
         "--steps",
         type=_int_list,
         help=f"capacity steps (default: {','.join(map(str, CAPACITY_STEPS))}; --quick: 16,32,64)",
@@ -820,23 +838,43 @@ def main(argv: list[str]) -> int:
         SimProcess(tmp, "--base", "127.0.53.1", "--size", "1280x720", "--gop", "50", name="sim-c"),
     ]
     compare = args.compare_workers
-    runs = compare or [args.workers]
+    shared = {"on": True, "off": False}.get(args.shared_rtp or "")
+    runs: list[tuple[int, bool | None]] = [(w, shared) for w in compare or [args.workers]]
+    if args.compare_shared:
+        runs = [(args.workers, False), (args.workers, True)]
     gw = None
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "receivers": args.receivers,
         "workers": compare or args.workers,
+        "shared_rtp": "compared" if args.compare_shared else args.shared_rtp or "default",
     }
     try:
-        for i, workers in enumerate(runs):
+        for i, (workers, shared_rtp) in enumerate(runs):
             first = i == 0
-            print(f"gateway with relay.workers={workers} …", flush=True)
+            print(f"gateway with relay.workers={workers}, shared_rtp={shared_rtp} …", flush=True)
             gw = GatewayProcess(
-                tmp, gateway_config(sims, workers, max_sessions), name=f"gw{i}-w{workers}"
+                tmp,
+                gateway_config(sims, workers, max_sessions, shared_rtp),
+                name=f"gw{i}-w{workers}",
             )
+            if args.compare_shared:
+                run: dict[str, Any] = {"workers": workers, "shared_rtp": shared_rtp}
+                results.setdefault("compare_shared", []).append(run)
+                if not args.skip_cpu:
+                    print(f"cpu per viewer (shared_rtp={shared_rtp}) …", flush=True)
+                    run["cpu"] = measure_cpu(gw, args.quick, args.receivers, args.cpu_window)
+                if not args.skip_capacity:
+                    print(f"capacity (shared_rtp={shared_rtp}) …", flush=True)
+                    run["capacity"] = measure_capacity(gw, steps, args.receivers)
+                    run["capacity"]["workers"] = workers
+                    print(f"  shared_rtp={shared_rtp}: {run['capacity']['max_ok']} viewers")
+                _stop_gateway(gw)
+                gw = None
+                continue
             if first and not args.skip_cpu:
                 print("cpu per viewer …", flush=True)
-                results["cpu"] = measure_cpu(gw, args.quick, args.receivers)
+                results["cpu"] = measure_cpu(gw, args.quick, args.receivers, args.cpu_window)
             if first and not args.skip_receivers:
                 print("receivers: raw vs aiortc …", flush=True)
                 results["receivers_cpu"] = measure_receivers(
@@ -930,6 +968,40 @@ def _capacity_rows(cap: dict[str, Any], what: str) -> list[str]:
     return lines
 
 
+def _per_viewer(cpu: dict[str, Any]) -> tuple[float, float]:
+    """(1st viewer, mean of each further one) in cores, from the CPU step."""
+    steps = cpu["passthrough"]
+    first = steps[0]["cores"] - cpu["idle"]
+    return first, (steps[-1]["cores"] - steps[0]["cores"]) / (len(steps) - 1)
+
+
+def _compare_shared_rows(runs: list[dict[str, Any]], rx: str) -> list[str]:
+    """relay.shared_rtp off and on, same run: CPU rows, capacity rows and the ratios."""
+    lines: list[str] = []
+    for run in runs:
+        label = f"shared_rtp={'on' if run['shared_rtp'] else 'off'}"
+        if "cpu" in run:
+            lines += [f"| **{label}** | | |", *_cpu_rows(run["cpu"])]
+        if "capacity" in run:
+            lines += _capacity_rows(
+                run["capacity"], f", {label}, relay.workers={run['workers']}, {rx} receivers"
+            )
+    if len(runs) == 2 and all("cpu" in r for r in runs):
+        (f_off, v_off), (f_on, v_on) = (_per_viewer(r["cpu"]) for r in runs)
+        lines += [
+            f"| each further viewer, off / on | {v_off:.4f} / {v_on:.4f} = "
+            f"{v_off / max(v_on, 1e-9):.2f}× | |",
+            f"| further viewer / 1st viewer, off; on | {v_off / f_off:.0%}; "
+            f"{v_on / f_on:.0%} | ≤ 10 % |",
+        ]
+    if len(runs) == 2 and all("capacity" in r for r in runs):
+        off, on = (r["capacity"]["max_ok"] for r in runs)
+        lines.append(
+            f"| viewers without loss, on / off | {on} / {off} = {on / max(off, 1):.2f}× | |"
+        )
+    return lines
+
+
 def report(r: dict[str, Any]) -> str:
     """The figures as markdown, with the ratios the goals are stated in."""
     lines = [f"Run {r['started']}.", "", "| figure | value | goal |", "|---|---|---|"]
@@ -962,6 +1034,7 @@ def report(r: dict[str, Any]) -> str:
                 f"| viewers, relay.workers={cap['workers']} / relay.workers={base['workers']} "
                 f"| {cap['max_ok']} / {base['max_ok']} = {ratio:.2f}× | ≥ 2× |"
             )
+    lines += _compare_shared_rows(r.get("compare_shared") or [], rx)
     for camera, size in (("cam-c", "720p25"), ("cam-a", "1080p25")):
         b = r.get(f"browser_{camera}")
         if not b:

@@ -59,7 +59,7 @@ def test_header_and_history_are_aiortcs_bytes(extensions: list[tuple[int, str]])
             abs_time, marker = rng.randrange(2**24), rng.random() < 0.3
             payload = rng.randbytes(rng.randrange(1, 1300))
             ours = (
-                struct.pack("!BBHII", header.first, pt | (0x80 if marker else 0), seq, ts, 0xCAFE0001)
+                struct.pack("!BBHII", header.first, pt | (0x80 * marker), seq, ts, 0xCAFE0001)
                 + header.extensions(abs_time)
                 + payload
             )
