@@ -21,6 +21,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, wrap_rtx
 
+from gateway.relay import rtp_out
 from gateway.relay.h265 import H265Encoder
 from gateway.relay.rtp_out import SharedPayloads, _Header, _History
 from gateway.streams.hub import Hub
@@ -180,3 +181,18 @@ async def test_packets_a_viewer_lost_come_back_over_rtx(rig: dict[str, Any]) -> 
     assert len(dropped) >= 8, dropped
     assert set(dropped) <= resent, (dropped, sorted(resent))
     assert client.received.indexes == {11}
+
+
+async def test_an_aiortc_whose_sender_differs_keeps_its_own_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if an aiortc upgrade renamed a private attribute: viewers still play.
+    monkeypatch.setattr(rtp_out, "SENDER_ATTRS", (*rtp_out.SENDER_ATTRS, "renamed"))
+    relay = {"interfaces": ["127.0.0.1"], "session_timeout_s": 5, "source_wait_s": 2}
+    async with whep_rig(tmp_path / "data", relay, camera="cam-01", index=12) as rig:
+        client = rig["client"]()
+        assert (await client.start()).status_code == 201
+        assert await client.wait_frames(30, timeout=20), client.received
+        assert client.received.indexes == {12}
+        payloads = rig["gw"].relay.peers.payloads
+        assert payloads.warned and payloads.packed == 0

@@ -83,6 +83,7 @@ class SharedPayloads:
         self._hubs: WeakKeyDictionary[Hub, dict[str, _Payloads]] = WeakKeyDictionary()
         self.packed = 0  # access units packetised
         self.reused = 0  # … and handed out again
+        self.warned = False  # that aiortc's sender differs (rtp_out.fits)
 
     @staticmethod
     def supports(mime: str) -> bool:
@@ -164,6 +165,35 @@ class _Header:
         return self.before + abs_time.to_bytes(3, "big") + self.after
 
 
+SENDER_ATTRS = (
+    "rtp_started",
+    "rtp_exited",
+    "track",
+    "mid",
+    "rtp_header_extensions_map",
+    "rtp_history",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+)
+DTLS_ATTRS = ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
+
+
+def fits(sender: RTCRtpSender) -> bool:
+    """Whether this aiortc's sender has the private parts :func:`_run` uses.
+
+    Checked when sending starts, so an aiortc whose internals moved falls back to its
+    own loop (with a warning) instead of failing viewers.
+    """
+    attrs, dtls = vars(sender), sender.transport
+    return (
+        all(_S + name in attrs for name in SENDER_ATTRS)
+        and all(hasattr(dtls, name) for name in DTLS_ATTRS)
+        and hasattr(getattr(dtls.transport, "_connection", None), "_nominated")
+    )
+
+
 def install(sender: RTCRtpSender, track: PassthroughTrack, shared: SharedPayloads) -> None:
     """Send ``track`` through ``sender`` with :func:`_run` once aiortc starts sending."""
     original = sender._run_rtp
@@ -171,8 +201,13 @@ def install(sender: RTCRtpSender, track: PassthroughTrack, shared: SharedPayload
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
         if not shared.supports(codec.mimeType):
             await original(codec)
-            return
-        await _run(sender, track, codec, shared)
+        elif not fits(sender):
+            if not shared.warned:
+                shared.warned = True
+                log.warning("this aiortc's RTP sender differs: viewers use its own loop")
+            await original(codec)
+        else:
+            await _run(sender, track, codec, shared)
 
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
 
