@@ -119,6 +119,12 @@ class RelaySettings(Model):
         description="Passthrough viewers share one packetisation and skip aiortc's per-packet "
         "objects (about half the CPU per viewer); off: aiortc's own sender for every viewer",
     )
+    udp_gso: bool = Field(
+        True,
+        title="Send each frame's packets in few system calls (Linux UDP GSO)",
+        description="With shared packetising: a run of equal-sized packets to one viewer "
+        "leaves in one call; refused by the kernel: datagram by datagram, automatically",
+    )
     resolve_mdns: bool = Field(
         False,
         title="Resolve viewers' mDNS (.local) candidates",

@@ -32,6 +32,7 @@ from aiortc.sdp import candidate_from_sdp
 from gateway.relay import dtls, ice, ntp, whep
 from gateway.relay.rtp_out import SharedPayloads, install
 from gateway.relay.track import PassthroughTrack
+from gateway.relay.udp_batch import GsoState
 from gateway.streams.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class PeerSettings:
     session_timeout_s: float = 30
     subscriber_buffer: int = 240
     shared_rtp: bool = True  # packetise once per hub (gateway.relay.rtp_out); off: aiortc's
+    udp_gso: bool = True  # … and send runs of packets with one system call (udp_batch)
 
     def rtc_ice_servers(self) -> list[RTCIceServer]:
         return [
@@ -146,6 +148,7 @@ class LocalPeers:
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self.payloads = SharedPayloads()
+        self.gso = GsoState(enabled=settings.udp_gso and GsoState().enabled)
         ice.install()
         dtls.install()
         ntp.install()
@@ -197,7 +200,7 @@ class LocalPeers:
         if s.shared_rtp:
             for sender in pc.getSenders():
                 if sender.track is track:
-                    install(sender, track, self.payloads)
+                    install(sender, track, self.payloads, self.gso)
         peer = Peer(sid, camera_id, pc, track)
         self.peers[sid] = peer
         pc.on("connectionstatechange", lambda: self._on_state(peer))

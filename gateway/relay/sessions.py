@@ -93,6 +93,7 @@ class Relay:
             session_timeout_s=settings.session_timeout_s,
             subscriber_buffer=subscriber_buffer,
             shared_rtp=settings.shared_rtp,
+            udp_gso=settings.udp_gso,
         )
         # Who sends: this process, or worker processes on every core (relay.workers).
         self.pool = (

@@ -147,6 +147,7 @@ def _settings(raw: dict[str, Any]) -> PeerSettings:
         session_timeout_s=float(raw["session_timeout_s"]),
         subscriber_buffer=int(raw["subscriber_buffer"]),
         shared_rtp=bool(raw.get("shared_rtp", True)),
+        udp_gso=bool(raw.get("udp_gso", True)),
     )
 
 
