@@ -732,11 +732,12 @@ gw_linger_s = 3.0
 
 
 def gateway_config(
-    sims: list[Any], workers: int, max_sessions: int, shared_rtp: bool | None = None
+    sims: list[Any], workers: int, max_sessions: int, send: dict[str, bool] | None = None
 ) -> dict[str, Any]:
     relay: dict[str, Any] = {"interfaces": ["127.0.0.1"], "max_sessions": max_sessions}
-    if shared_rtp is not None:  # None: the gateway's default (so it runs against older ones)
-        relay["shared_rtp"] = shared_rtp
+    # shared_rtp / udp_gso when given; else the gateway's defaults (so it runs against
+    # gateways without them).
+    relay.update(send or {})
     if workers:
         # 0 is the relay's default (the in-process relay): left out, so this also runs
         # against a gateway without the setting.
@@ -768,6 +769,21 @@ def _stop_gateway(gw: Any) -> None:
 
 def _int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _configs(text: str) -> list[tuple[int, dict[str, bool]]]:
+    """``0:off,2:on:on`` → [(0, {shared_rtp: False}), (2, {shared_rtp: True, udp_gso: True})]."""
+    out = []
+    for item in text.split(","):
+        workers, *flags = item.strip().split(":")
+        send = {k: v == "on" for k, v in zip(("shared_rtp", "udp_gso"), flags, strict=False)}
+        out.append((int(workers), send))
+    return out
+
+
+def _label(workers: int, send: dict[str, bool]) -> str:
+    flags = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in send.items())
+    return f"relay.workers={workers}" + (f", {flags}" if flags else "")
 
 
 def main(argv: list[str]) -> int:
@@ -803,15 +819,12 @@ def main(argv: list[str]) -> int:
         "with a fresh gateway, and compare the maxima",
     )
     ap.add_argument(
-        "--shared-rtp",
-        choices=["on", "off"],
-        help="relay.shared_rtp of the gateway (default: the gateway's default)",
-    )
-    ap.add_argument(
-        "--compare-shared",
-        action="store_true",
-        help="run the CPU and capacity steps twice, relay.shared_rtp off then on, each "
-        "with a fresh gateway, and compare",
+        "--configs",
+        type=_configs,
+        metavar="W:SHARED[:GSO],…",
+        help="run the CPU and capacity steps once per sender configuration, each with a "
+        "fresh gateway, and compare them with the first: W = relay.workers, SHARED and GSO "
+        "= relay.shared_rtp and relay.udp_gso, on or off (e.g. 0:off,0:on:off,0:on:on)",
     )
     ap.add_argument("--cpu-window", type=float, help="seconds per CPU window (default 8)")
     ap.add_argument(
@@ -838,37 +851,34 @@ def main(argv: list[str]) -> int:
         SimProcess(tmp, "--base", "127.0.53.1", "--size", "1280x720", "--gop", "50", name="sim-c"),
     ]
     compare = args.compare_workers
-    shared = {"on": True, "off": False}.get(args.shared_rtp or "")
-    runs: list[tuple[int, bool | None]] = [(w, shared) for w in compare or [args.workers]]
-    if args.compare_shared:
-        runs = [(args.workers, False), (args.workers, True)]
+    runs: list[tuple[int, dict[str, bool]]] = args.configs or [
+        (w, {}) for w in compare or [args.workers]
+    ]
     gw = None
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "receivers": args.receivers,
         "workers": compare or args.workers,
-        "shared_rtp": "compared" if args.compare_shared else args.shared_rtp or "default",
     }
     try:
-        for i, (workers, shared_rtp) in enumerate(runs):
+        for i, (workers, send) in enumerate(runs):
             first = i == 0
-            print(f"gateway with relay.workers={workers}, shared_rtp={shared_rtp} …", flush=True)
+            label = _label(workers, send)
+            print(f"gateway with {label} …", flush=True)
             gw = GatewayProcess(
-                tmp,
-                gateway_config(sims, workers, max_sessions, shared_rtp),
-                name=f"gw{i}-w{workers}",
+                tmp, gateway_config(sims, workers, max_sessions, send), name=f"gw{i}-w{workers}"
             )
-            if args.compare_shared:
-                run: dict[str, Any] = {"workers": workers, "shared_rtp": shared_rtp}
-                results.setdefault("compare_shared", []).append(run)
+            if args.configs:
+                run: dict[str, Any] = {"workers": workers, "label": label}
+                results.setdefault("configs", []).append(run)
                 if not args.skip_cpu:
-                    print(f"cpu per viewer (shared_rtp={shared_rtp}) …", flush=True)
+                    print(f"cpu per viewer ({label}) …", flush=True)
                     run["cpu"] = measure_cpu(gw, args.quick, args.receivers, args.cpu_window)
                 if not args.skip_capacity:
-                    print(f"capacity (shared_rtp={shared_rtp}) …", flush=True)
+                    print(f"capacity ({label}) …", flush=True)
                     run["capacity"] = measure_capacity(gw, steps, args.receivers)
                     run["capacity"]["workers"] = workers
-                    print(f"  shared_rtp={shared_rtp}: {run['capacity']['max_ok']} viewers")
+                    print(f"  {label}: {run['capacity']['max_ok']} viewers", flush=True)
                 _stop_gateway(gw)
                 gw = None
                 continue
@@ -975,30 +985,29 @@ def _per_viewer(cpu: dict[str, Any]) -> tuple[float, float]:
     return first, (steps[-1]["cores"] - steps[0]["cores"]) / (len(steps) - 1)
 
 
-def _compare_shared_rows(runs: list[dict[str, Any]], rx: str) -> list[str]:
-    """relay.shared_rtp off and on, same run: CPU rows, capacity rows and the ratios."""
+def _configs_rows(runs: list[dict[str, Any]], rx: str) -> list[str]:
+    """Sender configurations, same run: CPU rows, capacity rows, ratios to the first."""
     lines: list[str] = []
     for run in runs:
-        label = f"shared_rtp={'on' if run['shared_rtp'] else 'off'}"
         if "cpu" in run:
-            lines += [f"| **{label}** | | |", *_cpu_rows(run["cpu"])]
+            lines += [f"| **{run['label']}** | | |", *_cpu_rows(run["cpu"])]
         if "capacity" in run:
-            lines += _capacity_rows(
-                run["capacity"], f", {label}, relay.workers={run['workers']}, {rx} receivers"
+            lines += _capacity_rows(run["capacity"], f", {run['label']}, {rx} receivers")
+    base = runs[0] if runs else {}
+    for run in runs[1:]:
+        vs = f"{run['label']} against {base['label']}"
+        if "cpu" in run and "cpu" in base:
+            (_, v0), (f1, v1) = _per_viewer(base["cpu"]), _per_viewer(run["cpu"])
+            lines += [
+                f"| each further viewer, {vs} | {v1:.4f} / {v0:.4f} = 1/{v0 / max(v1, 1e-9):.2f} "
+                "| |",
+                f"| further viewer / 1st viewer, {run['label']} | {v1 / f1:.0%} | ≤ 10 % |",
+            ]
+        if "capacity" in run and "capacity" in base:
+            n0, n1 = base["capacity"]["max_ok"], run["capacity"]["max_ok"]
+            lines.append(
+                f"| viewers without loss, {vs} | {n1} / {n0} = {n1 / max(n0, 1):.2f}× | ≥ 2× |"
             )
-    if len(runs) == 2 and all("cpu" in r for r in runs):
-        (f_off, v_off), (f_on, v_on) = (_per_viewer(r["cpu"]) for r in runs)
-        lines += [
-            f"| each further viewer, off / on | {v_off:.4f} / {v_on:.4f} = "
-            f"{v_off / max(v_on, 1e-9):.2f}× | |",
-            f"| further viewer / 1st viewer, off; on | {v_off / f_off:.0%}; "
-            f"{v_on / f_on:.0%} | ≤ 10 % |",
-        ]
-    if len(runs) == 2 and all("capacity" in r for r in runs):
-        off, on = (r["capacity"]["max_ok"] for r in runs)
-        lines.append(
-            f"| viewers without loss, on / off | {on} / {off} = {on / max(off, 1):.2f}× | |"
-        )
     return lines
 
 
@@ -1034,7 +1043,7 @@ def report(r: dict[str, Any]) -> str:
                 f"| viewers, relay.workers={cap['workers']} / relay.workers={base['workers']} "
                 f"| {cap['max_ok']} / {base['max_ok']} = {ratio:.2f}× | ≥ 2× |"
             )
-    lines += _compare_shared_rows(r.get("compare_shared") or [], rx)
+    lines += _configs_rows(r.get("configs") or [], rx)
     for camera, size in (("cam-c", "720p25"), ("cam-a", "1080p25")):
         b = r.get(f"browser_{camera}")
         if not b:
