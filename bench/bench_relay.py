@@ -431,7 +431,7 @@ def window(pid: int, seconds: float, receivers: list[Receivers], gw: Any = None)
         "fps_min": round(min(rates), 2) if rates else None,
         "fps_median": round(statistics.median(rates), 2) if rates else None,
         "packets_lost": lost,
-        "relay_dropped": _relay_dropped(gw) - dropped0,
+        "relay_dropped": _dropped_since(gw, dropped0),
     }
 
 
@@ -444,11 +444,17 @@ def _source_fps(gw: Any, key: str = "cam-a/main") -> float | None:
     return None
 
 
-def _relay_dropped(gw: Any) -> int:
+def _relay_dropped(gw: Any) -> dict[str, int]:
+    """Access units the relay dropped, per session."""
     if gw is None:
-        return 0
+        return {}
     sessions = gw.client.get("/api/v1/relay/sessions").json()["sessions"]
-    return sum(s["dropped"] for s in sessions)
+    return {s["id"]: s["dropped"] for s in sessions}
+
+
+def _dropped_since(gw: Any, before: dict[str, int]) -> int:
+    """Drops since ``before`` in the sessions still open (closed ones: relay_closed)."""
+    return sum(max(n - before.get(sid, 0), 0) for sid, n in _relay_dropped(gw).items())
 
 
 def _relay_closed(gw: Any) -> dict[str, int]:
