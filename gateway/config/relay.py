@@ -117,7 +117,7 @@ class RelaySettings(Model):
         True,
         title="Packetise each frame once per camera",
         description="Passthrough viewers share one packetisation and skip aiortc's per-packet "
-        "objects (about half the CPU per viewer); off: aiortc's own sender for every viewer",
+        "objects (with udp_gso: a third of the CPU per viewer); off: aiortc's own sender",
     )
     udp_gso: bool = Field(
         True,
