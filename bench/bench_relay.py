@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_relay.py [--quick] [--skip-browser] [--skip-cpu]
         [--receivers raw|aiortc] [--workers N] [--compare-workers 0,2]
+        [--configs 0:off,0:on:on,2:on:on] [--cpu-window S] [--steps 64,128,…]
 
 Processes (all on loopback): ``gateway sim`` cameras at 1080p25 (H.264, 2 s GOP,
 4 Mbit/s, about 400 RTP packets/s per viewer; a second sim with B-frames, which the
@@ -29,6 +30,10 @@ Chromium for latency and time to first frame.
   rate, the relay shed nothing and no RTP packet went missing.
   ``--compare-workers 0,2`` runs it once per ``relay.workers`` value, each with a
   fresh gateway (same sims), and gives the maxima and their ratio.
+- Sender configurations: ``--configs W:SHARED[:GSO],…`` runs the CPU and capacity
+  steps once per configuration (``relay.workers``, ``relay.shared_rtp``,
+  ``relay.udp_gso``), each with a fresh gateway, and compares each with the first
+  (CPU per further viewer, viewers without loss).
 - Frames dropped = frames the viewers should have got (25 fps × window) minus
   frames they assembled, plus the relay's own subscriber drops.
 - Glass-to-glass latency: the sim burns the wall-clock time into each frame; the
