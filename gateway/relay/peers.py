@@ -148,7 +148,7 @@ class LocalPeers:
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self.payloads = SharedPayloads()
-        self.gso = GsoState(enabled=settings.udp_gso and GsoState().enabled)
+        self.gso = GsoState(settings.udp_gso)
         ice.install()
         dtls.install()
         ntp.install()

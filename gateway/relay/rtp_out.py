@@ -93,7 +93,9 @@ class SharedPayloads:
         return mime.lower() in PACKETISERS
 
     def payloads(self, hub: Hub, mime: str, au: AccessUnit) -> list[bytes]:
-        per_codec = self._hubs.setdefault(hub, {})
+        per_codec = self._hubs.get(hub)
+        if per_codec is None:  # not setdefault: that makes a weakref and a dict per call
+            per_codec = self._hubs[hub] = {}
         key = mime.lower()
         cache = per_codec.get(key)
         if cache is None:
@@ -159,8 +161,10 @@ class _Header:
         ext = low[12:]
         diff = [i for i in range(len(ext)) if ext[i] != high[12 + i]]
         self.has_abs = bool(diff)
-        at = diff[0] if diff else len(ext)
-        self.before, self.after = ext[:at], ext[at + 3 :] if diff else b""
+        if diff:  # the 3 bytes of abs-send-time sit between these two
+            self.before, self.after = ext[: diff[0]], ext[diff[0] + 3 :]
+        else:
+            self.before, self.after = ext, b""
 
     def extensions(self, abs_time: int) -> bytes:
         if not self.has_abs:

@@ -37,8 +37,8 @@ REFUSED = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.E
 class GsoState:
     """Whether this process may use GSO; cleared for good at the first refusal."""
 
-    def __init__(self, enabled: bool = sys.platform == "linux") -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and sys.platform == "linux"
         self.batches = 0  # sendmsg calls that carried more than one datagram
         self.datagrams = 0  # … and the datagrams in them
 
